@@ -1,0 +1,313 @@
+//! rustls configurations. Every connection is TLS 1.3 with the `ring` provider; no OpenSSL.
+//!
+//! - [`server_config`]: the hub's one TLS port (the client-certificate policy is the hub's).
+//! - [`pinned_client_config`]: a joining agent, which knows only the CA pin.
+//! - [`mtls_client_config`]: agents and API clients with a credential.
+//! - [`connect`]: a tonic channel over one of those configurations.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::server::danger::ClientCertVerifier;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use tokio::net::TcpStream;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::pki;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("failed to read PEM {what}: {detail}")]
+    Pem { what: &'static str, detail: String },
+    #[error("invalid TLS configuration: {0}")]
+    Config(#[from] rustls::Error),
+    #[error("invalid trust anchors: {0}")]
+    Verifier(#[from] rustls::client::VerifierBuilderError),
+    #[error("invalid hub address {0:?}: expected HOST:PORT")]
+    Address(String),
+    #[error("cannot reach hub at {addr}: {detail}")]
+    Connect { addr: String, detail: String },
+}
+
+/// The process-wide crypto provider: `ring`.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Installs `ring` as rustls' process default, for libraries (kube) that build their own
+/// configs. Harmless if called twice.
+pub fn install_default_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Every certificate in a PEM bundle.
+pub fn certs_from_pem(pem: &str, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Pem { what, detail: e.to_string() })?;
+    if certs.is_empty() {
+        return Err(TlsError::Pem { what, detail: "no certificate found".into() });
+    }
+    Ok(certs)
+}
+
+/// The private key in a PEM document.
+pub fn key_from_pem(pem: &str, what: &'static str) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_slice(pem.as_bytes())
+        .map_err(|e| TlsError::Pem { what, detail: e.to_string() })
+}
+
+/// The hub's server configuration: TLS 1.3, ALPN `h2` then `http/1.1` (gRPC and, for the
+/// Kubernetes proxy, kubectl), client certificates per `client_verifier`.
+pub fn server_config(
+    chain_pem: &str,
+    key_pem: &str,
+    client_verifier: Arc<dyn ClientCertVerifier>,
+) -> Result<ServerConfig, TlsError> {
+    let chain = certs_from_pem(chain_pem, "hub certificate")?;
+    let key = key_from_pem(key_pem, "hub key")?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(client_verifier)
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// A root store holding the CA certificates of a PEM bundle.
+pub fn root_store(ca_pem: &str) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in certs_from_pem(ca_pem, "CA certificate")? {
+        roots.add(cert)?;
+    }
+    Ok(roots)
+}
+
+/// A client with a credential, trusting only the hub's CA.
+pub fn mtls_client_config(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<ClientConfig, TlsError> {
+    let roots = root_store(ca_pem)?;
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(
+            certs_from_pem(cert_pem, "client certificate")?,
+            key_from_pem(key_pem, "client key")?,
+        )?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
+}
+
+/// A client that knows only the CA pin: it accepts the hub if the hub presents a CA
+/// certificate whose public key matches the pin and a leaf that chains to it.
+pub fn pinned_client_config(pin: &str) -> Result<ClientConfig, TlsError> {
+    let verifier = Arc::new(PinnedCaVerifier {
+        pin: pin.to_string(),
+        provider: provider(),
+    });
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
+}
+
+/// Verifies a hub against a CA pin (like kubeadm's discovery hash): the hub sends its CA
+/// after its leaf; we find the CA whose SPKI hashes to the pin and then verify the chain and
+/// the server name with webpki, exactly as if that CA had been configured.
+#[derive(Debug)]
+struct PinnedCaVerifier {
+    pin: String,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinnedCaVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let anchor = intermediates
+            .iter()
+            .find(|c| pki::spki_pin(c).is_ok_and(|p| p == self.pin))
+            .ok_or_else(|| {
+                rustls::Error::General(format!(
+                    "the hub's CA does not match the pin {} (wrong --ca-pin, or not the hub you meant)",
+                    self.pin
+                ))
+            })?;
+        let mut roots = RootCertStore::empty();
+        roots.add(anchor.clone().into_owned())?;
+        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            self.provider.clone(),
+        )
+        .build()
+        .map_err(|e| rustls::Error::General(e.to_string()))?;
+        inner.verify_server_cert(end_entity, &[], server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// Transport settings for a channel to the hub.
+#[derive(Debug, Clone)]
+pub struct ChannelOptions {
+    pub connect_timeout: Duration,
+    /// HTTP/2 PING interval; the peer is considered gone after `keepalive_timeout` silence.
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
+}
+
+impl Default for ChannelOptions {
+    fn default() -> Self {
+        ChannelOptions {
+            connect_timeout: Duration::from_secs(10),
+            keepalive_interval: Duration::from_secs(20),
+            keepalive_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Splits `HOST:PORT` (IPv6 as `[::1]:7443`) and checks it.
+pub fn split_host_port(addr: &str) -> Result<(String, u16), TlsError> {
+    let bad = || TlsError::Address(addr.to_string());
+    let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || port == 0 {
+        return Err(bad());
+    }
+    Ok((host.to_string(), port))
+}
+
+/// Opens a gRPC channel to `addr` (`HOST:PORT`) over TLS with `config`. The TLS server name is
+/// HOST, so the hub's certificate must carry it (see `tether-hub init --san`).
+pub async fn connect(
+    addr: &str,
+    config: Arc<ClientConfig>,
+    opts: &ChannelOptions,
+) -> Result<Channel, TlsError> {
+    let (host, port) = split_host_port(addr)?;
+    let server_name =
+        ServerName::try_from(host.clone()).map_err(|_| TlsError::Address(addr.to_string()))?;
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let timeout = opts.connect_timeout;
+    let make = tower::service_fn(move |_uri: http::Uri| {
+        let (host, connector, server_name) = (host.clone(), connector.clone(), server_name.clone());
+        async move {
+            let io = tokio::time::timeout(timeout, async {
+                let tcp = TcpStream::connect((host.as_str(), port)).await?;
+                tcp.set_nodelay(true)?;
+                connector.connect(server_name, tcp).await
+            })
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connection timed out"))??;
+            Ok::<_, std::io::Error>(TokioIo::new(io))
+        }
+    });
+    Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|_| TlsError::Address(addr.to_string()))?
+        .http2_keep_alive_interval(opts.keepalive_interval)
+        .keep_alive_timeout(opts.keepalive_timeout)
+        .keep_alive_while_idle(true)
+        .connect_with_connector(make)
+        .await
+        .map_err(|e| TlsError::Connect {
+            addr: addr.to_string(),
+            detail: root_cause(&e),
+        })
+}
+
+/// The most specific message in an error's source chain, for one-line reports.
+pub fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        if let Some(r) = e.downcast_ref::<rustls::Error>() {
+            return r.to_string();
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && let Some(inner) = io.get_ref()
+            && let Some(r) = inner.downcast_ref::<rustls::Error>()
+        {
+            return r.to_string();
+        }
+        last = e.to_string();
+        cur = e.source();
+    }
+    last
+}
+
+/// The rustls error somewhere in a chain, if any (to tell "revoked" from "unreachable").
+pub fn find_tls_error(err: &(dyn std::error::Error + 'static)) -> Option<rustls::Error> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(r) = e.downcast_ref::<rustls::Error>() {
+            return Some(r.clone());
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && let Some(inner) = io.get_ref()
+            && let Some(r) = inner.downcast_ref::<rustls::Error>()
+        {
+            return Some(r.clone());
+        }
+        cur = e.source();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_is_checked() {
+        assert_eq!(split_host_port("hub:7443").unwrap(), ("hub".into(), 7443));
+        assert_eq!(split_host_port("[::1]:7443").unwrap(), ("::1".into(), 7443));
+        for bad in ["hub", "hub:", ":7443", "hub:99999", "hub:0"] {
+            assert!(split_host_port(bad).is_err(), "{bad}");
+        }
+    }
+}

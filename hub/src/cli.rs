@@ -1,0 +1,187 @@
+//! The `tether-hub` command line: every setting declared once, validated at start-up.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use tether_common::telemetry::{self, LogFormat};
+use tether_common::time::parse_duration;
+use tokio_util::sync::CancellationToken;
+
+use crate::datadir::DataDir;
+use crate::hub::{self, Listen, Settings};
+use crate::init::{InitOptions, init};
+
+#[derive(Debug, Parser)]
+#[command(name = "tether-hub", version, about = "The Tether hub: desired state for many Kubernetes clusters")]
+pub struct Cli {
+    /// Log line format (filter with RUST_LOG).
+    #[arg(long, global = true, value_enum, default_value = "text", env = "TETHER_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a hub in a data directory: CA, serving certificate, store, admin credential.
+    Init(InitArgs),
+    /// Run the hub.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    #[arg(long, env = "TETHER_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// An extra DNS name or IP address for the serving certificate (repeatable). localhost
+    /// and 127.0.0.1 are always included.
+    #[arg(long = "san", value_name = "NAME")]
+    pub sans: Vec<String>,
+    /// HOST:PORT that agents and tetherctl dial [default: first --san (or localhost):7443].
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// Replace an existing hub in the data directory (destroys its CA and store).
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[arg(long, env = "TETHER_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// The TLS port for agents, API clients and the Kubernetes proxy.
+    #[arg(long, default_value = "0.0.0.0:7443", env = "TETHER_LISTEN")]
+    pub listen: SocketAddr,
+    /// Plain HTTP: /healthz, /readyz, /metrics.
+    #[arg(long, default_value = "127.0.0.1:9464", env = "TETHER_METRICS_LISTEN")]
+    pub metrics_listen: SocketAddr,
+    /// Lifetime of agent certificates; agents renew at 70-80% of it.
+    #[arg(long, default_value = "30d", value_parser = parse_duration, env = "TETHER_CERT_LIFETIME")]
+    pub cert_lifetime: Duration,
+    /// TTL of join tokens created without --ttl.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub token_default_ttl: Duration,
+    /// The longest TTL a join token may have.
+    #[arg(long, default_value = "7d", value_parser = parse_duration)]
+    pub token_max_ttl: Duration,
+    /// How often hub and agents send heartbeats on the stream.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, env = "TETHER_HEARTBEAT_INTERVAL")]
+    pub heartbeat_interval: Duration,
+    /// An agent silent this long is disconnected and its cluster shown Offline.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, env = "TETHER_OFFLINE_GRACE")]
+    pub offline_grace: Duration,
+}
+
+impl ServeArgs {
+    fn settings(&self) -> Result<Settings, String> {
+        if self.offline_grace <= self.heartbeat_interval {
+            return Err(format!(
+                "--offline-grace ({}) must be longer than --heartbeat-interval ({})",
+                humantime::format_duration(self.offline_grace),
+                humantime::format_duration(self.heartbeat_interval)
+            ));
+        }
+        if self.heartbeat_interval < Duration::from_millis(100) {
+            return Err("--heartbeat-interval must be at least 100ms".into());
+        }
+        if self.cert_lifetime < Duration::from_secs(2) {
+            return Err("--cert-lifetime must be at least 2s".into());
+        }
+        if self.token_default_ttl > self.token_max_ttl {
+            return Err("--token-default-ttl must not exceed --token-max-ttl".into());
+        }
+        Ok(Settings {
+            cert_lifetime: self.cert_lifetime,
+            token_default_ttl: self.token_default_ttl,
+            token_max_ttl: self.token_max_ttl,
+            heartbeat_interval: self.heartbeat_interval,
+            offline_grace: self.offline_grace,
+            ..Settings::default()
+        })
+    }
+}
+
+/// Exit codes: 0 success, 1 runtime failure, 2 usage error.
+pub fn run(cli: Cli) -> ExitCode {
+    telemetry::init(cli.log_format, "info");
+    tether_common::tls::install_default_provider();
+    match cli.command {
+        Command::Init(a) => {
+            let opts = InitOptions {
+                data_dir: DataDir::new(&a.data_dir),
+                sans: a.sans,
+                advertise: a.advertise,
+                force: a.force,
+            };
+            match init(&opts) {
+                Ok(r) => {
+                    println!("Initialized a hub in {}", a.data_dir.display());
+                    println!("  advertised address: {}", r.advertise);
+                    println!("  certificate names:  {}", r.sans.join(", "));
+                    println!("  CA pin:             {}", r.ca_pin);
+                    println!("  admin credential:   {}", opts.data_dir.admin_config().display());
+                    println!();
+                    println!("Start it:  tether-hub serve --data-dir {}", a.data_dir.display());
+                    println!(
+                        "Then:      tetherctl --config {} token create --cluster NAME",
+                        opts.data_dir.admin_config().display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Serve(a) => {
+            let settings = match a.settings() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(r) => r,
+                Err(e) => return fail(&e),
+            };
+            let dir = DataDir::new(&a.data_dir);
+            let listen = Listen {
+                tls: a.listen,
+                metrics: a.metrics_listen,
+            };
+            let result = runtime.block_on(async move {
+                let shutdown = CancellationToken::new();
+                tokio::spawn(shutdown_on_signal(shutdown.clone()));
+                hub::serve(&dir, settings, listen, shutdown).await
+            });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            }
+        }
+    }
+}
+
+fn fail(e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(1)
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+pub async fn shutdown_on_signal(token: CancellationToken) {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+    token.cancel();
+}

@@ -1,0 +1,158 @@
+//! Member clusters as the API shows them, and the operations on them.
+
+use std::time::Duration;
+
+use tether_common::identity::Identity;
+use tether_common::labels::{self, LabelChanges};
+use tether_common::time::unix_now;
+
+use crate::error::HubError;
+use crate::hub::Hub;
+use crate::records::{ClusterRecord, Facts, Put};
+use crate::sessions::{EndReason, SessionInfo};
+use crate::store::{Batch, Tree};
+
+/// How long a removed cluster's live session gets to receive its goodbye before its
+/// connection is cut.
+const GOODBYE_GRACE: Duration = Duration::from_secs(2);
+
+/// Whether the hub can hear a cluster's agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Connectivity {
+    /// Joined, never connected.
+    Pending,
+    /// A live session whose agent is heard within the grace.
+    Ready,
+    /// No live session.
+    Offline,
+}
+
+impl Connectivity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Connectivity::Pending => "Pending",
+            Connectivity::Ready => "Ready",
+            Connectivity::Offline => "Offline",
+        }
+    }
+}
+
+/// A cluster's record joined with its live session.
+#[derive(Debug, Clone)]
+pub struct ClusterView {
+    pub record: ClusterRecord,
+    pub session: Option<SessionInfo>,
+    pub status: Connectivity,
+    pub last_seen_unix: i64,
+}
+
+impl Hub {
+    fn view(&self, record: ClusterRecord) -> ClusterView {
+        let session = self.sessions.get(&record.name);
+        let (status, last_seen_unix) = match &session {
+            Some(s) => (Connectivity::Ready, s.last_heard_unix),
+            None if record.last_seen_unix == 0 => (Connectivity::Pending, 0),
+            None => (Connectivity::Offline, record.last_seen_unix),
+        };
+        ClusterView {
+            record,
+            session,
+            status,
+            last_seen_unix,
+        }
+    }
+
+    pub fn list_clusters(&self) -> Result<Vec<ClusterView>, HubError> {
+        Ok(self
+            .records
+            .clusters()?
+            .into_iter()
+            .map(|r| self.view(r))
+            .collect())
+    }
+
+    pub fn get_cluster(&self, name: &str) -> Result<ClusterView, HubError> {
+        let record = self
+            .records
+            .cluster(name)?
+            .ok_or_else(|| HubError::cluster_not_found(name))?;
+        Ok(self.view(record))
+    }
+
+    pub async fn label_cluster(&self, name: &str, changes: LabelChanges) -> Result<ClusterView, HubError> {
+        for (k, v) in &changes.set {
+            labels::validate_key(k).map_err(HubError::InvalidArgument)?;
+            labels::validate_value(v).map_err(HubError::InvalidArgument)?;
+        }
+        let _w = self.write_lock.lock().await;
+        let mut record = self
+            .records
+            .cluster(name)?
+            .ok_or_else(|| HubError::cluster_not_found(name))?;
+        for k in &changes.remove {
+            record.labels.remove(k);
+        }
+        record.labels.extend(changes.set);
+        let mut batch = Batch::new();
+        batch.put_cluster(&record);
+        self.records.commit(&batch).await?;
+        Ok(self.view(record))
+    }
+
+    /// Forgets a cluster: its certificates stop working at once (new handshakes and requests
+    /// are refused), its live session is told why and closed, and its connections are cut.
+    pub async fn remove_cluster(&self, name: &str) -> Result<(), HubError> {
+        let identity = Identity::Cluster(name.to_string());
+        {
+            let _w = self.write_lock.lock().await;
+            if self.records.cluster(name)?.is_none() {
+                return Err(HubError::cluster_not_found(name));
+            }
+            let mut batch = Batch::new();
+            batch.delete(Tree::Clusters, name);
+            self.records.commit(&batch).await?;
+            self.access.deny_new(identity.clone(), Vec::new());
+            self.metrics.clusters.dec();
+        }
+        if let Some(ended) = self.sessions.end(
+            name,
+            EndReason::Removed,
+            &format!("cluster {name:?} was removed from the hub; its credential no longer works"),
+        ) {
+            let _ = tokio::time::timeout(GOODBYE_GRACE, ended.cancelled()).await;
+        }
+        self.access.remove(&identity);
+        tracing::info!(cluster = name, "cluster removed");
+        Ok(())
+    }
+
+    /// Stores the facts an agent reported (not waiting for the disk: the next report or
+    /// reconnect repeats them).
+    pub async fn record_facts(&self, name: &str, facts: Facts) -> Result<(), HubError> {
+        let _w = self.write_lock.lock().await;
+        let Some(mut record) = self.records.cluster(name)? else {
+            return Ok(());
+        };
+        if record.facts.as_ref() == Some(&facts) {
+            return Ok(());
+        }
+        record.facts = Some(facts);
+        let mut batch = Batch::new();
+        batch.put_cluster(&record);
+        self.records.apply_lazy(&batch)?;
+        Ok(())
+    }
+
+    /// Records when a session's agent was last heard, as the session ends.
+    pub async fn record_last_seen(&self, name: &str, unix: i64) -> Result<(), HubError> {
+        let _w = self.write_lock.lock().await;
+        let Some(mut record) = self.records.cluster(name)? else {
+            return Ok(());
+        };
+        record.last_seen_unix = unix.max(record.last_seen_unix).min(unix_now());
+        let mut batch = Batch::new();
+        batch.put_cluster(&record);
+        self.records.apply_lazy(&batch)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,43 @@
+//! A connection to the hub's client API with the user's credential, and how its errors read.
+
+use std::sync::Arc;
+
+use tether_common::pb::hub_api_client::HubApiClient;
+use tether_common::tls::{self, ChannelOptions};
+use tonic::transport::Channel;
+
+use super::config::ClientConfig;
+use super::{CtlError, EXIT_RUNTIME, EXIT_USAGE};
+
+pub async fn connect(config: &ClientConfig) -> Result<HubApiClient<Channel>, CtlError> {
+    let tls_config = tls::mtls_client_config(&config.ca, &config.cert, &config.key)
+        .map_err(|e| CtlError::runtime(format!("invalid credential in config: {e}")))?;
+    let channel = tls::connect(&config.hub, Arc::new(tls_config), &ChannelOptions::default())
+        .await
+        .map_err(|e| CtlError::runtime(e.to_string()))?;
+    // Workload bundles can be large; the hub enforces its own limits.
+    Ok(HubApiClient::new(channel).max_decoding_message_size(64 << 20))
+}
+
+/// One line for a failed call, and the exit code that goes with it.
+pub fn status_error(hub: &str, status: tonic::Status) -> CtlError {
+    use tonic::Code;
+    let code = match status.code() {
+        Code::InvalidArgument => EXIT_USAGE,
+        _ => EXIT_RUNTIME,
+    };
+    let detail = if status.message().is_empty() {
+        tls::root_cause(&status)
+    } else {
+        status.message().to_string()
+    };
+    let message = match status.code() {
+        Code::Unavailable | Code::Unknown if status.message().contains("transport") || status.message().is_empty() => {
+            format!("cannot reach hub at {hub}: {}", tls::root_cause(&status))
+        }
+        Code::Unauthenticated => format!("the hub refused the credential: {detail}"),
+        Code::PermissionDenied => format!("permission denied: {detail}"),
+        _ => detail,
+    };
+    CtlError { message, code }
+}

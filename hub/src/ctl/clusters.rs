@@ -1,0 +1,116 @@
+//! `tetherctl cluster ...`
+
+use serde::Serialize;
+use tether_common::labels::{format_labels, parse_label_changes};
+use tether_common::pb::{self, hub_api_client::HubApiClient};
+use tether_common::time::{age, rfc3339};
+use tonic::transport::Channel;
+
+use super::output::{self, Format, Table};
+use super::{ClusterCommand, CtlError, Failure};
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ClusterView {
+    name: String,
+    status: String,
+    labels: std::collections::BTreeMap<String, String>,
+    kubernetes_version: String,
+    node_count: u32,
+    agent_version: String,
+    platform: String,
+    api_reachable: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    api_error: String,
+    joined: String,
+    last_seen: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    session: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    peer_address: String,
+    cert_serial: String,
+    cert_expires: String,
+}
+
+fn view(c: pb::Cluster) -> ClusterView {
+    let f = c.facts.unwrap_or_default();
+    ClusterView {
+        name: c.name,
+        status: c.status,
+        labels: c.labels.into_iter().collect(),
+        kubernetes_version: f.kubernetes_version,
+        node_count: f.node_count,
+        agent_version: f.agent_version,
+        platform: f.platform,
+        api_reachable: f.api_reachable,
+        api_error: f.api_error,
+        joined: rfc3339(c.joined_unix),
+        last_seen: rfc3339(c.last_seen_unix),
+        session: c.session_id,
+        peer_address: c.peer_address,
+        cert_serial: c.cert_serial,
+        cert_expires: rfc3339(c.cert_not_after_unix),
+    }
+}
+
+fn table(clusters: Vec<pb::Cluster>) -> String {
+    let mut t = Table::new(&["NAME", "STATUS", "LABELS", "KUBERNETES", "NODES", "AGENT", "LAST SEEN"]);
+    for c in clusters {
+        let f = c.facts.clone().unwrap_or_default();
+        let kube = if f.api_reachable || f.kubernetes_version.is_empty() {
+            output::or_none(&f.kubernetes_version)
+        } else {
+            // Keep "the agent cannot reach its API server" visible apart from Offline.
+            "unreachable".into()
+        };
+        t.row(vec![
+            c.name,
+            c.status,
+            output::or_none(&format_labels(&c.labels.into_iter().collect())),
+            kube,
+            f.node_count.to_string(),
+            output::or_none(&f.agent_version),
+            age(c.last_seen_unix),
+        ]);
+    }
+    t.render()
+}
+
+pub(super) async fn run(api: &mut HubApiClient<Channel>, cmd: ClusterCommand) -> Result<String, Failure> {
+    match cmd {
+        ClusterCommand::List { output: format } => {
+            let clusters = api.list_clusters(pb::ListClustersRequest {}).await?.into_inner().clusters;
+            Ok(match format {
+                Format::Table => table(clusters),
+                f => output::structured(&clusters.into_iter().map(view).collect::<Vec<_>>(), f),
+            })
+        }
+        ClusterCommand::Get { name, output: format } => {
+            let c = api.get_cluster(pb::GetClusterRequest { name }).await?.into_inner();
+            Ok(match format {
+                Format::Table => table(vec![c]),
+                f => output::structured(&view(c), f),
+            })
+        }
+        ClusterCommand::Label { name, changes } => {
+            let changes = parse_label_changes(&changes).map_err(CtlError::usage)?;
+            let c = api
+                .label_cluster(pb::LabelClusterRequest {
+                    name,
+                    set: changes.set.into_iter().collect(),
+                    remove: changes.remove,
+                })
+                .await?
+                .into_inner();
+            Ok(format!(
+                "cluster {} labeled: {}\n",
+                c.name,
+                output::or_none(&format_labels(&c.labels.into_iter().collect()))
+            ))
+        }
+        ClusterCommand::Remove { name } => {
+            api.remove_cluster(pb::RemoveClusterRequest { name: name.clone() }).await?;
+            Ok(format!("cluster {name} removed; its certificate no longer works\n"))
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! `tetherctl`: the hub's command-line client.
+//!
+//! [`Cli`] declares every command; [`run`] loads the config, connects and dispatches to the
+//! command modules ([`clusters`], [`tokens`]). Output goes through [`output`].
+
+pub mod client;
+mod clusters;
+pub mod config;
+pub mod output;
+mod tokens;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tether_common::pb;
+
+use self::config::ClientConfig;
+use self::output::Format;
+
+pub const EXIT_RUNTIME: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+
+/// A failed command: one line and an exit code.
+#[derive(Debug)]
+pub struct CtlError {
+    pub message: String,
+    pub code: u8,
+}
+
+impl CtlError {
+    pub fn runtime(message: impl Into<String>) -> Self {
+        CtlError {
+            message: message.into(),
+            code: EXIT_RUNTIME,
+        }
+    }
+
+    pub fn usage(message: impl Into<String>) -> Self {
+        CtlError {
+            message: message.into(),
+            code: EXIT_USAGE,
+        }
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "tetherctl", version, about = "Manage member clusters and their desired state through a Tether hub")]
+pub struct Cli {
+    /// Config file [default: $TETHER_CONFIG, then ~/.tether/config.yaml].
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Join tokens for new member clusters.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Member clusters.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Show who the hub thinks you are.
+    Whoami {
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a join token and print the agent command that uses it.
+    Create {
+        /// The name the new member cluster will have.
+        #[arg(long)]
+        cluster: String,
+        /// Labels the cluster gets when it joins: k=v,k2=v2.
+        #[arg(long, default_value = "")]
+        labels: String,
+        /// How long the token is valid [default: the hub's, 1h unless configured].
+        #[arg(long, value_parser = tether_common::time::parse_duration)]
+        ttl: Option<std::time::Duration>,
+        /// Allow more than one join with this token (re-installs of the same cluster).
+        #[arg(long)]
+        reusable: bool,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// List join tokens (secrets are never shown again).
+    List {
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// Revoke a join token so no further cluster can join with it.
+    Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// List member clusters.
+    List {
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// Show one member cluster.
+    Get {
+        name: String,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// Set (k=v) or remove (k-) labels.
+    Label {
+        name: String,
+        #[arg(required = true, value_name = "k=v|k-")]
+        changes: Vec<String>,
+    },
+    /// Remove a member cluster: revokes its certificate and closes its live stream.
+    Remove { name: String },
+}
+
+/// Exit codes: 0 success, 1 runtime failure, 2 usage error.
+pub fn run(cli: Cli) -> ExitCode {
+    tether_common::tls::install_default_provider();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}", e.message);
+            ExitCode::from(e.code)
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<String, CtlError> {
+    let path = ClientConfig::resolve_path(cli.config.as_deref());
+    let config = ClientConfig::load(&path).map_err(|e| CtlError::runtime(e.to_string()))?;
+    let mut api = client::connect(&config).await?;
+    let hub = config.hub.clone();
+    let fail = move |s: tonic::Status| client::status_error(&hub, s);
+    match cli.command {
+        Command::Token(cmd) => tokens::run(&mut api, cmd, &config).await.map_err(|e| e.or_status(&fail)),
+        Command::Cluster(cmd) => clusters::run(&mut api, cmd).await.map_err(|e| e.or_status(&fail)),
+        Command::Whoami { output } => {
+            let me = api
+                .who_am_i(pb::WhoAmIRequest {})
+                .await
+                .map_err(&fail)?
+                .into_inner();
+            Ok(match output {
+                Format::Table => format!("user {} (role {}) at {}\n", me.user, me.role, config.hub),
+                f => output::structured(
+                    &serde_json::json!({ "user": me.user, "role": me.role, "hub": config.hub }),
+                    f,
+                ),
+            })
+        }
+    }
+}
+
+/// A command's failure before mapping: a gRPC status or a ready message.
+pub(crate) enum Failure {
+    Status(tonic::Status),
+    Ctl(CtlError),
+}
+
+impl Failure {
+    fn or_status(self, f: &dyn Fn(tonic::Status) -> CtlError) -> CtlError {
+        match self {
+            Failure::Status(s) => f(s),
+            Failure::Ctl(e) => e,
+        }
+    }
+}
+
+impl From<tonic::Status> for Failure {
+    fn from(s: tonic::Status) -> Self {
+        Failure::Status(s)
+    }
+}
+
+impl From<CtlError> for Failure {
+    fn from(e: CtlError) -> Self {
+        Failure::Ctl(e)
+    }
+}

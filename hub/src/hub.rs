@@ -1,0 +1,275 @@
+//! The hub's shared state and its `serve` loop.
+//!
+//! [`Hub`] is what every gRPC handler holds: the records, the CA, the live sessions and the
+//! access list. Operations on it live in their own modules ([`crate::joins`],
+//! [`crate::clusters`], [`crate::tokens`]); this module opens it and runs the ports.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tether_common::identity::Identity;
+use tether_common::pki::{self, CertificateAuthority};
+use tether_common::{files, tls};
+use tokio::net::TcpListener;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::access::Access;
+use crate::datadir::DataDir;
+use crate::metrics::Metrics;
+use crate::records::{HubMeta, Records};
+use crate::server::{self, ServerOptions};
+use crate::sessions::{EndReason, Sessions};
+use crate::store::{Durable, SledStore, StoreError};
+use crate::tls_auth::ClientVerifier;
+use crate::{agent_api, client_api};
+
+/// Serving certificates are renewed at start-up when they have less than this left.
+const SERVING_CERT_RENEW_BEFORE: Duration = Duration::from_secs(30 * 86_400);
+/// Lifetime of a (re)issued serving certificate.
+pub const SERVING_CERT_LIFETIME: Duration = Duration::from_secs(365 * 86_400);
+
+/// Tunables of a running hub.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Lifetime of the client certificates issued to agents.
+    pub cert_lifetime: Duration,
+    pub token_default_ttl: Duration,
+    pub token_max_ttl: Duration,
+    /// How often agents and the hub send heartbeats on the stream.
+    pub heartbeat_interval: Duration,
+    /// A session silent for this long is closed and its cluster becomes Offline.
+    pub offline_grace: Duration,
+    pub server: ServerOptions,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            cert_lifetime: Duration::from_secs(30 * 86_400),
+            token_default_ttl: Duration::from_secs(3600),
+            token_max_ttl: Duration::from_secs(7 * 86_400),
+            heartbeat_interval: Duration::from_secs(10),
+            offline_grace: Duration::from_secs(30),
+            server: ServerOptions::default(),
+        }
+    }
+}
+
+/// Why the hub could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("data directory {0} is not initialized (run: tether-hub init --data-dir {0})")]
+    NotInitialized(String),
+    #[error("failed to read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to write {path}: {source}")]
+    Write {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Pki(#[from] pki::PkiError),
+    #[error("{0}")]
+    Tls(#[from] tls::TlsError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("the store has no hub settings: was it initialized by `tether-hub init`?")]
+    NoMeta,
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to build gRPC reflection: {0}")]
+    Reflection(String),
+}
+
+fn read(path: &std::path::Path) -> Result<String, StartError> {
+    std::fs::read_to_string(path).map_err(|source| StartError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// The hub's shared state.
+pub struct Hub {
+    pub records: Records,
+    pub ca: CertificateAuthority,
+    pub ca_pin: String,
+    pub meta: HubMeta,
+    pub settings: Settings,
+    pub sessions: Arc<Sessions>,
+    pub access: Arc<Access>,
+    pub metrics: Metrics,
+    /// Serializes read-modify-write of records (the store holds one writer: this process).
+    pub write_lock: Mutex<()>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    /// Opens the hub in `dir`: CA, store, access list.
+    pub fn open(dir: &DataDir, settings: Settings) -> Result<Arc<Hub>, StartError> {
+        if !dir.ca_cert().exists() || !dir.store().exists() {
+            return Err(StartError::NotInitialized(dir.root().display().to_string()));
+        }
+        let ca = CertificateAuthority::load(&read(&dir.ca_cert())?, &read(&dir.ca_key())?)?;
+        let ca_pin = ca.pin()?;
+        let store = SledStore::open(&dir.store())?;
+        let records = Records::new(Durable::new(Arc::new(store)));
+        let meta = records.hub_meta()?.ok_or(StartError::NoMeta)?;
+        let access = Arc::new(Access::default());
+        let clusters = records.clusters()?;
+        for c in &clusters {
+            access.set(Identity::Cluster(c.name.clone()), c.cert_serials.clone());
+        }
+        for u in records.users()? {
+            access.set(Identity::User(u.name.clone()), u.cert_serials.clone());
+        }
+        let metrics = Metrics::new();
+        metrics.clusters.set(clusters.len() as i64);
+        Ok(Arc::new(Hub {
+            records,
+            ca,
+            ca_pin,
+            meta,
+            settings,
+            sessions: Sessions::new(metrics.clone()),
+            access,
+            metrics,
+            write_lock: Mutex::new(()),
+        }))
+    }
+
+    /// The serving certificate chain and key, reissued first if close to expiry.
+    fn serving_cert(&self, dir: &DataDir) -> Result<(String, String), StartError> {
+        let chain = read(&dir.hub_cert())?;
+        let key = read(&dir.hub_key())?;
+        let not_after = pki::first_cert_der(&chain)
+            .and_then(|der| pki::inspect(&der))
+            .map(|i| i.not_after)
+            .unwrap_or(0);
+        let left = not_after - tether_common::time::unix_now();
+        if left > SERVING_CERT_RENEW_BEFORE.as_secs() as i64 {
+            return Ok((chain, key));
+        }
+        tracing::info!(sans = ?self.meta.sans, "serving certificate expires soon; issuing a new one");
+        let issued = self.ca.issue_server(&self.meta.sans, SERVING_CERT_LIFETIME)?;
+        let chain = format!("{}{}", issued.cert_pem, self.ca.cert_pem());
+        write_file(&dir.hub_key(), issued.key_pem.as_bytes())?;
+        write_file(&dir.hub_cert(), chain.as_bytes())?;
+        Ok((chain, issued.key_pem))
+    }
+}
+
+pub(crate) fn write_file(path: &std::path::Path, contents: &[u8]) -> Result<(), StartError> {
+    files::write_private(path, contents).map_err(|source| StartError::Write {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Listening addresses of a running hub.
+#[derive(Debug, Clone)]
+pub struct Listen {
+    pub tls: SocketAddr,
+    pub metrics: SocketAddr,
+}
+
+/// Runs the hub until `shutdown` is cancelled.
+pub async fn serve(
+    dir: &DataDir,
+    settings: Settings,
+    listen: Listen,
+    shutdown: CancellationToken,
+) -> Result<(), StartError> {
+    let hub = Hub::open(dir, settings)?;
+    let (chain, key) = hub.serving_cert(dir)?;
+    let verifier = Arc::new(ClientVerifier::new(hub.ca.cert_pem(), hub.access.clone())?);
+    let tls_config = Arc::new(tls::server_config(&chain, &key, verifier)?);
+
+    let bind = |addr: SocketAddr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Listen { addr, source })
+    };
+    let tls_listener = bind(listen.tls).await?;
+    let metrics_listener = bind(listen.metrics).await?;
+
+    let router = routes(hub.clone()).await?;
+    let stop_servers = CancellationToken::new();
+    let metrics_task = tokio::spawn(crate::metrics::serve(
+        metrics_listener,
+        hub.metrics.clone(),
+        stop_servers.clone(),
+    ));
+    let server_task = tokio::spawn(server::serve(
+        tls_listener,
+        tls_config,
+        router,
+        hub.access.clone(),
+        hub.metrics.clone(),
+        hub.settings.server.clone(),
+        stop_servers.clone(),
+    ));
+    hub.metrics.set_ready(true);
+    tracing::info!(
+        listen = %listen.tls,
+        metrics = %listen.metrics,
+        advertise = %hub.meta.advertise,
+        clusters = hub.metrics.clusters.get(),
+        "hub serving"
+    );
+
+    shutdown.cancelled().await;
+    tracing::info!("shutting down");
+    hub.metrics.set_ready(false);
+    let ended = hub
+        .sessions
+        .end_all(EndReason::Shutdown, "the hub is shutting down");
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        for e in ended {
+            e.cancelled().await;
+        }
+    })
+    .await;
+    stop_servers.cancel();
+    let _ = server_task.await;
+    let _ = metrics_task.await;
+    hub.records.store().sync().await?;
+    Ok(())
+}
+
+/// Every gRPC service on the TLS port.
+async fn routes(hub: Arc<Hub>) -> Result<axum::Router, StartError> {
+    use tether_common::pb::{agent_service_server::AgentServiceServer, hub_api_server::HubApiServer};
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<AgentServiceServer<agent_api::AgentApi>>()
+        .await;
+    health.set_serving::<HubApiServer<client_api::ClientApi>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(tether_common::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| StartError::Reflection(e.to_string()))?;
+    let routes = tonic::service::Routes::new(health_service)
+        .add_service(reflection)
+        .add_service(AgentServiceServer::new(agent_api::AgentApi::new(hub.clone())))
+        .add_service(HubApiServer::new(client_api::ClientApi::new(hub)))
+        .prepare();
+    Ok(routes.into_axum_router())
+}

@@ -1,0 +1,144 @@
+//! `tether-hub init`: a new CA, the hub's serving certificate, the store and the first admin.
+
+use std::time::Duration;
+
+use tether_common::identity::Identity;
+use tether_common::pki::{CertificateAuthority, PkiError};
+use tether_common::{files, tls};
+
+use crate::ctl::config::ClientConfig;
+use crate::datadir::DataDir;
+use crate::hub::{SERVING_CERT_LIFETIME, StartError, write_file};
+use crate::records::{HubMeta, Put, Role, UserRecord};
+use crate::store::{Batch, SledStore, Store};
+
+const CA_LIFETIME: Duration = Duration::from_secs(10 * 365 * 86_400);
+/// The admin credential written by init.
+pub const ADMIN_CERT_LIFETIME: Duration = Duration::from_secs(365 * 86_400);
+const DEFAULT_PORT: u16 = 7443;
+
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    pub data_dir: DataDir,
+    /// Extra DNS names or IP addresses for the serving certificate.
+    pub sans: Vec<String>,
+    /// The address agents and clients should dial; defaults to the first extra SAN (or
+    /// localhost) on port 7443.
+    pub advertise: Option<String>,
+    pub force: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error(
+        "data directory {0} already holds a hub; pass --force to replace it (this destroys its CA, \
+         and every joined cluster will have to join again)"
+    )]
+    Exists(String),
+    #[error("invalid --advertise {0:?}: expected HOST:PORT")]
+    Advertise(String),
+    #[error("--advertise host {host:?} is not among the certificate's names {sans:?}; add --san {host}")]
+    AdvertiseNotInSans { host: String, sans: Vec<String> },
+    #[error("failed to prepare {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// What init made, for the operator.
+#[derive(Debug)]
+pub struct InitReport {
+    pub ca_pin: String,
+    pub advertise: String,
+    pub sans: Vec<String>,
+}
+
+pub fn init(opts: &InitOptions) -> Result<InitReport, InitError> {
+    let dir = &opts.data_dir;
+    let io = |path: &std::path::Path| {
+        let path = path.display().to_string();
+        move |source| InitError::Io { path, source }
+    };
+    if dir.is_initialized() {
+        if !opts.force {
+            return Err(InitError::Exists(dir.root().display().to_string()));
+        }
+        for f in [dir.ca_cert(), dir.ca_key(), dir.hub_cert(), dir.hub_key(), dir.admin_config()] {
+            if f.exists() {
+                std::fs::remove_file(&f).map_err(io(&f))?;
+            }
+        }
+        if dir.store().exists() {
+            std::fs::remove_dir_all(dir.store()).map_err(io(&dir.store()))?;
+        }
+    }
+    files::create_private_dir(dir.root()).map_err(io(dir.root()))?;
+
+    let mut sans = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    for s in &opts.sans {
+        if !sans.contains(s) {
+            sans.push(s.clone());
+        }
+    }
+    let advertise = match &opts.advertise {
+        Some(a) => a.clone(),
+        None => format!("{}:{DEFAULT_PORT}", opts.sans.first().map_or("localhost", |s| s.as_str())),
+    };
+    let (host, _) = tls::split_host_port(&advertise).map_err(|_| InitError::Advertise(advertise.clone()))?;
+    if !sans.contains(&host) {
+        return Err(InitError::AdvertiseNotInSans { host, sans });
+    }
+
+    let (ca, ca_key) = CertificateAuthority::generate(CA_LIFETIME)?;
+    files::write_with_mode(&dir.ca_cert(), ca.cert_pem().as_bytes(), 0o644).map_err(io(&dir.ca_cert()))?;
+    write_file(&dir.ca_key(), ca_key.as_bytes())?;
+    let serving = ca.issue_server(&sans, SERVING_CERT_LIFETIME)?;
+    write_file(&dir.hub_key(), serving.key_pem.as_bytes())?;
+    write_file(&dir.hub_cert(), format!("{}{}", serving.cert_pem, ca.cert_pem()).as_bytes())?;
+
+    let admin = Identity::User("admin".into());
+    let (cred, signed) = ca.issue_client(&admin, ADMIN_CERT_LIFETIME)?;
+    let store = SledStore::open(&dir.store())?;
+    let mut batch = Batch::new();
+    batch
+        .put_hub_meta(&HubMeta {
+            advertise: advertise.clone(),
+            sans: sans.clone(),
+        })
+        .put_user(&UserRecord {
+            name: "admin".into(),
+            role: Role::Admin,
+            created_unix: tether_common::time::unix_now(),
+            cert_serials: vec![signed.serial],
+        });
+    store.apply(&batch)?;
+    store.flush()?;
+    drop(store);
+
+    let config = ClientConfig::new(
+        advertise.clone(),
+        "admin".into(),
+        ca.cert_pem().to_string(),
+        cred.cert_pem,
+        cred.key_pem,
+    );
+    config
+        .save(&dir.admin_config())
+        .map_err(|e| InitError::Io {
+            path: dir.admin_config().display().to_string(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+    Ok(InitReport {
+        ca_pin: ca.pin()?,
+        advertise,
+        sans,
+    })
+}

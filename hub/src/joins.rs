@@ -1,0 +1,160 @@
+//! Joining and renewing: turning a join token or a valid certificate into a new client
+//! certificate for a member cluster.
+
+use std::net::SocketAddr;
+
+use tether_common::identity::Identity;
+use tether_common::pki::SignedCert;
+use tether_common::time::{rfc3339, unix_now};
+use tether_common::token::JoinToken;
+
+use crate::error::HubError;
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::records::{ClusterRecord, Facts, Put};
+use crate::server::PeerCert;
+use crate::store::Batch;
+
+/// A join as the agent asked for it.
+#[derive(Debug)]
+pub struct JoinRequest {
+    pub token: String,
+    pub csr_der: Vec<u8>,
+    pub facts: Facts,
+    pub source: SocketAddr,
+}
+
+/// A join the hub granted.
+#[derive(Debug)]
+pub struct Joined {
+    pub cluster: String,
+    pub cert: SignedCert,
+}
+
+impl Hub {
+    fn join_refused(&self, result: &str, token_id: &str, source: SocketAddr, message: String) -> HubError {
+        Metrics::count(&self.metrics.joins, result);
+        tracing::warn!(token_id, %source, reason = result, "join refused");
+        HubError::Unauthenticated(message)
+    }
+
+    /// Validates the token, signs the CSR for the token's cluster and records the cluster.
+    /// A token for a cluster that already exists replaces that cluster's credential (the
+    /// documented way back in for an agent that lost its own).
+    pub async fn join(&self, req: JoinRequest) -> Result<Joined, HubError> {
+        let token = JoinToken::parse(&req.token).map_err(|e| {
+            Metrics::count(&self.metrics.joins, "malformed");
+            tracing::warn!(source = %req.source, "join refused: malformed token");
+            HubError::InvalidArgument(e.to_string())
+        })?;
+        let id = token.id.clone();
+        let _w = self.write_lock.lock().await;
+        let Some(mut rec) = self.records.token(&id)? else {
+            return Err(self.join_refused(
+                "unknown",
+                &id,
+                req.source,
+                format!("join token {id} is not known to this hub (see: tetherctl token list)"),
+            ));
+        };
+        let now = unix_now();
+        if !token.matches_hash(&rec.secret_sha256) {
+            return Err(self.join_refused("bad_secret", &id, req.source, format!("join token {id} was refused: wrong secret")));
+        }
+        if rec.revoked {
+            return Err(self.join_refused(
+                "revoked",
+                &id,
+                req.source,
+                format!("join token {id} was revoked; create a new one with `tetherctl token create`"),
+            ));
+        }
+        if rec.expires_unix <= now {
+            return Err(self.join_refused(
+                "expired",
+                &id,
+                req.source,
+                format!(
+                    "join token {id} expired at {}; create a new one with `tetherctl token create`",
+                    rfc3339(rec.expires_unix)
+                ),
+            ));
+        }
+        if !rec.reusable && rec.uses > 0 {
+            return Err(self.join_refused(
+                "used",
+                &id,
+                req.source,
+                format!("join token {id} was already used (tokens are single-use unless created with --reusable)"),
+            ));
+        }
+        let identity = Identity::Cluster(rec.cluster.clone());
+        let cert = self
+            .ca
+            .sign_csr(&req.csr_der, &identity, self.settings.cert_lifetime)
+            .map_err(|e| {
+                Metrics::count(&self.metrics.joins, "bad_csr");
+                HubError::InvalidArgument(e.to_string())
+            })?;
+        let existing = self.records.cluster(&rec.cluster)?;
+        let rejoin = existing.is_some();
+        let mut cluster = existing.unwrap_or_else(|| ClusterRecord {
+            name: rec.cluster.clone(),
+            joined_unix: now,
+            ..Default::default()
+        });
+        cluster.labels.extend(rec.labels.clone());
+        cluster.cert_serials = vec![cert.serial.clone()];
+        cluster.cert_not_after = cert.not_after;
+        cluster.facts = Some(req.facts);
+        cluster.joined_with_token = id.clone();
+        rec.uses += 1;
+        let mut batch = Batch::new();
+        batch.put_cluster(&cluster).put_token(&rec);
+        self.records.commit(&batch).await?;
+        // A re-join replaces the old credential: whoever still holds it is cut off.
+        self.access.set(identity, cluster.cert_serials.clone());
+        if !rejoin {
+            self.metrics.clusters.inc();
+        }
+        Metrics::count(&self.metrics.joins, "ok");
+        tracing::info!(cluster = %cluster.name, token_id = %id, source = %req.source, rejoin, "cluster joined");
+        Ok(Joined {
+            cluster: cluster.name,
+            cert,
+        })
+    }
+
+    /// Signs a new certificate for the caller's own cluster. The certificate used for this
+    /// call stays valid too until the next renewal, in case the agent crashes before it has
+    /// saved the new one.
+    pub async fn renew(&self, peer: &PeerCert, csr_der: &[u8]) -> Result<SignedCert, HubError> {
+        let Identity::Cluster(name) = &peer.identity else {
+            return Err(HubError::PermissionDenied(format!(
+                "{} cannot renew through the agent service",
+                peer.identity
+            )));
+        };
+        let _w = self.write_lock.lock().await;
+        let mut cluster = self
+            .records
+            .cluster(name)?
+            .ok_or_else(|| HubError::cluster_not_found(name))?;
+        let cert = self
+            .ca
+            .sign_csr(csr_der, &peer.identity, self.settings.cert_lifetime)
+            .map_err(|e| {
+                Metrics::count(&self.metrics.renewals, "bad_csr");
+                HubError::InvalidArgument(e.to_string())
+            })?;
+        cluster.cert_serials = vec![cert.serial.clone(), peer.serial.clone()];
+        cluster.cert_not_after = cert.not_after;
+        let mut batch = Batch::new();
+        batch.put_cluster(&cluster);
+        self.records.commit(&batch).await?;
+        self.access.set(peer.identity.clone(), cluster.cert_serials.clone());
+        Metrics::count(&self.metrics.renewals, "ok");
+        tracing::info!(cluster = %name, serial = %cert.serial, not_after = %rfc3339(cert.not_after), "certificate renewed");
+        Ok(cert)
+    }
+}

@@ -1,0 +1,25 @@
+//! `tether-hub`: the hub server and the `tetherctl` client.
+//!
+//! Where to start reading: [`hub`] opens the state and runs the ports; [`server`] is the one
+//! TLS port; [`agent_api`] and [`client_api`] are the gRPC edges, which call the operations in
+//! [`joins`], [`clusters`] and [`tokens`]; [`sessions`] holds live agent streams; [`store`] and
+//! [`records`] are the durable state; [`access`] and [`tls_auth`] decide who gets in.
+
+pub mod access;
+pub mod agent_api;
+pub mod cli;
+pub mod client_api;
+pub mod clusters;
+pub mod ctl;
+pub mod datadir;
+pub mod error;
+pub mod hub;
+pub mod init;
+pub mod joins;
+pub mod metrics;
+pub mod records;
+pub mod server;
+pub mod sessions;
+pub mod store;
+pub mod tls_auth;
+pub mod tokens;

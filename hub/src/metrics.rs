@@ -1,0 +1,157 @@
+//! Prometheus metrics and the plain-HTTP port that serves them with the health probes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: String,
+}
+
+/// Every metric the hub exports. Cloning shares the same series.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    pub connected_agents: Gauge,
+    pub clusters: Gauge,
+    pub joins: Family<ResultLabel, Counter>,
+    pub renewals: Family<ResultLabel, Counter>,
+    pub stream_errors: Counter,
+    pub sessions_superseded: Counter,
+    pub heartbeats: Counter,
+    pub tls_handshake_failures: Counter,
+    ready: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("tether");
+        let m = Metrics {
+            registry: Arc::new(Registry::default()),
+            connected_agents: Gauge::default(),
+            clusters: Gauge::default(),
+            joins: Family::default(),
+            renewals: Family::default(),
+            stream_errors: Counter::default(),
+            sessions_superseded: Counter::default(),
+            heartbeats: Counter::default(),
+            tls_handshake_failures: Counter::default(),
+            ready: Arc::new(AtomicBool::new(false)),
+        };
+        registry.register(
+            "connected_agents",
+            "Agents with a live session",
+            m.connected_agents.clone(),
+        );
+        registry.register("clusters", "Member clusters registered", m.clusters.clone());
+        registry.register("joins", "Join attempts by result", m.joins.clone());
+        registry.register(
+            "certificate_renewals",
+            "Agent certificate renewals by result",
+            m.renewals.clone(),
+        );
+        registry.register(
+            "stream_errors",
+            "Agent streams that ended with an error",
+            m.stream_errors.clone(),
+        );
+        registry.register(
+            "sessions_superseded",
+            "Sessions replaced by a newer connection of the same cluster",
+            m.sessions_superseded.clone(),
+        );
+        registry.register(
+            "heartbeats_received",
+            "Heartbeats received from agents",
+            m.heartbeats.clone(),
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed or were refused",
+            m.tls_handshake_failures.clone(),
+        );
+        Metrics {
+            registry: Arc::new(registry),
+            ..m
+        }
+    }
+
+    /// Counts one result of a labelled event.
+    pub fn count(family: &Family<ResultLabel, Counter>, result: &str) {
+        family
+            .get_or_create(&ResultLabel {
+                result: result.to_string(),
+            })
+            .inc();
+    }
+
+    /// Marks the hub ready (`/readyz` answers 200).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    /// The text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Serves `/healthz`, `/readyz` and `/metrics` until `shutdown`.
+pub async fn serve(listener: TcpListener, metrics: Metrics, shutdown: CancellationToken) {
+    let app = axum::Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .with_state(metrics);
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "metrics server failed");
+    }
+}
+
+async fn readyz(State(m): State<Metrics>) -> impl IntoResponse {
+    if m.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
+}
+
+async fn metrics_text(State(m): State<Metrics>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        m.encode(),
+    )
+}

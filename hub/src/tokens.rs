@@ -1,0 +1,93 @@
+//! Join tokens: minting, listing and revoking.
+
+use std::time::Duration;
+
+use tether_common::identity::validate_name;
+use tether_common::labels::{self, Labels};
+use tether_common::time::unix_now;
+use tether_common::token::{self, JoinToken};
+
+use crate::error::HubError;
+use crate::hub::Hub;
+use crate::records::{Put, TokenRecord};
+use crate::store::Batch;
+
+/// What a new token is for.
+#[derive(Debug)]
+pub struct TokenSpec {
+    pub cluster: String,
+    pub labels: Labels,
+    /// `None` means the hub's default.
+    pub ttl: Option<Duration>,
+    pub reusable: bool,
+    pub created_by: String,
+}
+
+impl Hub {
+    /// Mints a token; the secret is returned once and only its hash is stored.
+    pub async fn create_token(&self, spec: TokenSpec) -> Result<(JoinToken, TokenRecord), HubError> {
+        validate_name(&spec.cluster).map_err(|e| HubError::InvalidArgument(format!("cluster {e}")))?;
+        for (k, v) in &spec.labels {
+            labels::validate_key(k).map_err(HubError::InvalidArgument)?;
+            labels::validate_value(v).map_err(HubError::InvalidArgument)?;
+        }
+        let ttl = spec.ttl.unwrap_or(self.settings.token_default_ttl);
+        if ttl > self.settings.token_max_ttl {
+            return Err(HubError::InvalidArgument(format!(
+                "token ttl {} exceeds this hub's maximum of {}",
+                humantime::format_duration(ttl),
+                humantime::format_duration(self.settings.token_max_ttl)
+            )));
+        }
+        if ttl.is_zero() {
+            return Err(HubError::InvalidArgument("token ttl must be positive".into()));
+        }
+        let _w = self.write_lock.lock().await;
+        // Ids are short; on the rare collision with an existing token, draw again.
+        let token = loop {
+            let t = JoinToken::generate().map_err(|e| HubError::FailedPrecondition(e.to_string()))?;
+            if self.records.token(&t.id)?.is_none() {
+                break t;
+            }
+        };
+        let now = unix_now();
+        let record = TokenRecord {
+            id: token.id.clone(),
+            secret_sha256: token.secret_hash(),
+            cluster: spec.cluster,
+            labels: spec.labels,
+            created_unix: now,
+            expires_unix: now + ttl.as_secs() as i64,
+            reusable: spec.reusable,
+            uses: 0,
+            revoked: false,
+            created_by: spec.created_by,
+        };
+        let mut batch = Batch::new();
+        batch.put_token(&record);
+        self.records.commit(&batch).await?;
+        tracing::info!(token_id = %record.id, cluster = %record.cluster, by = %record.created_by, "join token created");
+        Ok((token, record))
+    }
+
+    pub fn list_tokens(&self) -> Result<Vec<TokenRecord>, HubError> {
+        let mut tokens = self.records.tokens()?;
+        tokens.sort_by_key(|t| t.created_unix);
+        Ok(tokens)
+    }
+
+    pub async fn revoke_token(&self, id: &str) -> Result<TokenRecord, HubError> {
+        token::validate_id(id).map_err(HubError::InvalidArgument)?;
+        let _w = self.write_lock.lock().await;
+        let mut record = self
+            .records
+            .token(id)?
+            .ok_or_else(|| HubError::token_not_found(id))?;
+        record.revoked = true;
+        let mut batch = Batch::new();
+        batch.put_token(&record);
+        self.records.commit(&batch).await?;
+        tracing::info!(token_id = id, "join token revoked");
+        Ok(record)
+    }
+}

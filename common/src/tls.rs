@@ -31,7 +31,12 @@ pub enum TlsError {
     #[error("invalid hub address {0:?}: expected HOST:PORT")]
     Address(String),
     #[error("cannot reach hub at {addr}: {detail}")]
-    Connect { addr: String, detail: String },
+    Connect {
+        addr: String,
+        detail: String,
+        /// The TLS failure, when that is what went wrong (as opposed to the network).
+        tls: Option<rustls::Error>,
+    },
 }
 
 /// The process-wide crypto provider: `ring`.
@@ -257,6 +262,7 @@ pub async fn connect(
         .map_err(|e| TlsError::Connect {
             addr: addr.to_string(),
             detail: root_cause(&e),
+            tls: find_tls_error(&e),
         })
 }
 

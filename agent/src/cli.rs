@@ -1,0 +1,262 @@
+//! The `tether-agent` command line and start-up: every setting declared once, checked before
+//! anything starts (bad input exits 2 with one line), then the agent runs until stopped.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use tether_common::telemetry::{self, LogFormat};
+use tether_common::time::{parse_duration, rfc3339};
+use tether_common::tls::ChannelOptions;
+use tether_common::{pki, tls, token};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::credentials::{Credential, CredentialStore};
+use crate::session::{self, Fatal, SessionOptions};
+use crate::{join, renew};
+
+const DEFAULT_SECRET: &str = "tether-agent-credential";
+
+#[derive(Debug, Parser)]
+#[command(name = "tether-agent", version, about = "The Tether agent: connects a member cluster to its hub")]
+pub struct Cli {
+    /// The hub's address, HOST:PORT (HOST must be in the hub's certificate).
+    #[arg(long, env = "TETHER_HUB")]
+    pub hub: String,
+    /// Join token from `tetherctl token create`; needed only until the agent has a credential.
+    #[arg(long, env = "TETHER_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// The hub CA's pin (sha256:...), printed with the token.
+    #[arg(long, env = "TETHER_CA_PIN")]
+    pub ca_pin: Option<String>,
+    /// Kubeconfig for the member cluster [default: in-cluster config, then KUBECONFIG, then ~/.kube/config].
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Keep the credential in this directory (file credential.json, 0600).
+    #[arg(long, env = "TETHER_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Keep the credential in this Secret, NAMESPACE/NAME [default when in a pod: POD_NAMESPACE/tether-agent-credential].
+    #[arg(long, env = "TETHER_CREDENTIAL_SECRET")]
+    pub credential_secret: Option<String>,
+    /// Join again with --token even though a credential is stored.
+    #[arg(long)]
+    pub rejoin: bool,
+    /// Cap of the reconnect backoff.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, env = "TETHER_RECONNECT_MAX_DELAY")]
+    pub reconnect_max_delay: Duration,
+    /// Log line format (filter with RUST_LOG).
+    #[arg(long, value_enum, default_value = "text", env = "TETHER_LOG_FORMAT")]
+    pub log_format: LogFormat,
+}
+
+/// A start-up or runtime failure and its exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub message: String,
+    pub code: u8,
+}
+
+fn usage(message: impl Into<String>) -> Failure {
+    Failure { message: message.into(), code: 2 }
+}
+
+fn runtime(message: impl Into<String>) -> Failure {
+    Failure { message: message.into(), code: 1 }
+}
+
+/// Checked settings.
+struct Checked {
+    hub: String,
+    token: Option<String>,
+    ca_pin: Option<String>,
+}
+
+fn check(cli: &Cli) -> Result<Checked, Failure> {
+    tls::split_host_port(&cli.hub).map_err(|e| usage(e.to_string()))?;
+    let token = cli
+        .token
+        .as_deref()
+        .filter(|t| !t.is_empty())
+        .map(|t| token::JoinToken::parse(t).map(|_| t.trim().to_string()).map_err(|e| usage(e.to_string())))
+        .transpose()?;
+    let ca_pin = cli
+        .ca_pin
+        .as_deref()
+        .filter(|p| !p.is_empty())
+        .map(|p| pki::parse_pin(p).map_err(usage))
+        .transpose()?;
+    if token.is_some() && ca_pin.is_none() {
+        return Err(usage("--token needs --ca-pin (both are printed by `tetherctl token create`)"));
+    }
+    if cli.rejoin && token.is_none() {
+        return Err(usage("--rejoin needs --token and --ca-pin"));
+    }
+    Ok(Checked {
+        hub: cli.hub.clone(),
+        token,
+        ca_pin,
+    })
+}
+
+async fn kube_client(cli: &Cli) -> Result<kube::Client, Failure> {
+    let config = match &cli.kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| usage(format!("cannot read kubeconfig {}: {e}", path.display())))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| usage(format!("invalid kubeconfig {}: {e}", path.display())))?
+        }
+        None => kube::Config::infer().await.map_err(|e| {
+            usage(format!("no Kubernetes configuration found (pass --kubeconfig, or run in a pod): {e}"))
+        })?,
+    };
+    kube::Client::try_from(config).map_err(|e| runtime(format!("cannot build a Kubernetes client: {e}")))
+}
+
+fn in_cluster_namespace() -> Option<String> {
+    std::env::var("KUBERNETES_SERVICE_HOST").ok()?;
+    std::env::var("POD_NAMESPACE").ok().or_else(|| {
+        std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+            .ok()
+            .map(|s| s.trim().to_string())
+    })
+}
+
+fn credential_store(cli: &Cli, client: &kube::Client) -> Result<CredentialStore, Failure> {
+    if let Some(spec) = &cli.credential_secret {
+        let (ns, name) = spec
+            .split_once('/')
+            .filter(|(ns, n)| !ns.is_empty() && !n.is_empty())
+            .ok_or_else(|| usage(format!("invalid --credential-secret {spec:?}: expected NAMESPACE/NAME")))?;
+        return Ok(CredentialStore::secret(client.clone(), ns, name));
+    }
+    if let Some(dir) = &cli.state_dir {
+        return Ok(CredentialStore::file(dir.clone()));
+    }
+    if let Some(ns) = in_cluster_namespace() {
+        return Ok(CredentialStore::secret(client.clone(), &ns, DEFAULT_SECRET));
+    }
+    Err(usage("where should the credential be kept? pass --state-dir DIR (or --credential-secret NS/NAME)"))
+}
+
+async fn join_with_token(
+    checked: &Checked,
+    client: &kube::Client,
+    store: &CredentialStore,
+    cli: &Cli,
+) -> Result<Credential, Failure> {
+    let (Some(token), Some(pin)) = (&checked.token, &checked.ca_pin) else {
+        return Err(usage(format!(
+            "no credential in {} and no --token/--ca-pin to join with (create one: tetherctl token create --cluster NAME)",
+            store.location()
+        )));
+    };
+    let facts = crate::facts::gather(client).await;
+    let cred = join::join(&checked.hub, token, pin, facts, &ChannelOptions::default(), cli.reconnect_max_delay)
+        .await
+        .map_err(|e| runtime(e.to_string()))?;
+    store.save(&cred).await.map_err(|e| runtime(e.to_string()))?;
+    tracing::info!(cluster = %cred.cluster, store = %store.location(), "joined the hub; credential saved");
+    Ok(cred)
+}
+
+async fn run_agent(cli: Cli, shutdown: CancellationToken) -> Result<(), Failure> {
+    let checked = check(&cli)?;
+    let client = kube_client(&cli).await?;
+    let store = credential_store(&cli, &client)?;
+    let stored = store.load().await.map_err(|e| runtime(e.to_string()))?;
+    let mut joined_now = false;
+    let mut cred = match stored {
+        Some(c) if !cli.rejoin && !c.is_expired() => c,
+        Some(c) if !cli.rejoin && checked.token.is_none() => {
+            return Err(runtime(format!(
+                "the stored credential of cluster {:?} expired at {}; re-join: create a token with \
+                 `tetherctl token create --cluster {}` and start the agent with --token and --ca-pin",
+                c.cluster,
+                rfc3339(c.not_after_unix),
+                c.cluster
+            )));
+        }
+        _ => {
+            joined_now = true;
+            join_with_token(&checked, &client, &store, &cli).await?
+        }
+    };
+    loop {
+        let (cred_tx, cred_rx) = watch::channel(cred.clone());
+        let stop_renewal = shutdown.child_token();
+        let renewal = tokio::spawn(renew::run(
+            checked.hub.clone(),
+            store.clone(),
+            cred_tx,
+            ChannelOptions::default(),
+            stop_renewal.clone(),
+        ));
+        let mut opts = SessionOptions::new(checked.hub.clone());
+        opts.max_backoff = cli.reconnect_max_delay;
+        let result = session::run(opts, cred_rx, Arc::new(client.clone()), shutdown.clone()).await;
+        stop_renewal.cancel();
+        let _ = renewal.await;
+        match result {
+            Ok(()) => return Ok(()),
+            // The documented way back in: a new token given to an agent whose credential the
+            // hub no longer takes.
+            Err(Fatal::CredentialRejected(reason)) if checked.token.is_some() && !joined_now => {
+                tracing::warn!(%reason, "the hub refused the stored credential; joining again with the given token");
+                cred = join_with_token(&checked, &client, &store, &cli).await?;
+                joined_now = true;
+            }
+            Err(fatal) => return Err(runtime(fatal.to_string())),
+        }
+    }
+}
+
+/// Exit codes: 0 stopped by a signal, 1 runtime failure, 2 usage error.
+pub fn run(cli: Cli) -> ExitCode {
+    telemetry::init(cli.log_format, "info");
+    tls::install_default_provider();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(shutdown_on_signal(shutdown.clone()));
+        run_agent(cli, shutdown).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            tracing::error!("{}", f.message);
+            eprintln!("error: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+async fn shutdown_on_signal(token: CancellationToken) {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+    token.cancel();
+}

@@ -1,0 +1,131 @@
+//! Joining: a fresh key pair, a CSR, and the join token, sent to a hub verified only by the
+//! CA pin. On success the agent has a credential and never needs the token again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tether_common::pb::{self, agent_service_client::AgentServiceClient};
+use tether_common::pki;
+use tether_common::time::unix_now;
+use tether_common::tls::{self, ChannelOptions, TlsError};
+
+use crate::credentials::Credential;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    /// The hub could not be reached: worth retrying.
+    #[error("cannot reach hub at {hub}: {detail}")]
+    Unreachable { hub: String, detail: String },
+    /// The hub is not the one pinned, or its certificate is wrong for the address: retrying
+    /// cannot help.
+    #[error("refusing hub at {hub}: {detail}")]
+    Untrusted { hub: String, detail: String },
+    /// The hub refused the join (token expired, revoked, used, unknown...).
+    #[error("the hub refused to join: {0}")]
+    Refused(String),
+    #[error("failed to create a key: {0}")]
+    Key(#[from] pki::PkiError),
+    #[error("the hub's answer was incomplete: {0}")]
+    Protocol(String),
+}
+
+impl JoinError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, JoinError::Unreachable { .. })
+    }
+}
+
+/// Classifies a connection failure: TLS verification problems are final, the rest transient.
+pub(crate) fn classify_connect(hub: &str, e: TlsError) -> JoinError {
+    match &e {
+        TlsError::Connect { detail, tls: Some(_), .. } => JoinError::Untrusted {
+            hub: hub.to_string(),
+            detail: detail.clone(),
+        },
+        TlsError::Connect { detail, tls: None, .. } => JoinError::Unreachable {
+            hub: hub.to_string(),
+            detail: detail.clone(),
+        },
+        other => JoinError::Untrusted {
+            hub: hub.to_string(),
+            detail: other.to_string(),
+        },
+    }
+}
+
+/// One join attempt.
+pub async fn join_once(
+    hub: &str,
+    token: &str,
+    ca_pin: &str,
+    facts: pb::ClusterFacts,
+    opts: &ChannelOptions,
+) -> Result<Credential, JoinError> {
+    let (key_pem, csr_der) = pki::new_key_and_csr()?;
+    let config = tls::pinned_client_config(ca_pin).map_err(|e| JoinError::Untrusted {
+        hub: hub.to_string(),
+        detail: e.to_string(),
+    })?;
+    let channel = tls::connect(hub, Arc::new(config), opts)
+        .await
+        .map_err(|e| classify_connect(hub, e))?;
+    let resp = AgentServiceClient::new(channel)
+        .join(pb::JoinRequest {
+            token: token.to_string(),
+            csr_der,
+            facts: Some(facts),
+        })
+        .await
+        .map_err(|s| match s.code() {
+            tonic::Code::Unauthenticated | tonic::Code::InvalidArgument | tonic::Code::PermissionDenied => {
+                JoinError::Refused(s.message().to_string())
+            }
+            _ => JoinError::Unreachable {
+                hub: hub.to_string(),
+                detail: if s.message().is_empty() { tls::root_cause(&s) } else { s.message().to_string() },
+            },
+        })?
+        .into_inner();
+    let cred = resp
+        .credential
+        .ok_or_else(|| JoinError::Protocol("no credential in the join response".into()))?;
+    // The CA we were given must be the one we pinned.
+    let ca_der = pki::first_cert_der(&cred.ca_pem).map_err(|e| JoinError::Protocol(e.to_string()))?;
+    if pki::spki_pin(&ca_der).map_err(|e| JoinError::Protocol(e.to_string()))? != ca_pin {
+        return Err(JoinError::Untrusted {
+            hub: hub.to_string(),
+            detail: "the CA in the join response does not match the pin".into(),
+        });
+    }
+    Ok(Credential {
+        cluster: resp.cluster,
+        ca_pem: cred.ca_pem,
+        cert_pem: cred.cert_pem,
+        key_pem,
+        not_after_unix: cred.not_after_unix,
+        received_unix: unix_now(),
+    })
+}
+
+/// Joins, retrying while the hub is unreachable (an edge site may boot before its uplink).
+pub async fn join(
+    hub: &str,
+    token: &str,
+    ca_pin: &str,
+    facts: pb::ClusterFacts,
+    opts: &ChannelOptions,
+    max_delay: Duration,
+) -> Result<Credential, JoinError> {
+    let mut backoff = crate::session::reconnect_backoff(max_delay);
+    loop {
+        match join_once(hub, token, ca_pin, facts.clone(), opts).await {
+            Ok(c) => return Ok(c),
+            Err(e) if e.is_retryable() => {
+                let delay = backoff.next().unwrap_or(max_delay);
+                tracing::warn!(error = %e, "join failed; retrying in {}", humantime::format_duration(delay));
+                tokio::time::sleep(delay).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

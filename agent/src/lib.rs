@@ -1,0 +1,12 @@
+//! `tether-agent`: connects a member cluster to its hub.
+//!
+//! Start at [`cli`] (start-up: credential, join, then the session loop). The stages:
+//! [`join`] and [`renew`] obtain and refresh the credential kept by [`credentials`];
+//! [`session`] holds the control stream; [`facts`] reads what the cluster is.
+
+pub mod cli;
+pub mod credentials;
+pub mod facts;
+pub mod join;
+pub mod renew;
+pub mod session;

@@ -1,0 +1,287 @@
+//! The control stream to the hub: connect with mutual TLS, say `Hello`, exchange heartbeats,
+//! and reconnect with capped exponential backoff and jitter when anything goes wrong.
+//!
+//! [`run`] loops over sessions; [`Session`] is one of them. A session ends for good only when
+//! the hub says this cluster was removed, another agent took over its identity, or the hub
+//! refuses the certificate at the handshake; everything else is retried.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::BackoffBuilder;
+use tether_common::pb::{self, agent_message, agent_service_client::AgentServiceClient, hub_message};
+use tether_common::time::unix_now_ms;
+use tether_common::tls::{self, ChannelOptions, TlsError};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::credentials::Credential;
+
+/// How the session loop behaves.
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    pub hub: String,
+    pub channel: ChannelOptions,
+    /// Cap of the reconnect backoff.
+    pub max_backoff: Duration,
+    /// A session that lasted this long resets the backoff.
+    pub healthy_after: Duration,
+    /// How often facts are re-read and sent when they changed.
+    pub facts_interval: Duration,
+}
+
+impl SessionOptions {
+    pub fn new(hub: String) -> Self {
+        SessionOptions {
+            hub,
+            channel: ChannelOptions::default(),
+            max_backoff: Duration::from_secs(30),
+            healthy_after: Duration::from_secs(30),
+            facts_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Why the agent stopped for good.
+#[derive(Debug, thiserror::Error)]
+pub enum Fatal {
+    #[error("{0}; re-join with a new token if this cluster should come back (see docs/operations.md)")]
+    Removed(String),
+    #[error("{0}; another agent is using this cluster's identity, so this one stops")]
+    Superseded(String),
+    #[error(
+        "the hub refused this agent's certificate ({0}): the cluster was removed, re-joined elsewhere, or its \
+         certificate expired; re-join with a new token (see docs/operations.md)"
+    )]
+    CredentialRejected(String),
+    #[error("the stored credential is unusable: {0}")]
+    BadCredential(String),
+}
+
+/// The reconnect backoff: exponential from 500 ms, capped, jittered, never giving up.
+pub fn reconnect_backoff(max_delay: Duration) -> impl Iterator<Item = Duration> {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(max_delay)
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// Where the session gets the facts it reports.
+pub trait FactsSource: Send + Sync + 'static {
+    fn gather(&self) -> futures::future::BoxFuture<'_, pb::ClusterFacts>;
+}
+
+impl FactsSource for kube::Client {
+    fn gather(&self) -> futures::future::BoxFuture<'_, pb::ClusterFacts> {
+        Box::pin(crate::facts::gather(self))
+    }
+}
+
+/// Runs sessions until `shutdown` or a fatal end.
+pub async fn run(
+    opts: SessionOptions,
+    credential: watch::Receiver<Credential>,
+    facts: Arc<dyn FactsSource>,
+    shutdown: CancellationToken,
+) -> Result<(), Fatal> {
+    let mut backoff = reconnect_backoff(opts.max_backoff);
+    loop {
+        let started = Instant::now();
+        let session = Session {
+            opts: &opts,
+            credential: credential.borrow().clone(),
+            facts: facts.as_ref(),
+        };
+        match session.run(&shutdown).await {
+            End::Shutdown => return Ok(()),
+            End::Fatal(f) => return Err(f),
+            End::Retry(reason) => {
+                if started.elapsed() >= opts.healthy_after {
+                    backoff = reconnect_backoff(opts.max_backoff);
+                }
+                let delay = backoff.next().unwrap_or(opts.max_backoff);
+                tracing::warn!(hub = %opts.hub, reason = %reason, "session ended; reconnecting in {}", humantime::format_duration(delay));
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
+
+enum End {
+    Shutdown,
+    Retry(String),
+    Fatal(Fatal),
+}
+
+/// True when the hub refused our client certificate at the handshake.
+fn certificate_refused(err: &rustls::Error) -> bool {
+    use rustls::AlertDescription as A;
+    matches!(
+        err,
+        rustls::Error::AlertReceived(
+            A::CertificateRevoked | A::CertificateExpired | A::BadCertificate | A::CertificateUnknown
+        )
+    )
+}
+
+fn classify_status(status: &tonic::Status) -> End {
+    match tls::find_tls_error(status) {
+        Some(e) if certificate_refused(&e) => End::Fatal(Fatal::CredentialRejected(e.to_string())),
+        _ if status.code() == tonic::Code::Unauthenticated => {
+            End::Fatal(Fatal::CredentialRejected(status.message().to_string()))
+        }
+        Some(e) => End::Retry(e.to_string()),
+        None if status.message().is_empty() => End::Retry(tls::root_cause(status)),
+        None => End::Retry(status.message().to_string()),
+    }
+}
+
+struct Session<'a> {
+    opts: &'a SessionOptions,
+    credential: Credential,
+    facts: &'a dyn FactsSource,
+}
+
+impl Session<'_> {
+    async fn run(self, shutdown: &CancellationToken) -> End {
+        let c = &self.credential;
+        let config = match tls::mtls_client_config(&c.ca_pem, &c.cert_pem, &c.key_pem) {
+            Ok(c) => c,
+            Err(e) => return End::Fatal(Fatal::BadCredential(e.to_string())),
+        };
+        let channel = tokio::select! {
+            _ = shutdown.cancelled() => return End::Shutdown,
+            r = tls::connect(&self.opts.hub, Arc::new(config), &self.opts.channel) => match r {
+                Ok(ch) => ch,
+                Err(TlsError::Connect { tls: Some(e), .. }) if certificate_refused(&e) => {
+                    return End::Fatal(Fatal::CredentialRejected(e.to_string()));
+                }
+                Err(e) => return End::Retry(e.to_string()),
+            },
+        };
+        let facts = self.facts.gather().await;
+        let (out, out_rx) = mpsc::channel::<pb::AgentMessage>(64);
+        let hello = pb::AgentMessage {
+            msg: Some(agent_message::Msg::Hello(pb::Hello {
+                facts: Some(facts.clone()),
+                applied: Default::default(),
+            })),
+        };
+        // The channel is empty: this cannot block.
+        let _ = out.send(hello).await;
+        let mut client = AgentServiceClient::new(channel);
+        let mut inbound = tokio::select! {
+            _ = shutdown.cancelled() => return End::Shutdown,
+            r = client.connect(ReceiverStream::new(out_rx)) => match r {
+                Ok(resp) => resp.into_inner(),
+                Err(status) => return classify_status(&status),
+            },
+        };
+        let welcome = match tokio::time::timeout(Duration::from_secs(30), inbound.message()).await {
+            Ok(Ok(Some(pb::HubMessage { msg: Some(hub_message::Msg::Welcome(w)) }))) => w,
+            Ok(Ok(Some(pb::HubMessage { msg: Some(hub_message::Msg::Goodbye(g)) }))) => return goodbye(g),
+            Ok(Ok(_)) => return End::Retry("the hub did not answer Hello with Welcome".into()),
+            Ok(Err(status)) => return classify_status(&status),
+            Err(_) => return End::Retry("no Welcome from the hub within 30s".into()),
+        };
+        let interval = Duration::from_millis(u64::from(welcome.heartbeat_interval_ms.max(100)));
+        // The hub heartbeats at the same interval; three missed in a row means it is gone
+        // even if TCP has not noticed.
+        let hub_silence_limit = interval * 3 + Duration::from_secs(1);
+        tracing::info!(
+            cluster = %welcome.cluster,
+            session = %welcome.session_id,
+            epoch = welcome.epoch,
+            hub = %self.opts.hub,
+            "connected to hub"
+        );
+        let mut heartbeat = tokio::time::interval(interval);
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut facts_tick = tokio::time::interval(self.opts.facts_interval);
+        facts_tick.tick().await;
+        let mut last_facts = facts;
+        let mut last_heard = Instant::now();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return End::Shutdown,
+                _ = heartbeat.tick() => {
+                    if last_heard.elapsed() > hub_silence_limit {
+                        return End::Retry(format!("nothing heard from the hub for {}", humantime::format_duration(hub_silence_limit)));
+                    }
+                    let hb = pb::AgentMessage {
+                        msg: Some(agent_message::Msg::Heartbeat(pb::Heartbeat { sent_unix_ms: unix_now_ms() })),
+                    };
+                    if out.send(hb).await.is_err() {
+                        return End::Retry("the stream to the hub closed".into());
+                    }
+                }
+                _ = facts_tick.tick() => {
+                    let facts = self.facts.gather().await;
+                    if facts != last_facts {
+                        let update = pb::AgentMessage {
+                            msg: Some(agent_message::Msg::Facts(pb::FactsUpdate { facts: Some(facts.clone()) })),
+                        };
+                        if out.send(update).await.is_err() {
+                            return End::Retry("the stream to the hub closed".into());
+                        }
+                        last_facts = facts;
+                    }
+                }
+                msg = inbound.message() => match msg {
+                    Ok(Some(m)) => {
+                        last_heard = Instant::now();
+                        match m.msg {
+                            Some(hub_message::Msg::Goodbye(g)) => return goodbye(g),
+                            Some(hub_message::Msg::Heartbeat(_)) | Some(hub_message::Msg::Welcome(_)) => {}
+                            // A newer hub may send messages this agent does not know yet.
+                            None => {}
+                        }
+                    }
+                    Ok(None) => return End::Retry("the hub closed the stream".into()),
+                    Err(status) => return classify_status(&status),
+                },
+            }
+        }
+    }
+}
+
+fn goodbye(g: pb::Goodbye) -> End {
+    use pb::goodbye::Reason;
+    match Reason::try_from(g.reason).unwrap_or(Reason::Unspecified) {
+        Reason::Removed => End::Fatal(Fatal::Removed(g.message)),
+        Reason::Superseded => End::Fatal(Fatal::Superseded(g.message)),
+        Reason::Shutdown => End::Retry(format!("hub shutting down: {}", g.message)),
+        Reason::ProtocolError | Reason::Unspecified => End::Retry(format!("hub ended the session: {}", g.message)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_its_cap_and_never_stops() {
+        let cap = Duration::from_secs(4);
+        let delays: Vec<_> = reconnect_backoff(cap).take(50).collect();
+        assert_eq!(delays.len(), 50, "the reconnect loop must not run out of retries");
+        assert!(delays[0] < Duration::from_secs(1) + Duration::from_millis(1));
+        assert!(delays.iter().all(|d| *d <= cap * 2), "jitter is at most the delay itself");
+        assert!(delays[10..].iter().all(|d| *d >= cap), "late delays sit at the cap: {delays:?}");
+    }
+
+    #[test]
+    fn jitter_spreads_agents_that_fail_together() {
+        let first: std::collections::HashSet<_> = (0..20)
+            .map(|_| reconnect_backoff(Duration::from_secs(30)).next().unwrap())
+            .collect();
+        assert!(first.len() > 10, "first delays should differ between agents: {first:?}");
+    }
+}

@@ -1,0 +1,63 @@
+//! `tether-kube-emulator`: an emulated member cluster's API server (see
+//! `tether_tests::emulator`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tether_tests::emulator::{self, Emulator, Options};
+
+#[derive(Debug, Parser)]
+#[command(name = "tether-kube-emulator", about = "An emulated Kubernetes API server for tests and the quick start")]
+struct Cli {
+    /// Address to listen on; port 0 picks a free one (the kubeconfig says which).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Write a kubeconfig for this server here once it listens.
+    #[arg(long)]
+    kubeconfig_out: Option<PathBuf>,
+    /// Name used in the kubeconfig.
+    #[arg(long, default_value = "emulated")]
+    name: String,
+    #[arg(long, default_value = "v1.33.4")]
+    kubernetes_version: String,
+    #[arg(long, default_value_t = 1)]
+    nodes: u32,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tether_common::telemetry::init(tether_common::telemetry::LogFormat::Text, "warn");
+    let Ok(rt) = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() else {
+        eprintln!("error: cannot start the runtime");
+        return ExitCode::from(1);
+    };
+    let result: anyhow::Result<()> = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(cli.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cli.listen))?;
+        let addr = listener.local_addr()?;
+        if let Some(path) = &cli.kubeconfig_out {
+            tether_common::files::write_with_mode(path, emulator::kubeconfig(addr, &cli.name).as_bytes(), 0o600)
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        }
+        println!("listening on http://{addr}");
+        let emu = Emulator::new(
+            Options {
+                kubernetes_version: cli.kubernetes_version.clone(),
+                nodes: cli.nodes,
+            },
+            addr.to_string(),
+        );
+        emu.serve(listener).await?;
+        Ok(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

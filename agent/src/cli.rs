@@ -21,7 +21,11 @@ use crate::{join, renew};
 const DEFAULT_SECRET: &str = "tether-agent-credential";
 
 #[derive(Debug, Parser)]
-#[command(name = "tether-agent", version, about = "The Tether agent: connects a member cluster to its hub")]
+#[command(
+    name = "tether-agent",
+    version,
+    about = "The Tether agent: connects a member cluster to its hub"
+)]
 pub struct Cli {
     /// The hub's address, HOST:PORT (HOST must be in the hub's certificate).
     #[arg(long, env = "TETHER_HUB")]
@@ -60,11 +64,17 @@ pub struct Failure {
 }
 
 fn usage(message: impl Into<String>) -> Failure {
-    Failure { message: message.into(), code: 2 }
+    Failure {
+        message: message.into(),
+        code: 2,
+    }
 }
 
 fn runtime(message: impl Into<String>) -> Failure {
-    Failure { message: message.into(), code: 1 }
+    Failure {
+        message: message.into(),
+        code: 1,
+    }
 }
 
 /// Checked settings.
@@ -80,7 +90,11 @@ fn check(cli: &Cli) -> Result<Checked, Failure> {
         .token
         .as_deref()
         .filter(|t| !t.is_empty())
-        .map(|t| token::JoinToken::parse(t).map(|_| t.trim().to_string()).map_err(|e| usage(e.to_string())))
+        .map(|t| {
+            token::JoinToken::parse(t)
+                .map(|_| t.trim().to_string())
+                .map_err(|e| usage(e.to_string()))
+        })
         .transpose()?;
     let ca_pin = cli
         .ca_pin
@@ -89,7 +103,9 @@ fn check(cli: &Cli) -> Result<Checked, Failure> {
         .map(|p| pki::parse_pin(p).map_err(usage))
         .transpose()?;
     if token.is_some() && ca_pin.is_none() {
-        return Err(usage("--token needs --ca-pin (both are printed by `tetherctl token create`)"));
+        return Err(usage(
+            "--token needs --ca-pin (both are printed by `tetherctl token create`)",
+        ));
     }
     if cli.rejoin && token.is_none() {
         return Err(usage("--rejoin needs --token and --ca-pin"));
@@ -111,10 +127,13 @@ async fn kube_client(cli: &Cli) -> Result<kube::Client, Failure> {
                 .map_err(|e| usage(format!("invalid kubeconfig {}: {e}", path.display())))?
         }
         None => kube::Config::infer().await.map_err(|e| {
-            usage(format!("no Kubernetes configuration found (pass --kubeconfig, or run in a pod): {e}"))
+            usage(format!(
+                "no Kubernetes configuration found (pass --kubeconfig, or run in a pod): {e}"
+            ))
         })?,
     };
-    kube::Client::try_from(config).map_err(|e| runtime(format!("cannot build a Kubernetes client: {e}")))
+    kube::Client::try_from(config)
+        .map_err(|e| runtime(format!("cannot build a Kubernetes client: {e}")))
 }
 
 fn in_cluster_namespace() -> Option<String> {
@@ -131,7 +150,11 @@ fn credential_store(cli: &Cli, client: &kube::Client) -> Result<CredentialStore,
         let (ns, name) = spec
             .split_once('/')
             .filter(|(ns, n)| !ns.is_empty() && !n.is_empty())
-            .ok_or_else(|| usage(format!("invalid --credential-secret {spec:?}: expected NAMESPACE/NAME")))?;
+            .ok_or_else(|| {
+                usage(format!(
+                    "invalid --credential-secret {spec:?}: expected NAMESPACE/NAME"
+                ))
+            })?;
         return Ok(CredentialStore::secret(client.clone(), ns, name));
     }
     if let Some(dir) = &cli.state_dir {
@@ -140,7 +163,9 @@ fn credential_store(cli: &Cli, client: &kube::Client) -> Result<CredentialStore,
     if let Some(ns) = in_cluster_namespace() {
         return Ok(CredentialStore::secret(client.clone(), &ns, DEFAULT_SECRET));
     }
-    Err(usage("where should the credential be kept? pass --state-dir DIR (or --credential-secret NS/NAME)"))
+    Err(usage(
+        "where should the credential be kept? pass --state-dir DIR (or --credential-secret NS/NAME)",
+    ))
 }
 
 async fn join_with_token(
@@ -156,10 +181,20 @@ async fn join_with_token(
         )));
     };
     let facts = crate::facts::gather(client).await;
-    let cred = join::join(&checked.hub, token, pin, facts, &ChannelOptions::default(), cli.reconnect_max_delay)
+    let cred = join::join(
+        &checked.hub,
+        token,
+        pin,
+        facts,
+        &ChannelOptions::default(),
+        cli.reconnect_max_delay,
+    )
+    .await
+    .map_err(|e| runtime(e.to_string()))?;
+    store
+        .save(&cred)
         .await
         .map_err(|e| runtime(e.to_string()))?;
-    store.save(&cred).await.map_err(|e| runtime(e.to_string()))?;
     tracing::info!(cluster = %cred.cluster, store = %store.location(), "joined the hub; credential saved");
     Ok(cred)
 }
@@ -217,6 +252,7 @@ async fn run_agent(cli: Cli, shutdown: CancellationToken) -> Result<(), Failure>
 
 /// Exit codes: 0 stopped by a signal, 1 runtime failure, 2 usage error.
 pub fn run(cli: Cli) -> ExitCode {
+    let json_logs = cli.log_format == LogFormat::Json;
     telemetry::init(cli.log_format, "info");
     tls::install_default_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -238,8 +274,12 @@ pub fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            tracing::error!("{}", f.message);
-            eprintln!("error: {}", f.message);
+            // One line: structured for log collectors, plain for people.
+            if json_logs {
+                tracing::error!(exit_code = f.code, "{}", f.message);
+            } else {
+                eprintln!("error: {}", f.message);
+            }
             ExitCode::from(f.code)
         }
     }

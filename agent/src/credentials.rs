@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 
-use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ObjectMeta, PostParams};
 use serde::{Deserialize, Serialize};
 use tether_common::time::unix_now;
@@ -54,7 +54,7 @@ pub enum CredentialError {
 pub enum CredentialStore {
     File(PathBuf),
     Secret {
-        api: Api<Secret>,
+        api: Box<Api<Secret>>,
         namespace: String,
         name: String,
     },
@@ -74,7 +74,7 @@ impl CredentialStore {
 
     pub fn secret(client: kube::Client, namespace: &str, name: &str) -> Self {
         CredentialStore::Secret {
-            api: Api::namespaced(client, namespace),
+            api: Box::new(Api::namespaced(client, namespace)),
             namespace: namespace.to_string(),
             name: name.to_string(),
         }
@@ -83,7 +83,9 @@ impl CredentialStore {
     pub fn location(&self) -> String {
         match self {
             CredentialStore::File(p) => p.display().to_string(),
-            CredentialStore::Secret { namespace, name, .. } => format!("Secret {namespace}/{name}"),
+            CredentialStore::Secret {
+                namespace, name, ..
+            } => format!("Secret {namespace}/{name}"),
         }
     }
 
@@ -138,7 +140,13 @@ impl CredentialStore {
                 let mut secret = Secret {
                     metadata: ObjectMeta {
                         name: Some(name.clone()),
-                        labels: Some([("app.kubernetes.io/managed-by".to_string(), "tether-agent".to_string())].into()),
+                        labels: Some(
+                            [(
+                                "app.kubernetes.io/managed-by".to_string(),
+                                "tether-agent".to_string(),
+                            )]
+                            .into(),
+                        ),
                         ..Default::default()
                     },
                     type_: Some("Opaque".into()),
@@ -184,8 +192,16 @@ mod tests {
         };
         store.save(&cred).await.unwrap();
         assert_eq!(store.load().await.unwrap(), Some(cred.clone()));
-        let CredentialStore::File(p) = &store else { unreachable!() };
-        assert_eq!(std::fs::metadata(p).unwrap().permissions().mode() & 0o777, 0o600);
-        assert!(!format!("{cred:?}").contains("key"), "Debug must not print the key");
+        let CredentialStore::File(p) = &store else {
+            unreachable!()
+        };
+        assert_eq!(
+            std::fs::metadata(p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(
+            !format!("{cred:?}").contains("key"),
+            "Debug must not print the key"
+        );
     }
 }

@@ -38,11 +38,17 @@ impl JoinError {
 /// Classifies a connection failure: TLS verification problems are final, the rest transient.
 pub(crate) fn classify_connect(hub: &str, e: TlsError) -> JoinError {
     match &e {
-        TlsError::Connect { detail, tls: Some(_), .. } => JoinError::Untrusted {
+        TlsError::Connect {
+            detail,
+            tls: Some(_),
+            ..
+        } => JoinError::Untrusted {
             hub: hub.to_string(),
             detail: detail.clone(),
         },
-        TlsError::Connect { detail, tls: None, .. } => JoinError::Unreachable {
+        TlsError::Connect {
+            detail, tls: None, ..
+        } => JoinError::Unreachable {
             hub: hub.to_string(),
             detail: detail.clone(),
         },
@@ -77,12 +83,16 @@ pub async fn join_once(
         })
         .await
         .map_err(|s| match s.code() {
-            tonic::Code::Unauthenticated | tonic::Code::InvalidArgument | tonic::Code::PermissionDenied => {
-                JoinError::Refused(s.message().to_string())
-            }
+            tonic::Code::Unauthenticated
+            | tonic::Code::InvalidArgument
+            | tonic::Code::PermissionDenied => JoinError::Refused(s.message().to_string()),
             _ => JoinError::Unreachable {
                 hub: hub.to_string(),
-                detail: if s.message().is_empty() { tls::root_cause(&s) } else { s.message().to_string() },
+                detail: if s.message().is_empty() {
+                    tls::root_cause(&s)
+                } else {
+                    s.message().to_string()
+                },
             },
         })?
         .into_inner();
@@ -90,7 +100,8 @@ pub async fn join_once(
         .credential
         .ok_or_else(|| JoinError::Protocol("no credential in the join response".into()))?;
     // The CA we were given must be the one we pinned.
-    let ca_der = pki::first_cert_der(&cred.ca_pem).map_err(|e| JoinError::Protocol(e.to_string()))?;
+    let ca_der =
+        pki::first_cert_der(&cred.ca_pem).map_err(|e| JoinError::Protocol(e.to_string()))?;
     if pki::spki_pin(&ca_der).map_err(|e| JoinError::Protocol(e.to_string()))? != ca_pin {
         return Err(JoinError::Untrusted {
             hub: hub.to_string(),

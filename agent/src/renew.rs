@@ -27,18 +27,31 @@ fn renew_fraction() -> f64 {
     rand::rng().random_range(0.70..0.80)
 }
 
-async fn renew_once(hub: &str, cred: &Credential, opts: &ChannelOptions) -> Result<Credential, String> {
+async fn renew_once(
+    hub: &str,
+    cred: &Credential,
+    opts: &ChannelOptions,
+) -> Result<Credential, String> {
     let (key_pem, csr_der) = pki::new_key_and_csr().map_err(|e| e.to_string())?;
-    let config = tls::mtls_client_config(&cred.ca_pem, &cred.cert_pem, &cred.key_pem).map_err(|e| e.to_string())?;
-    let channel = tls::connect(hub, Arc::new(config), opts).await.map_err(|e| e.to_string())?;
+    let config = tls::mtls_client_config(&cred.ca_pem, &cred.cert_pem, &cred.key_pem)
+        .map_err(|e| e.to_string())?;
+    let channel = tls::connect(hub, Arc::new(config), opts)
+        .await
+        .map_err(|e| e.to_string())?;
     let resp = AgentServiceClient::new(channel)
         .renew(pb::RenewRequest { csr_der })
         .await
         .map_err(|s| {
-            if s.message().is_empty() { tls::root_cause(&s) } else { s.message().to_string() }
+            if s.message().is_empty() {
+                tls::root_cause(&s)
+            } else {
+                s.message().to_string()
+            }
         })?
         .into_inner();
-    let issued = resp.credential.ok_or("no credential in the renewal response")?;
+    let issued = resp
+        .credential
+        .ok_or("no credential in the renewal response")?;
     Ok(Credential {
         cluster: cred.cluster.clone(),
         ca_pem: issued.ca_pem,
@@ -61,8 +74,12 @@ pub async fn run(
     loop {
         let current = credential.borrow().clone();
         let at_ms = renew_at_ms(&current, renew_fraction());
-        let wait = Duration::from_millis((at_ms - tether_common::time::unix_now_ms()).max(0) as u64);
-        tracing::debug!(in_secs = wait.as_secs(), "next certificate renewal scheduled");
+        let wait =
+            Duration::from_millis((at_ms - tether_common::time::unix_now_ms()).max(0) as u64);
+        tracing::debug!(
+            in_secs = wait.as_secs(),
+            "next certificate renewal scheduled"
+        );
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}

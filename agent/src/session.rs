@@ -9,9 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::BackoffBuilder;
-use tether_common::pb::{self, agent_message, agent_service_client::AgentServiceClient, hub_message};
+use tether_common::pb::{
+    self, agent_message, agent_service_client::AgentServiceClient, hub_message,
+};
 use tether_common::time::unix_now_ms;
-use tether_common::tls::{self, ChannelOptions, TlsError};
+use tether_common::tls::{self, ChannelOptions};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_stream::wrappers::ReceiverStream;
@@ -47,7 +49,9 @@ impl SessionOptions {
 /// Why the agent stopped for good.
 #[derive(Debug, thiserror::Error)]
 pub enum Fatal {
-    #[error("{0}; re-join with a new token if this cluster should come back (see docs/operations.md)")]
+    #[error(
+        "{0}; re-join with a new token if this cluster should come back (see docs/operations.md)"
+    )]
     Removed(String),
     #[error("{0}; another agent is using this cluster's identity, so this one stops")]
     Superseded(String),
@@ -121,20 +125,11 @@ enum End {
     Fatal(Fatal),
 }
 
-/// True when the hub refused our client certificate at the handshake.
-fn certificate_refused(err: &rustls::Error) -> bool {
-    use rustls::AlertDescription as A;
-    matches!(
-        err,
-        rustls::Error::AlertReceived(
-            A::CertificateRevoked | A::CertificateExpired | A::BadCertificate | A::CertificateUnknown
-        )
-    )
-}
-
 fn classify_status(status: &tonic::Status) -> End {
+    if let Some(alert) = tls::peer_refused_certificate(status) {
+        return End::Fatal(Fatal::CredentialRejected(format!("TLS alert {alert:?}")));
+    }
     match tls::find_tls_error(status) {
-        Some(e) if certificate_refused(&e) => End::Fatal(Fatal::CredentialRejected(e.to_string())),
         _ if status.code() == tonic::Code::Unauthenticated => {
             End::Fatal(Fatal::CredentialRejected(status.message().to_string()))
         }
@@ -161,10 +156,10 @@ impl Session<'_> {
             _ = shutdown.cancelled() => return End::Shutdown,
             r = tls::connect(&self.opts.hub, Arc::new(config), &self.opts.channel) => match r {
                 Ok(ch) => ch,
-                Err(TlsError::Connect { tls: Some(e), .. }) if certificate_refused(&e) => {
-                    return End::Fatal(Fatal::CredentialRejected(e.to_string()));
-                }
-                Err(e) => return End::Retry(e.to_string()),
+                Err(e) => match tls::peer_refused_certificate(&e) {
+                    Some(alert) => return End::Fatal(Fatal::CredentialRejected(format!("TLS alert {alert:?}"))),
+                    None => return End::Retry(e.to_string()),
+                },
             },
         };
         let facts = self.facts.gather().await;
@@ -186,8 +181,12 @@ impl Session<'_> {
             },
         };
         let welcome = match tokio::time::timeout(Duration::from_secs(30), inbound.message()).await {
-            Ok(Ok(Some(pb::HubMessage { msg: Some(hub_message::Msg::Welcome(w)) }))) => w,
-            Ok(Ok(Some(pb::HubMessage { msg: Some(hub_message::Msg::Goodbye(g)) }))) => return goodbye(g),
+            Ok(Ok(Some(pb::HubMessage {
+                msg: Some(hub_message::Msg::Welcome(w)),
+            }))) => w,
+            Ok(Ok(Some(pb::HubMessage {
+                msg: Some(hub_message::Msg::Goodbye(g)),
+            }))) => return goodbye(g),
             Ok(Ok(_)) => return End::Retry("the hub did not answer Hello with Welcome".into()),
             Ok(Err(status)) => return classify_status(&status),
             Err(_) => return End::Retry("no Welcome from the hub within 30s".into()),
@@ -259,7 +258,9 @@ fn goodbye(g: pb::Goodbye) -> End {
         Reason::Removed => End::Fatal(Fatal::Removed(g.message)),
         Reason::Superseded => End::Fatal(Fatal::Superseded(g.message)),
         Reason::Shutdown => End::Retry(format!("hub shutting down: {}", g.message)),
-        Reason::ProtocolError | Reason::Unspecified => End::Retry(format!("hub ended the session: {}", g.message)),
+        Reason::ProtocolError | Reason::Unspecified => {
+            End::Retry(format!("hub ended the session: {}", g.message))
+        }
     }
 }
 
@@ -271,10 +272,20 @@ mod tests {
     fn backoff_grows_to_its_cap_and_never_stops() {
         let cap = Duration::from_secs(4);
         let delays: Vec<_> = reconnect_backoff(cap).take(50).collect();
-        assert_eq!(delays.len(), 50, "the reconnect loop must not run out of retries");
+        assert_eq!(
+            delays.len(),
+            50,
+            "the reconnect loop must not run out of retries"
+        );
         assert!(delays[0] < Duration::from_secs(1) + Duration::from_millis(1));
-        assert!(delays.iter().all(|d| *d <= cap * 2), "jitter is at most the delay itself");
-        assert!(delays[10..].iter().all(|d| *d >= cap), "late delays sit at the cap: {delays:?}");
+        assert!(
+            delays.iter().all(|d| *d <= cap * 2),
+            "jitter is at most the delay itself"
+        );
+        assert!(
+            delays[10..].iter().all(|d| *d >= cap),
+            "late delays sit at the cap: {delays:?}"
+        );
     }
 
     #[test]
@@ -282,6 +293,9 @@ mod tests {
         let first: std::collections::HashSet<_> = (0..20)
             .map(|_| reconnect_backoff(Duration::from_secs(30)).next().unwrap())
             .collect();
-        assert!(first.len() > 10, "first delays should differ between agents: {first:?}");
+        assert!(
+            first.len() > 10,
+            "first delays should differ between agents: {first:?}"
+        );
     }
 }

@@ -79,7 +79,10 @@ mod tests {
 
     #[test]
     fn identities_round_trip_through_their_uri() {
-        for id in [Identity::Cluster("edge-1".into()), Identity::User("admin".into())] {
+        for id in [
+            Identity::Cluster("edge-1".into()),
+            Identity::User("admin".into()),
+        ] {
             assert_eq!(Identity::from_uri(&id.uri()), Some(id));
         }
     }

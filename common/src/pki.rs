@@ -71,7 +71,8 @@ pub struct CertificateAuthority {
 
 impl std::fmt::Debug for CertificateAuthority {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CertificateAuthority").finish_non_exhaustive()
+        f.debug_struct("CertificateAuthority")
+            .finish_non_exhaustive()
     }
 }
 
@@ -146,7 +147,11 @@ impl CertificateAuthority {
     }
 
     /// Issues the hub's serving certificate for the given DNS names and IP addresses.
-    pub fn issue_server(&self, sans: &[String], lifetime: Duration) -> Result<KeyAndCert, PkiError> {
+    pub fn issue_server(
+        &self,
+        sans: &[String],
+        lifetime: Duration,
+    ) -> Result<KeyAndCert, PkiError> {
         let key = KeyPair::generate().map_err(PkiError::KeyGen)?;
         let mut params = CertificateParams::default();
         params.distinguished_name = dn("tether-hub");
@@ -175,7 +180,10 @@ impl CertificateAuthority {
         })
     }
 
-    fn client_params(identity: &Identity, lifetime: Duration) -> Result<CertificateParams, PkiError> {
+    fn client_params(
+        identity: &Identity,
+        lifetime: Duration,
+    ) -> Result<CertificateParams, PkiError> {
         let mut params = CertificateParams::default();
         params.distinguished_name = dn(identity.name());
         let uri = identity
@@ -198,10 +206,9 @@ impl CertificateAuthority {
         identity: &Identity,
         lifetime: Duration,
     ) -> Result<SignedCert, PkiError> {
-        let csr = CertificateSigningRequestParams::from_der(&CertificateSigningRequestDer::from(
-            csr_der,
-        ))
-        .map_err(PkiError::Csr)?;
+        let csr =
+            CertificateSigningRequestParams::from_der(&CertificateSigningRequestDer::from(csr_der))
+                .map_err(PkiError::Csr)?;
         let request = CertificateSigningRequestParams {
             params: Self::client_params(identity, lifetime)?,
             public_key: csr.public_key,
@@ -305,7 +312,9 @@ pub fn parse_pin(pin: &str) -> Result<String, String> {
         .strip_prefix("sha256:")
         .ok_or_else(|| format!("invalid CA pin {pin:?}: expected sha256:<64 hex digits>"))?;
     if hex_part.len() != 64 || !hex_part.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(format!("invalid CA pin {pin:?}: expected sha256:<64 hex digits>"));
+        return Err(format!(
+            "invalid CA pin {pin:?}: expected sha256:<64 hex digits>"
+        ));
     }
     Ok(format!("sha256:{}", hex_part.to_ascii_lowercase()))
 }
@@ -361,6 +370,9 @@ mod tests {
         assert!(parse_pin("sha256:xyz").is_err());
         assert!(parse_pin("md5:00").is_err());
         let upper = format!("sha256:{}", "AB".repeat(32));
-        assert_eq!(parse_pin(&upper).unwrap(), format!("sha256:{}", "ab".repeat(32)));
+        assert_eq!(
+            parse_pin(&upper).unwrap(),
+            format!("sha256:{}", "ab".repeat(32))
+        );
     }
 }

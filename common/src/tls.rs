@@ -51,20 +51,31 @@ pub fn install_default_provider() {
 }
 
 /// Every certificate in a PEM bundle.
-pub fn certs_from_pem(pem: &str, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub fn certs_from_pem(
+    pem: &str,
+    what: &'static str,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::Pem { what, detail: e.to_string() })?;
+        .map_err(|e| TlsError::Pem {
+            what,
+            detail: e.to_string(),
+        })?;
     if certs.is_empty() {
-        return Err(TlsError::Pem { what, detail: "no certificate found".into() });
+        return Err(TlsError::Pem {
+            what,
+            detail: "no certificate found".into(),
+        });
     }
     Ok(certs)
 }
 
 /// The private key in a PEM document.
 pub fn key_from_pem(pem: &str, what: &'static str) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_slice(pem.as_bytes())
-        .map_err(|e| TlsError::Pem { what, detail: e.to_string() })
+    PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| TlsError::Pem {
+        what,
+        detail: e.to_string(),
+    })
 }
 
 /// The hub's server configuration: TLS 1.3, ALPN `h2` then `http/1.1` (gRPC and, for the
@@ -94,7 +105,11 @@ pub fn root_store(ca_pem: &str) -> Result<RootCertStore, TlsError> {
 }
 
 /// A client with a credential, trusting only the hub's CA.
-pub fn mtls_client_config(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<ClientConfig, TlsError> {
+pub fn mtls_client_config(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<ClientConfig, TlsError> {
     let roots = root_store(ca_pem)?;
     let mut config = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -245,10 +260,13 @@ pub async fn connect(
             let io = tokio::time::timeout(timeout, async {
                 let tcp = TcpStream::connect((host.as_str(), port)).await?;
                 tcp.set_nodelay(true)?;
-                connector.connect(server_name, tcp).await
+                let tls = connector.connect(server_name, tcp).await?;
+                confirm_accepted(tls).await
             })
             .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connection timed out"))??;
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "connection timed out")
+            })??;
             Ok::<_, std::io::Error>(TokioIo::new(io))
         }
     });
@@ -264,6 +282,95 @@ pub async fn connect(
             detail: root_cause(&e),
             tls: find_tls_error(&e),
         })
+}
+
+/// Waits for the server's first bytes after the handshake. In TLS 1.3 the server checks our
+/// certificate only after we have sent it, and refuses it with an alert; an HTTP/2 server
+/// otherwise speaks first (its SETTINGS). Reading here turns a refusal into a typed error at
+/// connect time, instead of a reset that a request would report as "canceled".
+async fn confirm_accepted(
+    mut tls: tokio_rustls::client::TlsStream<TcpStream>,
+) -> std::io::Result<Prefixed<tokio_rustls::client::TlsStream<TcpStream>>> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 16 * 1024];
+    let n = tls.read(&mut buf).await?;
+    if n == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the hub closed the connection after the TLS handshake",
+        ));
+    }
+    buf.truncate(n);
+    Ok(Prefixed {
+        prefix: buf,
+        pos: 0,
+        inner: tls,
+    })
+}
+
+/// A stream that first yields bytes already read from it.
+#[derive(Debug)]
+pub struct Prefixed<T> {
+    prefix: Vec<u8>,
+    pos: usize,
+    inner: T,
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Prefixed<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.pos < self.prefix.len() {
+            let n = (self.prefix.len() - self.pos).min(buf.remaining());
+            let start = self.pos;
+            buf.put_slice(&self.prefix[start..start + n]);
+            self.pos += n;
+            if self.pos == self.prefix.len() {
+                self.prefix = Vec::new();
+                self.pos = 0;
+            }
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Prefixed<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
 }
 
 /// The most specific message in an error's source chain, for one-line reports.
@@ -304,9 +411,66 @@ pub fn find_tls_error(err: &(dyn std::error::Error + 'static)) -> Option<rustls:
     None
 }
 
+/// Alerts a server sends when it refuses the client's certificate.
+const REFUSAL_ALERTS: [rustls::AlertDescription; 5] = [
+    rustls::AlertDescription::CertificateRevoked,
+    rustls::AlertDescription::CertificateExpired,
+    rustls::AlertDescription::BadCertificate,
+    rustls::AlertDescription::CertificateUnknown,
+    rustls::AlertDescription::UnknownCA,
+];
+
+/// The alert with which the peer refused our certificate, if that is what `err` is.
+///
+/// HTTP/2 keeps only the message of an I/O error (its errors must be cloneable), so below
+/// hyper the rustls error survives as text: both forms are recognised.
+pub fn peer_refused_certificate(
+    err: &(dyn std::error::Error + 'static),
+) -> Option<rustls::AlertDescription> {
+    if let Some(rustls::Error::AlertReceived(a)) = find_tls_error(err)
+        && REFUSAL_ALERTS.contains(&a)
+    {
+        return Some(a);
+    }
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        let text = e.to_string();
+        for a in REFUSAL_ALERTS {
+            if text.contains(&format!("received fatal alert: {a:?}")) {
+                return Some(a);
+            }
+        }
+        cur = e.source();
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_are_recognised_typed_or_as_text() {
+        let typed = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRevoked),
+        );
+        assert_eq!(
+            peer_refused_certificate(&typed),
+            Some(rustls::AlertDescription::CertificateRevoked)
+        );
+        let text = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "received fatal alert: CertificateExpired",
+        );
+        assert_eq!(
+            peer_refused_certificate(&text),
+            Some(rustls::AlertDescription::CertificateExpired)
+        );
+        let other =
+            std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        assert_eq!(peer_refused_certificate(&other), None);
+    }
 
     #[test]
     fn host_port_is_checked() {

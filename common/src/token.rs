@@ -103,7 +103,10 @@ pub fn validate_id(id: &str) -> Result<(), String> {
 }
 
 fn hash_secret(secret: &str) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, secret.as_bytes()))
+    hex::encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        secret.as_bytes(),
+    ))
 }
 
 impl fmt::Debug for JoinToken {
@@ -135,7 +138,14 @@ mod tests {
 
     #[test]
     fn malformed_tokens_are_refused() {
-        for bad in ["", "abc", "abcdef.", ".x", "ABCDEF.0123456789abcdef0123456789abcdef", "abcdef.short"] {
+        for bad in [
+            "",
+            "abc",
+            "abcdef.",
+            ".x",
+            "ABCDEF.0123456789abcdef0123456789abcdef",
+            "abcdef.short",
+        ] {
             assert_eq!(JoinToken::parse(bad), Err(MalformedToken), "{bad}");
         }
     }

@@ -4,6 +4,10 @@
 //! the hub currently lists for its identity. Removing a cluster or user (or replacing its
 //! credential on re-join) therefore locks out every older certificate at the next handshake,
 //! and [`Access::set`] closes the connections already open with them at once.
+//!
+//! Renewal is different: the identity is still trusted, so [`Access::renewed`] narrows what
+//! new handshakes may present but leaves connections opened with earlier certificates of the
+//! same credential line working (a long-lived stream outlives several short certificates).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +18,11 @@ use tokio_util::sync::CancellationToken;
 
 #[derive(Default)]
 struct Entry {
+    /// Serials a new handshake may present.
     serials: Vec<String>,
+    /// Serials of this credential line that live connections may still use: `serials` plus
+    /// those of connections opened before a renewal.
+    line: Vec<String>,
     conns: HashMap<u64, (String, CancellationToken)>,
 }
 
@@ -60,11 +68,33 @@ impl Access {
         self.entries.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether a certificate with this identity and serial may be used.
+    /// Whether a new handshake may present a certificate with this identity and serial.
     pub fn allows(&self, identity: &Identity, serial: &str) -> bool {
         self.read()
             .get(identity)
             .is_some_and(|e| e.serials.iter().any(|s| s == serial))
+    }
+
+    /// Whether a connection already open with this certificate may keep making requests.
+    pub fn allows_open(&self, identity: &Identity, serial: &str) -> bool {
+        self.read()
+            .get(identity)
+            .is_some_and(|e| e.line.iter().any(|s| s == serial))
+    }
+
+    /// Records a renewal: new handshakes may present only `serials`; connections opened with
+    /// earlier certificates of this identity stay open.
+    pub fn renewed(&self, identity: Identity, serials: Vec<String>) {
+        let mut map = self.write();
+        let entry = map.entry(identity).or_default();
+        let mut line = serials.clone();
+        for (serial, _) in entry.conns.values() {
+            if !line.contains(serial) {
+                line.push(serial.clone());
+            }
+        }
+        entry.serials = serials;
+        entry.line = line;
     }
 
     /// Replaces the accepted serials of `identity` and closes its connections made with any
@@ -90,6 +120,7 @@ impl Access {
             }
             keep || !close_stale
         });
+        entry.line = serials.clone();
         entry.serials = serials;
         if entry.serials.is_empty() && entry.conns.is_empty() {
             map.remove(&identity);
@@ -107,7 +138,7 @@ impl Access {
         let revoked = CancellationToken::new();
         let mut map = self.write();
         let entry = map.entry(identity.clone()).or_default();
-        if !entry.serials.contains(&serial) {
+        if !entry.line.contains(&serial) {
             // Revoked between the handshake and now.
             revoked.cancel();
         }
@@ -139,9 +170,35 @@ mod tests {
         assert!(!access.allows(&id, "s1"));
         access.deny_new(id.clone(), vec![]);
         assert!(!access.allows(&id, "s2"));
-        assert!(!new.revoked.is_cancelled(), "deny_new must leave live connections open");
+        assert!(
+            !new.revoked.is_cancelled(),
+            "deny_new must leave live connections open"
+        );
         access.remove(&id);
         assert!(new.revoked.is_cancelled());
+    }
+
+    #[test]
+    fn renewal_keeps_open_connections_but_narrows_new_handshakes() {
+        let access = Arc::new(Access::default());
+        let id = Identity::Cluster("a".into());
+        access.set(id.clone(), vec!["s1".into()]);
+        let conn = access.register(id.clone(), "s1".into());
+        access.renewed(id.clone(), vec!["s2".into(), "s1".into()]);
+        access.renewed(id.clone(), vec!["s3".into(), "s2".into()]);
+        assert!(
+            !access.allows(&id, "s1"),
+            "no new handshake with a twice-renewed certificate"
+        );
+        assert!(
+            access.allows_open(&id, "s1"),
+            "the stream opened with it lives on"
+        );
+        assert!(!conn.revoked.is_cancelled());
+        // Removal still cuts everything.
+        access.remove(&id);
+        assert!(conn.revoked.is_cancelled());
+        assert!(!access.allows_open(&id, "s1"));
     }
 
     #[test]

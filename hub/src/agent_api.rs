@@ -48,9 +48,12 @@ pub(crate) fn peer<T>(req: &Request<T>) -> Result<Peer, Status> {
 fn cluster_peer<T>(req: &Request<T>) -> Result<(String, PeerCert, Peer), Status> {
     let peer = peer(req)?;
     match &peer.cert {
-        Some(cert @ PeerCert { identity: Identity::Cluster(name), .. }) => {
-            Ok((name.clone(), cert.clone(), peer.clone()))
-        }
+        Some(
+            cert @ PeerCert {
+                identity: Identity::Cluster(name),
+                ..
+            },
+        ) => Ok((name.clone(), cert.clone(), peer.clone())),
         Some(c) => Err(Status::permission_denied(format!(
             "{} is not a member cluster's agent",
             c.identity
@@ -98,7 +101,10 @@ fn goodbye(reason: EndReason, message: String) -> pb::HubMessage {
 
 #[tonic::async_trait]
 impl pb::agent_service_server::AgentService for AgentApi {
-    async fn join(&self, req: Request<pb::JoinRequest>) -> Result<Response<pb::JoinResponse>, Status> {
+    async fn join(
+        &self,
+        req: Request<pb::JoinRequest>,
+    ) -> Result<Response<pb::JoinResponse>, Status> {
         let source = peer(&req)?.addr;
         let r = req.into_inner();
         let joined = self
@@ -116,7 +122,10 @@ impl pb::agent_service_server::AgentService for AgentApi {
         }))
     }
 
-    async fn renew(&self, req: Request<pb::RenewRequest>) -> Result<Response<pb::RenewResponse>, Status> {
+    async fn renew(
+        &self,
+        req: Request<pb::RenewRequest>,
+    ) -> Result<Response<pb::RenewResponse>, Status> {
         let (_, cert, _) = cluster_peer(&req)?;
         let signed = self.hub.renew(&cert, &req.into_inner().csr_der).await?;
         Ok(Response::new(pb::RenewResponse {
@@ -133,7 +142,9 @@ impl pb::agent_service_server::AgentService for AgentApi {
         let (cluster, _cert, peer) = cluster_peer(&req)?;
         let mut inbound = req.into_inner();
         let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
-            Ok(Ok(Some(pb::AgentMessage { msg: Some(agent_message::Msg::Hello(h)) }))) => h,
+            Ok(Ok(Some(pb::AgentMessage {
+                msg: Some(agent_message::Msg::Hello(h)),
+            }))) => h,
             Ok(Err(status)) => return Err(status),
             Err(_) => return Err(Status::deadline_exceeded("no Hello within 15s")),
             Ok(Ok(_)) => {
@@ -142,12 +153,17 @@ impl pb::agent_service_server::AgentService for AgentApi {
                 ));
             }
         };
-        self.hub.record_facts(&cluster, facts_from_pb(hello.facts)).await?;
+        self.hub
+            .record_facts(&cluster, facts_from_pb(hello.facts))
+            .await?;
         self.hub.record_last_seen(&cluster, unix_now()).await?;
 
-        let session_id = tether_common::token::random_string(12)
-            .map_err(|e| Status::internal(e.to_string()))?;
-        let (handle, control) = self.hub.sessions.open(&cluster, peer.addr, session_id.clone());
+        let session_id =
+            tether_common::token::random_string(12).map_err(|e| Status::internal(e.to_string()))?;
+        let (handle, control) = self
+            .hub
+            .sessions
+            .open(&cluster, peer.addr, session_id.clone());
         let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
         let welcome = pb::HubMessage {
             msg: Some(hub_message::Msg::Welcome(pb::Welcome {
@@ -239,13 +255,15 @@ async fn run_session(
             hub.metrics.stream_errors.inc();
             tracing::warn!(cluster = %handle.cluster, session = %handle.session_id, "no message from agent for {}; closing session", humantime::format_duration(*grace));
         }
-        other => tracing::info!(cluster = %handle.cluster, session = %handle.session_id, reason = ?other, "agent session ended"),
+        other => {
+            tracing::info!(cluster = %handle.cluster, session = %handle.session_id, reason = ?other, "agent session ended")
+        }
     }
     let last = handle.last_heard.load(std::sync::atomic::Ordering::Relaxed);
-    if !matches!(ended, Ended::Told(EndReason::Removed)) {
-        if let Err(e) = hub.record_last_seen(&handle.cluster, last).await {
-            tracing::warn!(cluster = %handle.cluster, error = %e, "failed to record last-seen time");
-        }
+    if !matches!(ended, Ended::Told(EndReason::Removed))
+        && let Err(e) = hub.record_last_seen(&handle.cluster, last).await
+    {
+        tracing::warn!(cluster = %handle.cluster, error = %e, "failed to record last-seen time");
     }
     drop(handle);
 }

@@ -15,10 +15,20 @@ use crate::hub::{self, Listen, Settings};
 use crate::init::{InitOptions, init};
 
 #[derive(Debug, Parser)]
-#[command(name = "tether-hub", version, about = "The Tether hub: desired state for many Kubernetes clusters")]
+#[command(
+    name = "tether-hub",
+    version,
+    about = "The Tether hub: desired state for many Kubernetes clusters"
+)]
 pub struct Cli {
     /// Log line format (filter with RUST_LOG).
-    #[arg(long, global = true, value_enum, default_value = "text", env = "TETHER_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "TETHER_LOG_FORMAT"
+    )]
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
@@ -122,9 +132,15 @@ pub fn run(cli: Cli) -> ExitCode {
                     println!("  advertised address: {}", r.advertise);
                     println!("  certificate names:  {}", r.sans.join(", "));
                     println!("  CA pin:             {}", r.ca_pin);
-                    println!("  admin credential:   {}", opts.data_dir.admin_config().display());
+                    println!(
+                        "  admin credential:   {}",
+                        opts.data_dir.admin_config().display()
+                    );
                     println!();
-                    println!("Start it:  tether-hub serve --data-dir {}", a.data_dir.display());
+                    println!(
+                        "Start it:  tether-hub serve --data-dir {}",
+                        a.data_dir.display()
+                    );
                     println!(
                         "Then:      tetherctl --config {} token create --cluster NAME",
                         opts.data_dir.admin_config().display()

@@ -25,7 +25,12 @@ impl ClientApi {
     }
 
     /// The calling user, if their role is at least `need`.
-    fn authorize<T>(&self, req: &Request<T>, need: Role, action: &str) -> Result<(String, Role), Status> {
+    fn authorize<T>(
+        &self,
+        req: &Request<T>,
+        need: Role,
+        action: &str,
+    ) -> Result<(String, Role), Status> {
         let peer = peer(req)?;
         let name = match peer.cert.map(|c| c.identity) {
             Some(Identity::User(name)) => name,
@@ -68,8 +73,15 @@ fn cluster_to_pb(v: ClusterView) -> pb::Cluster {
         facts,
         joined_unix: v.record.joined_unix,
         last_seen_unix: v.last_seen_unix,
-        session_id: v.session.as_ref().map(|s| s.session_id.clone()).unwrap_or_default(),
-        peer_address: v.session.map(|s| s.peer_addr.to_string()).unwrap_or_default(),
+        session_id: v
+            .session
+            .as_ref()
+            .map(|s| s.session_id.clone())
+            .unwrap_or_default(),
+        peer_address: v
+            .session
+            .map(|s| s.peer_addr.to_string())
+            .unwrap_or_default(),
         cert_serial: v.record.cert_serials.first().cloned().unwrap_or_default(),
         cert_not_after_unix: v.record.cert_not_after,
     }
@@ -120,7 +132,12 @@ impl pb::hub_api_server::HubApi for ClientApi {
         req: Request<pb::ListTokensRequest>,
     ) -> Result<Response<pb::ListTokensResponse>, Status> {
         self.authorize(&req, Role::Admin, "list join tokens")?;
-        let tokens = self.hub.list_tokens()?.into_iter().map(token_to_pb).collect();
+        let tokens = self
+            .hub
+            .list_tokens()?
+            .into_iter()
+            .map(token_to_pb)
+            .collect();
         Ok(Response::new(pb::ListTokensResponse { tokens }))
     }
 
@@ -138,11 +155,19 @@ impl pb::hub_api_server::HubApi for ClientApi {
         req: Request<pb::ListClustersRequest>,
     ) -> Result<Response<pb::ListClustersResponse>, Status> {
         self.authorize(&req, Role::Viewer, "list clusters")?;
-        let clusters = self.hub.list_clusters()?.into_iter().map(cluster_to_pb).collect();
+        let clusters = self
+            .hub
+            .list_clusters()?
+            .into_iter()
+            .map(cluster_to_pb)
+            .collect();
         Ok(Response::new(pb::ListClustersResponse { clusters }))
     }
 
-    async fn get_cluster(&self, req: Request<pb::GetClusterRequest>) -> Result<Response<pb::Cluster>, Status> {
+    async fn get_cluster(
+        &self,
+        req: Request<pb::GetClusterRequest>,
+    ) -> Result<Response<pb::Cluster>, Status> {
         self.authorize(&req, Role::Viewer, "read clusters")?;
         let view = self.hub.get_cluster(&req.into_inner().name)?;
         Ok(Response::new(cluster_to_pb(view)))
@@ -171,7 +196,10 @@ impl pb::hub_api_server::HubApi for ClientApi {
         Ok(Response::new(pb::RemoveClusterResponse {}))
     }
 
-    async fn who_am_i(&self, req: Request<pb::WhoAmIRequest>) -> Result<Response<pb::WhoAmIResponse>, Status> {
+    async fn who_am_i(
+        &self,
+        req: Request<pb::WhoAmIRequest>,
+    ) -> Result<Response<pb::WhoAmIResponse>, Status> {
         let (user, role) = self.authorize(&req, Role::Viewer, "ask")?;
         Ok(Response::new(pb::WhoAmIResponse {
             user,

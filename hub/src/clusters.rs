@@ -79,7 +79,11 @@ impl Hub {
         Ok(self.view(record))
     }
 
-    pub async fn label_cluster(&self, name: &str, changes: LabelChanges) -> Result<ClusterView, HubError> {
+    pub async fn label_cluster(
+        &self,
+        name: &str,
+        changes: LabelChanges,
+    ) -> Result<ClusterView, HubError> {
         for (k, v) in &changes.set {
             labels::validate_key(k).map_err(HubError::InvalidArgument)?;
             labels::validate_value(v).map_err(HubError::InvalidArgument)?;

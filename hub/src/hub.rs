@@ -166,7 +166,9 @@ impl Hub {
             return Ok((chain, key));
         }
         tracing::info!(sans = ?self.meta.sans, "serving certificate expires soon; issuing a new one");
-        let issued = self.ca.issue_server(&self.meta.sans, SERVING_CERT_LIFETIME)?;
+        let issued = self
+            .ca
+            .issue_server(&self.meta.sans, SERVING_CERT_LIFETIME)?;
         let chain = format!("{}{}", issued.cert_pem, self.ca.cert_pem());
         write_file(&dir.hub_key(), issued.key_pem.as_bytes())?;
         write_file(&dir.hub_cert(), chain.as_bytes())?;
@@ -254,13 +256,17 @@ pub async fn serve(
 
 /// Every gRPC service on the TLS port.
 async fn routes(hub: Arc<Hub>) -> Result<axum::Router, StartError> {
-    use tether_common::pb::{agent_service_server::AgentServiceServer, hub_api_server::HubApiServer};
+    use tether_common::pb::{
+        agent_service_server::AgentServiceServer, hub_api_server::HubApiServer,
+    };
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<AgentServiceServer<agent_api::AgentApi>>()
         .await;
-    health.set_serving::<HubApiServer<client_api::ClientApi>>().await;
+    health
+        .set_serving::<HubApiServer<client_api::ClientApi>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(tether_common::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -268,7 +274,9 @@ async fn routes(hub: Arc<Hub>) -> Result<axum::Router, StartError> {
         .map_err(|e| StartError::Reflection(e.to_string()))?;
     let routes = tonic::service::Routes::new(health_service)
         .add_service(reflection)
-        .add_service(AgentServiceServer::new(agent_api::AgentApi::new(hub.clone())))
+        .add_service(AgentServiceServer::new(agent_api::AgentApi::new(
+            hub.clone(),
+        )))
         .add_service(HubApiServer::new(client_api::ClientApi::new(hub)))
         .prepare();
     Ok(routes.into_axum_router())

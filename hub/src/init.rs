@@ -37,7 +37,9 @@ pub enum InitError {
     Exists(String),
     #[error("invalid --advertise {0:?}: expected HOST:PORT")]
     Advertise(String),
-    #[error("--advertise host {host:?} is not among the certificate's names {sans:?}; add --san {host}")]
+    #[error(
+        "--advertise host {host:?} is not among the certificate's names {sans:?}; add --san {host}"
+    )]
     AdvertiseNotInSans { host: String, sans: Vec<String> },
     #[error("failed to prepare {path}: {source}")]
     Io {
@@ -71,7 +73,13 @@ pub fn init(opts: &InitOptions) -> Result<InitReport, InitError> {
         if !opts.force {
             return Err(InitError::Exists(dir.root().display().to_string()));
         }
-        for f in [dir.ca_cert(), dir.ca_key(), dir.hub_cert(), dir.hub_key(), dir.admin_config()] {
+        for f in [
+            dir.ca_cert(),
+            dir.ca_key(),
+            dir.hub_cert(),
+            dir.hub_key(),
+            dir.admin_config(),
+        ] {
             if f.exists() {
                 std::fs::remove_file(&f).map_err(io(&f))?;
             }
@@ -90,19 +98,27 @@ pub fn init(opts: &InitOptions) -> Result<InitReport, InitError> {
     }
     let advertise = match &opts.advertise {
         Some(a) => a.clone(),
-        None => format!("{}:{DEFAULT_PORT}", opts.sans.first().map_or("localhost", |s| s.as_str())),
+        None => format!(
+            "{}:{DEFAULT_PORT}",
+            opts.sans.first().map_or("localhost", |s| s.as_str())
+        ),
     };
-    let (host, _) = tls::split_host_port(&advertise).map_err(|_| InitError::Advertise(advertise.clone()))?;
+    let (host, _) =
+        tls::split_host_port(&advertise).map_err(|_| InitError::Advertise(advertise.clone()))?;
     if !sans.contains(&host) {
         return Err(InitError::AdvertiseNotInSans { host, sans });
     }
 
     let (ca, ca_key) = CertificateAuthority::generate(CA_LIFETIME)?;
-    files::write_with_mode(&dir.ca_cert(), ca.cert_pem().as_bytes(), 0o644).map_err(io(&dir.ca_cert()))?;
+    files::write_with_mode(&dir.ca_cert(), ca.cert_pem().as_bytes(), 0o644)
+        .map_err(io(&dir.ca_cert()))?;
     write_file(&dir.ca_key(), ca_key.as_bytes())?;
     let serving = ca.issue_server(&sans, SERVING_CERT_LIFETIME)?;
     write_file(&dir.hub_key(), serving.key_pem.as_bytes())?;
-    write_file(&dir.hub_cert(), format!("{}{}", serving.cert_pem, ca.cert_pem()).as_bytes())?;
+    write_file(
+        &dir.hub_cert(),
+        format!("{}{}", serving.cert_pem, ca.cert_pem()).as_bytes(),
+    )?;
 
     let admin = Identity::User("admin".into());
     let (cred, signed) = ca.issue_client(&admin, ADMIN_CERT_LIFETIME)?;

@@ -32,7 +32,13 @@ pub struct Joined {
 }
 
 impl Hub {
-    fn join_refused(&self, result: &str, token_id: &str, source: SocketAddr, message: String) -> HubError {
+    fn join_refused(
+        &self,
+        result: &str,
+        token_id: &str,
+        source: SocketAddr,
+        message: String,
+    ) -> HubError {
         Metrics::count(&self.metrics.joins, result);
         tracing::warn!(token_id, %source, reason = result, "join refused");
         HubError::Unauthenticated(message)
@@ -59,14 +65,21 @@ impl Hub {
         };
         let now = unix_now();
         if !token.matches_hash(&rec.secret_sha256) {
-            return Err(self.join_refused("bad_secret", &id, req.source, format!("join token {id} was refused: wrong secret")));
+            return Err(self.join_refused(
+                "bad_secret",
+                &id,
+                req.source,
+                format!("join token {id} was refused: wrong secret"),
+            ));
         }
         if rec.revoked {
             return Err(self.join_refused(
                 "revoked",
                 &id,
                 req.source,
-                format!("join token {id} was revoked; create a new one with `tetherctl token create`"),
+                format!(
+                    "join token {id} was revoked; create a new one with `tetherctl token create`"
+                ),
             ));
         }
         if rec.expires_unix <= now {
@@ -152,7 +165,8 @@ impl Hub {
         let mut batch = Batch::new();
         batch.put_cluster(&cluster);
         self.records.commit(&batch).await?;
-        self.access.set(peer.identity.clone(), cluster.cert_serials.clone());
+        self.access
+            .renewed(peer.identity.clone(), cluster.cert_serials.clone());
         Metrics::count(&self.metrics.renewals, "ok");
         tracing::info!(cluster = %name, serial = %cert.serial, not_after = %rfc3339(cert.not_after), "certificate renewed");
         Ok(cert)

@@ -32,6 +32,8 @@ const UNAUTHENTICATED_PATHS: &[&str] = &[
 ];
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection whose certificate was revoked may take to finish its last writes.
+const REVOKED_DRAIN: Duration = Duration::from_secs(2);
 
 /// A verified client certificate's facts.
 #[derive(Debug, Clone)]
@@ -114,11 +116,13 @@ struct Connection {
 
 impl Connection {
     async fn run(self, tcp: tokio::net::TcpStream, addr: SocketAddr) {
-        let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(tcp)).await {
+        let accept = self.acceptor.accept(tcp).into_fallible();
+        let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
+            Ok(Err((e, tcp))) => {
                 self.metrics.tls_handshake_failures.inc();
                 tracing::debug!(peer = %addr, error = %e, "TLS handshake failed");
+                linger(tcp).await;
                 return;
             }
             Err(_) => {
@@ -161,6 +165,7 @@ impl Connection {
                 router.oneshot(req.map(Body::new)).await
             }
         });
+        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http2()
@@ -168,24 +173,113 @@ impl Connection {
             .keep_alive_interval(Some(self.opts.keepalive_interval))
             .keep_alive_timeout(self.opts.keepalive_timeout)
             .max_concurrent_streams(self.opts.max_concurrent_streams);
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(svc));
+        let io = TokioIo::new(stream);
+        let svc = TowerToHyperService::new(svc);
+        let ends = Ends {
+            addr,
+            revoked,
+            shutdown: self.shutdown.clone(),
+        };
+        // With ALPN h2 the server speaks first (its SETTINGS), which lets a client tell an
+        // accepted certificate from a refused one right after the handshake. HTTP/1.1 (kubectl
+        // through the proxy, connection upgrades) needs the version sniffing of `auto`.
+        if h2 {
+            let builder = builder.http2_only();
+            ends.drive(builder.serve_connection(io, svc)).await;
+        } else {
+            ends.drive(builder.serve_connection_with_upgrades(io, svc))
+                .await;
+        }
+        drop(guard);
+    }
+}
+
+/// Both connection kinds hyper-util serves can be shut down gracefully.
+trait Graceful:
+    std::future::Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>>
+{
+    fn shut_down(self: std::pin::Pin<&mut Self>);
+}
+
+impl<'a, I, S, E, B> Graceful for auto::Connection<'a, I, S, E>
+where
+    auto::Connection<'a, I, S, E>:
+        std::future::Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>>,
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
+    B: http_body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+{
+    fn shut_down(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<'a, I, S, E, B> Graceful for auto::UpgradeableConnection<'a, I, S, E>
+where
+    auto::UpgradeableConnection<'a, I, S, E>:
+        std::future::Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>>,
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    B: http_body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+{
+    fn shut_down(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+/// What ends a connection besides its peer.
+struct Ends {
+    addr: SocketAddr,
+    revoked: CancellationToken,
+    shutdown: CancellationToken,
+}
+
+impl Ends {
+    async fn drive<C: Graceful>(self, conn: C) {
         tokio::pin!(conn);
         tokio::select! {
             r = conn.as_mut() => {
                 if let Err(e) = r {
-                    tracing::debug!(peer = %addr, error = %e, "connection ended with an error");
+                    tracing::debug!(peer = %self.addr, error = %e, "connection ended with an error");
                 }
             }
-            _ = revoked.cancelled() => {
-                tracing::info!(peer = %addr, "closing connection: its certificate is no longer accepted");
+            _ = self.revoked.cancelled() => {
+                tracing::info!(peer = %self.addr, "closing connection: its certificate is no longer accepted");
+                // New requests are already refused; let what was sent (a goodbye) reach the
+                // peer before the connection goes.
+                conn.as_mut().shut_down();
+                let _ = tokio::time::timeout(REVOKED_DRAIN, conn).await;
             }
             _ = self.shutdown.cancelled() => {
-                conn.as_mut().graceful_shutdown();
+                conn.as_mut().shut_down();
                 let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
             }
         }
-        drop(guard);
     }
+}
+
+/// Closes a refused connection so that the peer reads our TLS alert: a socket closed with
+/// unread data (the client's first request, sent right after its handshake flight) is reset,
+/// and a reset can destroy the alert before the peer reads it. So: stop writing, drain what
+/// the peer sends for a moment, then close.
+async fn linger(mut tcp: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = tcp.shutdown().await;
+    let mut buf = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while let Ok(n) = tcp.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Refuses requests the peer may not make at all: anything but join and health without a
@@ -194,7 +288,7 @@ fn gate(peer: &Peer, path: &str, access: &Access) -> Option<http::Response<Body>
     let message = match &peer.cert {
         None if UNAUTHENTICATED_PATHS.contains(&path) => return None,
         None => "a client certificate issued by this hub is required".to_string(),
-        Some(c) if access.allows(&c.identity, &c.serial) => return None,
+        Some(c) if access.allows_open(&c.identity, &c.serial) => return None,
         Some(c) => format!("the certificate of {} is no longer accepted", c.identity),
     };
     Some(tonic::Status::unauthenticated(message).into_http())

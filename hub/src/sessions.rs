@@ -83,7 +83,10 @@ impl SessionHandle {
 impl Drop for SessionHandle {
     fn drop(&mut self) {
         let mut map = self.sessions.lock();
-        if map.get(&self.cluster).is_some_and(|e| e.epoch == self.epoch) {
+        if map
+            .get(&self.cluster)
+            .is_some_and(|e| e.epoch == self.epoch)
+        {
             map.remove(&self.cluster);
             self.sessions.metrics.connected_agents.set(map.len() as i64);
         }
@@ -175,7 +178,12 @@ impl Sessions {
     }
 
     /// Asks the session of `cluster` to end; the token is cancelled once it has.
-    pub fn end(&self, cluster: &str, reason: EndReason, message: &str) -> Option<CancellationToken> {
+    pub fn end(
+        &self,
+        cluster: &str,
+        reason: EndReason,
+        message: &str,
+    ) -> Option<CancellationToken> {
         let map = self.lock();
         let e = map.get(cluster)?;
         let _ = e.control.try_send(Control::End {
@@ -216,7 +224,10 @@ mod tests {
         assert!(new.epoch > old.epoch);
         assert!(matches!(
             old_rx.recv().await,
-            Some(Control::End { reason: EndReason::Superseded, .. })
+            Some(Control::End {
+                reason: EndReason::Superseded,
+                ..
+            })
         ));
         // The old task ending must not unregister the new session.
         drop(old);
@@ -231,7 +242,13 @@ mod tests {
         let s = Sessions::new(Metrics::new());
         let (h, mut rx) = s.open("a", addr(), "s1".into());
         let ended = s.end("a", EndReason::Removed, "bye").unwrap();
-        assert!(matches!(rx.recv().await, Some(Control::End { reason: EndReason::Removed, .. })));
+        assert!(matches!(
+            rx.recv().await,
+            Some(Control::End {
+                reason: EndReason::Removed,
+                ..
+            })
+        ));
         assert!(!ended.is_cancelled());
         drop(h);
         assert!(ended.is_cancelled());

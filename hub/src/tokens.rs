@@ -25,8 +25,12 @@ pub struct TokenSpec {
 
 impl Hub {
     /// Mints a token; the secret is returned once and only its hash is stored.
-    pub async fn create_token(&self, spec: TokenSpec) -> Result<(JoinToken, TokenRecord), HubError> {
-        validate_name(&spec.cluster).map_err(|e| HubError::InvalidArgument(format!("cluster {e}")))?;
+    pub async fn create_token(
+        &self,
+        spec: TokenSpec,
+    ) -> Result<(JoinToken, TokenRecord), HubError> {
+        validate_name(&spec.cluster)
+            .map_err(|e| HubError::InvalidArgument(format!("cluster {e}")))?;
         for (k, v) in &spec.labels {
             labels::validate_key(k).map_err(HubError::InvalidArgument)?;
             labels::validate_value(v).map_err(HubError::InvalidArgument)?;
@@ -40,12 +44,15 @@ impl Hub {
             )));
         }
         if ttl.is_zero() {
-            return Err(HubError::InvalidArgument("token ttl must be positive".into()));
+            return Err(HubError::InvalidArgument(
+                "token ttl must be positive".into(),
+            ));
         }
         let _w = self.write_lock.lock().await;
         // Ids are short; on the rare collision with an existing token, draw again.
         let token = loop {
-            let t = JoinToken::generate().map_err(|e| HubError::FailedPrecondition(e.to_string()))?;
+            let t =
+                JoinToken::generate().map_err(|e| HubError::FailedPrecondition(e.to_string()))?;
             if self.records.token(&t.id)?.is_none() {
                 break t;
             }

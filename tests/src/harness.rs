@@ -1,1 +1,439 @@
+//! Real processes for end-to-end tests: a hub, emulated member clusters and agents, each in
+//! its own scratch directory with its log captured, killed when the test ends. Waiting is
+//! always polling against a deadline ([`eventually`]), never a bare sleep.
 
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Polls `f` every 50 ms until it returns `Some`, or panics with `what` after `timeout`.
+pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        // A poll interval inside a deadline loop, not synchronisation.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The directory holding the workspace's built binaries (next to this test's `deps/`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir
+}
+
+/// Path of a workspace binary; panics with a hint when it was not built.
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: build the workspace binaries first (cargo build --workspace --bins)",
+        p.display()
+    );
+    p
+}
+
+/// A free TCP port on loopback (bound and released; the race with other tests is tiny).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// A running child process whose output goes to a log file. Killed on drop.
+pub struct Proc {
+    pub name: String,
+    pub child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, cmd: &mut Command, log: PathBuf) -> Proc {
+        let file = std::fs::File::create(&log)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", log.display()));
+        let err = file
+            .try_clone()
+            .unwrap_or_else(|e| panic!("cannot clone log handle: {e}"));
+        let child = cmd
+            .stdout(Stdio::from(file))
+            .stderr(Stdio::from(err))
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Proc {
+            name: name.to_string(),
+            child: Some(child),
+            log,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends a signal (`"KILL"`, `"TERM"`, `"STOP"`, `"CONT"`).
+    pub fn signal(&self, sig: &str) {
+        let _ = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status();
+    }
+
+    /// The exit code if the process has ended.
+    pub fn exited(&mut self) -> Option<i32> {
+        let child = self.child.as_mut()?;
+        child
+            .try_wait()
+            .ok()
+            .flatten()
+            .map(|s| s.code().unwrap_or(-1))
+    }
+
+    /// Waits for the process to end and returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> i32 {
+        let name = self.name.clone();
+        eventually(timeout, &format!("{name} to exit"), || self.exited())
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn stop(&mut self) -> i32 {
+        self.signal("TERM");
+        let code = self.wait_exit(Duration::from_secs(20));
+        self.child = None;
+        code
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let text = self.log_text();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            eprintln!(
+                "---- last lines of {} ({}) ----",
+                self.name,
+                self.log.display()
+            );
+            for l in tail.into_iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+        self.kill();
+    }
+}
+
+/// Runs a command to completion.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Settings of a hub under test.
+#[derive(Debug, Clone)]
+pub struct HubOptions {
+    pub heartbeat_interval: &'static str,
+    pub offline_grace: &'static str,
+    pub cert_lifetime: &'static str,
+    pub extra: Vec<String>,
+}
+
+impl Default for HubOptions {
+    fn default() -> Self {
+        HubOptions {
+            heartbeat_interval: "300ms",
+            offline_grace: "2s",
+            cert_lifetime: "1h",
+            extra: Vec::new(),
+        }
+    }
+}
+
+/// A hub process and its data directory.
+pub struct Hub {
+    pub dir: PathBuf,
+    pub addr: SocketAddr,
+    pub metrics: SocketAddr,
+    pub opts: HubOptions,
+    pub proc: Option<Proc>,
+    starts: u32,
+}
+
+impl Hub {
+    /// `tether-hub init` in `dir` (advertising a free loopback port), then `serve`.
+    pub fn start(dir: &Path, opts: HubOptions) -> Hub {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port())
+            .parse()
+            .unwrap_or_else(|_| unreachable!());
+        let metrics: SocketAddr = format!("127.0.0.1:{}", free_port())
+            .parse()
+            .unwrap_or_else(|_| unreachable!());
+        let out = run(Command::new(bin("tether-hub"))
+            .args(["init", "--data-dir"])
+            .arg(dir)
+            .args(["--advertise", &addr.to_string()]));
+        assert!(out.status.success(), "hub init failed: {}", stderr(&out));
+        let mut hub = Hub {
+            dir: dir.to_path_buf(),
+            addr,
+            metrics,
+            opts,
+            proc: None,
+            starts: 0,
+        };
+        hub.serve();
+        hub
+    }
+
+    /// Starts `serve` and waits for `/readyz`.
+    pub fn serve(&mut self) {
+        self.starts += 1;
+        let mut cmd = Command::new(bin("tether-hub"));
+        cmd.args(["serve", "--data-dir"])
+            .arg(&self.dir)
+            .args(["--listen", &self.addr.to_string()])
+            .args(["--metrics-listen", &self.metrics.to_string()])
+            .args(["--heartbeat-interval", self.opts.heartbeat_interval])
+            .args(["--offline-grace", self.opts.offline_grace])
+            .args(["--cert-lifetime", self.opts.cert_lifetime])
+            .args(&self.opts.extra)
+            .env("RUST_LOG", "info");
+        let log = self.dir.with_extension(format!("hub-{}.log", self.starts));
+        self.proc = Some(Proc::spawn("tether-hub", &mut cmd, log));
+        let metrics = self.metrics;
+        eventually(Duration::from_secs(20), "hub /readyz", || {
+            (http_get(metrics, "/readyz").0 == 200).then_some(())
+        });
+    }
+
+    pub fn admin_config(&self) -> PathBuf {
+        self.dir.join("admin.yaml")
+    }
+
+    /// Runs tetherctl with the admin credential.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        run(Command::new(bin("tetherctl"))
+            .arg("--config")
+            .arg(self.admin_config())
+            .args(args))
+    }
+
+    /// Runs tetherctl, asserts success, and parses its `-o json` output.
+    pub fn ctl_json(&self, args: &[&str]) -> Value {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["-o", "json"]);
+        let out = self.ctl(&all);
+        assert!(
+            out.status.success(),
+            "tetherctl {args:?} failed: {}",
+            stderr(&out)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!("tetherctl {args:?} printed no JSON ({e}): {}", stdout(&out))
+        })
+    }
+
+    /// A fresh join token for `cluster`: (token, ca_pin).
+    pub fn token(&self, cluster: &str, extra: &[&str]) -> (String, String) {
+        let mut args = vec!["token", "create", "--cluster", cluster];
+        args.extend(extra);
+        let v = self.ctl_json(&args);
+        (
+            v["token"].as_str().unwrap_or_default().to_string(),
+            v["caPin"].as_str().unwrap_or_default().to_string(),
+        )
+    }
+
+    /// A cluster as `cluster get -o json` shows it, if it exists.
+    pub fn cluster(&self, name: &str) -> Option<Value> {
+        let out = self.ctl(&["cluster", "get", name, "-o", "json"]);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).ok())
+            .flatten()
+    }
+
+    pub fn status_of(&self, name: &str) -> String {
+        self.cluster(name)
+            .and_then(|c| c["status"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+
+    /// Waits until `name` shows `status`.
+    pub fn wait_status(&self, name: &str, status: &str, timeout: Duration) -> Value {
+        eventually(timeout, &format!("cluster {name} to be {status}"), || {
+            self.cluster(name).filter(|c| c["status"] == status)
+        })
+    }
+
+    /// The hub's metrics text.
+    pub fn metrics_text(&self) -> String {
+        http_get(self.metrics, "/metrics").1
+    }
+
+    /// SIGTERM and wait.
+    pub fn stop(&mut self) -> i32 {
+        self.proc.as_mut().map_or(0, Proc::stop)
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(p) = self.proc.as_mut() {
+            p.kill();
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        self.proc.as_ref().map(Proc::log_text).unwrap_or_default()
+    }
+}
+
+/// An emulated member cluster.
+pub struct Cluster {
+    pub kubeconfig: PathBuf,
+    pub proc: Proc,
+}
+
+impl Cluster {
+    pub fn start(dir: &Path, name: &str, nodes: u32, version: &str) -> Cluster {
+        let kubeconfig = dir.join(format!("{name}.kubeconfig"));
+        let mut cmd = Command::new(bin("tether-kube-emulator"));
+        cmd.args([
+            "--listen",
+            "127.0.0.1:0",
+            "--name",
+            name,
+            "--nodes",
+            &nodes.to_string(),
+            "--kubernetes-version",
+            version,
+        ])
+        .arg("--kubeconfig-out")
+        .arg(&kubeconfig);
+        let proc = Proc::spawn(
+            &format!("emulator {name}"),
+            &mut cmd,
+            dir.join(format!("{name}.emulator.log")),
+        );
+        let kc = kubeconfig.clone();
+        eventually(Duration::from_secs(10), "emulator kubeconfig", || {
+            kc.exists().then_some(())
+        });
+        Cluster { kubeconfig, proc }
+    }
+
+    /// Runs the real kubectl against this cluster.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        run(Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args))
+    }
+
+    pub fn kubectl_json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        let out = self.kubectl(&all);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}",
+            stderr(&out)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    }
+}
+
+/// An agent process.
+pub struct Agent {
+    pub state_dir: PathBuf,
+    pub proc: Proc,
+}
+
+impl Agent {
+    /// Starts `tether-agent --hub HUB --kubeconfig KC --state-dir STATE [args]`.
+    pub fn start(hub: &Hub, cluster: &Cluster, state_dir: &Path, args: &[&str]) -> Agent {
+        let mut cmd = Command::new(bin("tether-agent"));
+        cmd.args(["--hub", &hub.addr.to_string()])
+            .arg("--kubeconfig")
+            .arg(&cluster.kubeconfig)
+            .arg("--state-dir")
+            .arg(state_dir)
+            .args(["--reconnect-max-delay", "2s"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env_remove("KUBERNETES_SERVICE_HOST");
+        let n = std::fs::read_dir(state_dir.parent().unwrap_or(state_dir)).map_or(0, |d| d.count());
+        let log = state_dir.with_extension(format!("agent-{n}.log"));
+        Agent {
+            state_dir: state_dir.to_path_buf(),
+            proc: Proc::spawn("tether-agent", &mut cmd, log),
+        }
+    }
+
+    /// Starts an agent that joins with a token.
+    pub fn join(hub: &Hub, cluster: &Cluster, state_dir: &Path, token: &str, pin: &str) -> Agent {
+        Agent::start(
+            hub,
+            cluster,
+            state_dir,
+            &["--token", token, "--ca-pin", pin],
+        )
+    }
+}
+
+/// A minimal HTTP/1.1 GET on loopback: (status, body). 0 when nothing answers.
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return (0, String::new());
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).is_err() {
+        return (0, String::new());
+    }
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    let code = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}

@@ -12,9 +12,13 @@ use super::{CtlError, EXIT_RUNTIME, EXIT_USAGE};
 pub async fn connect(config: &ClientConfig) -> Result<HubApiClient<Channel>, CtlError> {
     let tls_config = tls::mtls_client_config(&config.ca, &config.cert, &config.key)
         .map_err(|e| CtlError::runtime(format!("invalid credential in config: {e}")))?;
-    let channel = tls::connect(&config.hub, Arc::new(tls_config), &ChannelOptions::default())
-        .await
-        .map_err(|e| CtlError::runtime(e.to_string()))?;
+    let channel = tls::connect(
+        &config.hub,
+        Arc::new(tls_config),
+        &ChannelOptions::default(),
+    )
+    .await
+    .map_err(|e| CtlError::runtime(e.to_string()))?;
     // Workload bundles can be large; the hub enforces its own limits.
     Ok(HubApiClient::new(channel).max_decoding_message_size(64 << 20))
 }
@@ -32,7 +36,9 @@ pub fn status_error(hub: &str, status: tonic::Status) -> CtlError {
         status.message().to_string()
     };
     let message = match status.code() {
-        Code::Unavailable | Code::Unknown if status.message().contains("transport") || status.message().is_empty() => {
+        Code::Unavailable | Code::Unknown
+            if status.message().contains("transport") || status.message().is_empty() =>
+        {
             format!("cannot reach hub at {hub}: {}", tls::root_cause(&status))
         }
         Code::Unauthenticated => format!("the hub refused the credential: {detail}"),

@@ -54,7 +54,15 @@ fn view(c: pb::Cluster) -> ClusterView {
 }
 
 fn table(clusters: Vec<pb::Cluster>) -> String {
-    let mut t = Table::new(&["NAME", "STATUS", "LABELS", "KUBERNETES", "NODES", "AGENT", "LAST SEEN"]);
+    let mut t = Table::new(&[
+        "NAME",
+        "STATUS",
+        "LABELS",
+        "KUBERNETES",
+        "NODES",
+        "AGENT",
+        "LAST SEEN",
+    ]);
     for c in clusters {
         let f = c.facts.clone().unwrap_or_default();
         let kube = if f.api_reachable || f.kubernetes_version.is_empty() {
@@ -76,17 +84,30 @@ fn table(clusters: Vec<pb::Cluster>) -> String {
     t.render()
 }
 
-pub(super) async fn run(api: &mut HubApiClient<Channel>, cmd: ClusterCommand) -> Result<String, Failure> {
+pub(super) async fn run(
+    api: &mut HubApiClient<Channel>,
+    cmd: ClusterCommand,
+) -> Result<String, Failure> {
     match cmd {
         ClusterCommand::List { output: format } => {
-            let clusters = api.list_clusters(pb::ListClustersRequest {}).await?.into_inner().clusters;
+            let clusters = api
+                .list_clusters(pb::ListClustersRequest {})
+                .await?
+                .into_inner()
+                .clusters;
             Ok(match format {
                 Format::Table => table(clusters),
                 f => output::structured(&clusters.into_iter().map(view).collect::<Vec<_>>(), f),
             })
         }
-        ClusterCommand::Get { name, output: format } => {
-            let c = api.get_cluster(pb::GetClusterRequest { name }).await?.into_inner();
+        ClusterCommand::Get {
+            name,
+            output: format,
+        } => {
+            let c = api
+                .get_cluster(pb::GetClusterRequest { name })
+                .await?
+                .into_inner();
             Ok(match format {
                 Format::Table => table(vec![c]),
                 f => output::structured(&view(c), f),
@@ -109,8 +130,11 @@ pub(super) async fn run(api: &mut HubApiClient<Channel>, cmd: ClusterCommand) ->
             ))
         }
         ClusterCommand::Remove { name } => {
-            api.remove_cluster(pb::RemoveClusterRequest { name: name.clone() }).await?;
-            Ok(format!("cluster {name} removed; its certificate no longer works\n"))
+            api.remove_cluster(pb::RemoveClusterRequest { name: name.clone() })
+                .await?;
+            Ok(format!(
+                "cluster {name} removed; its certificate no longer works\n"
+            ))
         }
     }
 }

@@ -87,7 +87,9 @@ impl ClientConfig {
         if let Some(p) = std::env::var_os("TETHER_CONFIG").filter(|p| !p.is_empty()) {
             return PathBuf::from(p);
         }
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_default();
         home.join(".tether").join("config.yaml")
     }
 
@@ -106,7 +108,8 @@ impl ClientConfig {
             path: path.display().to_string(),
             detail,
         };
-        let cfg: ClientConfig = serde_saphyr::from_str(&text).map_err(|e| invalid(first_line(&e.to_string())))?;
+        let cfg: ClientConfig =
+            serde_saphyr::from_str(&text).map_err(|e| invalid(first_line(&e.to_string())))?;
         if cfg.kind != KIND || cfg.api_version != API_VERSION {
             return Err(invalid(format!(
                 "expected apiVersion {API_VERSION} and kind {KIND}, found {} {}",
@@ -153,7 +156,12 @@ mod tests {
         c.save(&p).unwrap();
         assert_eq!(ClientConfig::load(&p).unwrap(), c);
         std::fs::write(&p, format!("{}extra: 1\n", c.to_yaml())).unwrap();
-        assert!(ClientConfig::load(&p).unwrap_err().to_string().contains("extra"));
+        assert!(
+            ClientConfig::load(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("extra")
+        );
         let missing = ClientConfig::load(&dir.path().join("nope")).unwrap_err();
         assert!(matches!(missing, ConfigError::Missing(_)));
     }

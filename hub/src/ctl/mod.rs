@@ -45,7 +45,11 @@ impl CtlError {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "tetherctl", version, about = "Manage member clusters and their desired state through a Tether hub")]
+#[command(
+    name = "tetherctl",
+    version,
+    about = "Manage member clusters and their desired state through a Tether hub"
+)]
 pub struct Cli {
     /// Config file [default: $TETHER_CONFIG, then ~/.tether/config.yaml].
     #[arg(long, global = true)]
@@ -123,7 +127,10 @@ pub enum ClusterCommand {
 /// Exit codes: 0 success, 1 runtime failure, 2 usage error.
 pub fn run(cli: Cli) -> ExitCode {
     tether_common::tls::install_default_provider();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
@@ -149,8 +156,12 @@ async fn dispatch(cli: Cli) -> Result<String, CtlError> {
     let hub = config.hub.clone();
     let fail = move |s: tonic::Status| client::status_error(&hub, s);
     match cli.command {
-        Command::Token(cmd) => tokens::run(&mut api, cmd, &config).await.map_err(|e| e.or_status(&fail)),
-        Command::Cluster(cmd) => clusters::run(&mut api, cmd).await.map_err(|e| e.or_status(&fail)),
+        Command::Token(cmd) => tokens::run(&mut api, cmd, &config)
+            .await
+            .map_err(|e| e.or_status(&fail)),
+        Command::Cluster(cmd) => clusters::run(&mut api, cmd)
+            .await
+            .map_err(|e| e.or_status(&fail)),
         Command::Whoami { output } => {
             let me = api
                 .who_am_i(pb::WhoAmIRequest {})

@@ -73,7 +73,11 @@ pub fn structured<T: Serialize>(value: &T, format: Format) -> String {
 
 /// `<none>` for empty cells, as kubectl prints them.
 pub fn or_none(s: &str) -> String {
-    if s.is_empty() { "<none>".into() } else { s.to_string() }
+    if s.is_empty() {
+        "<none>".into()
+    } else {
+        s.to_string()
+    }
 }
 
 #[cfg(test)]
@@ -85,6 +89,9 @@ mod tests {
         let mut t = Table::new(&["NAME", "STATUS"]);
         t.row(vec!["edge-1".into(), "Ready".into()]);
         t.row(vec!["a".into(), "Offline".into()]);
-        assert_eq!(t.render(), "NAME     STATUS\nedge-1   Ready\na        Offline\n");
+        assert_eq!(
+            t.render(),
+            "NAME     STATUS\nedge-1   Ready\na        Offline\n"
+        );
     }
 }

@@ -73,7 +73,8 @@ pub(super) async fn run(
         } => {
             tether_common::identity::validate_name(&cluster)
                 .map_err(|e| CtlError::usage(format!("invalid --cluster: {e}")))?;
-            let labels = parse_labels(&labels).map_err(|e| CtlError::usage(format!("invalid --labels: {e}")))?;
+            let labels = parse_labels(&labels)
+                .map_err(|e| CtlError::usage(format!("invalid --labels: {e}")))?;
             let resp = api
                 .create_token(pb::CreateTokenRequest {
                     cluster,
@@ -84,7 +85,11 @@ pub(super) async fn run(
                 .await?
                 .into_inner();
             let info = resp.info.unwrap_or_default();
-            let hub = if resp.hub_address.is_empty() { config.hub.clone() } else { resp.hub_address };
+            let hub = if resp.hub_address.is_empty() {
+                config.hub.clone()
+            } else {
+                resp.hub_address
+            };
             let command = format!(
                 "tether-agent --hub {hub} --token {} --ca-pin {}",
                 resp.token, resp.ca_pin
@@ -118,10 +123,16 @@ pub(super) async fn run(
             })
         }
         TokenCommand::List { output: format } => {
-            let tokens = api.list_tokens(pb::ListTokensRequest {}).await?.into_inner().tokens;
+            let tokens = api
+                .list_tokens(pb::ListTokensRequest {})
+                .await?
+                .into_inner()
+                .tokens;
             Ok(match format {
                 Format::Table => {
-                    let mut t = Table::new(&["ID", "CLUSTER", "STATE", "EXPIRES", "USES", "REUSABLE", "LABELS"]);
+                    let mut t = Table::new(&[
+                        "ID", "CLUSTER", "STATE", "EXPIRES", "USES", "REUSABLE", "LABELS",
+                    ]);
                     for tok in tokens {
                         t.row(vec![
                             tok.id.clone(),
@@ -140,7 +151,8 @@ pub(super) async fn run(
         }
         TokenCommand::Revoke { id } => {
             tether_common::token::validate_id(&id).map_err(CtlError::usage)?;
-            api.revoke_token(pb::RevokeTokenRequest { id: id.clone() }).await?;
+            api.revoke_token(pb::RevokeTokenRequest { id: id.clone() })
+                .await?;
             Ok(format!("token {id} revoked\n"))
         }
     }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{Notify, watch};
 
-use super::{Batch, Store, StoreError, Tree};
+use super::{Batch, Entries, Store, StoreError, Tree};
 
 #[derive(Debug, Clone, Default)]
 struct FlushState {
@@ -55,7 +55,7 @@ impl Durable {
         self.inner.store.get(tree, key)
     }
 
-    pub fn scan_prefix(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn scan_prefix(&self, tree: Tree, prefix: &[u8]) -> Result<Entries, StoreError> {
         self.inner.store.scan_prefix(tree, prefix)
     }
 
@@ -83,13 +83,19 @@ impl Durable {
         let mut rx = self.inner.state.subscribe();
         self.inner.kick.notify_one();
         let state = rx
-            .wait_for(|s| s.durable >= seq || s.failed.as_ref().is_some_and(|(upto, _)| *upto >= seq))
+            .wait_for(|s| {
+                s.durable >= seq || s.failed.as_ref().is_some_and(|(upto, _)| *upto >= seq)
+            })
             .await
             .map_err(|_| StoreError::Flush("the store is shutting down".into()))?;
         if state.durable >= seq {
             Ok(())
         } else {
-            let detail = state.failed.as_ref().map(|(_, e)| e.clone()).unwrap_or_default();
+            let detail = state
+                .failed
+                .as_ref()
+                .map(|(_, e)| e.clone())
+                .unwrap_or_default();
             Err(StoreError::Flush(detail))
         }
     }
@@ -140,7 +146,7 @@ mod tests {
         fn get(&self, _: Tree, _: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
             Ok(None)
         }
-        fn scan_prefix(&self, _: Tree, _: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        fn scan_prefix(&self, _: Tree, _: &[u8]) -> Result<Entries, StoreError> {
             Ok(vec![])
         }
         fn apply(&self, _: &Batch) -> Result<(), StoreError> {

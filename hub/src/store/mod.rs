@@ -69,11 +69,21 @@ pub enum StoreError {
     },
 }
 
+/// Key-value pairs from a scan, in key order.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// One change in a batch.
 #[derive(Debug, Clone)]
 pub enum Op {
-    Put { tree: Tree, key: Vec<u8>, value: Vec<u8> },
-    Delete { tree: Tree, key: Vec<u8> },
+    Put {
+        tree: Tree,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Delete {
+        tree: Tree,
+        key: Vec<u8>,
+    },
 }
 
 /// Changes applied atomically: all or none.
@@ -114,7 +124,7 @@ impl Batch {
 pub trait Store: Send + Sync + 'static {
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Every entry whose key starts with `prefix`, in key order.
-    fn scan_prefix(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn scan_prefix(&self, tree: Tree, prefix: &[u8]) -> Result<Entries, StoreError>;
     fn apply(&self, batch: &Batch) -> Result<(), StoreError>;
     fn flush(&self) -> Result<(), StoreError>;
     fn size_on_disk(&self) -> Result<u64, StoreError>;

@@ -5,7 +5,7 @@ use std::path::Path;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use super::{Batch, Op, SCHEMA_VERSION, Store, StoreError, Tree};
+use super::{Batch, Entries, Op, SCHEMA_VERSION, Store, StoreError, Tree};
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
 
@@ -77,10 +77,13 @@ impl Store for SledStore {
         Ok(self.tree(tree).get(key)?.map(|v| v.to_vec()))
     }
 
-    fn scan_prefix(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan_prefix(&self, tree: Tree, prefix: &[u8]) -> Result<Entries, StoreError> {
         self.tree(tree)
             .scan_prefix(prefix)
-            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(StoreError::from))
+            .map(|r| {
+                r.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(StoreError::from)
+            })
             .collect()
     }
 
@@ -152,7 +155,11 @@ mod tests {
         {
             let s = SledStore::open(dir.path()).unwrap();
             let mut b = Batch::new();
-            b.put(Tree::Meta, SCHEMA_KEY, (SCHEMA_VERSION + 1).to_be_bytes().to_vec());
+            b.put(
+                Tree::Meta,
+                SCHEMA_KEY,
+                (SCHEMA_VERSION + 1).to_be_bytes().to_vec(),
+            );
             s.apply(&b).unwrap();
             s.flush().unwrap();
         }

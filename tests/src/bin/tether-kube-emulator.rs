@@ -9,7 +9,10 @@ use clap::Parser;
 use tether_tests::emulator::{self, Emulator, Options};
 
 #[derive(Debug, Parser)]
-#[command(name = "tether-kube-emulator", about = "An emulated Kubernetes API server for tests and the quick start")]
+#[command(
+    name = "tether-kube-emulator",
+    about = "An emulated Kubernetes API server for tests and the quick start"
+)]
 struct Cli {
     /// Address to listen on; port 0 picks a free one (the kubeconfig says which).
     #[arg(long, default_value = "127.0.0.1:0")]
@@ -29,7 +32,11 @@ struct Cli {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tether_common::telemetry::init(tether_common::telemetry::LogFormat::Text, "warn");
-    let Ok(rt) = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() else {
+    let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    else {
         eprintln!("error: cannot start the runtime");
         return ExitCode::from(1);
     };
@@ -39,8 +46,12 @@ fn main() -> ExitCode {
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cli.listen))?;
         let addr = listener.local_addr()?;
         if let Some(path) = &cli.kubeconfig_out {
-            tether_common::files::write_with_mode(path, emulator::kubeconfig(addr, &cli.name).as_bytes(), 0o600)
-                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+            tether_common::files::write_with_mode(
+                path,
+                emulator::kubeconfig(addr, &cli.name).as_bytes(),
+                0o600,
+            )
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
         }
         println!("listening on http://{addr}");
         let emu = Emulator::new(

@@ -24,7 +24,10 @@ type Path = Vec<Seg>;
 type Fields = BTreeSet<Path>;
 
 fn keyed_list(items: &[Value]) -> bool {
-    !items.is_empty() && items.iter().all(|i| i.get("name").is_some_and(Value::is_string))
+    !items.is_empty()
+        && items
+            .iter()
+            .all(|i| i.get("name").is_some_and(Value::is_string))
 }
 
 fn leaves(v: &Value, prefix: &mut Path, out: &mut Fields) {
@@ -67,7 +70,10 @@ fn fields_of(obj: &Value, subresource: &str) -> Fields {
         let mut prefix = vec![Seg::Field(k.clone())];
         if k == "metadata" {
             for (mk, mv) in v.as_object().into_iter().flatten() {
-                if matches!(mk.as_str(), "labels" | "annotations" | "finalizers" | "ownerReferences") {
+                if matches!(
+                    mk.as_str(),
+                    "labels" | "annotations" | "finalizers" | "ownerReferences"
+                ) {
                     prefix.push(Seg::Field(mk.clone()));
                     leaves(mv, &mut prefix, &mut out);
                     prefix.pop();
@@ -92,7 +98,9 @@ fn get<'a>(v: &'a Value, path: &[Seg]) -> Option<&'a Value> {
 }
 
 fn set(v: &mut Value, path: &[Seg], value: Value) {
-    let Some((last, parents)) = path.split_last() else { return };
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
     let mut cur = v;
     for (i, seg) in parents.iter().enumerate() {
         let next_is_key = matches!(path.get(i + 1), Some(Seg::Key(_)));
@@ -101,9 +109,10 @@ fn set(v: &mut Value, path: &[Seg], value: Value) {
                 if !cur.is_object() {
                     *cur = json!({});
                 }
-                let entry = cur
-                    .as_object_mut()
-                    .map(|m| m.entry(f.clone()).or_insert_with(|| if next_is_key { json!([]) } else { json!({}) }));
+                let entry = cur.as_object_mut().map(|m| {
+                    m.entry(f.clone())
+                        .or_insert_with(|| if next_is_key { json!([]) } else { json!({}) })
+                });
                 match entry {
                     Some(e) => e,
                     None => return,
@@ -113,7 +122,9 @@ fn set(v: &mut Value, path: &[Seg], value: Value) {
                 if !cur.is_array() {
                     *cur = json!([]);
                 }
-                let Some(arr) = cur.as_array_mut() else { return };
+                let Some(arr) = cur.as_array_mut() else {
+                    return;
+                };
                 let idx = match arr.iter().position(|i| i["name"] == json!(k)) {
                     Some(i) => i,
                     None => {
@@ -149,7 +160,9 @@ fn set(v: &mut Value, path: &[Seg], value: Value) {
 }
 
 fn remove(v: &mut Value, path: &[Seg]) {
-    let Some((last, parents)) = path.split_last() else { return };
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
     let mut cur = v;
     for seg in parents {
         let next = match seg {
@@ -251,7 +264,13 @@ fn entries(obj: &Value) -> Vec<Entry> {
         .collect()
 }
 
-fn entry_value(manager: &str, operation: &str, api_version: &str, subresource: &str, fields: &Fields) -> Value {
+fn entry_value(
+    manager: &str,
+    operation: &str,
+    api_version: &str,
+    subresource: &str,
+    fields: &Fields,
+) -> Value {
     let mut e = json!({
         "manager": manager,
         "operation": operation,
@@ -293,7 +312,9 @@ pub fn apply(
 ) -> Result<Value, ApiError> {
     let sub = subresource.unwrap_or("");
     if !applied.is_object() {
-        return Err(ApiError::bad_request("the applied configuration must be an object"));
+        return Err(ApiError::bad_request(
+            "the applied configuration must be an object",
+        ));
     }
     if let Some(n) = applied.pointer("/metadata/name").and_then(Value::as_str)
         && n != name
@@ -310,8 +331,13 @@ pub fn apply(
         }
         let mut obj = applied.clone();
         obj["metadata"]["name"] = json!(name);
-        obj["metadata"]["managedFields"] =
-            json!([entry_value(manager, "Apply", &t.api_version(), sub, &applied_fields)]);
+        obj["metadata"]["managedFields"] = json!([entry_value(
+            manager,
+            "Apply",
+            &t.api_version(),
+            sub,
+            &applied_fields
+        )]);
         return store.create(t, namespace, obj);
     };
 
@@ -343,7 +369,12 @@ pub fn apply(
             &t.plural,
             &t.group,
             name,
-            &format!("Apply failed with {} conflict{}: {}", conflicts.len(), if conflicts.len() == 1 { "" } else { "s" }, list.join("; ")),
+            &format!(
+                "Apply failed with {} conflict{}: {}",
+                conflicts.len(),
+                if conflicts.len() == 1 { "" } else { "s" },
+                list.join("; ")
+            ),
         );
         err.message = format!(
             "Apply failed with {} conflict{}: {}",
@@ -351,11 +382,16 @@ pub fn apply(
             if conflicts.len() == 1 { "" } else { "s" },
             list.join("; ")
         );
-        err.details["causes"] = json!(conflicts.iter().map(|(m, p)| json!({
-            "reason": "FieldManagerConflict",
-            "message": format!("conflict with \"{m}\""),
-            "field": path_string(p),
-        })).collect::<Vec<_>>());
+        err.details["causes"] = json!(
+            conflicts
+                .iter()
+                .map(|(m, p)| json!({
+                    "reason": "FieldManagerConflict",
+                    "message": format!("conflict with \"{m}\""),
+                    "field": path_string(p),
+                }))
+                .collect::<Vec<_>>()
+        );
         return Err(err);
     }
 
@@ -364,14 +400,22 @@ pub fn apply(
     if force {
         for e in &mut others {
             if e.subresource == sub {
-                e.fields.retain(|q| !applied_fields.iter().any(|p| overlaps(p, q) && get(&live, p) != get(&applied, p)));
+                e.fields.retain(|q| {
+                    !applied_fields
+                        .iter()
+                        .any(|p| overlaps(p, q) && get(&live, p) != get(&applied, p))
+                });
             }
         }
     }
     // Fields we no longer set, and nobody else owns, go away.
     for p in previous.difference(&applied_fields) {
-        let still_owned = others.iter().any(|e| e.subresource == sub && e.fields.iter().any(|q| overlaps(p, q)))
-            || applied_fields.iter().any(|q| q.starts_with(p) || p.starts_with(q));
+        let still_owned = others
+            .iter()
+            .any(|e| e.subresource == sub && e.fields.iter().any(|q| overlaps(p, q)))
+            || applied_fields
+                .iter()
+                .any(|q| q.starts_with(p) || p.starts_with(q));
         if !still_owned {
             remove(&mut obj, p);
         }
@@ -390,7 +434,13 @@ pub fn apply(
             raw
         })
         .collect();
-    managed.push(entry_value(manager, "Apply", &t.api_version(), sub, &applied_fields));
+    managed.push(entry_value(
+        manager,
+        "Apply",
+        &t.api_version(),
+        sub,
+        &applied_fields,
+    ));
     obj["metadata"]["managedFields"] = Value::Array(managed);
     if let Some(m) = obj["metadata"].as_object_mut() {
         m.remove("resourceVersion");
@@ -400,7 +450,13 @@ pub fn apply(
 
 /// Records a non-apply write by `manager`: it takes ownership of the fields whose values it
 /// changed. `new` must still hold the old object's managed fields.
-pub fn record_update(old: &Value, new: &mut Value, manager: &str, api_version: &str, subresource: Option<&str>) {
+pub fn record_update(
+    old: &Value,
+    new: &mut Value,
+    manager: &str,
+    api_version: &str,
+    subresource: Option<&str>,
+) {
     let sub = subresource.unwrap_or("");
     let new_fields = fields_of(new, sub);
     let changed: Fields = new_fields
@@ -446,8 +502,12 @@ mod tests {
 
     fn store() -> Store {
         let mut s = Store::new();
-        let ns = super::super::resources::builtin().into_iter().find(|t| t.plural == "namespaces").unwrap();
-        s.create(&ns, "", json!({"metadata": {"name": "default"}})).unwrap();
+        let ns = super::super::resources::builtin()
+            .into_iter()
+            .find(|t| t.plural == "namespaces")
+            .unwrap();
+        s.create(&ns, "", json!({"metadata": {"name": "default"}}))
+            .unwrap();
         s
     }
 
@@ -466,13 +526,57 @@ mod tests {
     fn another_managers_field_conflicts_unless_forced() {
         let mut s = store();
         let t = cm_type();
-        apply(&mut s, &t, "default", "c", None, json!({"metadata": {"name": "c"}, "data": {"a": "1"}}), "one", false).unwrap();
-        let err = apply(&mut s, &t, "default", "c", None, json!({"metadata": {"name": "c"}, "data": {"a": "2"}}), "two", false).unwrap_err();
+        apply(
+            &mut s,
+            &t,
+            "default",
+            "c",
+            None,
+            json!({"metadata": {"name": "c"}, "data": {"a": "1"}}),
+            "one",
+            false,
+        )
+        .unwrap();
+        let err = apply(
+            &mut s,
+            &t,
+            "default",
+            "c",
+            None,
+            json!({"metadata": {"name": "c"}, "data": {"a": "2"}}),
+            "two",
+            false,
+        )
+        .unwrap_err();
         assert_eq!(err.code, 409);
-        assert!(err.message.contains("conflict with \"one\""), "{}", err.message);
+        assert!(
+            err.message.contains("conflict with \"one\""),
+            "{}",
+            err.message
+        );
         // The same value is shared ownership, not a conflict.
-        apply(&mut s, &t, "default", "c", None, json!({"metadata": {"name": "c"}, "data": {"a": "1"}}), "two", false).unwrap();
-        let out = apply(&mut s, &t, "default", "c", None, json!({"metadata": {"name": "c"}, "data": {"a": "3"}}), "two", true).unwrap();
+        apply(
+            &mut s,
+            &t,
+            "default",
+            "c",
+            None,
+            json!({"metadata": {"name": "c"}, "data": {"a": "1"}}),
+            "two",
+            false,
+        )
+        .unwrap();
+        let out = apply(
+            &mut s,
+            &t,
+            "default",
+            "c",
+            None,
+            json!({"metadata": {"name": "c"}, "data": {"a": "3"}}),
+            "two",
+            true,
+        )
+        .unwrap();
         assert_eq!(out["data"]["a"], "3");
     }
 
@@ -480,22 +584,65 @@ mod tests {
     fn an_update_takes_ownership_of_what_it_changed() {
         let mut s = store();
         let t = cm_type();
-        let live = apply(&mut s, &t, "default", "c", None, json!({"metadata": {"name": "c"}, "data": {"a": "1", "b": "1"}}), "agent", false).unwrap();
+        let live = apply(
+            &mut s,
+            &t,
+            "default",
+            "c",
+            None,
+            json!({"metadata": {"name": "c"}, "data": {"a": "1", "b": "1"}}),
+            "agent",
+            false,
+        )
+        .unwrap();
         let mut edited = live.clone();
         edited["data"]["a"] = json!("edited");
         record_update(&live, &mut edited, "kubectl-edit", "v1", None);
         s.update(&t, "default", "c", edited, None).unwrap();
         // The agent's re-apply now conflicts on .data.a only, and force takes it back.
-        let err = apply(&mut s, &t, "default", "c", None, json!({"metadata": {"name": "c"}, "data": {"a": "1", "b": "1"}}), "agent", false).unwrap_err();
-        assert!(err.message.contains(".data.a") && !err.message.contains(".data.b"), "{}", err.message);
-        let out = apply(&mut s, &t, "default", "c", None, json!({"metadata": {"name": "c"}, "data": {"a": "1", "b": "1"}}), "agent", true).unwrap();
+        let err = apply(
+            &mut s,
+            &t,
+            "default",
+            "c",
+            None,
+            json!({"metadata": {"name": "c"}, "data": {"a": "1", "b": "1"}}),
+            "agent",
+            false,
+        )
+        .unwrap_err();
+        assert!(
+            err.message.contains(".data.a") && !err.message.contains(".data.b"),
+            "{}",
+            err.message
+        );
+        let out = apply(
+            &mut s,
+            &t,
+            "default",
+            "c",
+            None,
+            json!({"metadata": {"name": "c"}, "data": {"a": "1", "b": "1"}}),
+            "agent",
+            true,
+        )
+        .unwrap();
         assert_eq!(out["data"]["a"], "1");
     }
 
     #[test]
     fn lists_of_named_items_merge_by_name() {
         let mut v = json!({"spec": {"containers": [{"name": "a", "image": "x"}]}});
-        set(&mut v, &[Seg::Field("spec".into()), Seg::Field("containers".into()), Seg::Key("b".into()), Seg::Field("image".into())], json!("y"));
+        set(
+            &mut v,
+            &[
+                Seg::Field("spec".into()),
+                Seg::Field("containers".into()),
+                Seg::Key("b".into()),
+                Seg::Field("image".into()),
+            ],
+            json!("y"),
+        );
         assert_eq!(v["spec"]["containers"].as_array().unwrap().len(), 2);
         let mut f = Fields::new();
         leaves(&v, &mut Vec::new(), &mut f);

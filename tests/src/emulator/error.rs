@@ -14,25 +14,58 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(code: u16, reason: &'static str, message: String, details: Value) -> Self {
-        ApiError { code, reason, message, details }
+        ApiError {
+            code,
+            reason,
+            message,
+            details,
+        }
     }
 
     pub fn not_found(plural: &str, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{plural} \"{name}\" not found"), json!({"name": name, "kind": plural}))
+        Self::new(
+            404,
+            "NotFound",
+            format!("{plural} \"{name}\" not found"),
+            json!({"name": name, "kind": plural}),
+        )
     }
 
     pub fn no_route(path: &str) -> Self {
-        Self::new(404, "NotFound", format!("the server could not find the requested resource ({path})"), json!({}))
+        Self::new(
+            404,
+            "NotFound",
+            format!("the server could not find the requested resource ({path})"),
+            json!({}),
+        )
     }
 
     pub fn already_exists(plural: &str, group: &str, name: &str) -> Self {
-        let what = if group.is_empty() { plural.to_string() } else { format!("{plural}.{group}") };
-        Self::new(409, "AlreadyExists", format!("{what} \"{name}\" already exists"), json!({"name": name, "group": group, "kind": plural}))
+        let what = if group.is_empty() {
+            plural.to_string()
+        } else {
+            format!("{plural}.{group}")
+        };
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{what} \"{name}\" already exists"),
+            json!({"name": name, "group": group, "kind": plural}),
+        )
     }
 
     pub fn conflict(plural: &str, group: &str, name: &str, why: &str) -> Self {
-        let what = if group.is_empty() { plural.to_string() } else { format!("{plural}.{group}") };
-        Self::new(409, "Conflict", format!("Operation cannot be fulfilled on {what} \"{name}\": {why}"), json!({"name": name, "group": group, "kind": plural}))
+        let what = if group.is_empty() {
+            plural.to_string()
+        } else {
+            format!("{plural}.{group}")
+        };
+        Self::new(
+            409,
+            "Conflict",
+            format!("Operation cannot be fulfilled on {what} \"{name}\": {why}"),
+            json!({"name": name, "group": group, "kind": plural}),
+        )
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -40,7 +73,12 @@ impl ApiError {
     }
 
     pub fn invalid(kind: &str, name: &str, cause: &str) -> Self {
-        Self::new(422, "Invalid", format!("{kind} \"{name}\" is invalid: {cause}"), json!({"name": name, "kind": kind}))
+        Self::new(
+            422,
+            "Invalid",
+            format!("{kind} \"{name}\" is invalid: {cause}"),
+            json!({"name": name, "kind": kind}),
+        )
     }
 
     pub fn gone(message: String) -> Self {
@@ -48,7 +86,12 @@ impl ApiError {
     }
 
     pub fn method_not_allowed() -> Self {
-        Self::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource".into(), json!({}))
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource".into(),
+            json!({}),
+        )
     }
 
     pub fn unsupported_media(message: String) -> Self {
@@ -72,6 +115,11 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (code, [("content-type", "application/json")], self.status().to_string()).into_response()
+        (
+            code,
+            [("content-type", "application/json")],
+            self.status().to_string(),
+        )
+            .into_response()
     }
 }

@@ -24,9 +24,9 @@ fn query(uri: &Uri) -> Query {
     uri.query()
         .map(|q| {
             q.split('&')
-                .filter_map(|kv| {
+                .map(|kv| {
                     let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                    Some((decode(k), decode(v)))
+                    (decode(k), decode(v))
                 })
                 .collect()
         })
@@ -41,7 +41,10 @@ fn decode(s: &str) -> String {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                match u8::from_str_radix(
+                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
+                    16,
+                ) {
                     Ok(b) => {
                         out.push(b);
                         i += 2;
@@ -62,7 +65,12 @@ fn json_response(v: &Value) -> Response {
 
 fn json_status(code: u16, v: &Value) -> Response {
     let status = axum::http::StatusCode::from_u16(code).unwrap_or(axum::http::StatusCode::OK);
-    (status, [(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        v.to_string(),
+    )
+        .into_response()
 }
 
 fn accept(headers: &HeaderMap) -> String {
@@ -107,7 +115,10 @@ fn wants_aggregated(headers: &HeaderMap) -> bool {
 
 fn aggregated_response(v: &Value) -> Response {
     (
-        [(header::CONTENT_TYPE, "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList")],
+        [(
+            header::CONTENT_TYPE,
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList",
+        )],
         v.to_string(),
     )
         .into_response()
@@ -159,7 +170,13 @@ fn parse_target(store: &Store, segs: &[&str]) -> Result<Target, ApiError> {
     {
         return Err(ApiError::no_route(&segs.join("/")));
     }
-    Ok(Target { t, namespace, name, subresource: sub, watch })
+    Ok(Target {
+        t,
+        namespace,
+        name,
+        subresource: sub,
+        watch,
+    })
 }
 
 pub async fn handle(
@@ -246,39 +263,76 @@ async fn route(
                 return Ok(json_status(201, &obj));
             }
             let manager = q.get("fieldManager").map_or("unknown", String::as_str);
-            super::apply::record_update(&json!({}), &mut obj, manager, &target.t.api_version(), None);
+            super::apply::record_update(
+                &json!({}),
+                &mut obj,
+                manager,
+                &target.t.api_version(),
+                None,
+            );
             let created = emu.store.lock().await.create(&target.t, &ns, obj)?;
             Ok(json_status(201, &created))
         }
         ("PUT", true) => {
             let mut obj = parse_body(headers, &body)?;
-            let (ns, name) = (target.namespace.clone().unwrap_or_default(), target.name.clone().unwrap_or_default());
+            let (ns, name) = (
+                target.namespace.clone().unwrap_or_default(),
+                target.name.clone().unwrap_or_default(),
+            );
             let mut store = emu.store.lock().await;
             if let Some(old) = store.get(&Store::key(&target.t, &ns, &name)).cloned() {
-                obj["metadata"]["managedFields"] = old.pointer("/metadata/managedFields").cloned().unwrap_or(json!([]));
+                obj["metadata"]["managedFields"] = old
+                    .pointer("/metadata/managedFields")
+                    .cloned()
+                    .unwrap_or(json!([]));
                 let manager = q.get("fieldManager").map_or("unknown", String::as_str);
-                super::apply::record_update(&old, &mut obj, manager, &target.t.api_version(), target.subresource.as_deref());
+                super::apply::record_update(
+                    &old,
+                    &mut obj,
+                    manager,
+                    &target.t.api_version(),
+                    target.subresource.as_deref(),
+                );
             }
-            let updated = store.update(&target.t, &ns, &name, obj, target.subresource.as_deref())?;
+            let updated =
+                store.update(&target.t, &ns, &name, obj, target.subresource.as_deref())?;
             Ok(json_response(&updated))
         }
         ("PATCH", true) => {
-            let patched = super::patch::patch(emu, &target.t, target.namespace.as_deref().unwrap_or(""), target.name.as_deref().unwrap_or(""), target.subresource.as_deref(), q, headers, &body).await?;
+            let patched = super::patch::patch(
+                emu,
+                &target.t,
+                target.namespace.as_deref().unwrap_or(""),
+                target.name.as_deref().unwrap_or(""),
+                target.subresource.as_deref(),
+                q,
+                headers,
+                &body,
+            )
+            .await?;
             Ok(json_response(&patched))
         }
         ("DELETE", true) => {
-            let (ns, name) = (target.namespace.clone().unwrap_or_default(), target.name.clone().unwrap_or_default());
+            let (ns, name) = (
+                target.namespace.clone().unwrap_or_default(),
+                target.name.clone().unwrap_or_default(),
+            );
             let deleted = emu.store.lock().await.delete(&target.t, &ns, &name)?;
             Ok(json_response(&deleted))
         }
         ("DELETE", false) => {
-            let selector = Selector::parse(q.get("labelSelector").map_or("", String::as_str)).map_err(ApiError::bad_request)?;
+            let selector = Selector::parse(q.get("labelSelector").map_or("", String::as_str))
+                .map_err(ApiError::bad_request)?;
             let mut store = emu.store.lock().await;
             let victims: Vec<String> = store
                 .list(&target.t, target.namespace.as_deref())
                 .into_iter()
                 .filter(|o| selector.matches(o.pointer("/metadata/labels")))
-                .filter_map(|o| o.pointer("/metadata/name").and_then(Value::as_str).map(str::to_string))
+                .filter_map(|o| {
+                    o.pointer("/metadata/name")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                })
                 .collect();
             let ns = target.namespace.clone().unwrap_or_default();
             let mut items = Vec::new();
@@ -310,16 +364,24 @@ pub fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> 
     }
     if ct.contains("yaml") {
         let text = std::str::from_utf8(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
-        return serde_saphyr::from_str(text).map_err(|e| ApiError::bad_request(format!("invalid YAML: {e}")));
+        return serde_saphyr::from_str(text)
+            .map_err(|e| ApiError::bad_request(format!("invalid YAML: {e}")));
     }
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))
 }
 
-async fn get_object(emu: &Arc<Emulator>, target: &Target, headers: &HeaderMap) -> Result<Response, ApiError> {
+async fn get_object(
+    emu: &Arc<Emulator>,
+    target: &Target,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     let store = emu.store.lock().await;
     let name = target.name.as_deref().unwrap_or_default();
     let key = Store::key(&target.t, target.namespace.as_deref().unwrap_or(""), name);
-    let obj = store.get(&key).cloned().ok_or_else(|| ApiError::not_found(&target.t.plural, name))?;
+    let obj = store
+        .get(&key)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(&target.t.plural, name))?;
     let rv = store.resource_version().to_string();
     Ok(json_response(&match render(headers) {
         Render::Table => table::table(&target.t, &[obj], &rv, "Metadata"),
@@ -329,12 +391,19 @@ async fn get_object(emu: &Arc<Emulator>, target: &Target, headers: &HeaderMap) -
 }
 
 fn selected(q: &Query) -> Result<(Selector, Selector), ApiError> {
-    let labels = Selector::parse(q.get("labelSelector").map_or("", String::as_str)).map_err(ApiError::bad_request)?;
-    let fields = Selector::parse(q.get("fieldSelector").map_or("", String::as_str)).map_err(ApiError::bad_request)?;
+    let labels = Selector::parse(q.get("labelSelector").map_or("", String::as_str))
+        .map_err(ApiError::bad_request)?;
+    let fields = Selector::parse(q.get("fieldSelector").map_or("", String::as_str))
+        .map_err(ApiError::bad_request)?;
     Ok((labels, fields))
 }
 
-async fn list_objects(emu: &Arc<Emulator>, target: &Target, q: &Query, headers: &HeaderMap) -> Result<Response, ApiError> {
+async fn list_objects(
+    emu: &Arc<Emulator>,
+    target: &Target,
+    q: &Query,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     let (labels, fields) = selected(q)?;
     let store = emu.store.lock().await;
     let items: Vec<Value> = store
@@ -345,7 +414,12 @@ async fn list_objects(emu: &Arc<Emulator>, target: &Target, q: &Query, headers: 
     let rv = store.resource_version().to_string();
     drop(store);
     Ok(json_response(&match render(headers) {
-        Render::Table => table::table(&target.t, &items, &rv, q.get("includeObject").map_or("Metadata", String::as_str)),
+        Render::Table => table::table(
+            &target.t,
+            &items,
+            &rv,
+            q.get("includeObject").map_or("Metadata", String::as_str),
+        ),
         Render::Partial => table::partial_list(&items, &rv),
         Render::Object => json!({
             "kind": format!("{}List", target.t.kind),
@@ -356,10 +430,16 @@ async fn list_objects(emu: &Arc<Emulator>, target: &Target, q: &Query, headers: 
     }))
 }
 
-async fn watch_objects(emu: &Arc<Emulator>, target: Target, q: &Query, headers: &HeaderMap) -> Result<Response, ApiError> {
+async fn watch_objects(
+    emu: &Arc<Emulator>,
+    target: Target,
+    q: &Query,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     let (labels, mut fields) = selected(q)?;
     if let Some(name) = &target.name {
-        fields = Selector::parse(&format!("metadata.name={name}")).map_err(ApiError::bad_request)?;
+        fields =
+            Selector::parse(&format!("metadata.name={name}")).map_err(ApiError::bad_request)?;
     }
     let rv_param = q.get("resourceVersion").cloned().unwrap_or_default();
     let timeout = q
@@ -384,11 +464,22 @@ async fn watch_objects(emu: &Arc<Emulator>, target: Target, q: &Query, headers: 
             let initial: Vec<Value> = store
                 .list(&target.t, target.namespace.as_deref())
                 .into_iter()
-                .filter(|o| matches(&target.t.group, &target.t.plural, o.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or(""), o))
+                .filter(|o| {
+                    matches(
+                        &target.t.group,
+                        &target.t.plural,
+                        o.pointer("/metadata/namespace")
+                            .and_then(Value::as_str)
+                            .unwrap_or(""),
+                        o,
+                    )
+                })
                 .collect();
             (initial, Vec::new(), store.subscribe())
         } else {
-            let rv: u64 = rv_param.parse().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv_param:?}")))?;
+            let rv: u64 = rv_param.parse().map_err(|_| {
+                ApiError::bad_request(format!("invalid resourceVersion {rv_param:?}"))
+            })?;
             let (backlog, rx) = store.watch_from(rv)?;
             (Vec::new(), backlog, rx)
         }
@@ -435,7 +526,10 @@ async fn watch_objects(emu: &Arc<Emulator>, target: Target, q: &Query, headers: 
         .take_until(tokio::time::sleep(timeout))
         .map(Ok::<_, std::convert::Infallible>);
     Ok((
-        [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-cache")],
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
         Body::from_stream(stream),
     )
         .into_response())

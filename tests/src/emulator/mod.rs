@@ -53,7 +53,9 @@ pub struct Emulator {
 }
 
 fn builtin(plural: &str) -> Option<ResourceType> {
-    resources::builtin().into_iter().find(|t| t.group.is_empty() && t.plural == plural)
+    resources::builtin()
+        .into_iter()
+        .find(|t| t.group.is_empty() && t.plural == plural)
 }
 
 impl Emulator {

@@ -34,17 +34,28 @@ fn param(name: &str) -> Value {
 }
 
 fn schema_name(t: &ResourceType) -> String {
-    let g = if t.group.is_empty() { "core".to_string() } else { t.group.clone() };
+    let g = if t.group.is_empty() {
+        "core".to_string()
+    } else {
+        t.group.clone()
+    };
     format!("io.tether.emulated.{g}.{}.{}", t.version, t.kind)
 }
 
 /// `/openapi/v3/api/v1` and `/openapi/v3/apis/GROUP/VERSION`.
 pub fn group_document(types: &[ResourceType], path: &str) -> Option<Value> {
-    let in_gv: Vec<&ResourceType> = types.iter().filter(|t| gv_path(&t.group, &t.version) == path).collect();
+    let in_gv: Vec<&ResourceType> = types
+        .iter()
+        .filter(|t| gv_path(&t.group, &t.version) == path)
+        .collect();
     if in_gv.is_empty() {
         return None;
     }
-    let write_params = json!([param("dryRun"), param("fieldManager"), param("fieldValidation")]);
+    let write_params = json!([
+        param("dryRun"),
+        param("fieldManager"),
+        param("fieldValidation")
+    ]);
     let mut paths = serde_json::Map::new();
     let mut schemas = serde_json::Map::new();
     for t in in_gv {
@@ -72,7 +83,12 @@ pub fn group_document(types: &[ResourceType], path: &str) -> Option<Value> {
             }
             o
         };
-        let patch_params = json!([param("dryRun"), param("fieldManager"), param("fieldValidation"), param("force")]);
+        let patch_params = json!([
+            param("dryRun"),
+            param("fieldManager"),
+            param("fieldValidation"),
+            param("force")
+        ]);
         paths.insert(
             prefix.clone(),
             json!({

@@ -41,12 +41,23 @@ pub async fn patch(
     if ct == "application/apply-patch+yaml" {
         let manager = q.get("fieldManager").cloned().unwrap_or_default();
         if manager.is_empty() {
-            return Err(ApiError::bad_request("fieldManager is required for apply requests"));
+            return Err(ApiError::bad_request(
+                "fieldManager is required for apply requests",
+            ));
         }
         let force = q.get("force").is_some_and(|f| f == "true");
         let applied = parse_body(headers, body)?;
         let mut store = emu.store.lock().await;
-        return super::apply::apply(&mut store, t, namespace, name, subresource, applied, &manager, force);
+        return super::apply::apply(
+            &mut store,
+            t,
+            namespace,
+            name,
+            subresource,
+            applied,
+            &manager,
+            force,
+        );
     }
     let mut store = emu.store.lock().await;
     let key = Store::key(t, namespace, name);
@@ -56,16 +67,20 @@ pub async fn patch(
         .ok_or_else(|| ApiError::not_found(&t.plural, name))?;
     match ct.as_str() {
         "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
-            let p: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid patch: {e}")))?;
+            let p: Value = serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("invalid patch: {e}")))?;
             merge(&mut obj, &p);
         }
         "application/json-patch+json" => {
-            let p: json_patch::Patch =
-                serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
-            json_patch::patch(&mut obj, &p).map_err(|e| ApiError::invalid(&t.kind, name, &e.to_string()))?;
+            let p: json_patch::Patch = serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
+            json_patch::patch(&mut obj, &p)
+                .map_err(|e| ApiError::invalid(&t.kind, name, &e.to_string()))?;
         }
         other => {
-            return Err(ApiError::unsupported_media(format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {other:?})")));
+            return Err(ApiError::unsupported_media(format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {other:?})"
+            )));
         }
     }
     // A patch applies to what is stored, whatever version the client saw.

@@ -28,7 +28,16 @@ impl ResourceType {
     }
 
     fn verbs() -> Value {
-        json!(["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"])
+        json!([
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch"
+        ])
     }
 
     /// The entry in an `APIResourceList`.
@@ -112,31 +121,211 @@ fn t(
 /// The built-in resources, in discovery order.
 pub fn builtin() -> Vec<ResourceType> {
     vec![
-        t("", "v1", "ConfigMap", "configmaps", true, &["cm"], &[], false),
-        t("", "v1", "Endpoints", "endpoints", true, &["ep"], &[], false),
+        t(
+            "",
+            "v1",
+            "ConfigMap",
+            "configmaps",
+            true,
+            &["cm"],
+            &[],
+            false,
+        ),
+        t(
+            "",
+            "v1",
+            "Endpoints",
+            "endpoints",
+            true,
+            &["ep"],
+            &[],
+            false,
+        ),
         t("", "v1", "Event", "events", true, &["ev"], &[], false),
-        t("", "v1", "Namespace", "namespaces", false, &["ns"], &[], true),
+        t(
+            "",
+            "v1",
+            "Namespace",
+            "namespaces",
+            false,
+            &["ns"],
+            &[],
+            true,
+        ),
         t("", "v1", "Node", "nodes", false, &["no"], &[], true),
-        t("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", true, &["pvc"], &[], true),
-        t("", "v1", "PersistentVolume", "persistentvolumes", false, &["pv"], &[], true),
+        t(
+            "",
+            "v1",
+            "PersistentVolumeClaim",
+            "persistentvolumeclaims",
+            true,
+            &["pvc"],
+            &[],
+            true,
+        ),
+        t(
+            "",
+            "v1",
+            "PersistentVolume",
+            "persistentvolumes",
+            false,
+            &["pv"],
+            &[],
+            true,
+        ),
         t("", "v1", "Pod", "pods", true, &["po"], &["all"], true),
         t("", "v1", "Secret", "secrets", true, &[], &[], false),
-        t("", "v1", "ServiceAccount", "serviceaccounts", true, &["sa"], &[], false),
-        t("", "v1", "Service", "services", true, &["svc"], &["all"], true),
-        t("apps", "v1", "DaemonSet", "daemonsets", true, &["ds"], &["all"], true),
-        t("apps", "v1", "Deployment", "deployments", true, &["deploy"], &["all"], true),
-        t("apps", "v1", "ReplicaSet", "replicasets", true, &["rs"], &["all"], true),
-        t("apps", "v1", "StatefulSet", "statefulsets", true, &["sts"], &["all"], true),
-        t("batch", "v1", "CronJob", "cronjobs", true, &["cj"], &["all"], true),
+        t(
+            "",
+            "v1",
+            "ServiceAccount",
+            "serviceaccounts",
+            true,
+            &["sa"],
+            &[],
+            false,
+        ),
+        t(
+            "",
+            "v1",
+            "Service",
+            "services",
+            true,
+            &["svc"],
+            &["all"],
+            true,
+        ),
+        t(
+            "apps",
+            "v1",
+            "DaemonSet",
+            "daemonsets",
+            true,
+            &["ds"],
+            &["all"],
+            true,
+        ),
+        t(
+            "apps",
+            "v1",
+            "Deployment",
+            "deployments",
+            true,
+            &["deploy"],
+            &["all"],
+            true,
+        ),
+        t(
+            "apps",
+            "v1",
+            "ReplicaSet",
+            "replicasets",
+            true,
+            &["rs"],
+            &["all"],
+            true,
+        ),
+        t(
+            "apps",
+            "v1",
+            "StatefulSet",
+            "statefulsets",
+            true,
+            &["sts"],
+            &["all"],
+            true,
+        ),
+        t(
+            "batch",
+            "v1",
+            "CronJob",
+            "cronjobs",
+            true,
+            &["cj"],
+            &["all"],
+            true,
+        ),
         t("batch", "v1", "Job", "jobs", true, &[], &["all"], true),
-        t("coordination.k8s.io", "v1", "Lease", "leases", true, &[], &[], false),
-        t("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", false, &["crd", "crds"], &["api-extensions"], true),
-        t("networking.k8s.io", "v1", "Ingress", "ingresses", true, &["ing"], &[], true),
-        t("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", true, &["pdb"], &[], true),
-        t("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", false, &[], &[], false),
-        t("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", false, &[], &[], false),
-        t("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", true, &[], &[], false),
-        t("rbac.authorization.k8s.io", "v1", "Role", "roles", true, &[], &[], false),
+        t(
+            "coordination.k8s.io",
+            "v1",
+            "Lease",
+            "leases",
+            true,
+            &[],
+            &[],
+            false,
+        ),
+        t(
+            "apiextensions.k8s.io",
+            "v1",
+            "CustomResourceDefinition",
+            "customresourcedefinitions",
+            false,
+            &["crd", "crds"],
+            &["api-extensions"],
+            true,
+        ),
+        t(
+            "networking.k8s.io",
+            "v1",
+            "Ingress",
+            "ingresses",
+            true,
+            &["ing"],
+            &[],
+            true,
+        ),
+        t(
+            "policy",
+            "v1",
+            "PodDisruptionBudget",
+            "poddisruptionbudgets",
+            true,
+            &["pdb"],
+            &[],
+            true,
+        ),
+        t(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRoleBinding",
+            "clusterrolebindings",
+            false,
+            &[],
+            &[],
+            false,
+        ),
+        t(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRole",
+            "clusterroles",
+            false,
+            &[],
+            &[],
+            false,
+        ),
+        t(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "RoleBinding",
+            "rolebindings",
+            true,
+            &[],
+            &[],
+            false,
+        ),
+        t(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "Role",
+            "roles",
+            true,
+            &[],
+            &[],
+            false,
+        ),
     ]
 }
 
@@ -166,8 +355,14 @@ pub fn resource_list(types: &[ResourceType], group: &str, version: &str) -> Opti
     if resources.is_empty() {
         return None;
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources }))
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources }),
+    )
 }
 
 fn api_group(group: &str, versions: &[String]) -> Value {
@@ -194,12 +389,15 @@ pub fn group_list(types: &[ResourceType]) -> Value {
 
 /// `APIGroup` for `/apis/GROUP`.
 pub fn group(types: &[ResourceType], name: &str) -> Option<Value> {
-    groups(types).into_iter().find(|(g, _)| g == name).map(|(g, vs)| {
-        let mut v = api_group(&g, &vs);
-        v["kind"] = json!("APIGroup");
-        v["apiVersion"] = json!("v1");
-        v
-    })
+    groups(types)
+        .into_iter()
+        .find(|(g, _)| g == name)
+        .map(|(g, vs)| {
+            let mut v = api_group(&g, &vs);
+            v["kind"] = json!("APIGroup");
+            v["apiVersion"] = json!("v1");
+            v
+        })
 }
 
 /// `APIGroupDiscoveryList` (aggregated discovery) for `/api` (core) or `/apis` (the rest).
@@ -219,7 +417,8 @@ pub fn aggregated(types: &[ResourceType], core: bool) -> Value {
                     json!({ "version": v, "resources": resources, "freshness": "Current" })
                 })
                 .collect();
-            let mut item = json!({ "metadata": { "creationTimestamp": null }, "versions": versions });
+            let mut item =
+                json!({ "metadata": { "creationTimestamp": null }, "versions": versions });
             if !g.is_empty() {
                 item["metadata"]["name"] = json!(g);
             }

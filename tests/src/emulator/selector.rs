@@ -33,7 +33,10 @@ fn split_top_level(s: &str) -> Vec<String> {
         cur.push(c);
     }
     out.push(cur);
-    out.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+    out.into_iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 fn set_values(rest: &str) -> Result<Vec<String>, String> {
@@ -61,7 +64,10 @@ impl Selector {
                 Req::NotIn(k.trim().into(), set_values(rest)?)
             } else if let Some((k, rest)) = part.split_once(" in ") {
                 Req::In(k.trim().into(), set_values(rest)?)
-            } else if part.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
+            } else if part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+            {
                 Req::Exists(part)
             } else {
                 return Err(format!("unable to parse requirement: {part:?}"));

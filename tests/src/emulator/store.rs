@@ -46,6 +46,9 @@ pub struct Event {
     pub object: Value,
 }
 
+/// Changes since a resourceVersion, and the receiver of later ones.
+pub type WatchStart = (Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>);
+
 pub struct Store {
     objects: BTreeMap<Key, Value>,
     rv: u64,
@@ -110,11 +113,14 @@ impl Store {
 
     /// Events after `rv` plus a receiver for later ones, taken atomically (no gap, no
     /// duplicate). `Err` when `rv` is older than the history kept (410 Gone).
-    pub fn watch_from(&self, rv: u64) -> Result<(Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>), ApiError> {
+    pub fn watch_from(&self, rv: u64) -> Result<WatchStart, ApiError> {
         if let Some(first) = self.history.front()
             && rv + 1 < first.rv
         {
-            return Err(ApiError::gone(format!("too old resource version: {rv} ({})", first.rv - 1)));
+            return Err(ApiError::gone(format!(
+                "too old resource version: {rv} ({})",
+                first.rv - 1
+            )));
         }
         let backlog = self.history.iter().filter(|e| e.rv > rv).cloned().collect();
         Ok((backlog, self.events.subscribe()))
@@ -133,7 +139,9 @@ impl Store {
         self.objects
             .iter()
             .filter(|(k, _)| {
-                k.group == t.group && k.plural == t.plural && namespace.is_none_or(|ns| k.namespace == ns)
+                k.group == t.group
+                    && k.plural == t.plural
+                    && namespace.is_none_or(|ns| k.namespace == ns)
             })
             .map(|(_, v)| v.clone())
             .collect()
@@ -143,7 +151,11 @@ impl Store {
         Key {
             group: t.group.clone(),
             plural: t.plural.clone(),
-            namespace: if t.namespaced { namespace.to_string() } else { String::new() },
+            namespace: if t.namespaced {
+                namespace.to_string()
+            } else {
+                String::new()
+            },
             name: name.to_string(),
         }
     }
@@ -158,7 +170,12 @@ impl Store {
     }
 
     /// Creates an object (metadata is filled in as a real API server does).
-    pub fn create(&mut self, t: &ResourceType, namespace: &str, mut obj: Value) -> Result<Value, ApiError> {
+    pub fn create(
+        &mut self,
+        t: &ResourceType,
+        namespace: &str,
+        mut obj: Value,
+    ) -> Result<Value, ApiError> {
         if !obj.is_object() {
             return Err(ApiError::bad_request("the body must be a JSON object"));
         }
@@ -166,13 +183,23 @@ impl Store {
             .as_object_mut()
             .map(|o| o.entry("metadata").or_insert_with(|| json!({})))
             .ok_or_else(|| ApiError::bad_request("the body must be a JSON object"))?;
-        if meta.get("name").and_then(Value::as_str).is_none_or(str::is_empty) {
+        if meta
+            .get("name")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
             match meta.get("generateName").and_then(Value::as_str) {
                 Some(prefix) => {
                     let suffix = format!("{:05x}", (self.uid * 7919 + 12345) % 0xfffff);
                     meta["name"] = json!(format!("{prefix}{suffix}"));
                 }
-                None => return Err(ApiError::invalid(&t.kind, "", "metadata.name: Required value: name or generateName is required")),
+                None => {
+                    return Err(ApiError::invalid(
+                        &t.kind,
+                        "",
+                        "metadata.name: Required value: name or generateName is required",
+                    ));
+                }
             }
         }
         let name = meta["name"].as_str().unwrap_or_default().to_string();
@@ -220,9 +247,14 @@ impl Store {
         if !obj.is_object() {
             return Err(ApiError::bad_request("the body must be a JSON object"));
         }
-        if let Some(rv) = obj.pointer("/metadata/resourceVersion").and_then(Value::as_str)
+        if let Some(rv) = obj
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
             && !rv.is_empty()
-            && Some(rv) != old.pointer("/metadata/resourceVersion").and_then(Value::as_str)
+            && Some(rv)
+                != old
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
         {
             return Err(ApiError::conflict(
                 &t.plural,
@@ -262,8 +294,15 @@ impl Store {
                 }
             }
         }
-        let generation = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
-        let bumped = if spec_part(&old) != spec_part(&new) { generation + 1 } else { generation };
+        let generation = old
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
+        let bumped = if spec_part(&old) != spec_part(&new) {
+            generation + 1
+        } else {
+            generation
+        };
         new["metadata"]["generation"] = json!(bumped);
         new["apiVersion"] = json!(t.api_version());
         new["kind"] = json!(t.kind);
@@ -280,13 +319,23 @@ impl Store {
     }
 
     /// Deletes an object; a namespace takes everything in it along.
-    pub fn delete(&mut self, t: &ResourceType, namespace: &str, name: &str) -> Result<Value, ApiError> {
+    pub fn delete(
+        &mut self,
+        t: &ResourceType,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Value, ApiError> {
         let key = Self::key(t, namespace, name);
         let Some(mut obj) = self.objects.remove(&key) else {
             return Err(ApiError::not_found(&t.plural, name));
         };
         if t.group.is_empty() && t.plural == "namespaces" {
-            let inside: Vec<Key> = self.objects.keys().filter(|k| k.namespace == name).cloned().collect();
+            let inside: Vec<Key> = self
+                .objects
+                .keys()
+                .filter(|k| k.namespace == name)
+                .cloned()
+                .collect();
             for k in inside {
                 if let Some(mut o) = self.objects.remove(&k) {
                     self.rv += 1;
@@ -335,11 +384,21 @@ impl Store {
 
     fn crd_types(obj: &Value) -> Vec<ResourceType> {
         let spec = &obj["spec"];
-        let s = |p: &str| spec.pointer(p).and_then(Value::as_str).unwrap_or_default().to_string();
+        let s = |p: &str| {
+            spec.pointer(p)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
         let strings = |p: &str| {
             spec.pointer(p)
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         let kind = s("/names/kind");
@@ -373,9 +432,16 @@ impl Store {
     }
 
     fn unregister_crd(&mut self, obj: &Value) {
-        let group = obj.pointer("/spec/group").and_then(Value::as_str).unwrap_or_default();
-        let plural = obj.pointer("/spec/names/plural").and_then(Value::as_str).unwrap_or_default();
-        self.types.retain(|t| !(t.group == group && t.plural == plural));
+        let group = obj
+            .pointer("/spec/group")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let plural = obj
+            .pointer("/spec/names/plural")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        self.types
+            .retain(|t| !(t.group == group && t.plural == plural));
     }
 }
 

@@ -5,7 +5,10 @@ use serde_json::{Value, json};
 use super::resources::ResourceType;
 
 fn age(obj: &Value) -> String {
-    let Some(ts) = obj.pointer("/metadata/creationTimestamp").and_then(Value::as_str) else {
+    let Some(ts) = obj
+        .pointer("/metadata/creationTimestamp")
+        .and_then(Value::as_str)
+    else {
         return "<unknown>".into();
     };
     let Ok(t) = humantime::parse_rfc3339(ts) else {
@@ -48,8 +51,16 @@ fn columns(t: &ResourceType) -> Vec<(&'static str, &'static str)> {
         ("", "nodes") => cols.extend([("Status", "string"), ("Roles", "string")]),
         ("", "configmaps") => cols.push(("Data", "integer")),
         ("", "secrets") => cols.extend([("Type", "string"), ("Data", "integer")]),
-        ("", "pods") => cols.extend([("Ready", "string"), ("Status", "string"), ("Restarts", "string")]),
-        ("apps", "deployments") => cols.extend([("Ready", "string"), ("Up-to-date", "integer"), ("Available", "integer")]),
+        ("", "pods") => cols.extend([
+            ("Ready", "string"),
+            ("Status", "string"),
+            ("Restarts", "string"),
+        ]),
+        ("apps", "deployments") => cols.extend([
+            ("Ready", "string"),
+            ("Up-to-date", "integer"),
+            ("Available", "integer"),
+        ]),
         ("apps", "statefulsets") => cols.push(("Ready", "string")),
         _ => {}
     }
@@ -69,7 +80,11 @@ fn cells(t: &ResourceType, obj: &Value) -> Vec<Value> {
         ("", "secrets") => c.extend([json!(s(obj, "/type")), json!(count(obj, "/data"))]),
         ("", "pods") => c.extend([json!("0/0"), json!(s(obj, "/status/phase")), json!("0")]),
         ("apps", "deployments") => c.extend([
-            json!(format!("{}/{}", n(obj, "/status/readyReplicas"), n(obj, "/spec/replicas"))),
+            json!(format!(
+                "{}/{}",
+                n(obj, "/status/readyReplicas"),
+                n(obj, "/spec/replicas")
+            )),
             json!(n(obj, "/status/updatedReplicas")),
             json!(n(obj, "/status/availableReplicas")),
         ]),
@@ -97,17 +112,21 @@ fn partial(obj: &Value) -> Value {
 
 /// A `Table` of `objects`; `include_object` is kubectl's `includeObject` (None, Metadata,
 /// Object).
-pub fn table(t: &ResourceType, objects: &[Value], resource_version: &str, include_object: &str) -> Value {
+pub fn table(
+    t: &ResourceType,
+    objects: &[Value],
+    resource_version: &str,
+    include_object: &str,
+) -> Value {
     let defs: Vec<Value> = columns(t)
         .into_iter()
-        .enumerate()
-        .map(|(i, (name, ty))| {
+        .map(|(name, ty)| {
             json!({
                 "name": name,
                 "type": ty,
                 "format": if name == "Name" { "name" } else { "" },
                 "description": "",
-                "priority": if i == 0 { 0 } else { 0 },
+                "priority": 0,
             })
         })
         .collect();

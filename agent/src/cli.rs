@@ -14,7 +14,10 @@ use tether_common::{pki, tls, token};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::apply::KubeApi;
 use crate::credentials::{Credential, CredentialStore};
+use crate::desired::DesiredStore;
+use crate::reconcile::{self, Reconciler};
 use crate::session::{self, Fatal, SessionOptions};
 use crate::{join, renew};
 
@@ -48,6 +51,15 @@ pub struct Cli {
     /// Join again with --token even though a credential is stored.
     #[arg(long)]
     pub rejoin: bool,
+    /// Namespace of the agent's own Secrets (credential, desired-state cache) [default: POD_NAMESPACE, else tether-system].
+    #[arg(long, env = "TETHER_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// How often applied workloads are checked for drift.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, env = "TETHER_RESYNC_INTERVAL")]
+    pub resync_interval: Duration,
+    /// How often a workload that is not Available yet is looked at again.
+    #[arg(long, default_value = "2s", value_parser = parse_duration, env = "TETHER_PROGRESS_INTERVAL")]
+    pub progress_interval: Duration,
     /// Cap of the reconnect backoff.
     #[arg(long, default_value = "30s", value_parser = parse_duration, env = "TETHER_RECONNECT_MAX_DELAY")]
     pub reconnect_max_delay: Duration,
@@ -199,10 +211,45 @@ async fn join_with_token(
     Ok(cred)
 }
 
+/// Where the desired-state cache lives: the state directory, else Secrets in the namespace.
+fn desired_store(cli: &Cli, client: &kube::Client) -> DesiredStore {
+    match &cli.state_dir {
+        Some(dir) => DesiredStore::dir(dir.clone()),
+        None => {
+            let ns = cli
+                .namespace
+                .clone()
+                .or_else(in_cluster_namespace)
+                .unwrap_or_else(|| "tether-system".to_string());
+            DesiredStore::secrets(client.clone(), &ns)
+        }
+    }
+}
+
 async fn run_agent(cli: Cli, shutdown: CancellationToken) -> Result<(), Failure> {
     let checked = check(&cli)?;
+    if cli.resync_interval < Duration::from_millis(100)
+        || cli.progress_interval < Duration::from_millis(100)
+    {
+        return Err(usage(
+            "--resync-interval and --progress-interval must be at least 100ms",
+        ));
+    }
     let client = kube_client(&cli).await?;
     let store = credential_store(&cli, &client)?;
+    // The last desired state is enforced from here on, whether or not the hub answers.
+    let reconciler = Reconciler::start(
+        Arc::new(KubeApi::new(client.clone())),
+        desired_store(&cli, &client),
+        reconcile::Settings {
+            resync_interval: cli.resync_interval,
+            progress_interval: cli.progress_interval,
+            ..reconcile::Settings::default()
+        },
+        shutdown.clone(),
+    )
+    .await
+    .map_err(|e| runtime(format!("cannot read the desired-state cache: {e}")))?;
     let stored = store.load().await.map_err(|e| runtime(e.to_string()))?;
     let mut joined_now = false;
     let mut cred = match stored {
@@ -233,7 +280,14 @@ async fn run_agent(cli: Cli, shutdown: CancellationToken) -> Result<(), Failure>
         ));
         let mut opts = SessionOptions::new(checked.hub.clone());
         opts.max_backoff = cli.reconnect_max_delay;
-        let result = session::run(opts, cred_rx, Arc::new(client.clone()), shutdown.clone()).await;
+        let result = session::run(
+            opts,
+            cred_rx,
+            Arc::new(client.clone()),
+            reconciler.clone(),
+            shutdown.clone(),
+        )
+        .await;
         stop_renewal.cancel();
         let _ = renewal.await;
         match result {

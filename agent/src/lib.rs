@@ -4,9 +4,14 @@
 //! [`join`] and [`renew`] obtain and refresh the credential kept by [`credentials`];
 //! [`session`] holds the control stream; [`facts`] reads what the cluster is.
 
+pub mod apply;
 pub mod cli;
 pub mod credentials;
+pub mod desired;
 pub mod facts;
+pub mod health;
 pub mod join;
+pub mod reconcile;
 pub mod renew;
 pub mod session;
+pub mod status;

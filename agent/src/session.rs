@@ -20,6 +20,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::credentials::Credential;
+use crate::reconcile::Workloads;
+use crate::status::{Health, Phase, Report};
+
+/// The largest message the agent accepts from the hub (a compressed bundle).
+const MAX_HUB_MESSAGE: usize = 64 << 20;
 
 /// How the session loop behaves.
 #[derive(Debug, Clone)]
@@ -91,6 +96,7 @@ pub async fn run(
     opts: SessionOptions,
     credential: watch::Receiver<Credential>,
     facts: Arc<dyn FactsSource>,
+    workloads: Arc<dyn Workloads>,
     shutdown: CancellationToken,
 ) -> Result<(), Fatal> {
     let mut backoff = reconnect_backoff(opts.max_backoff);
@@ -100,6 +106,7 @@ pub async fn run(
             opts: &opts,
             credential: credential.borrow().clone(),
             facts: facts.as_ref(),
+            workloads: workloads.as_ref(),
         };
         match session.run(&shutdown).await {
             End::Shutdown => return Ok(()),
@@ -143,6 +150,7 @@ struct Session<'a> {
     opts: &'a SessionOptions,
     credential: Credential,
     facts: &'a dyn FactsSource,
+    workloads: &'a dyn Workloads,
 }
 
 impl Session<'_> {
@@ -167,12 +175,14 @@ impl Session<'_> {
         let hello = pb::AgentMessage {
             msg: Some(agent_message::Msg::Hello(pb::Hello {
                 facts: Some(facts.clone()),
-                applied: Default::default(),
+                applied: self.workloads.applied(),
             })),
         };
         // The channel is empty: this cannot block.
         let _ = out.send(hello).await;
-        let mut client = AgentServiceClient::new(channel);
+        // Bundles can be large (the hub caps them when they are applied).
+        let mut client =
+            AgentServiceClient::new(channel).max_decoding_message_size(MAX_HUB_MESSAGE);
         let mut inbound = tokio::select! {
             _ = shutdown.cancelled() => return End::Shutdown,
             r = client.connect(ReceiverStream::new(out_rx)) => match r {
@@ -208,9 +218,30 @@ impl Session<'_> {
         facts_tick.tick().await;
         let mut last_facts = facts;
         let mut last_heard = Instant::now();
+        // The hub may have missed reports while we were away: send every status again.
+        let board = self.workloads.board();
+        board.mark_all_dirty();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return End::Shutdown,
+                _ = board.changed() => {
+                    let reports = board.take();
+                    let mut unsent = Vec::new();
+                    for r in reports {
+                        if !unsent.is_empty() {
+                            unsent.push(r);
+                            continue;
+                        }
+                        let msg = report_message(&r);
+                        if out.send(msg).await.is_err() {
+                            unsent.push(r);
+                        }
+                    }
+                    if !unsent.is_empty() {
+                        board.untake(unsent);
+                        return End::Retry("the stream to the hub closed".into());
+                    }
+                }
                 _ = heartbeat.tick() => {
                     if last_heard.elapsed() > hub_silence_limit {
                         return End::Retry(format!("nothing heard from the hub for {}", humantime::format_duration(hub_silence_limit)));
@@ -240,6 +271,23 @@ impl Session<'_> {
                         match m.msg {
                             Some(hub_message::Msg::Goodbye(g)) => return goodbye(g),
                             Some(hub_message::Msg::Heartbeat(_)) | Some(hub_message::Msg::Welcome(_)) => {}
+                            Some(hub_message::Msg::Desired(d)) => {
+                                let (workload, revision) = (d.workload.clone(), d.revision);
+                                match self.workloads.desired(d.workload, d.revision, d.bundle_hash, d.bundle).await {
+                                    Ok(()) => {
+                                        let ack = pb::AgentMessage {
+                                            msg: Some(agent_message::Msg::Ack(pb::Ack { workload, revision })),
+                                        };
+                                        if out.send(ack).await.is_err() {
+                                            return End::Retry("the stream to the hub closed".into());
+                                        }
+                                    }
+                                    // Not acknowledged: the hub sends it again on its next resync.
+                                    Err(e) => tracing::error!(workload = %workload, revision, error = %e, "cannot accept desired state"),
+                                }
+                            }
+                            Some(hub_message::Msg::Remove(r)) => self.workloads.remove(&r.workload),
+                            Some(hub_message::Msg::Assigned(a)) => self.workloads.assigned(&a.revisions),
                             // A newer hub may send messages this agent does not know yet.
                             None => {}
                         }
@@ -250,6 +298,61 @@ impl Session<'_> {
             }
         }
     }
+}
+
+fn report_message(r: &Report) -> pb::AgentMessage {
+    use pb::object_status::Health as PbHealth;
+    use pb::workload_status::Phase as PbPhase;
+    let msg = match r {
+        Report::Removed(w) => agent_message::Msg::Removed(pb::Removed {
+            workload: w.clone(),
+        }),
+        Report::Status(s) => agent_message::Msg::Status(pb::WorkloadStatus {
+            workload: s.workload.clone(),
+            revision: s.revision,
+            phase: match s.phase {
+                Phase::Applied => PbPhase::Applied,
+                Phase::Progressing => PbPhase::Progressing,
+                Phase::Available => PbPhase::Available,
+                Phase::Degraded => PbPhase::Degraded,
+            } as i32,
+            message: s.message.clone(),
+            ready: s.ready,
+            total: s.total,
+            objects: s
+                .objects
+                .iter()
+                .map(|o| pb::ObjectStatus {
+                    api_version: o.api_version.clone(),
+                    kind: o.kind.clone(),
+                    namespace: o.namespace.clone(),
+                    name: o.name.clone(),
+                    health: match o.health {
+                        Health::Ready => PbHealth::Ready,
+                        Health::Progressing => PbHealth::Progressing,
+                        Health::Failed => PbHealth::Failed,
+                        Health::Missing => PbHealth::Missing,
+                    } as i32,
+                    message: o.message.clone(),
+                })
+                .collect(),
+            objects_total: s.objects_total,
+            feedback: s.feedback.clone().into_iter().collect(),
+            drift: s
+                .drift
+                .iter()
+                .map(|d| pb::DriftEvent {
+                    object: d.object.clone(),
+                    field: d.field.clone(),
+                    manager: d.manager.clone(),
+                    unix: d.unix,
+                })
+                .collect(),
+            drift_corrections: s.drift_corrections,
+            observed_unix_ms: unix_now_ms(),
+        }),
+    };
+    pb::AgentMessage { msg: Some(msg) }
 }
 
 fn goodbye(g: pb::Goodbye) -> End {

@@ -13,6 +13,7 @@ pub mod telemetry;
 pub mod time;
 pub mod tls;
 pub mod token;
+pub mod workload;
 
 /// The version every Tether binary reports.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -5,22 +5,26 @@
 //! the agent goes quiet for the offline grace, closes the stream, or is told to go (superseded,
 //! removed, hub shutdown). The cluster's identity comes only from the verified certificate.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tether_common::identity::Identity;
 use tether_common::pb::{self, agent_message, hub_message};
 use tether_common::time::{unix_now, unix_now_ms};
 use tokio::sync::mpsc;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::MissedTickBehavior;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::delivery::Hint;
 use crate::hub::Hub;
 use crate::joins::JoinRequest;
-use crate::records::Facts;
+use crate::records::{DriftRecord, Facts, ObjectStatus, StatusRecord};
 use crate::server::{Peer, PeerCert};
 use crate::sessions::{Control, EndReason, SessionHandle};
+use crate::workloads::{MAX_STATUS_DRIFT, MAX_STATUS_OBJECTS, cap_feedback, cap_text};
 
 /// How long a new stream may take to send its `Hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(15);
@@ -175,13 +179,29 @@ impl pb::agent_service_server::AgentService for AgentApi {
         };
         // The channel is empty: this cannot block.
         let _ = tx.send(Ok(welcome)).await;
-        tracing::info!(cluster, peer = %peer.addr, session = %handle.session_id, epoch = handle.epoch, "agent connected");
-        tokio::spawn(run_session(self.hub.clone(), handle, inbound, tx, control));
+        tracing::info!(
+            cluster,
+            peer = %peer.addr,
+            session = %handle.session_id,
+            epoch = handle.epoch,
+            workloads = hello.applied.len(),
+            "agent connected"
+        );
+        let session = Arc::new(Session {
+            hub: self.hub.clone(),
+            acked: Mutex::new(hello.applied.into_iter().collect()),
+            done: CancellationToken::new(),
+            handle,
+        });
+        // Resync on connect: only what differs from the agent's Hello is sent.
+        session.queue_differences();
+        tokio::spawn(session.clone().write(tx, control));
+        tokio::spawn(session.read(inbound));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }
 
-/// Why a session's task stopped.
+/// Why a session ended.
 #[derive(Debug)]
 enum Ended {
     AgentClosed,
@@ -191,79 +211,322 @@ enum Ended {
     HubSideGone,
 }
 
-async fn run_session(
+/// One live session: a reader task (the agent's messages) and a writer task (heartbeats,
+/// desired state, control) that never wait on each other.
+struct Session {
     hub: Arc<Hub>,
     handle: SessionHandle,
-    mut inbound: Streaming<pb::AgentMessage>,
-    tx: mpsc::Sender<Result<pb::HubMessage, Status>>,
-    mut control: mpsc::Receiver<Control>,
-) {
-    let grace = hub.settings.offline_grace;
-    let mut tick = tokio::time::interval(hub.settings.heartbeat_interval);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut last_heard = Instant::now();
-    let ended = loop {
-        tokio::select! {
-            msg = inbound.message() => match msg {
-                Ok(Some(m)) => {
-                    last_heard = Instant::now();
-                    handle.heard();
-                    match m.msg {
-                        Some(agent_message::Msg::Heartbeat(_)) => { hub.metrics.heartbeats.inc(); }
-                        Some(agent_message::Msg::Facts(f)) => {
-                            if let Err(e) = hub.record_facts(&handle.cluster, facts_from_pb(f.facts)).await {
-                                tracing::warn!(cluster = %handle.cluster, error = %e, "failed to record facts");
-                            }
+    /// What the agent has acknowledged persisting: workload -> revision.
+    acked: Mutex<HashMap<String, u64>>,
+    /// Cancelled when either side ends the session.
+    done: CancellationToken,
+}
+
+impl Session {
+    fn cluster(&self) -> &str {
+        &self.handle.cluster
+    }
+
+    fn acked(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+        self.acked.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hints every workload whose assignment differs from what the agent acknowledged, and
+    /// the assigned list.
+    fn queue_differences(&self) {
+        let assignments = match self.hub.records.assignments_of_cluster(self.cluster()) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(cluster = %self.cluster(), error = %e, "cannot read assignments");
+                return;
+            }
+        };
+        let acked = self.acked().clone();
+        for a in assignments {
+            let differs = match acked.get(&a.workload) {
+                _ if a.deleting => true,
+                Some(rev) => *rev != a.revision,
+                None => true,
+            };
+            if differs {
+                self.handle.outbox.push(Hint::Workload(a.workload));
+            }
+        }
+        self.handle.outbox.push(Hint::AssignedList);
+    }
+
+    /// The message a hint turns into, read from the store now (newest state wins).
+    async fn message_for(&self, hint: Hint) -> Option<pb::HubMessage> {
+        let cluster = self.cluster().to_string();
+        match hint {
+            Hint::AssignedList => {
+                let revisions = self
+                    .hub
+                    .records
+                    .assignments_of_cluster(&cluster)
+                    .ok()?
+                    .into_iter()
+                    .filter(|a| !a.deleting)
+                    .map(|a| (a.workload, a.revision))
+                    .collect();
+                Some(pb::HubMessage {
+                    msg: Some(hub_message::Msg::Assigned(pb::Assigned { revisions })),
+                })
+            }
+            Hint::Workload(w) => {
+                let a = self.hub.records.assignment(&cluster, &w).ok()??;
+                let held = self.acked().get(&w).copied();
+                if a.deleting {
+                    if held.is_none() {
+                        // The agent never had it: nothing to remove there.
+                        if let Err(e) = self.hub.assignment_removed(&cluster, &w).await {
+                            tracing::warn!(cluster, workload = %w, error = %e, "cannot drop assignment");
                         }
-                        Some(agent_message::Msg::Hello(_)) => {
-                            tracing::debug!(cluster = %handle.cluster, "ignoring a repeated Hello");
-                        }
-                        // A newer agent may send messages this hub does not know yet.
-                        None => {}
+                        return None;
+                    }
+                    return Some(pb::HubMessage {
+                        msg: Some(hub_message::Msg::Remove(pb::Remove { workload: w })),
+                    });
+                }
+                if held == Some(a.revision) {
+                    return None;
+                }
+                let bundle = match self.hub.records.bundle(&a.bundle) {
+                    Ok(Some(b)) => b,
+                    Ok(None) => {
+                        tracing::error!(cluster, workload = %w, bundle = %a.bundle, "assigned bundle is missing");
+                        return None;
+                    }
+                    Err(e) => {
+                        tracing::error!(cluster, workload = %w, error = %e, "cannot read bundle");
+                        return None;
+                    }
+                };
+                self.hub.metrics.desired_sent.inc();
+                Some(pb::HubMessage {
+                    msg: Some(hub_message::Msg::Desired(pb::Desired {
+                        workload: w,
+                        revision: a.revision,
+                        bundle,
+                        bundle_hash: a.bundle,
+                    })),
+                })
+            }
+        }
+    }
+
+    async fn write(
+        self: Arc<Self>,
+        tx: mpsc::Sender<Result<pb::HubMessage, Status>>,
+        mut control: mpsc::Receiver<Control>,
+    ) {
+        let settings = &self.hub.settings;
+        let grace_ms = settings.offline_grace.as_millis() as i64;
+        let mut tick = tokio::time::interval(settings.heartbeat_interval);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut resync = tokio::time::interval(settings.resync_interval);
+        resync.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        resync.tick().await;
+        let ended = loop {
+            tokio::select! {
+                _ = self.done.cancelled() => break None,
+                c = control.recv() => match c {
+                    Some(Control::End { reason, message }) => {
+                        let _ = tokio::time::timeout(Duration::from_secs(1), tx.send(Ok(goodbye(reason, message)))).await;
+                        break Some(Ended::Told(reason));
+                    }
+                    None => break Some(Ended::HubSideGone),
+                },
+                _ = tick.tick() => {
+                    if self.handle.silent_for_ms() > grace_ms {
+                        break Some(Ended::Silent(settings.offline_grace));
+                    }
+                    let hb = pb::HubMessage {
+                        msg: Some(hub_message::Msg::Heartbeat(pb::Heartbeat { sent_unix_ms: unix_now_ms() })),
+                    };
+                    // A full queue means the agent is not reading; the silence check ends the
+                    // session if it stops talking, so dropping a heartbeat is harmless.
+                    let len = prost::Message::encoded_len(&hb) as u64;
+                    if tx.try_send(Ok(hb)).is_ok() {
+                        self.hub.metrics.stream_bytes_sent.inc_by(len);
                     }
                 }
-                Ok(None) => break Ended::AgentClosed,
-                Err(status) => break Ended::StreamError(status),
-            },
-            c = control.recv() => match c {
-                Some(Control::End { reason, message }) => {
-                    let _ = tokio::time::timeout(Duration::from_secs(1), tx.send(Ok(goodbye(reason, message)))).await;
-                    break Ended::Told(reason);
+                _ = resync.tick() => self.queue_differences(),
+                hint = self.handle.outbox.next() => {
+                    if let Some(msg) = self.message_for(hint).await {
+                        self.hub.metrics.stream_bytes_sent.inc_by(prost::Message::encoded_len(&msg) as u64);
+                        tokio::select! {
+                            _ = self.done.cancelled() => break None,
+                            r = tx.send(Ok(msg)) => if r.is_err() { break Some(Ended::HubSideGone) },
+                        }
+                    }
                 }
-                None => break Ended::HubSideGone,
-            },
-            _ = tick.tick() => {
-                if last_heard.elapsed() > grace {
-                    break Ended::Silent(grace);
-                }
-                let hb = pb::HubMessage {
-                    msg: Some(hub_message::Msg::Heartbeat(pb::Heartbeat { sent_unix_ms: unix_now_ms() })),
-                };
-                // A full queue means the agent is not reading; its own heartbeat check or ours
-                // will end the session, so dropping a heartbeat is harmless.
-                let _ = tx.try_send(Ok(hb));
+                _ = tx.closed() => break Some(Ended::HubSideGone),
             }
-            _ = tx.closed() => break Ended::HubSideGone,
+        };
+        self.finish(ended).await;
+    }
+
+    async fn read(self: Arc<Self>, mut inbound: Streaming<pb::AgentMessage>) {
+        let ended = loop {
+            let msg = tokio::select! {
+                _ = self.done.cancelled() => break None,
+                m = inbound.message() => m,
+            };
+            match msg {
+                Ok(Some(m)) => {
+                    self.handle.heard();
+                    self.on_message(m).await;
+                }
+                Ok(None) => break Some(Ended::AgentClosed),
+                Err(status) => break Some(Ended::StreamError(status)),
+            }
+        };
+        self.finish(ended).await;
+    }
+
+    async fn on_message(&self, m: pb::AgentMessage) {
+        let cluster = self.cluster().to_string();
+        match m.msg {
+            Some(agent_message::Msg::Heartbeat(_)) => {
+                self.hub.metrics.heartbeats.inc();
+            }
+            Some(agent_message::Msg::Facts(f)) => {
+                if let Err(e) = self
+                    .hub
+                    .record_facts(&cluster, facts_from_pb(f.facts))
+                    .await
+                {
+                    tracing::warn!(cluster, error = %e, "failed to record facts");
+                }
+            }
+            Some(agent_message::Msg::Ack(a)) => {
+                self.acked().insert(a.workload.clone(), a.revision);
+                // Acknowledged something older than it should run: look again.
+                if self
+                    .hub
+                    .records
+                    .assignment(&cluster, &a.workload)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|x| x.revision != a.revision)
+                {
+                    self.handle.outbox.push(Hint::Workload(a.workload));
+                }
+            }
+            Some(agent_message::Msg::Removed(r)) => {
+                self.acked().remove(&r.workload);
+                if let Err(e) = self.hub.assignment_removed(&cluster, &r.workload).await {
+                    tracing::warn!(cluster, workload = %r.workload, error = %e, "cannot record removal");
+                }
+            }
+            Some(agent_message::Msg::Status(s)) => {
+                let record = status_from_pb(&cluster, s);
+                match self.hub.record_status(record) {
+                    Ok(true) => {
+                        self.hub.metrics.status_reports.inc();
+                    }
+                    Ok(false) => {
+                        tracing::debug!(cluster, "status for a workload not assigned here ignored")
+                    }
+                    Err(e) => tracing::warn!(cluster, error = %e, "cannot record status"),
+                }
+            }
+            Some(agent_message::Msg::Hello(_)) => {
+                tracing::debug!(cluster, "ignoring a repeated Hello");
+            }
+            // A newer agent may send messages this hub does not know yet.
+            None => {}
         }
+    }
+
+    /// Ends the session once (whichever task gets here first reports why).
+    async fn finish(&self, ended: Option<Ended>) {
+        if self.done.is_cancelled() {
+            return;
+        }
+        self.done.cancel();
+        let Some(ended) = ended else { return };
+        let (cluster, session) = (self.cluster(), &self.handle.session_id);
+        match &ended {
+            Ended::StreamError(status) => {
+                self.hub.metrics.stream_errors.inc();
+                tracing::info!(cluster, session = %session, error = %status.message(), "agent stream failed");
+            }
+            Ended::Silent(grace) => {
+                self.hub.metrics.stream_errors.inc();
+                tracing::warn!(cluster, session = %session, "no message from agent for {}; closing session", humantime::format_duration(*grace));
+            }
+            other => {
+                tracing::info!(cluster, session = %session, reason = ?other, "agent session ended")
+            }
+        }
+        let last = self
+            .handle
+            .last_heard_ms
+            .load(std::sync::atomic::Ordering::Relaxed)
+            / 1000;
+        if !matches!(ended, Ended::Told(EndReason::Removed))
+            && let Err(e) = self.hub.record_last_seen(cluster, last).await
+        {
+            tracing::warn!(cluster, error = %e, "failed to record last-seen time");
+        }
+    }
+}
+
+fn status_from_pb(cluster: &str, s: pb::WorkloadStatus) -> StatusRecord {
+    use pb::object_status::Health;
+    use pb::workload_status::Phase;
+    let phase = match Phase::try_from(s.phase).unwrap_or(Phase::Unspecified) {
+        Phase::Applied => "Applied",
+        Phase::Progressing => "Progressing",
+        Phase::Available => "Available",
+        Phase::Degraded => "Degraded",
+        Phase::Unspecified => "Unknown",
     };
-    match &ended {
-        Ended::StreamError(status) => {
-            hub.metrics.stream_errors.inc();
-            tracing::info!(cluster = %handle.cluster, session = %handle.session_id, error = %status.message(), "agent stream failed");
-        }
-        Ended::Silent(grace) => {
-            hub.metrics.stream_errors.inc();
-            tracing::warn!(cluster = %handle.cluster, session = %handle.session_id, "no message from agent for {}; closing session", humantime::format_duration(*grace));
-        }
-        other => {
-            tracing::info!(cluster = %handle.cluster, session = %handle.session_id, reason = ?other, "agent session ended")
-        }
+    StatusRecord {
+        cluster: cluster.to_string(),
+        workload: s.workload,
+        revision: s.revision,
+        phase: phase.to_string(),
+        message: cap_text(s.message),
+        ready: s.ready,
+        total: s.total,
+        objects: s
+            .objects
+            .into_iter()
+            .take(MAX_STATUS_OBJECTS)
+            .map(|o| ObjectStatus {
+                health: match Health::try_from(o.health).unwrap_or(Health::Unspecified) {
+                    Health::Ready => "Ready",
+                    Health::Progressing => "Progressing",
+                    Health::Failed => "Failed",
+                    Health::Missing => "Missing",
+                    Health::Unspecified => "Unknown",
+                }
+                .to_string(),
+                api_version: cap_text(o.api_version),
+                kind: cap_text(o.kind),
+                namespace: cap_text(o.namespace),
+                name: cap_text(o.name),
+                message: cap_text(o.message),
+            })
+            .collect(),
+        objects_total: s.objects_total,
+        feedback: cap_feedback(s.feedback),
+        drift: s
+            .drift
+            .into_iter()
+            .take(MAX_STATUS_DRIFT)
+            .map(|d| DriftRecord {
+                object: cap_text(d.object),
+                field: cap_text(d.field),
+                manager: cap_text(d.manager),
+                unix: d.unix,
+            })
+            .collect(),
+        drift_corrections: s.drift_corrections,
+        observed_unix_ms: s.observed_unix_ms,
+        received_unix: unix_now(),
     }
-    let last = handle.last_heard.load(std::sync::atomic::Ordering::Relaxed);
-    if !matches!(ended, Ended::Told(EndReason::Removed))
-        && let Err(e) = hub.record_last_seen(&handle.cluster, last).await
-    {
-        tracing::warn!(cluster = %handle.cluster, error = %e, "failed to record last-seen time");
-    }
-    drop(handle);
 }

@@ -83,6 +83,12 @@ pub struct ServeArgs {
     /// An agent silent this long is disconnected and its cluster shown Offline.
     #[arg(long, default_value = "30s", value_parser = parse_duration, env = "TETHER_OFFLINE_GRACE")]
     pub offline_grace: Duration,
+    /// How often each session re-checks what its agent holds against what it should run.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, env = "TETHER_RESYNC_INTERVAL")]
+    pub resync_interval: Duration,
+    /// The largest rendered copy of a workload for one cluster, in bytes (uncompressed).
+    #[arg(long, default_value_t = 16 << 20, env = "TETHER_MAX_BUNDLE_SIZE")]
+    pub max_bundle_size: usize,
 }
 
 impl ServeArgs {
@@ -100,6 +106,12 @@ impl ServeArgs {
         if self.cert_lifetime < Duration::from_secs(2) {
             return Err("--cert-lifetime must be at least 2s".into());
         }
+        if self.resync_interval < Duration::from_millis(100) {
+            return Err("--resync-interval must be at least 100ms".into());
+        }
+        if self.max_bundle_size < 1024 {
+            return Err("--max-bundle-size must be at least 1024 bytes".into());
+        }
         if self.token_default_ttl > self.token_max_ttl {
             return Err("--token-default-ttl must not exceed --token-max-ttl".into());
         }
@@ -109,6 +121,8 @@ impl ServeArgs {
             token_max_ttl: self.token_max_ttl,
             heartbeat_interval: self.heartbeat_interval,
             offline_grace: self.offline_grace,
+            resync_interval: self.resync_interval,
+            max_bundle_size: self.max_bundle_size,
             ..Settings::default()
         })
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tether_common::identity::Identity;
 use tether_common::labels::LabelChanges;
 use tether_common::pb;
+use tether_common::workload;
 use tonic::{Request, Response, Status};
 
 use crate::agent_api::peer;
@@ -14,6 +15,7 @@ use crate::clusters::ClusterView;
 use crate::hub::Hub;
 use crate::records::{Role, TokenRecord};
 use crate::tokens::TokenSpec;
+use crate::workloads::ClusterWorkload;
 
 pub struct ClientApi {
     hub: Arc<Hub>,
@@ -84,6 +86,47 @@ fn cluster_to_pb(v: ClusterView) -> pb::Cluster {
             .unwrap_or_default(),
         cert_serial: v.record.cert_serials.first().cloned().unwrap_or_default(),
         cert_not_after_unix: v.record.cert_not_after,
+    }
+}
+
+fn cluster_workload_to_pb(c: ClusterWorkload) -> pb::ClusterWorkloadStatus {
+    let status = c.status.unwrap_or_default();
+    pb::ClusterWorkloadStatus {
+        cluster: c.assignment.cluster,
+        revision: c.assignment.revision,
+        reported_revision: status.revision,
+        phase: c.phase,
+        message: c.message,
+        ready: status.ready,
+        total: status.total,
+        feedback: status.feedback.into_iter().collect(),
+        objects: status
+            .objects
+            .into_iter()
+            .map(|o| pb::ObjectStatusView {
+                api_version: o.api_version,
+                kind: o.kind,
+                namespace: o.namespace,
+                name: o.name,
+                health: o.health,
+                message: o.message,
+            })
+            .collect(),
+        objects_total: status.objects_total,
+        drift: status
+            .drift
+            .into_iter()
+            .map(|d| pb::DriftView {
+                object: d.object,
+                field: d.field,
+                manager: d.manager,
+                unix: d.unix,
+            })
+            .collect(),
+        drift_corrections: status.drift_corrections,
+        reported_unix: status.received_unix,
+        stale: c.stale,
+        cluster_status: c.connectivity.as_str().to_string(),
     }
 }
 
@@ -194,6 +237,96 @@ impl pb::hub_api_server::HubApi for ClientApi {
         self.authorize(&req, Role::Admin, "remove clusters")?;
         self.hub.remove_cluster(&req.into_inner().name).await?;
         Ok(Response::new(pb::RemoveClusterResponse {}))
+    }
+
+    async fn apply_workload(
+        &self,
+        req: Request<pb::ApplyWorkloadRequest>,
+    ) -> Result<Response<pb::ApplyWorkloadResponse>, Status> {
+        let (user, _) = self.authorize(&req, Role::Operator, "apply workloads")?;
+        let doc: serde_json::Value = serde_json::from_str(&req.into_inner().workload_json)
+            .map_err(|e| {
+                Status::invalid_argument(format!("the workload is not valid JSON: {e}"))
+            })?;
+        let w = workload::from_value(doc).map_err(|(field, msg)| {
+            Status::invalid_argument(if field.is_empty() {
+                msg
+            } else {
+                format!("field {field}: {msg}")
+            })
+        })?;
+        let applied = self.hub.apply_workload(w, &user).await?;
+        Ok(Response::new(pb::ApplyWorkloadResponse {
+            name: applied.name,
+            revision: applied.revision,
+            changed: applied.changed,
+            clusters: applied.clusters,
+        }))
+    }
+
+    async fn delete_workload(
+        &self,
+        req: Request<pb::DeleteWorkloadRequest>,
+    ) -> Result<Response<pb::DeleteWorkloadResponse>, Status> {
+        self.authorize(&req, Role::Operator, "delete workloads")?;
+        self.hub.delete_workload(&req.into_inner().name).await?;
+        Ok(Response::new(pb::DeleteWorkloadResponse {}))
+    }
+
+    async fn get_workload(
+        &self,
+        req: Request<pb::GetWorkloadRequest>,
+    ) -> Result<Response<pb::WorkloadInfo>, Status> {
+        self.authorize(&req, Role::Viewer, "read workloads")?;
+        let (r, clusters) = self.hub.get_workload(&req.into_inner().name)?;
+        Ok(Response::new(pb::WorkloadInfo {
+            name: r.name,
+            workload_json: r.workload.to_string(),
+            revision: r.revision,
+            created_unix: r.created_unix,
+            updated_unix: r.updated_unix,
+            deleting: r.deleting,
+            clusters,
+        }))
+    }
+
+    async fn list_workloads(
+        &self,
+        req: Request<pb::ListWorkloadsRequest>,
+    ) -> Result<Response<pb::ListWorkloadsResponse>, Status> {
+        self.authorize(&req, Role::Viewer, "list workloads")?;
+        let workloads = self
+            .hub
+            .list_workloads()?
+            .into_iter()
+            .map(|s| pb::WorkloadSummary {
+                name: s.name,
+                revision: s.revision,
+                clusters: s.clusters,
+                available: s.available,
+                progressing: s.progressing,
+                degraded: s.degraded,
+                stale: s.stale,
+                pending: s.pending,
+                deleting: s.deleting,
+            })
+            .collect();
+        Ok(Response::new(pb::ListWorkloadsResponse { workloads }))
+    }
+
+    async fn get_workload_status(
+        &self,
+        req: Request<pb::GetWorkloadStatusRequest>,
+    ) -> Result<Response<pb::WorkloadStatusResponse>, Status> {
+        self.authorize(&req, Role::Viewer, "read workload status")?;
+        let (record, clusters) = self.hub.workload_status(&req.into_inner().name)?;
+        let clusters = clusters.into_iter().map(cluster_workload_to_pb).collect();
+        Ok(Response::new(pb::WorkloadStatusResponse {
+            name: record.name,
+            revision: record.revision,
+            deleting: record.deleting,
+            clusters,
+        }))
     }
 
     async fn who_am_i(

@@ -47,6 +47,15 @@ pub struct ClusterView {
 }
 
 impl Hub {
+    /// Whether the hub can hear a cluster's agent now.
+    pub fn connectivity(&self, record: &ClusterRecord) -> Connectivity {
+        match self.sessions.get(&record.name) {
+            Some(_) => Connectivity::Ready,
+            None if record.last_seen_unix == 0 => Connectivity::Pending,
+            None => Connectivity::Offline,
+        }
+    }
+
     fn view(&self, record: ClusterRecord) -> ClusterView {
         let session = self.sessions.get(&record.name);
         let (status, last_seen_unix) = match &session {
@@ -100,6 +109,9 @@ impl Hub {
         let mut batch = Batch::new();
         batch.put_cluster(&record);
         self.records.commit(&batch).await?;
+        drop(_w);
+        // New labels may place or unplace workloads, or change which overrides apply.
+        self.replace_cluster(name).await?;
         Ok(self.view(record))
     }
 
@@ -114,6 +126,13 @@ impl Hub {
             }
             let mut batch = Batch::new();
             batch.delete(Tree::Clusters, name);
+            // Nobody is left to tell: its assignments and statuses go with it.
+            let workloads = self.forget_cluster_assignments(name, &mut batch)?;
+            let gone: Vec<(String, String)> = workloads
+                .iter()
+                .map(|w| (name.to_string(), w.clone()))
+                .collect();
+            self.finish_deleted_workloads(&workloads, &gone, &mut batch)?;
             self.records.commit(&batch).await?;
             self.access.deny_new(identity.clone(), Vec::new());
             self.metrics.clusters.dec();

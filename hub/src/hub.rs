@@ -25,6 +25,10 @@ use crate::store::{Durable, SledStore, StoreError};
 use crate::tls_auth::ClientVerifier;
 use crate::{agent_api, client_api};
 
+/// The largest message an agent may send (status reports are bounded well below this);
+/// larger ones are refused and the stream closed with a reason.
+const AGENT_MESSAGE_LIMIT: usize = 4 << 20;
+
 /// Serving certificates are renewed at start-up when they have less than this left.
 const SERVING_CERT_RENEW_BEFORE: Duration = Duration::from_secs(30 * 86_400);
 /// Lifetime of a (re)issued serving certificate.
@@ -41,6 +45,10 @@ pub struct Settings {
     pub heartbeat_interval: Duration,
     /// A session silent for this long is closed and its cluster becomes Offline.
     pub offline_grace: Duration,
+    /// How often each session compares what its agent acknowledged with what it should run.
+    pub resync_interval: Duration,
+    /// The largest rendered copy of a workload for one cluster (uncompressed JSON).
+    pub max_bundle_size: usize,
     pub server: ServerOptions,
 }
 
@@ -52,6 +60,8 @@ impl Default for Settings {
             token_max_ttl: Duration::from_secs(7 * 86_400),
             heartbeat_interval: Duration::from_secs(10),
             offline_grace: Duration::from_secs(30),
+            resync_interval: Duration::from_secs(60),
+            max_bundle_size: 16 << 20,
             server: ServerOptions::default(),
         }
     }
@@ -274,10 +284,15 @@ async fn routes(hub: Arc<Hub>) -> Result<axum::Router, StartError> {
         .map_err(|e| StartError::Reflection(e.to_string()))?;
     let routes = tonic::service::Routes::new(health_service)
         .add_service(reflection)
-        .add_service(AgentServiceServer::new(agent_api::AgentApi::new(
-            hub.clone(),
-        )))
-        .add_service(HubApiServer::new(client_api::ClientApi::new(hub)))
+        .add_service(
+            AgentServiceServer::new(agent_api::AgentApi::new(hub.clone()))
+                .max_decoding_message_size(AGENT_MESSAGE_LIMIT),
+        )
+        .add_service(
+            // A workload may be as large as the bundle limit, sent as JSON, plus slack.
+            HubApiServer::new(client_api::ClientApi::new(hub.clone()))
+                .max_decoding_message_size(hub.settings.max_bundle_size * 2 + (1 << 20)),
+        )
         .prepare();
     Ok(routes.into_axum_router())
 }

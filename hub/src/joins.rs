@@ -130,6 +130,9 @@ impl Hub {
         if !rejoin {
             self.metrics.clusters.inc();
         }
+        drop(_w);
+        // Workloads whose placement selects the new cluster (or its token's labels).
+        self.replace_cluster(&cluster.name).await?;
         Metrics::count(&self.metrics.joins, "ok");
         tracing::info!(cluster = %cluster.name, token_id = %id, source = %req.source, rejoin, "cluster joined");
         Ok(Joined {

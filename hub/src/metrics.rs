@@ -32,6 +32,9 @@ pub struct Metrics {
     pub sessions_superseded: Counter,
     pub heartbeats: Counter,
     pub tls_handshake_failures: Counter,
+    pub desired_sent: Counter,
+    pub status_reports: Counter,
+    pub stream_bytes_sent: Counter,
     ready: Arc<AtomicBool>,
 }
 
@@ -60,6 +63,9 @@ impl Metrics {
             sessions_superseded: Counter::default(),
             heartbeats: Counter::default(),
             tls_handshake_failures: Counter::default(),
+            desired_sent: Counter::default(),
+            status_reports: Counter::default(),
+            stream_bytes_sent: Counter::default(),
             ready: Arc::new(AtomicBool::new(false)),
         };
         registry.register(
@@ -93,6 +99,21 @@ impl Metrics {
             "tls_handshake_failures",
             "TLS handshakes that failed or were refused",
             m.tls_handshake_failures.clone(),
+        );
+        registry.register(
+            "desired_sent",
+            "Desired-state messages (workload revisions) sent to agents",
+            m.desired_sent.clone(),
+        );
+        registry.register(
+            "status_reports",
+            "Workload status reports stored",
+            m.status_reports.clone(),
+        );
+        registry.register(
+            "stream_bytes_sent",
+            "Protobuf bytes the hub queued on agent streams after Welcome (desired state, lists, heartbeats)",
+            m.stream_bytes_sent.clone(),
         );
         Metrics {
             registry: Arc::new(registry),

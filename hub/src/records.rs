@@ -110,6 +110,85 @@ pub struct HubMeta {
     pub sans: Vec<String>,
 }
 
+/// A workload as applied by a user.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WorkloadRecord {
+    pub name: String,
+    /// The Workload as the user wrote it (JSON).
+    pub workload: serde_json::Value,
+    /// SHA-256 of `workload`: re-applying the same thing is not a change.
+    pub spec_hash: String,
+    /// Bumped whenever any cluster's copy changes.
+    pub revision: u64,
+    pub created_unix: i64,
+    pub updated_unix: i64,
+    pub updated_by: String,
+    /// Deleted by a user; kept until every cluster has removed it.
+    pub deleting: bool,
+}
+
+/// What one cluster should run for one workload.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AssignmentRecord {
+    pub cluster: String,
+    pub workload: String,
+    /// The workload revision at which this cluster's copy last changed.
+    pub revision: u64,
+    /// Hash of the bundle in [`Tree::Bundles`].
+    pub bundle: String,
+    /// The workload is being taken off this cluster.
+    pub deleting: bool,
+}
+
+impl AssignmentRecord {
+    pub fn key(cluster: &str, workload: &str) -> String {
+        format!("{cluster}/{workload}")
+    }
+}
+
+/// Health of one object, as an agent reported it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ObjectStatus {
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub health: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DriftRecord {
+    pub object: String,
+    pub field: String,
+    pub manager: String,
+    pub unix: i64,
+}
+
+/// What a cluster last reported for a workload.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StatusRecord {
+    pub cluster: String,
+    pub workload: String,
+    pub revision: u64,
+    pub phase: String,
+    pub message: String,
+    pub ready: u32,
+    pub total: u32,
+    pub objects: Vec<ObjectStatus>,
+    pub objects_total: u32,
+    pub feedback: std::collections::BTreeMap<String, String>,
+    pub drift: Vec<DriftRecord>,
+    pub drift_corrections: u64,
+    pub observed_unix_ms: i64,
+    pub received_unix: i64,
+}
+
 const HUB_META_KEY: &[u8] = b"hub";
 
 fn encode<T: Serialize>(record: &T) -> Vec<u8> {
@@ -191,6 +270,74 @@ impl Records {
         self.list(Tree::Users)
     }
 
+    pub fn workload(&self, name: &str) -> Result<Option<WorkloadRecord>, StoreError> {
+        self.get(Tree::Workloads, name)
+    }
+
+    pub fn workloads(&self) -> Result<Vec<WorkloadRecord>, StoreError> {
+        self.list(Tree::Workloads)
+    }
+
+    pub fn assignment(
+        &self,
+        cluster: &str,
+        workload: &str,
+    ) -> Result<Option<AssignmentRecord>, StoreError> {
+        self.get(Tree::Assignments, &AssignmentRecord::key(cluster, workload))
+    }
+
+    /// Every assignment of one cluster.
+    pub fn assignments_of_cluster(
+        &self,
+        cluster: &str,
+    ) -> Result<Vec<AssignmentRecord>, StoreError> {
+        let prefix = format!("{cluster}/");
+        self.store
+            .scan_prefix(Tree::Assignments, prefix.as_bytes())?
+            .into_iter()
+            .map(|(k, v)| decode(Tree::Assignments, &k, &v))
+            .collect()
+    }
+
+    /// Names of the clusters a workload is assigned to (including those it is leaving).
+    pub fn clusters_of_workload(&self, workload: &str) -> Result<Vec<String>, StoreError> {
+        let prefix = format!("{workload}/");
+        Ok(self
+            .store
+            .scan_prefix(Tree::Placements, prefix.as_bytes())?
+            .into_iter()
+            .filter_map(|(k, _)| {
+                String::from_utf8(k)
+                    .ok()
+                    .and_then(|k| k.split_once('/').map(|(_, c)| c.to_string()))
+            })
+            .collect())
+    }
+
+    /// A stored bundle (gzip JSON).
+    pub fn bundle(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .store
+            .get(Tree::Bundles, hash.as_bytes())?
+            .map(|v| v.get(1..).unwrap_or_default().to_vec()))
+    }
+
+    pub fn bundle_refs(&self, hash: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .store
+            .get(Tree::BundleRefs, hash.as_bytes())?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+            .map_or(0, u64::from_be_bytes))
+    }
+
+    pub fn status(
+        &self,
+        cluster: &str,
+        workload: &str,
+    ) -> Result<Option<StatusRecord>, StoreError> {
+        self.get(Tree::Status, &AssignmentRecord::key(cluster, workload))
+    }
+
     pub fn hub_meta(&self) -> Result<Option<HubMeta>, StoreError> {
         self.store
             .get(Tree::Meta, HUB_META_KEY)?
@@ -211,6 +358,14 @@ impl Records {
 
 /// Adds a record write to a batch.
 pub trait Put {
+    fn put_workload(&mut self, r: &WorkloadRecord) -> &mut Self;
+    /// Writes the assignment and its index entry.
+    fn put_assignment(&mut self, r: &AssignmentRecord) -> &mut Self;
+    /// Deletes the assignment and its index entry.
+    fn delete_assignment(&mut self, cluster: &str, workload: &str) -> &mut Self;
+    fn put_bundle(&mut self, hash: &str, gzip: &[u8]) -> &mut Self;
+    fn put_bundle_refs(&mut self, hash: &str, refs: u64) -> &mut Self;
+    fn put_status(&mut self, r: &StatusRecord) -> &mut Self;
     fn put_cluster(&mut self, r: &ClusterRecord) -> &mut Self;
     fn put_token(&mut self, r: &TokenRecord) -> &mut Self;
     fn put_user(&mut self, r: &UserRecord) -> &mut Self;
@@ -218,6 +373,50 @@ pub trait Put {
 }
 
 impl Put for Batch {
+    fn put_workload(&mut self, r: &WorkloadRecord) -> &mut Self {
+        self.put(Tree::Workloads, r.name.as_bytes(), encode(r))
+    }
+    fn put_assignment(&mut self, r: &AssignmentRecord) -> &mut Self {
+        self.put(
+            Tree::Assignments,
+            AssignmentRecord::key(&r.cluster, &r.workload),
+            encode(r),
+        )
+        .put(
+            Tree::Placements,
+            format!("{}/{}", r.workload, r.cluster),
+            Vec::new(),
+        )
+    }
+    fn delete_assignment(&mut self, cluster: &str, workload: &str) -> &mut Self {
+        self.delete(Tree::Assignments, AssignmentRecord::key(cluster, workload))
+            .delete(Tree::Placements, format!("{workload}/{cluster}"))
+    }
+    fn put_bundle(&mut self, hash: &str, gzip: &[u8]) -> &mut Self {
+        let mut v = Vec::with_capacity(gzip.len() + 1);
+        v.push(SCHEMA_VERSION as u8);
+        v.extend_from_slice(gzip);
+        self.put(Tree::Bundles, hash.as_bytes(), v)
+    }
+    fn put_bundle_refs(&mut self, hash: &str, refs: u64) -> &mut Self {
+        if refs == 0 {
+            self.delete(Tree::BundleRefs, hash.as_bytes())
+                .delete(Tree::Bundles, hash.as_bytes())
+        } else {
+            self.put(
+                Tree::BundleRefs,
+                hash.as_bytes(),
+                refs.to_be_bytes().to_vec(),
+            )
+        }
+    }
+    fn put_status(&mut self, r: &StatusRecord) -> &mut Self {
+        self.put(
+            Tree::Status,
+            AssignmentRecord::key(&r.cluster, &r.workload),
+            encode(r),
+        )
+    }
     fn put_cluster(&mut self, r: &ClusterRecord) -> &mut Self {
         self.put(Tree::Clusters, r.name.as_bytes(), encode(r))
     }

@@ -9,10 +9,11 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tether_common::time::unix_now;
+use tether_common::time::{unix_now, unix_now_ms};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::delivery::{Hint, Outbox};
 use crate::metrics::Metrics;
 
 /// Why the hub ends a session on purpose.
@@ -45,8 +46,9 @@ struct Entry {
     epoch: u64,
     peer_addr: SocketAddr,
     connected_unix: i64,
-    last_heard: Arc<AtomicI64>,
+    last_heard_ms: Arc<AtomicI64>,
     control: mpsc::Sender<Control>,
+    outbox: Arc<Outbox>,
     ended: CancellationToken,
 }
 
@@ -69,14 +71,22 @@ pub struct SessionHandle {
     pub cluster: String,
     pub session_id: String,
     pub epoch: u64,
-    pub last_heard: Arc<AtomicI64>,
+    /// Unix milliseconds of the last message from the agent.
+    pub last_heard_ms: Arc<AtomicI64>,
+    /// What to (re)consider sending to this agent.
+    pub outbox: Arc<Outbox>,
     ended: CancellationToken,
 }
 
 impl SessionHandle {
     /// Records that the agent was heard from now.
     pub fn heard(&self) {
-        self.last_heard.store(unix_now(), Ordering::Relaxed);
+        self.last_heard_ms.store(unix_now_ms(), Ordering::Relaxed);
+    }
+
+    /// Milliseconds since the agent was last heard.
+    pub fn silent_for_ms(&self) -> i64 {
+        unix_now_ms() - self.last_heard_ms.load(Ordering::Relaxed)
     }
 }
 
@@ -120,14 +130,16 @@ impl Sessions {
         let epoch = self.next_epoch.fetch_add(1, Ordering::SeqCst);
         let (control, control_rx) = mpsc::channel(4);
         let ended = CancellationToken::new();
-        let last_heard = Arc::new(AtomicI64::new(unix_now()));
+        let last_heard_ms = Arc::new(AtomicI64::new(unix_now_ms()));
+        let outbox = Arc::new(Outbox::default());
         let entry = Entry {
             session_id: session_id.clone(),
             epoch,
             peer_addr,
             connected_unix: unix_now(),
-            last_heard: last_heard.clone(),
+            last_heard_ms: last_heard_ms.clone(),
             control,
+            outbox: outbox.clone(),
             ended: ended.clone(),
         };
         let mut map = self.lock();
@@ -155,7 +167,8 @@ impl Sessions {
                 cluster: cluster.to_string(),
                 session_id,
                 epoch,
-                last_heard,
+                last_heard_ms,
+                outbox,
                 ended,
             },
             control_rx,
@@ -169,8 +182,16 @@ impl Sessions {
             epoch: e.epoch,
             peer_addr: e.peer_addr,
             connected_unix: e.connected_unix,
-            last_heard_unix: e.last_heard.load(Ordering::Relaxed),
+            last_heard_unix: e.last_heard_ms.load(Ordering::Relaxed) / 1000,
         })
+    }
+
+    /// Hints the live session of `cluster`, if any.
+    pub fn hint(&self, cluster: &str, hint: Hint) {
+        let outbox = self.lock().get(cluster).map(|e| e.outbox.clone());
+        if let Some(o) = outbox {
+            o.push(hint);
+        }
     }
 
     pub fn count(&self) -> usize {

@@ -303,6 +303,59 @@ impl Hub {
         http_get(self.metrics, "/metrics").1
     }
 
+    /// One metric's value (-1 when absent).
+    pub fn metric(&self, name: &str) -> f64 {
+        metric(&self.metrics_text(), name)
+    }
+
+    /// Writes `yaml` to a file next to the hub's data and runs `tetherctl apply -f` on it.
+    pub fn apply(&self, name: &str, yaml: &str) -> Output {
+        let path = self.dir.with_extension(format!("{name}.yaml"));
+        if let Err(e) = std::fs::write(&path, yaml) {
+            panic!("cannot write {}: {e}", path.display());
+        }
+        self.ctl(&["apply", "-f", &path.display().to_string()])
+    }
+
+    /// Like [`Hub::apply`], asserting success.
+    pub fn apply_ok(&self, name: &str, yaml: &str) {
+        let out = self.apply(name, yaml);
+        assert!(
+            out.status.success(),
+            "apply {name} failed: {}",
+            stderr(&out)
+        );
+    }
+
+    /// `tetherctl status NAME -o json`, if the workload exists.
+    pub fn workload_status(&self, name: &str) -> Option<Value> {
+        let out = self.ctl(&["status", name, "-o", "json"]);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).ok())
+            .flatten()
+    }
+
+    /// One cluster's entry in `status NAME`.
+    pub fn cluster_status(&self, workload: &str, cluster: &str) -> Option<Value> {
+        self.workload_status(workload)?["clusters"]
+            .as_array()?
+            .iter()
+            .find(|c| c["cluster"] == cluster)
+            .cloned()
+    }
+
+    /// `tetherctl wait NAME --for available`, asserting success.
+    pub fn wait_available(&self, name: &str, timeout: &str) {
+        let out = self.ctl(&["wait", name, "--for", "available", "--timeout", timeout]);
+        assert!(
+            out.status.success(),
+            "wait {name}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+    }
+
     /// SIGTERM and wait.
     pub fn stop(&mut self) -> i32 {
         self.proc.as_mut().map_or(0, Proc::stop)
@@ -362,6 +415,18 @@ impl Cluster {
             .args(args))
     }
 
+    /// The object as JSON, or `None` if it does not exist.
+    pub fn get(&self, args: &[&str]) -> Option<Value> {
+        let mut all = vec!["get"];
+        all.extend(args);
+        all.extend(["-o", "json"]);
+        let out = self.kubectl(&all);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).ok())
+            .flatten()
+    }
+
     pub fn kubectl_json(&self, args: &[&str]) -> Value {
         let mut all = args.to_vec();
         all.extend(["-o", "json"]);
@@ -391,6 +456,7 @@ impl Agent {
             .arg("--state-dir")
             .arg(state_dir)
             .args(["--reconnect-max-delay", "2s"])
+            .args(["--progress-interval", "200ms"])
             .args(args)
             .env("RUST_LOG", "info")
             .env_remove("KUBERNETES_SERVICE_HOST");
@@ -411,6 +477,15 @@ impl Agent {
             &["--token", token, "--ca-pin", pin],
         )
     }
+}
+
+/// A value from Prometheus text (-1 when absent).
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1.0)
 }
 
 /// A minimal HTTP/1.1 GET on loopback: (status, body). 0 when nothing answers.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tether_tests::harness::{
-    Agent, Cluster, Hub, HubOptions, bin, eventually, run, stderr, stdout,
+    Agent, Cluster, Hub, HubOptions, bin, eventually, metric, run, stderr, stdout,
 };
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -40,14 +40,6 @@ fn assert_refused(out: &std::process::Output, code: i32, words: &str) {
     );
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "expected one line, got: {err}");
-}
-
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(-1.0)
 }
 
 fn agent_cmd(hub: &Hub, cluster: &Cluster, state: &Path, args: &[&str]) -> std::process::Output {

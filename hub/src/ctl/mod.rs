@@ -8,6 +8,7 @@ mod clusters;
 pub mod config;
 pub mod output;
 mod tokens;
+pub mod workloads;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -66,6 +67,44 @@ pub enum Command {
     /// Member clusters.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Create or update workloads from Workload files (a file or a directory of them).
+    Apply {
+        #[arg(
+            short = 'f',
+            long = "filename",
+            required = true,
+            value_name = "FILE|DIR"
+        )]
+        files: Vec<PathBuf>,
+    },
+    /// Build a Workload from a folder of plain manifests.
+    #[command(subcommand)]
+    Workload(WorkloadCommand),
+    /// Show workloads (`get workloads`), one workload (`get workload NAME`) or clusters.
+    Get {
+        /// workloads | workload | clusters | cluster
+        resource: String,
+        name: Option<String>,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// Per-cluster status of a workload.
+    Status {
+        name: String,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// Wait until a workload is available on every cluster it is placed on.
+    Wait {
+        name: String,
+        /// Only `available` is supported.
+        #[arg(long = "for", default_value = "available")]
+        condition: String,
+        #[arg(long, default_value = "5m", value_parser = tether_common::time::parse_duration)]
+        timeout: std::time::Duration,
+    },
+    /// Delete a workload (`delete workload NAME`).
+    Delete { resource: String, name: String },
     /// Show who the hub thinks you are.
     Whoami {
         #[arg(short, long, value_enum, default_value = "table")]
@@ -99,6 +138,25 @@ pub enum TokenCommand {
     },
     /// Revoke a join token so no further cluster can join with it.
     Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkloadCommand {
+    /// Create (or update) a workload from a directory of ordinary manifests.
+    Create {
+        name: String,
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// Place on clusters matching this label selector (k=v,k2 in (a,b),...).
+        #[arg(long)]
+        selector: Option<String>,
+        /// Place on this cluster (repeatable).
+        #[arg(long = "cluster")]
+        clusters: Vec<String>,
+        /// Print the Workload instead of applying it.
+        #[arg(short, long, value_enum)]
+        output: Option<Format>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,6 +208,23 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> Result<String, CtlError> {
+    // Mistakes in local files are reported before the config or the hub is needed.
+    match &cli.command {
+        Command::Apply { files } => {
+            workloads::load_workloads(files)?;
+        }
+        Command::Workload(WorkloadCommand::Create {
+            name,
+            from,
+            selector,
+            clusters,
+            output: Some(f),
+        }) => {
+            let w = workloads::workload_from_dir(name, from, selector.as_deref(), clusters)?;
+            return Ok(output::structured(&w, *f));
+        }
+        _ => {}
+    }
     let path = ClientConfig::resolve_path(cli.config.as_deref());
     let config = ClientConfig::load(&path).map_err(|e| CtlError::runtime(e.to_string()))?;
     let mut api = client::connect(&config).await?;
@@ -162,6 +237,73 @@ async fn dispatch(cli: Cli) -> Result<String, CtlError> {
         Command::Cluster(cmd) => clusters::run(&mut api, cmd)
             .await
             .map_err(|e| e.or_status(&fail)),
+        Command::Apply { files } => workloads::apply(&mut api, &files)
+            .await
+            .map_err(|e| e.or_status(&fail)),
+        Command::Workload(WorkloadCommand::Create {
+            name,
+            from,
+            selector,
+            clusters,
+            output,
+        }) => workloads::create(
+            &mut api,
+            &name,
+            &from,
+            selector.as_deref(),
+            &clusters,
+            output,
+        )
+        .await
+        .map_err(|e| e.or_status(&fail)),
+        Command::Get {
+            resource,
+            name,
+            output,
+        } => {
+            let r = match (resource.as_str(), name) {
+                ("workloads" | "workload" | "wl", None) => workloads::list(&mut api, output).await,
+                ("workloads" | "workload" | "wl", Some(n)) => {
+                    workloads::get(&mut api, &n, output).await
+                }
+                ("clusters" | "cluster", None) => {
+                    clusters::run(&mut api, ClusterCommand::List { output }).await
+                }
+                ("clusters" | "cluster", Some(name)) => {
+                    clusters::run(&mut api, ClusterCommand::Get { name, output }).await
+                }
+                (other, _) => Err(CtlError::usage(format!(
+                    "unknown resource {other:?} (use workloads or clusters)"
+                ))
+                .into()),
+            };
+            r.map_err(|e| e.or_status(&fail))
+        }
+        Command::Status { name, output } => workloads::status(&mut api, &name, output)
+            .await
+            .map_err(|e| e.or_status(&fail)),
+        Command::Wait {
+            name,
+            condition,
+            timeout,
+        } => {
+            if condition != "available" {
+                return Err(CtlError::usage(format!(
+                    "--for {condition:?} is not supported (use --for available)"
+                )));
+            }
+            workloads::wait(&mut api, &name, timeout)
+                .await
+                .map_err(|e| e.or_status(&fail))
+        }
+        Command::Delete { resource, name } => match resource.as_str() {
+            "workload" | "workloads" | "wl" => workloads::delete(&mut api, &name)
+                .await
+                .map_err(|e| e.or_status(&fail)),
+            other => Err(CtlError::usage(format!(
+                "unknown resource {other:?} (use: delete workload NAME)"
+            ))),
+        },
         Command::Whoami { output } => {
             let me = api
                 .who_am_i(pb::WhoAmIRequest {})

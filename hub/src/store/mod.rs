@@ -24,10 +24,33 @@ pub enum Tree {
     Clusters,
     Tokens,
     Users,
+    /// Workloads by name.
+    Workloads,
+    /// What each cluster should run: `cluster/workload`.
+    Assignments,
+    /// The same assignments indexed by workload: `workload/cluster` (empty values).
+    Placements,
+    /// Rendered bundles by content hash (gzip JSON), stored once however many clusters share one.
+    Bundles,
+    /// How many assignments reference each bundle.
+    BundleRefs,
+    /// What each cluster last reported for each workload: `cluster/workload`.
+    Status,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 4] = [Tree::Meta, Tree::Clusters, Tree::Tokens, Tree::Users];
+    pub const ALL: [Tree; 10] = [
+        Tree::Meta,
+        Tree::Clusters,
+        Tree::Tokens,
+        Tree::Users,
+        Tree::Workloads,
+        Tree::Assignments,
+        Tree::Placements,
+        Tree::Bundles,
+        Tree::BundleRefs,
+        Tree::Status,
+    ];
 
     /// Position in [`Tree::ALL`].
     pub fn index(self) -> usize {
@@ -40,6 +63,12 @@ impl Tree {
             Tree::Clusters => "clusters",
             Tree::Tokens => "tokens",
             Tree::Users => "users",
+            Tree::Workloads => "workloads",
+            Tree::Assignments => "assignments",
+            Tree::Placements => "placements",
+            Tree::Bundles => "bundles",
+            Tree::BundleRefs => "bundle_refs",
+            Tree::Status => "status",
         }
     }
 }

@@ -27,6 +27,10 @@ struct Cli {
     kubernetes_version: String,
     #[arg(long, default_value_t = 1)]
     nodes: u32,
+    /// Workload objects become ready this long after their spec changes ("never" to keep them
+    /// unready). Pods using an image tagged `:broken` never become ready.
+    #[arg(long, default_value = "1s")]
+    ready_after: String,
 }
 
 fn main() -> ExitCode {
@@ -54,10 +58,18 @@ fn main() -> ExitCode {
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
         }
         println!("listening on http://{addr}");
+        let ready_after = match cli.ready_after.as_str() {
+            "never" => None,
+            d => Some(
+                humantime::parse_duration(d)
+                    .map_err(|e| anyhow::anyhow!("invalid --ready-after {d:?}: {e}"))?,
+            ),
+        };
         let emu = Emulator::new(
             Options {
                 kubernetes_version: cli.kubernetes_version.clone(),
                 nodes: cli.nodes,
+                ready_after,
             },
             addr.to_string(),
         );

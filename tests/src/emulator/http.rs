@@ -363,6 +363,10 @@ pub fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> 
         )));
     }
     if ct.contains("yaml") {
+        // Clients often send JSON, which is YAML too; try the strict parser first.
+        if let Ok(v) = serde_json::from_slice(body) {
+            return Ok(v);
+        }
         let text = std::str::from_utf8(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
         return serde_saphyr::from_str(text)
             .map_err(|e| ApiError::bad_request(format!("invalid YAML: {e}")));

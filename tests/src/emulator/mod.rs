@@ -34,6 +34,9 @@ pub struct Options {
     /// `gitVersion` reported by `/version` and the nodes' kubelets.
     pub kubernetes_version: String,
     pub nodes: u32,
+    /// Deployments, StatefulSets, DaemonSets and Jobs report ready (complete) this long after
+    /// their spec changes; `None` leaves them unready.
+    pub ready_after: Option<std::time::Duration>,
 }
 
 impl Default for Options {
@@ -41,6 +44,7 @@ impl Default for Options {
         Options {
             kubernetes_version: "v1.33.4".into(),
             nodes: 1,
+            ready_after: Some(std::time::Duration::from_secs(1)),
         }
     }
 }
@@ -114,6 +118,16 @@ impl Emulator {
 
     /// Serves until the listener fails.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
+        if let Some(after) = self.options.ready_after {
+            let emu = self.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+                loop {
+                    tick.tick().await;
+                    emu.store.lock().await.settle(after);
+                }
+            });
+        }
         axum::serve(listener, self.router()).await
     }
 }

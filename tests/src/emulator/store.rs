@@ -50,6 +50,8 @@ pub struct Event {
 pub type WatchStart = (Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>);
 
 pub struct Store {
+    /// Workload objects whose spec changed and are not ready yet, with when it changed.
+    pub unready: BTreeMap<Key, std::time::Instant>,
     objects: BTreeMap<Key, Value>,
     rv: u64,
     uid: u64,
@@ -76,6 +78,7 @@ impl Store {
     pub fn new() -> Self {
         let (events, _) = broadcast::channel(8192);
         Store {
+            unready: BTreeMap::new(),
             objects: BTreeMap::new(),
             rv: 1,
             uid: 0,
@@ -203,6 +206,13 @@ impl Store {
             }
         }
         let name = meta["name"].as_str().unwrap_or_default().to_string();
+        if let Err(why) = validate_object_name(&name) {
+            return Err(ApiError::invalid(
+                &t.kind,
+                &name,
+                &format!("metadata.name: Invalid value: \"{name}\": {why}"),
+            ));
+        }
         if t.namespaced {
             if !self.namespace_exists(namespace) {
                 return Err(ApiError::not_found("namespaces", namespace));
@@ -224,6 +234,9 @@ impl Store {
         obj["apiVersion"] = json!(t.api_version());
         obj["kind"] = json!(t.kind);
         self.admit(t, &mut obj);
+        if becomes_ready(t) {
+            self.unready.insert(key.clone(), std::time::Instant::now());
+        }
         self.objects.insert(key.clone(), obj.clone());
         self.record(EventType::Added, key, obj.clone());
         self.after_write(t, &obj);
@@ -312,6 +325,9 @@ impl Store {
         self.rv += 1;
         new["metadata"]["resourceVersion"] = json!(self.rv.to_string());
         self.admit(t, &mut new);
+        if bumped != generation && becomes_ready(t) {
+            self.unready.insert(key.clone(), std::time::Instant::now());
+        }
         self.objects.insert(key.clone(), new.clone());
         self.record(EventType::Modified, key, new.clone());
         self.after_write(t, &new);
@@ -346,11 +362,73 @@ impl Store {
         }
         self.rv += 1;
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        self.unready.remove(&key);
         self.record(EventType::Deleted, key, obj.clone());
         if t.group == "apiextensions.k8s.io" && t.plural == "customresourcedefinitions" {
             self.unregister_crd(&obj);
         }
+        // Garbage collection (background propagation): dependents go with their owner.
+        if let Some(uid) = obj.pointer("/metadata/uid").and_then(Value::as_str) {
+            let dependents: Vec<Key> = self
+                .objects
+                .iter()
+                .filter(|(_, o)| {
+                    o.pointer("/metadata/ownerReferences")
+                        .and_then(Value::as_array)
+                        .is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid))
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in dependents {
+                if let Some(dt) = self
+                    .types
+                    .iter()
+                    .find(|t| t.group == k.group && t.plural == k.plural)
+                    .cloned()
+                {
+                    let _ = self.delete(&dt, &k.namespace, &k.name);
+                }
+            }
+        }
         Ok(obj)
+    }
+
+    /// Marks workload objects whose spec changed at least `after` ago as ready (complete, bound),
+    /// as their controllers would. Objects whose pods use an image tagged `:broken` never are.
+    pub fn settle(&mut self, after: std::time::Duration) {
+        let due: Vec<Key> = self
+            .unready
+            .iter()
+            .filter(|(_, t)| t.elapsed() >= after)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in due {
+            self.unready.remove(&k);
+            let Some(obj) = self.objects.get(&k).cloned() else {
+                continue;
+            };
+            let Some(t) = self
+                .types
+                .iter()
+                .find(|t| t.group == k.group && t.plural == k.plural)
+                .cloned()
+            else {
+                continue;
+            };
+            let nodes = self
+                .objects
+                .keys()
+                .filter(|k| k.group.is_empty() && k.plural == "nodes")
+                .count() as i64;
+            let status = settled_status(&k.plural, &obj, nodes);
+            let _ = self.update(
+                &t,
+                &k.namespace,
+                &k.name,
+                json!({ "status": status }),
+                Some("status"),
+            );
+        }
     }
 
     /// Server-side defaults applied on every write.
@@ -442,6 +520,101 @@ impl Store {
             .unwrap_or_default();
         self.types
             .retain(|t| !(t.group == group && t.plural == plural));
+    }
+}
+
+/// Kinds the emulator makes ready after a delay, like their controllers would.
+fn becomes_ready(t: &ResourceType) -> bool {
+    matches!(
+        (t.group.as_str(), t.plural.as_str()),
+        ("apps", "deployments" | "statefulsets" | "daemonsets")
+            | ("batch", "jobs")
+            | ("", "persistentvolumeclaims")
+    )
+}
+
+fn broken(obj: &Value) -> bool {
+    obj.pointer("/spec/template/spec/containers")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["image"].as_str().is_some_and(|i| i.ends_with(":broken")))
+        })
+}
+
+fn settled_status(plural: &str, obj: &Value, nodes: i64) -> Value {
+    let generation = obj
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    let replicas = obj
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    let ok = !broken(obj);
+    let ready = if ok { replicas } else { 0 };
+    let now = now_rfc3339();
+    match plural {
+        "deployments" => json!({
+            "observedGeneration": generation,
+            "replicas": replicas,
+            "updatedReplicas": replicas,
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+            "unavailableReplicas": replicas - ready,
+            "conditions": [
+                { "type": "Available", "status": if ok { "True" } else { "False" },
+                  "reason": if ok { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" }, "lastTransitionTime": now },
+                { "type": "Progressing", "status": "True",
+                  "reason": if ok { "NewReplicaSetAvailable" } else { "ReplicaSetUpdated" }, "lastTransitionTime": now },
+            ],
+        }),
+        "statefulsets" => json!({
+            "observedGeneration": generation,
+            "replicas": replicas,
+            "readyReplicas": ready,
+            "currentReplicas": ready,
+            "updatedReplicas": replicas,
+            "currentRevision": format!("rev-{generation}"),
+            "updateRevision": format!("rev-{generation}"),
+        }),
+        "daemonsets" => {
+            let n = if ok { nodes } else { 0 };
+            json!({
+                "observedGeneration": generation,
+                "desiredNumberScheduled": nodes,
+                "currentNumberScheduled": nodes,
+                "updatedNumberScheduled": nodes,
+                "numberReady": n,
+                "numberAvailable": n,
+            })
+        }
+        "jobs" if ok => json!({
+            "succeeded": 1,
+            "conditions": [{ "type": "Complete", "status": "True", "lastTransitionTime": now }],
+        }),
+        "jobs" => json!({ "active": 1 }),
+        _ => json!({ "phase": "Bound" }),
+    }
+}
+
+/// A lowercase RFC 1123 subdomain, as most object names must be.
+fn validate_object_name(name: &str) -> Result<(), &'static str> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
+        )
     }
 }
 

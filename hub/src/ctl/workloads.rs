@@ -1,0 +1,409 @@
+//! `tetherctl apply`, `workload create`, `get workload(s)`, `status`, `wait`, `delete workload`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tether_common::pb::{self, hub_api_client::HubApiClient};
+use tether_common::time::{age, rfc3339};
+use tether_common::workload::{self, LabelSelector, Workload};
+use tonic::transport::Channel;
+
+use super::output::{self, Format, Table};
+use super::{CtlError, Failure};
+
+/// The files `-f` names: a file, or every .yaml/.yml/.json file in a directory (sorted).
+fn files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CtlError> {
+    let mut out = Vec::new();
+    for p in paths {
+        let meta = std::fs::metadata(p)
+            .map_err(|e| CtlError::usage(format!("cannot read {}: {e}", p.display())))?;
+        if meta.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| CtlError::usage(format!("cannot read {}: {e}", p.display())))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| {
+                    f.extension()
+                        .and_then(|x| x.to_str())
+                        .is_some_and(|x| matches!(x, "yaml" | "yml" | "json"))
+                })
+                .collect();
+            entries.sort();
+            if entries.is_empty() {
+                return Err(CtlError::usage(format!(
+                    "{} holds no .yaml, .yml or .json file",
+                    p.display()
+                )));
+            }
+            out.extend(entries);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn read(p: &Path) -> Result<String, CtlError> {
+    std::fs::read_to_string(p)
+        .map_err(|e| CtlError::usage(format!("cannot read {}: {e}", p.display())))
+}
+
+/// Parses every Workload in the files; any mistake stops everything before anything is sent.
+pub fn load_workloads(paths: &[PathBuf]) -> Result<Vec<Workload>, CtlError> {
+    let mut out = Vec::new();
+    for f in files(paths)? {
+        let text = read(&f)?;
+        let ws = workload::parse_documents(&f.display().to_string(), &text)
+            .map_err(|e| CtlError::usage(e.to_string()))?;
+        out.extend(ws);
+    }
+    Ok(out)
+}
+
+async fn send(
+    api: &mut HubApiClient<Channel>,
+    w: &Workload,
+) -> Result<pb::ApplyWorkloadResponse, tonic::Status> {
+    let json = serde_json::to_string(w).unwrap_or_default();
+    Ok(api
+        .apply_workload(pb::ApplyWorkloadRequest {
+            workload_json: json,
+        })
+        .await?
+        .into_inner())
+}
+
+fn applied_line(r: &pb::ApplyWorkloadResponse) -> String {
+    let verb = match (r.changed, r.revision) {
+        (false, _) => "unchanged",
+        (true, 1) => "created",
+        (true, _) => "configured",
+    };
+    format!(
+        "workload/{} {verb} (revision {}, {} cluster{})\n",
+        r.name,
+        r.revision,
+        r.clusters.len(),
+        if r.clusters.len() == 1 { "" } else { "s" }
+    )
+}
+
+pub(super) async fn apply(
+    api: &mut HubApiClient<Channel>,
+    paths: &[PathBuf],
+) -> Result<String, Failure> {
+    let workloads = load_workloads(paths)?;
+    let mut out = String::new();
+    for w in &workloads {
+        let r = send(api, w).await?;
+        out.push_str(&applied_line(&r));
+    }
+    Ok(out)
+}
+
+/// Builds a Workload from a folder of plain manifests.
+pub fn workload_from_dir(
+    name: &str,
+    dir: &Path,
+    selector: Option<&str>,
+    clusters: &[String],
+) -> Result<Workload, CtlError> {
+    let mut manifests = Vec::new();
+    for f in files(&[dir.to_path_buf()])? {
+        let text = read(&f)?;
+        let docs: Vec<Value> = serde_saphyr::from_multiple(&text).map_err(|e| {
+            CtlError::usage(format!(
+                "{}: not valid YAML: {}",
+                f.display(),
+                e.to_string().lines().next().unwrap_or_default()
+            ))
+        })?;
+        for (i, d) in docs.into_iter().enumerate().filter(|(_, d)| !d.is_null()) {
+            let missing = ["apiVersion", "kind"]
+                .into_iter()
+                .find(|k| d.get(*k).and_then(Value::as_str).is_none_or(str::is_empty))
+                .or_else(|| {
+                    d.pointer("/metadata/name")
+                        .and_then(Value::as_str)
+                        .is_none_or(str::is_empty)
+                        .then_some("metadata.name")
+                });
+            if let Some(field) = missing {
+                return Err(CtlError::usage(format!(
+                    "{}, document {}, field {field}: required",
+                    f.display(),
+                    i + 1
+                )));
+            }
+            manifests.push(d);
+        }
+    }
+    let cluster_selector = selector
+        .map(|s| {
+            LabelSelector::parse(s).map_err(|e| CtlError::usage(format!("invalid --selector: {e}")))
+        })
+        .transpose()?;
+    let w = Workload {
+        api_version: workload::API_VERSION.into(),
+        kind: workload::KIND.into(),
+        metadata: workload::Metadata {
+            name: name.to_string(),
+            ..Default::default()
+        },
+        spec: workload::Spec {
+            manifests,
+            placement: workload::Placement {
+                clusters: clusters.to_vec(),
+                cluster_selector,
+            },
+            ..Default::default()
+        },
+    };
+    w.validate().map_err(|(field, msg)| {
+        CtlError::usage(format!("workload {name}, field {field}: {msg}"))
+    })?;
+    Ok(w)
+}
+
+pub(super) async fn create(
+    api: &mut HubApiClient<Channel>,
+    name: &str,
+    from: &Path,
+    selector: Option<&str>,
+    clusters: &[String],
+    print: Option<Format>,
+) -> Result<String, Failure> {
+    let w = workload_from_dir(name, from, selector, clusters)?;
+    if let Some(f) = print {
+        return Ok(output::structured(&w, f));
+    }
+    Ok(applied_line(&send(api, &w).await?))
+}
+
+pub(super) async fn list(
+    api: &mut HubApiClient<Channel>,
+    format: Format,
+) -> Result<String, Failure> {
+    let ws = api
+        .list_workloads(pb::ListWorkloadsRequest {})
+        .await?
+        .into_inner()
+        .workloads;
+    Ok(match format {
+        Format::Table => {
+            let mut t = Table::new(&["NAME", "REVISION", "CLUSTERS", "AVAILABLE", "PROGRESSING", "DEGRADED", "PENDING", "STALE"]);
+            for w in ws {
+                let name = if w.deleting { format!("{} (deleting)", w.name) } else { w.name };
+                t.row(vec![
+                    name,
+                    w.revision.to_string(),
+                    w.clusters.to_string(),
+                    w.available.to_string(),
+                    w.progressing.to_string(),
+                    w.degraded.to_string(),
+                    w.pending.to_string(),
+                    w.stale.to_string(),
+                ]);
+            }
+            t.render()
+        }
+        f => output::structured(
+            &ws.into_iter()
+                .map(|w| {
+                    json!({
+                        "name": w.name, "revision": w.revision, "clusters": w.clusters,
+                        "available": w.available, "progressing": w.progressing, "degraded": w.degraded,
+                        "pending": w.pending, "stale": w.stale, "deleting": w.deleting,
+                    })
+                })
+                .collect::<Vec<_>>(),
+            f,
+        ),
+    })
+}
+
+pub(super) async fn get(
+    api: &mut HubApiClient<Channel>,
+    name: &str,
+    format: Format,
+) -> Result<String, Failure> {
+    let info = api
+        .get_workload(pb::GetWorkloadRequest {
+            name: name.to_string(),
+        })
+        .await?
+        .into_inner();
+    let mut w: Value = serde_json::from_str(&info.workload_json).unwrap_or(Value::Null);
+    Ok(match format {
+        Format::Table => {
+            let mut t = Table::new(&["NAME", "REVISION", "CLUSTERS", "UPDATED"]);
+            t.row(vec![
+                info.name,
+                info.revision.to_string(),
+                info.clusters.join(","),
+                age(info.updated_unix),
+            ]);
+            t.render()
+        }
+        f => {
+            w["status"] = json!({
+                "revision": info.revision,
+                "clusters": info.clusters,
+                "created": rfc3339(info.created_unix),
+                "updated": rfc3339(info.updated_unix),
+                "deleting": info.deleting,
+            });
+            output::structured(&w, f)
+        }
+    })
+}
+
+fn status_json(s: &pb::WorkloadStatusResponse) -> Value {
+    json!({
+        "name": s.name,
+        "revision": s.revision,
+        "deleting": s.deleting,
+        "clusters": s.clusters.iter().map(|c| json!({
+            "cluster": c.cluster,
+            "revision": c.revision,
+            "reportedRevision": c.reported_revision,
+            "phase": c.phase,
+            "message": c.message,
+            "ready": c.ready,
+            "total": c.total,
+            "stale": c.stale,
+            "clusterStatus": c.cluster_status,
+            "reported": rfc3339(c.reported_unix),
+            "feedback": c.feedback.iter().collect::<std::collections::BTreeMap<_, _>>(),
+            "objects": c.objects.iter().map(|o| json!({
+                "apiVersion": o.api_version, "kind": o.kind, "namespace": o.namespace,
+                "name": o.name, "health": o.health, "message": o.message,
+            })).collect::<Vec<_>>(),
+            "objectsTotal": c.objects_total,
+            "driftCorrections": c.drift_corrections,
+            "drift": c.drift.iter().map(|d| json!({
+                "object": d.object, "field": d.field, "manager": d.manager, "time": rfc3339(d.unix),
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub(super) async fn status(
+    api: &mut HubApiClient<Channel>,
+    name: &str,
+    format: Format,
+) -> Result<String, Failure> {
+    let s = api
+        .get_workload_status(pb::GetWorkloadStatusRequest {
+            name: name.to_string(),
+        })
+        .await?
+        .into_inner();
+    Ok(match format {
+        Format::Table => {
+            let mut t = Table::new(&["CLUSTER", "REVISION", "PHASE", "READY", "MESSAGE", "AGE"]);
+            for c in &s.clusters {
+                let phase = if c.stale {
+                    format!("{} (stale)", c.phase)
+                } else {
+                    c.phase.clone()
+                };
+                t.row(vec![
+                    c.cluster.clone(),
+                    c.revision.to_string(),
+                    phase,
+                    format!("{}/{}", c.ready, c.total),
+                    output::or_none(&c.message),
+                    age(c.reported_unix),
+                ]);
+            }
+            t.render()
+        }
+        f => output::structured(&status_json(&s), f),
+    })
+}
+
+/// Waits until every placed cluster reports Available on its current revision.
+pub(super) async fn wait(
+    api: &mut HubApiClient<Channel>,
+    name: &str,
+    timeout: Duration,
+) -> Result<String, Failure> {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::new();
+    loop {
+        let s = api
+            .get_workload_status(pb::GetWorkloadStatusRequest {
+                name: name.to_string(),
+            })
+            .await?
+            .into_inner();
+        let placed: Vec<&pb::ClusterWorkloadStatus> = s
+            .clusters
+            .iter()
+            .filter(|c| c.phase != "Removing")
+            .collect();
+        let available = placed
+            .iter()
+            .filter(|c| c.phase == "Available" && !c.stale && c.reported_revision == c.revision)
+            .count();
+        let waiting: Vec<String> = placed
+            .iter()
+            .filter(|c| !(c.phase == "Available" && !c.stale && c.reported_revision == c.revision))
+            .map(|c| {
+                format!(
+                    "{}: {}",
+                    c.cluster,
+                    if c.stale {
+                        format!("{} (stale)", c.phase)
+                    } else {
+                        c.phase.clone()
+                    }
+                )
+            })
+            .collect();
+        let line = format!(
+            "workload/{name}: {available}/{} clusters available{}",
+            placed.len(),
+            if waiting.is_empty() {
+                String::new()
+            } else {
+                format!(" (waiting for {})", waiting.join(", "))
+            }
+        );
+        if line != last {
+            eprintln!("{line}");
+            last = line;
+        }
+        if !placed.is_empty() && waiting.is_empty() {
+            return Ok(format!(
+                "workload/{name} is available on {} cluster{}\n",
+                placed.len(),
+                if placed.len() == 1 { "" } else { "s" }
+            ));
+        }
+        if Instant::now() >= deadline {
+            return Err(CtlError::runtime(format!(
+                "timed out after {} waiting for workload/{name}: {available}/{} clusters available{}",
+                humantime::format_duration(timeout),
+                placed.len(),
+                if placed.is_empty() { " (it is placed on no cluster)".to_string() } else { format!("; waiting for {}", waiting.join(", ")) }
+            ))
+            .into());
+        }
+        tokio::time::sleep(
+            Duration::from_millis(500).min(deadline.saturating_duration_since(Instant::now())),
+        )
+        .await;
+    }
+}
+
+pub(super) async fn delete(api: &mut HubApiClient<Channel>, name: &str) -> Result<String, Failure> {
+    api.delete_workload(pb::DeleteWorkloadRequest {
+        name: name.to_string(),
+    })
+    .await?;
+    Ok(format!(
+        "workload/{name} deleted (clusters remove it as they hear of it)\n"
+    ))
+}

@@ -89,6 +89,12 @@ pub struct ServeArgs {
     /// The largest rendered copy of a workload for one cluster, in bytes (uncompressed).
     #[arg(long, default_value_t = 16 << 20, env = "TETHER_MAX_BUNDLE_SIZE")]
     pub max_bundle_size: usize,
+    /// Failed join attempts allowed per source address per minute; more are refused.
+    #[arg(long, default_value_t = 10)]
+    pub join_failures_per_minute: u32,
+    /// How long audit entries are kept.
+    #[arg(long, default_value = "90d", value_parser = parse_duration)]
+    pub audit_retention: Duration,
 }
 
 impl ServeArgs {
@@ -123,6 +129,8 @@ impl ServeArgs {
             offline_grace: self.offline_grace,
             resync_interval: self.resync_interval,
             max_bundle_size: self.max_bundle_size,
+            join_failures_per_minute: self.join_failures_per_minute.max(1),
+            audit_retention: self.audit_retention,
             ..Settings::default()
         })
     }

@@ -21,28 +21,62 @@ pub struct ClientApi {
     hub: Arc<Hub>,
 }
 
+/// The caller of one request, as far as it is known before authorization.
+struct Who {
+    /// The user name, if a user certificate was presented.
+    user: Option<String>,
+    /// `user/NAME`, `cluster/NAME` or `anonymous`, for the audit log.
+    actor: String,
+    source: String,
+    /// Set when the certificate is not a user's at all.
+    refusal: Option<Status>,
+}
+
 impl ClientApi {
     pub fn new(hub: Arc<Hub>) -> Self {
         ClientApi { hub }
     }
 
-    /// The calling user, if their role is at least `need`.
-    fn authorize<T>(
-        &self,
-        req: &Request<T>,
-        need: Role,
-        action: &str,
-    ) -> Result<(String, Role), Status> {
-        let peer = peer(req)?;
-        let name = match peer.cert.map(|c| c.identity) {
-            Some(Identity::User(name)) => name,
-            Some(other) => {
-                return Err(Status::permission_denied(format!(
-                    "{other} cannot use the client API"
-                )));
-            }
-            None => return Err(Status::unauthenticated("a user certificate is required")),
+    fn who<T>(&self, req: &Request<T>) -> Who {
+        let Ok(peer) = peer(req) else {
+            return Who {
+                user: None,
+                actor: "anonymous".into(),
+                source: String::new(),
+                refusal: Some(Status::internal("request without connection information")),
+            };
         };
+        let source = peer.addr.to_string();
+        match peer.cert.map(|c| c.identity) {
+            Some(Identity::User(name)) => Who {
+                actor: format!("user/{name}"),
+                user: Some(name),
+                source,
+                refusal: None,
+            },
+            Some(other) => Who {
+                actor: format!("cluster/{}", other.name()),
+                user: None,
+                source,
+                refusal: Some(Status::permission_denied(format!(
+                    "{other} cannot use the client API"
+                ))),
+            },
+            None => Who {
+                user: None,
+                actor: "anonymous".into(),
+                source,
+                refusal: Some(Status::unauthenticated("a user certificate is required")),
+            },
+        }
+    }
+
+    /// The calling user, if their role is at least `need`.
+    fn authorize(&self, who: &Who, need: Role, action: &str) -> Result<(String, Role), Status> {
+        if let Some(refusal) = &who.refusal {
+            return Err(refusal.clone());
+        }
+        let name = who.user.clone().unwrap_or_default();
         let user = self
             .hub
             .records
@@ -56,6 +90,22 @@ impl ClientApi {
             )));
         }
         Ok((name, user.role))
+    }
+
+    /// Authorizes a read-only call.
+    fn read<T>(&self, req: &Request<T>, action: &str) -> Result<(String, Role), Status> {
+        self.authorize(&self.who(req), Role::Viewer, action)
+    }
+
+    /// Audits a mutating call (refused or not) durably before the caller hears back.
+    async fn record<T>(&self, who: &Who, action: &str, target: &str, result: &Result<T, Status>) {
+        let outcome = match result {
+            Ok(_) => "ok".to_string(),
+            Err(s) => format!("{:?}: {}", s.code(), s.message()),
+        };
+        self.hub
+            .audit(&who.actor, action, target, &outcome, &who.source)
+            .await;
     }
 }
 
@@ -150,31 +200,39 @@ impl pb::hub_api_server::HubApi for ClientApi {
         &self,
         req: Request<pb::CreateTokenRequest>,
     ) -> Result<Response<pb::CreateTokenResponse>, Status> {
-        let (user, _) = self.authorize(&req, Role::Admin, "create join tokens")?;
+        let who = self.who(&req);
         let r = req.into_inner();
-        let (token, record) = self
-            .hub
-            .create_token(TokenSpec {
-                cluster: r.cluster,
-                labels: r.labels.into_iter().collect(),
-                ttl: (r.ttl_seconds > 0).then(|| Duration::from_secs(r.ttl_seconds)),
-                reusable: r.reusable,
-                created_by: user,
+        let target = format!("cluster/{}", r.cluster);
+        let result = async {
+            let (user, _) = self.authorize(&who, Role::Admin, "create join tokens")?;
+            let (token, record) = self
+                .hub
+                .create_token(TokenSpec {
+                    cluster: r.cluster,
+                    labels: r.labels.into_iter().collect(),
+                    ttl: (r.ttl_seconds > 0).then(|| Duration::from_secs(r.ttl_seconds)),
+                    reusable: r.reusable,
+                    created_by: user,
+                })
+                .await?;
+            Ok(pb::CreateTokenResponse {
+                token: token.reveal(),
+                info: Some(token_to_pb(record)),
+                ca_pin: self.hub.ca_pin.clone(),
+                hub_address: self.hub.meta.advertise.clone(),
             })
-            .await?;
-        Ok(Response::new(pb::CreateTokenResponse {
-            token: token.reveal(),
-            info: Some(token_to_pb(record)),
-            ca_pin: self.hub.ca_pin.clone(),
-            hub_address: self.hub.meta.advertise.clone(),
-        }))
+        }
+        .await;
+        self.record(&who, "CreateToken", &target, &result).await;
+        result.map(Response::new)
     }
 
     async fn list_tokens(
         &self,
         req: Request<pb::ListTokensRequest>,
     ) -> Result<Response<pb::ListTokensResponse>, Status> {
-        self.authorize(&req, Role::Admin, "list join tokens")?;
+        // Token metadata is for admins only, even though no secret is shown.
+        self.authorize(&self.who(&req), Role::Admin, "list join tokens")?;
         let tokens = self
             .hub
             .list_tokens()?
@@ -188,16 +246,24 @@ impl pb::hub_api_server::HubApi for ClientApi {
         &self,
         req: Request<pb::RevokeTokenRequest>,
     ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
-        self.authorize(&req, Role::Admin, "revoke join tokens")?;
-        self.hub.revoke_token(&req.into_inner().id).await?;
-        Ok(Response::new(pb::RevokeTokenResponse {}))
+        let who = self.who(&req);
+        let id = req.into_inner().id;
+        let result = async {
+            self.authorize(&who, Role::Admin, "revoke join tokens")?;
+            self.hub.revoke_token(&id).await?;
+            Ok(pb::RevokeTokenResponse {})
+        }
+        .await;
+        self.record(&who, "RevokeToken", &format!("token/{id}"), &result)
+            .await;
+        result.map(Response::new)
     }
 
     async fn list_clusters(
         &self,
         req: Request<pb::ListClustersRequest>,
     ) -> Result<Response<pb::ListClustersResponse>, Status> {
-        self.authorize(&req, Role::Viewer, "list clusters")?;
+        self.read(&req, "list clusters")?;
         let clusters = self
             .hub
             .list_clusters()?
@@ -211,7 +277,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
         &self,
         req: Request<pb::GetClusterRequest>,
     ) -> Result<Response<pb::Cluster>, Status> {
-        self.authorize(&req, Role::Viewer, "read clusters")?;
+        self.read(&req, "read clusters")?;
         let view = self.hub.get_cluster(&req.into_inner().name)?;
         Ok(Response::new(cluster_to_pb(view)))
     }
@@ -220,64 +286,102 @@ impl pb::hub_api_server::HubApi for ClientApi {
         &self,
         req: Request<pb::LabelClusterRequest>,
     ) -> Result<Response<pb::Cluster>, Status> {
-        self.authorize(&req, Role::Operator, "label clusters")?;
+        let who = self.who(&req);
         let r = req.into_inner();
-        let changes = LabelChanges {
-            set: r.set.into_iter().collect(),
-            remove: r.remove,
-        };
-        let view = self.hub.label_cluster(&r.name, changes).await?;
-        Ok(Response::new(cluster_to_pb(view)))
+        let target = format!("cluster/{}", r.name);
+        let result = async {
+            self.authorize(&who, Role::Operator, "label clusters")?;
+            let changes = LabelChanges {
+                set: r.set.into_iter().collect(),
+                remove: r.remove,
+            };
+            Ok(cluster_to_pb(
+                self.hub.label_cluster(&r.name, changes).await?,
+            ))
+        }
+        .await;
+        self.record(&who, "LabelCluster", &target, &result).await;
+        result.map(Response::new)
     }
 
     async fn remove_cluster(
         &self,
         req: Request<pb::RemoveClusterRequest>,
     ) -> Result<Response<pb::RemoveClusterResponse>, Status> {
-        self.authorize(&req, Role::Admin, "remove clusters")?;
-        self.hub.remove_cluster(&req.into_inner().name).await?;
-        Ok(Response::new(pb::RemoveClusterResponse {}))
+        let who = self.who(&req);
+        let name = req.into_inner().name;
+        let result = async {
+            self.authorize(&who, Role::Admin, "remove clusters")?;
+            self.hub.remove_cluster(&name).await?;
+            Ok(pb::RemoveClusterResponse {})
+        }
+        .await;
+        self.record(&who, "RemoveCluster", &format!("cluster/{name}"), &result)
+            .await;
+        result.map(Response::new)
     }
 
     async fn apply_workload(
         &self,
         req: Request<pb::ApplyWorkloadRequest>,
     ) -> Result<Response<pb::ApplyWorkloadResponse>, Status> {
-        let (user, _) = self.authorize(&req, Role::Operator, "apply workloads")?;
-        let doc: serde_json::Value = serde_json::from_str(&req.into_inner().workload_json)
-            .map_err(|e| {
-                Status::invalid_argument(format!("the workload is not valid JSON: {e}"))
-            })?;
-        let w = workload::from_value(doc).map_err(|(field, msg)| {
-            Status::invalid_argument(if field.is_empty() {
-                msg
-            } else {
-                format!("field {field}: {msg}")
+        let who = self.who(&req);
+        let json = req.into_inner().workload_json;
+        let doc: Result<serde_json::Value, Status> = serde_json::from_str(&json)
+            .map_err(|e| Status::invalid_argument(format!("the workload is not valid JSON: {e}")));
+        let target = doc
+            .as_ref()
+            .ok()
+            .and_then(|d| {
+                d.pointer("/metadata/name")
+                    .and_then(|n| n.as_str())
+                    .map(|n| format!("workload/{n}"))
             })
-        })?;
-        let applied = self.hub.apply_workload(w, &user).await?;
-        Ok(Response::new(pb::ApplyWorkloadResponse {
-            name: applied.name,
-            revision: applied.revision,
-            changed: applied.changed,
-            clusters: applied.clusters,
-        }))
+            .unwrap_or_else(|| "workload/?".into());
+        let result = async {
+            let (user, _) = self.authorize(&who, Role::Operator, "apply workloads")?;
+            let w = workload::from_value(doc?).map_err(|(field, msg)| {
+                Status::invalid_argument(if field.is_empty() {
+                    msg
+                } else {
+                    format!("field {field}: {msg}")
+                })
+            })?;
+            let applied = self.hub.apply_workload(w, &user).await?;
+            Ok(pb::ApplyWorkloadResponse {
+                name: applied.name,
+                revision: applied.revision,
+                changed: applied.changed,
+                clusters: applied.clusters,
+            })
+        }
+        .await;
+        self.record(&who, "ApplyWorkload", &target, &result).await;
+        result.map(Response::new)
     }
 
     async fn delete_workload(
         &self,
         req: Request<pb::DeleteWorkloadRequest>,
     ) -> Result<Response<pb::DeleteWorkloadResponse>, Status> {
-        self.authorize(&req, Role::Operator, "delete workloads")?;
-        self.hub.delete_workload(&req.into_inner().name).await?;
-        Ok(Response::new(pb::DeleteWorkloadResponse {}))
+        let who = self.who(&req);
+        let name = req.into_inner().name;
+        let result = async {
+            self.authorize(&who, Role::Operator, "delete workloads")?;
+            self.hub.delete_workload(&name).await?;
+            Ok(pb::DeleteWorkloadResponse {})
+        }
+        .await;
+        self.record(&who, "DeleteWorkload", &format!("workload/{name}"), &result)
+            .await;
+        result.map(Response::new)
     }
 
     async fn get_workload(
         &self,
         req: Request<pb::GetWorkloadRequest>,
     ) -> Result<Response<pb::WorkloadInfo>, Status> {
-        self.authorize(&req, Role::Viewer, "read workloads")?;
+        self.read(&req, "read workloads")?;
         let (r, clusters) = self.hub.get_workload(&req.into_inner().name)?;
         Ok(Response::new(pb::WorkloadInfo {
             name: r.name,
@@ -294,7 +398,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
         &self,
         req: Request<pb::ListWorkloadsRequest>,
     ) -> Result<Response<pb::ListWorkloadsResponse>, Status> {
-        self.authorize(&req, Role::Viewer, "list workloads")?;
+        self.read(&req, "list workloads")?;
         let workloads = self
             .hub
             .list_workloads()?
@@ -318,7 +422,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
         &self,
         req: Request<pb::GetWorkloadStatusRequest>,
     ) -> Result<Response<pb::WorkloadStatusResponse>, Status> {
-        self.authorize(&req, Role::Viewer, "read workload status")?;
+        self.read(&req, "read workload status")?;
         let (record, clusters) = self.hub.workload_status(&req.into_inner().name)?;
         let clusters = clusters.into_iter().map(cluster_workload_to_pb).collect();
         Ok(Response::new(pb::WorkloadStatusResponse {
@@ -329,11 +433,110 @@ impl pb::hub_api_server::HubApi for ClientApi {
         }))
     }
 
+    async fn create_user(
+        &self,
+        req: Request<pb::CreateUserRequest>,
+    ) -> Result<Response<pb::CreateUserResponse>, Status> {
+        let who = self.who(&req);
+        let r = req.into_inner();
+        let result = async {
+            let (me, _) = self.authorize(&who, Role::Admin, "create users")?;
+            let role = match r.role.as_str() {
+                "admin" => Role::Admin,
+                "operator" => Role::Operator,
+                "viewer" => Role::Viewer,
+                other => {
+                    return Err(Status::invalid_argument(format!(
+                        "unknown role {other:?} (admin, operator or viewer)"
+                    )));
+                }
+            };
+            let ttl = (r.ttl_seconds > 0).then(|| Duration::from_secs(r.ttl_seconds));
+            let cert = self
+                .hub
+                .create_user(&r.name, role, &r.csr_der, ttl, &me)
+                .await?;
+            Ok(pb::CreateUserResponse {
+                cert_pem: cert.cert_pem,
+                ca_pem: self.hub.ca.cert_pem().to_string(),
+                not_after_unix: cert.not_after,
+                hub_address: self.hub.meta.advertise.clone(),
+            })
+        }
+        .await;
+        self.record(&who, "CreateUser", &format!("user/{}", r.name), &result)
+            .await;
+        result.map(Response::new)
+    }
+
+    async fn list_users(
+        &self,
+        req: Request<pb::ListUsersRequest>,
+    ) -> Result<Response<pb::ListUsersResponse>, Status> {
+        self.authorize(&self.who(&req), Role::Admin, "list users")?;
+        let users = self
+            .hub
+            .list_users()?
+            .into_iter()
+            .map(|u| pb::User {
+                name: u.name,
+                role: u.role.to_string(),
+                created_unix: u.created_unix,
+                cert_not_after_unix: u.cert_not_after,
+            })
+            .collect();
+        Ok(Response::new(pb::ListUsersResponse { users }))
+    }
+
+    async fn remove_user(
+        &self,
+        req: Request<pb::RemoveUserRequest>,
+    ) -> Result<Response<pb::RemoveUserResponse>, Status> {
+        let who = self.who(&req);
+        let name = req.into_inner().name;
+        let result = async {
+            let (me, _) = self.authorize(&who, Role::Admin, "remove users")?;
+            self.hub.remove_user(&name, &me).await?;
+            Ok(pb::RemoveUserResponse {})
+        }
+        .await;
+        self.record(&who, "RemoveUser", &format!("user/{name}"), &result)
+            .await;
+        result.map(Response::new)
+    }
+
+    async fn list_audit(
+        &self,
+        req: Request<pb::ListAuditRequest>,
+    ) -> Result<Response<pb::ListAuditResponse>, Status> {
+        self.authorize(&self.who(&req), Role::Admin, "read the audit log")?;
+        let r = req.into_inner();
+        let limit = if r.limit == 0 {
+            1000
+        } else {
+            r.limit.min(100_000)
+        } as usize;
+        let entries = self
+            .hub
+            .audit_since(r.since_unix_ms, limit)?
+            .into_iter()
+            .map(|a| pb::AuditEntry {
+                unix_ms: a.unix_ms,
+                actor: a.actor,
+                action: a.action,
+                target: a.target,
+                result: a.result,
+                source: a.source,
+            })
+            .collect();
+        Ok(Response::new(pb::ListAuditResponse { entries }))
+    }
+
     async fn who_am_i(
         &self,
         req: Request<pb::WhoAmIRequest>,
     ) -> Result<Response<pb::WhoAmIResponse>, Status> {
-        let (user, role) = self.authorize(&req, Role::Viewer, "ask")?;
+        let (user, role) = self.read(&req, "ask")?;
         Ok(Response::new(pb::WhoAmIResponse {
             user,
             role: role.to_string(),

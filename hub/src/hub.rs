@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::access::Access;
 use crate::datadir::DataDir;
 use crate::metrics::Metrics;
+use crate::ratelimit::FailureLimiter;
 use crate::records::{HubMeta, Records};
 use crate::server::{self, ServerOptions};
 use crate::sessions::{EndReason, Sessions};
@@ -49,6 +50,10 @@ pub struct Settings {
     pub resync_interval: Duration,
     /// The largest rendered copy of a workload for one cluster (uncompressed JSON).
     pub max_bundle_size: usize,
+    /// Failed joins allowed per source address per minute.
+    pub join_failures_per_minute: u32,
+    /// How long audit entries are kept.
+    pub audit_retention: Duration,
     pub server: ServerOptions,
 }
 
@@ -62,6 +67,8 @@ impl Default for Settings {
             offline_grace: Duration::from_secs(30),
             resync_interval: Duration::from_secs(60),
             max_bundle_size: 16 << 20,
+            join_failures_per_minute: 10,
+            audit_retention: Duration::from_secs(90 * 86_400),
             server: ServerOptions::default(),
         }
     }
@@ -121,6 +128,8 @@ pub struct Hub {
     pub metrics: Metrics,
     /// Serializes read-modify-write of records (the store holds one writer: this process).
     pub write_lock: Mutex<()>,
+    /// Failed joins per source address.
+    pub join_limiter: FailureLimiter,
 }
 
 impl std::fmt::Debug for Hub {
@@ -150,7 +159,10 @@ impl Hub {
         }
         let metrics = Metrics::new();
         metrics.clusters.set(clusters.len() as i64);
+        let join_limiter =
+            FailureLimiter::new(settings.join_failures_per_minute, Duration::from_secs(60));
         Ok(Arc::new(Hub {
+            join_limiter,
             records,
             ca,
             ca_pin,
@@ -236,6 +248,7 @@ pub async fn serve(
         hub.settings.server.clone(),
         stop_servers.clone(),
     ));
+    let maintenance = tokio::spawn(maintain(hub.clone(), stop_servers.clone()));
     hub.metrics.set_ready(true);
     tracing::info!(
         listen = %listen.tls,
@@ -260,8 +273,24 @@ pub async fn serve(
     stop_servers.cancel();
     let _ = server_task.await;
     let _ = metrics_task.await;
+    let _ = maintenance.await;
     hub.records.store().sync().await?;
     Ok(())
+}
+
+/// Housekeeping: old audit entries go.
+async fn maintain(hub: Arc<Hub>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => match hub.prune_audit(hub.settings.audit_retention) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(entries = n, "pruned old audit entries"),
+                Err(e) => tracing::warn!(error = %e, "cannot prune the audit log"),
+            },
+        }
+    }
 }
 
 /// Every gRPC service on the TLS port.

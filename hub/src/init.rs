@@ -134,6 +134,8 @@ pub fn init(opts: &InitOptions) -> Result<InitReport, InitError> {
             role: Role::Admin,
             created_unix: tether_common::time::unix_now(),
             cert_serials: vec![signed.serial],
+            cert_not_after: signed.not_after,
+            created_by: "tether-hub init".into(),
         });
     store.apply(&batch)?;
     store.flush()?;

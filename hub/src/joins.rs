@@ -48,8 +48,18 @@ impl Hub {
     /// A token for a cluster that already exists replaces that cluster's credential (the
     /// documented way back in for an agent that lost its own).
     pub async fn join(&self, req: JoinRequest) -> Result<Joined, HubError> {
+        if let Err(retry) = self.join_limiter.check(req.source.ip()) {
+            Metrics::count(&self.metrics.joins, "rate_limited");
+            tracing::warn!(source = %req.source, "join refused: too many failed attempts from this address");
+            return Err(HubError::ResourceExhausted(format!(
+                "too many failed join attempts from {}; retry in {}s",
+                req.source.ip(),
+                retry.as_secs().max(1)
+            )));
+        }
         let token = JoinToken::parse(&req.token).map_err(|e| {
             Metrics::count(&self.metrics.joins, "malformed");
+            self.join_limiter.failed(req.source.ip());
             tracing::warn!(source = %req.source, "join refused: malformed token");
             HubError::InvalidArgument(e.to_string())
         })?;

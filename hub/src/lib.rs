@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod agent_api;
+pub mod audit;
 pub mod cli;
 pub mod client_api;
 pub mod clusters;
@@ -18,10 +19,12 @@ pub mod hub;
 pub mod init;
 pub mod joins;
 pub mod metrics;
+pub mod ratelimit;
 pub mod records;
 pub mod server;
 pub mod sessions;
 pub mod store;
 pub mod tls_auth;
 pub mod tokens;
+pub mod users;
 pub mod workloads;

@@ -98,6 +98,20 @@ pub struct UserRecord {
     pub role: Role,
     pub created_unix: i64,
     pub cert_serials: Vec<String>,
+    pub cert_not_after: i64,
+    pub created_by: String,
+}
+
+/// One audited call.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuditRecord {
+    pub unix_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub result: String,
+    pub source: String,
 }
 
 /// Settings fixed at `tether-hub init`.
@@ -338,6 +352,20 @@ impl Records {
         self.get(Tree::Status, &AssignmentRecord::key(cluster, workload))
     }
 
+    /// Audit entries with keys in `[from, to)`, oldest first.
+    pub fn audit_range(
+        &self,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, AuditRecord)>, StoreError> {
+        self.store
+            .scan_range(Tree::Audit, from, to, limit)?
+            .into_iter()
+            .map(|(k, v)| decode(Tree::Audit, &k, &v).map(|r| (k, r)))
+            .collect()
+    }
+
     pub fn hub_meta(&self) -> Result<Option<HubMeta>, StoreError> {
         self.store
             .get(Tree::Meta, HUB_META_KEY)?
@@ -367,6 +395,7 @@ pub trait Put {
     fn put_bundle_refs(&mut self, hash: &str, refs: u64) -> &mut Self;
     fn put_status(&mut self, r: &StatusRecord) -> &mut Self;
     fn put_cluster(&mut self, r: &ClusterRecord) -> &mut Self;
+    fn put_audit(&mut self, key: &[u8], r: &AuditRecord) -> &mut Self;
     fn put_token(&mut self, r: &TokenRecord) -> &mut Self;
     fn put_user(&mut self, r: &UserRecord) -> &mut Self;
     fn put_hub_meta(&mut self, r: &HubMeta) -> &mut Self;
@@ -419,6 +448,9 @@ impl Put for Batch {
     }
     fn put_cluster(&mut self, r: &ClusterRecord) -> &mut Self {
         self.put(Tree::Clusters, r.name.as_bytes(), encode(r))
+    }
+    fn put_audit(&mut self, key: &[u8], r: &AuditRecord) -> &mut Self {
+        self.put(Tree::Audit, key.to_vec(), encode(r))
     }
     fn put_token(&mut self, r: &TokenRecord) -> &mut Self {
         self.put(Tree::Tokens, r.id.as_bytes(), encode(r))

@@ -8,6 +8,7 @@ mod clusters;
 pub mod config;
 pub mod output;
 mod tokens;
+mod users;
 pub mod workloads;
 
 use std::path::PathBuf;
@@ -105,6 +106,17 @@ pub enum Command {
     },
     /// Delete a workload (`delete workload NAME`).
     Delete { resource: String, name: String },
+    /// API users and their roles.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Show the audit log of mutating calls.
+    Audit {
+        /// Only entries newer than this (e.g. 1h).
+        #[arg(long, value_parser = tether_common::time::parse_duration)]
+        since: Option<std::time::Duration>,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
     /// Show who the hub thinks you are.
     Whoami {
         #[arg(short, long, value_enum, default_value = "table")]
@@ -157,6 +169,28 @@ pub enum WorkloadCommand {
         #[arg(short, long, value_enum)]
         output: Option<Format>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Issue a credential for a new user (the key is made here; only a CSR goes to the hub).
+    Create {
+        name: String,
+        #[arg(long)]
+        role: String,
+        /// Certificate lifetime [default: 365d].
+        #[arg(long, value_parser = tether_common::time::parse_duration)]
+        ttl: Option<std::time::Duration>,
+        /// Write the user's tetherctl config here (0600) instead of printing it.
+        #[arg(short = 'o', long = "output-file", value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    List {
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// Remove a user: their certificate stops working at once.
+    Remove { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -279,6 +313,23 @@ async fn dispatch(cli: Cli) -> Result<String, CtlError> {
             };
             r.map_err(|e| e.or_status(&fail))
         }
+        Command::User(UserCommand::Create {
+            name,
+            role,
+            ttl,
+            output,
+        }) => users::create(&mut api, &config, &name, &role, ttl, output)
+            .await
+            .map_err(|e| e.or_status(&fail)),
+        Command::User(UserCommand::List { output }) => users::list(&mut api, output)
+            .await
+            .map_err(|e| e.or_status(&fail)),
+        Command::User(UserCommand::Remove { name }) => users::remove(&mut api, &name)
+            .await
+            .map_err(|e| e.or_status(&fail)),
+        Command::Audit { since, output } => users::audit(&mut api, since, output)
+            .await
+            .map_err(|e| e.or_status(&fail)),
         Command::Status { name, output } => workloads::status(&mut api, &name, output)
             .await
             .map_err(|e| e.or_status(&fail)),

@@ -59,6 +59,16 @@ impl Durable {
         self.inner.store.scan_prefix(tree, prefix)
     }
 
+    pub fn scan_range(
+        &self,
+        tree: Tree,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+    ) -> Result<Entries, StoreError> {
+        self.inner.store.scan_range(tree, from, to, limit)
+    }
+
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
         self.inner.store.size_on_disk()
     }
@@ -147,6 +157,9 @@ mod tests {
             Ok(None)
         }
         fn scan_prefix(&self, _: Tree, _: &[u8]) -> Result<Entries, StoreError> {
+            Ok(vec![])
+        }
+        fn scan_range(&self, _: Tree, _: &[u8], _: &[u8], _: usize) -> Result<Entries, StoreError> {
             Ok(vec![])
         }
         fn apply(&self, _: &Batch) -> Result<(), StoreError> {

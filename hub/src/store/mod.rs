@@ -36,10 +36,12 @@ pub enum Tree {
     BundleRefs,
     /// What each cluster last reported for each workload: `cluster/workload`.
     Status,
+    /// Mutating calls, keyed by time.
+    Audit,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 10] = [
+    pub const ALL: [Tree; 11] = [
         Tree::Meta,
         Tree::Clusters,
         Tree::Tokens,
@@ -50,6 +52,7 @@ impl Tree {
         Tree::Bundles,
         Tree::BundleRefs,
         Tree::Status,
+        Tree::Audit,
     ];
 
     /// Position in [`Tree::ALL`].
@@ -69,6 +72,7 @@ impl Tree {
             Tree::Bundles => "bundles",
             Tree::BundleRefs => "bundle_refs",
             Tree::Status => "status",
+            Tree::Audit => "audit",
         }
     }
 }
@@ -154,6 +158,14 @@ pub trait Store: Send + Sync + 'static {
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Every entry whose key starts with `prefix`, in key order.
     fn scan_prefix(&self, tree: Tree, prefix: &[u8]) -> Result<Entries, StoreError>;
+    /// Entries with `from <= key < to`, in key order, at most `limit`.
+    fn scan_range(
+        &self,
+        tree: Tree,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+    ) -> Result<Entries, StoreError>;
     fn apply(&self, batch: &Batch) -> Result<(), StoreError>;
     fn flush(&self) -> Result<(), StoreError>;
     fn size_on_disk(&self) -> Result<u64, StoreError>;

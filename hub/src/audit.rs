@@ -1,0 +1,72 @@
+//! The audit log: every mutating call (and every refused one) with who, what, on what, the
+//! result and where from. Written durably before the caller hears back; kept for
+//! `--audit-retention`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tether_common::time::unix_now_ms;
+
+use crate::error::HubError;
+use crate::hub::Hub;
+use crate::records::{AuditRecord, Put};
+use crate::store::{Batch, Tree};
+
+static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+
+/// Time-ordered key: milliseconds, then a per-process sequence (unique within a millisecond).
+fn key(unix_ms: i64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(16);
+    k.extend_from_slice(&(unix_ms.max(0) as u64).to_be_bytes());
+    k.extend_from_slice(&SEQUENCE.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+    k
+}
+
+fn time_key(unix_ms: i64) -> Vec<u8> {
+    (unix_ms.max(0) as u64).to_be_bytes().to_vec()
+}
+
+impl Hub {
+    /// Records one call. Failing to record is logged, not hidden: the call's own result stands.
+    pub async fn audit(&self, actor: &str, action: &str, target: &str, result: &str, source: &str) {
+        let record = AuditRecord {
+            unix_ms: unix_now_ms(),
+            actor: actor.to_string(),
+            action: action.to_string(),
+            target: target.to_string(),
+            result: result.to_string(),
+            source: source.to_string(),
+        };
+        let mut batch = Batch::new();
+        batch.put_audit(&key(record.unix_ms), &record);
+        if let Err(e) = self.records.commit(&batch).await {
+            tracing::error!(error = %e, actor, action, target, "cannot write the audit log");
+        }
+    }
+
+    /// Entries since `since_ms`, oldest first, at most `limit` (the newest ones if more).
+    pub fn audit_since(&self, since_ms: i64, limit: usize) -> Result<Vec<AuditRecord>, HubError> {
+        let all = self
+            .records
+            .audit_range(&time_key(since_ms), &time_key(i64::MAX), usize::MAX)?;
+        let skip = all.len().saturating_sub(limit);
+        Ok(all.into_iter().skip(skip).map(|(_, r)| r).collect())
+    }
+
+    /// Drops entries older than `retention`.
+    pub fn prune_audit(&self, retention: Duration) -> Result<usize, HubError> {
+        let cutoff = unix_now_ms() - retention.as_millis() as i64;
+        let old = self
+            .records
+            .audit_range(&time_key(0), &time_key(cutoff), 100_000)?;
+        if old.is_empty() {
+            return Ok(0);
+        }
+        let mut batch = Batch::new();
+        for (k, _) in &old {
+            batch.delete(Tree::Audit, k.clone());
+        }
+        self.records.apply_lazy(&batch)?;
+        Ok(old.len())
+    }
+}

@@ -271,11 +271,13 @@ async fn run_agent(cli: Cli, shutdown: CancellationToken) -> Result<(), Failure>
     loop {
         let (cred_tx, cred_rx) = watch::channel(cred.clone());
         let stop_renewal = shutdown.child_token();
+        let renew_now = Arc::new(tokio::sync::Notify::new());
         let renewal = tokio::spawn(renew::run(
             checked.hub.clone(),
             store.clone(),
             cred_tx,
             ChannelOptions::default(),
+            renew_now.clone(),
             stop_renewal.clone(),
         ));
         let mut opts = SessionOptions::new(checked.hub.clone());
@@ -285,6 +287,7 @@ async fn run_agent(cli: Cli, shutdown: CancellationToken) -> Result<(), Failure>
             cred_rx,
             Arc::new(client.clone()),
             reconciler.clone(),
+            renew_now,
             shutdown.clone(),
         )
         .await;
@@ -294,7 +297,9 @@ async fn run_agent(cli: Cli, shutdown: CancellationToken) -> Result<(), Failure>
             Ok(()) => return Ok(()),
             // The documented way back in: a new token given to an agent whose credential the
             // hub no longer takes.
-            Err(Fatal::CredentialRejected(reason)) if checked.token.is_some() && !joined_now => {
+            Err(Fatal::CredentialRejected(reason) | Fatal::HubUntrusted(reason))
+                if checked.token.is_some() && !joined_now =>
+            {
                 tracing::warn!(%reason, "the hub refused the stored credential; joining again with the given token");
                 cred = join_with_token(&checked, &client, &store, &cli).await?;
                 joined_now = true;

@@ -99,10 +99,14 @@ pub async fn join_once(
     let cred = resp
         .credential
         .ok_or_else(|| JoinError::Protocol("no credential in the join response".into()))?;
-    // The CA we were given must be the one we pinned.
-    let ca_der =
-        pki::first_cert_der(&cred.ca_pem).map_err(|e| JoinError::Protocol(e.to_string()))?;
-    if pki::spki_pin(&ca_der).map_err(|e| JoinError::Protocol(e.to_string()))? != ca_pin {
+    // The CAs we were given must include the one we pinned (during a CA rotation the hub
+    // hands out the new CA and the pinned old one).
+    let cas = tls::certs_from_pem(&cred.ca_pem, "CA bundle")
+        .map_err(|e| JoinError::Protocol(e.to_string()))?;
+    if !cas
+        .iter()
+        .any(|c| pki::spki_pin(c).is_ok_and(|p| p == ca_pin))
+    {
         return Err(JoinError::Untrusted {
             hub: hub.to_string(),
             detail: "the CA in the join response does not match the pin".into(),

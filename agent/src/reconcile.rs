@@ -194,7 +194,9 @@ impl Workloads for Reconciler {
                 bundle,
                 inventory,
             };
+            crash_point("before-persist");
             self.shared.store.save(&rec).await?;
+            crash_point("after-persist");
             tracing::info!(workload = %workload, revision, "desired state received");
             self.run(Arc::new(rec));
             Ok(())
@@ -585,6 +587,24 @@ impl Worker {
         }
         tracing::info!(workload = %self.workload, objects = rec.inventory.len(), "workload removed");
     }
+}
+
+/// Fault injection for the reliability suite: with `TETHER_TEST_CRASH_ONCE=POINT:FLAGFILE`,
+/// the agent exits abruptly (code 137, as if killed) the first time it reaches POINT, and
+/// records that in FLAGFILE so that the restarted agent goes on. Unset, this does nothing.
+fn crash_point(point: &str) {
+    let Ok(spec) = std::env::var("TETHER_TEST_CRASH_ONCE") else {
+        return;
+    };
+    let Some((want, flag)) = spec.split_once(':') else {
+        return;
+    };
+    if want != point || std::path::Path::new(flag).exists() {
+        return;
+    }
+    let _ = std::fs::write(flag, point);
+    eprintln!("TETHER_TEST_CRASH_ONCE: crashing at {point}");
+    std::process::exit(137);
 }
 
 fn merge_inventory(a: &[ObjRef], b: &[ObjRef]) -> Vec<ObjRef> {

@@ -69,6 +69,7 @@ pub async fn run(
     store: CredentialStore,
     credential: watch::Sender<Credential>,
     opts: ChannelOptions,
+    renew_now: std::sync::Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -83,6 +84,7 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
+            _ = renew_now.notified() => {}
         }
         let mut backoff = crate::session::reconnect_backoff(Duration::from_secs(30));
         loop {

@@ -13,7 +13,7 @@ use tether_common::pb::{
     self, agent_message, agent_service_client::AgentServiceClient, hub_message,
 };
 use tether_common::time::unix_now_ms;
-use tether_common::tls::{self, ChannelOptions};
+use tether_common::tls::{self, ChannelOptions, TlsError};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_stream::wrappers::ReceiverStream;
@@ -67,6 +67,11 @@ pub enum Fatal {
     CredentialRejected(String),
     #[error("the stored credential is unusable: {0}")]
     BadCredential(String),
+    #[error(
+        "the hub's certificate is not from the CA this agent trusts ({0}): the hub's CA was rotated while this \
+         agent was away, or this is not the right hub; re-join with a new token (see docs/operations.md)"
+    )]
+    HubUntrusted(String),
 }
 
 /// The reconnect backoff: exponential from 500 ms, capped, jittered, never giving up.
@@ -97,6 +102,7 @@ pub async fn run(
     credential: watch::Receiver<Credential>,
     facts: Arc<dyn FactsSource>,
     workloads: Arc<dyn Workloads>,
+    renew_now: Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
 ) -> Result<(), Fatal> {
     let mut backoff = reconnect_backoff(opts.max_backoff);
@@ -107,6 +113,7 @@ pub async fn run(
             credential: credential.borrow().clone(),
             facts: facts.as_ref(),
             workloads: workloads.as_ref(),
+            renew_now: &renew_now,
         };
         match session.run(&shutdown).await {
             End::Shutdown => return Ok(()),
@@ -151,6 +158,7 @@ struct Session<'a> {
     credential: Credential,
     facts: &'a dyn FactsSource,
     workloads: &'a dyn Workloads,
+    renew_now: &'a tokio::sync::Notify,
 }
 
 impl Session<'_> {
@@ -164,9 +172,12 @@ impl Session<'_> {
             _ = shutdown.cancelled() => return End::Shutdown,
             r = tls::connect(&self.opts.hub, Arc::new(config), &self.opts.channel) => match r {
                 Ok(ch) => ch,
-                Err(e) => match tls::peer_refused_certificate(&e) {
-                    Some(alert) => return End::Fatal(Fatal::CredentialRejected(format!("TLS alert {alert:?}"))),
-                    None => return End::Retry(e.to_string()),
+                Err(e) => match (tls::peer_refused_certificate(&e), &e) {
+                    (Some(alert), _) => return End::Fatal(Fatal::CredentialRejected(format!("TLS alert {alert:?}"))),
+                    (None, TlsError::Connect { tls: Some(rustls::Error::InvalidCertificate(c)), .. }) => {
+                        return End::Fatal(Fatal::HubUntrusted(format!("{c:?}")));
+                    }
+                    (None, _) => return End::Retry(e.to_string()),
                 },
             },
         };
@@ -201,6 +212,10 @@ impl Session<'_> {
             Ok(Err(status)) => return classify_status(&status),
             Err(_) => return End::Retry("no Welcome from the hub within 30s".into()),
         };
+        if welcome.renew_now {
+            tracing::info!("the hub asks for a certificate renewal now (CA rotation)");
+            self.renew_now.notify_one();
+        }
         let interval = Duration::from_millis(u64::from(welcome.heartbeat_interval_ms.max(100)));
         // The hub heartbeats at the same interval; three missed in a row means it is gone
         // even if TCP has not noticed.

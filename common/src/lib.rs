@@ -15,5 +15,8 @@ pub mod tls;
 pub mod token;
 pub mod workload;
 
+#[cfg(test)]
+mod hostile_input;
+
 /// The version every Tether binary reports.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

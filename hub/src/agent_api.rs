@@ -122,7 +122,7 @@ impl pb::agent_service_server::AgentService for AgentApi {
             .await?;
         Ok(Response::new(pb::JoinResponse {
             cluster: joined.cluster,
-            credential: Some(credential(&joined.cert, self.hub.ca.cert_pem())),
+            credential: Some(credential(&joined.cert, &self.hub.trust_pem)),
         }))
     }
 
@@ -133,7 +133,7 @@ impl pb::agent_service_server::AgentService for AgentApi {
         let (_, cert, _) = cluster_peer(&req)?;
         let signed = self.hub.renew(&cert, &req.into_inner().csr_der).await?;
         Ok(Response::new(pb::RenewResponse {
-            credential: Some(credential(&signed, self.hub.ca.cert_pem())),
+            credential: Some(credential(&signed, &self.hub.trust_pem)),
         }))
     }
 
@@ -161,6 +161,13 @@ impl pb::agent_service_server::AgentService for AgentApi {
             .record_facts(&cluster, facts_from_pb(hello.facts))
             .await?;
         self.hub.record_last_seen(&cluster, unix_now()).await?;
+        // A certificate from a CA being rotated out is renewed now, not at 70-80% of its life.
+        let renew_now = self
+            .hub
+            .records
+            .cluster(&cluster)
+            .map_err(|e| Status::internal(e.to_string()))?
+            .is_some_and(|c| c.cert_issuer != self.hub.signing_pin);
 
         let session_id =
             tether_common::token::random_string(12).map_err(|e| Status::internal(e.to_string()))?;
@@ -175,6 +182,7 @@ impl pb::agent_service_server::AgentService for AgentApi {
                 session_id,
                 epoch: handle.epoch,
                 heartbeat_interval_ms: self.hub.settings.heartbeat_interval.as_millis() as u32,
+                renew_now,
             })),
         };
         // The channel is empty: this cannot block.

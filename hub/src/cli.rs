@@ -40,6 +40,27 @@ pub enum Command {
     Init(InitArgs),
     /// Run the hub.
     Serve(ServeArgs),
+    /// Rotate the certificate authority (stop the hub first; see docs/operations.md).
+    #[command(subcommand)]
+    Ca(CaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Step 1: a new CA signs new certificates; agents renew onto it as they connect.
+    Rotate {
+        #[arg(long, env = "TETHER_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+    /// Step 2: the new CA serves and the old one is no longer trusted.
+    Finish {
+        #[arg(long, env = "TETHER_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Finish even though some clusters or users still hold old-CA certificates (they
+        /// will have to re-join or get a new credential).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -167,6 +188,40 @@ pub fn run(cli: Cli) -> ExitCode {
                         "Then:      tetherctl --config {} token create --cluster NAME",
                         opts.data_dir.admin_config().display()
                     );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Ca(CaCommand::Rotate { data_dir }) => {
+            match crate::rotation::rotate(&DataDir::new(&data_dir)) {
+                Ok(r) => {
+                    println!(
+                        "New CA {} signs every certificate issued from now on.",
+                        r.new_pin
+                    );
+                    println!(
+                        "The old CA {} still serves and stays trusted; keep using its pin for joins.",
+                        r.serving_pin
+                    );
+                    println!("Start the hub: agents renew onto the new CA as they connect.");
+                    println!("admin.yaml now holds a new-CA credential that trusts both CAs.");
+                    println!(
+                        "When `tetherctl cluster list -o yaml` shows every cluster renewed: tether-hub ca finish"
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Ca(CaCommand::Finish { data_dir, force }) => {
+            match crate::rotation::finish(&DataDir::new(&data_dir), force) {
+                Ok(r) => {
+                    println!(
+                        "The new CA {} now serves and is the only one trusted.",
+                        r.serving_pin
+                    );
+                    println!("New joins pin: {}", r.serving_pin);
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(&e),

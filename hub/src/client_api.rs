@@ -136,6 +136,7 @@ fn cluster_to_pb(v: ClusterView) -> pb::Cluster {
             .unwrap_or_default(),
         cert_serial: v.record.cert_serials.first().cloned().unwrap_or_default(),
         cert_not_after_unix: v.record.cert_not_after,
+        cert_issuer: v.record.cert_issuer,
     }
 }
 
@@ -458,7 +459,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
                 .await?;
             Ok(pb::CreateUserResponse {
                 cert_pem: cert.cert_pem,
-                ca_pem: self.hub.ca.cert_pem().to_string(),
+                ca_pem: self.hub.trust_pem.clone(),
                 not_after_unix: cert.not_after,
                 hub_address: self.hub.meta.advertise.clone(),
             })

@@ -119,7 +119,15 @@ fn read(path: &std::path::Path) -> Result<String, StartError> {
 /// The hub's shared state.
 pub struct Hub {
     pub records: Records,
+    /// Signs every new client certificate.
     pub ca: CertificateAuthority,
+    /// Pin of `ca`: certificates issued by another CA are renewed at the next connection.
+    pub signing_pin: String,
+    /// The CA being replaced during a rotation (it still signs the serving certificate).
+    pub ca_previous: Option<CertificateAuthority>,
+    /// Every CA peers are trusted from, PEM; also what agents and users are given to trust.
+    pub trust_pem: String,
+    /// Pin of the CA that signed the serving certificate: what joining agents must pin.
     pub ca_pin: String,
     pub meta: HubMeta,
     pub settings: Settings,
@@ -145,7 +153,23 @@ impl Hub {
             return Err(StartError::NotInitialized(dir.root().display().to_string()));
         }
         let ca = CertificateAuthority::load(&read(&dir.ca_cert())?, &read(&dir.ca_key())?)?;
-        let ca_pin = ca.pin()?;
+        let signing_pin = ca.pin()?;
+        let ca_previous = if dir.rotating() {
+            Some(CertificateAuthority::load(
+                &read(&dir.ca_previous_cert())?,
+                &read(&dir.ca_previous_key())?,
+            )?)
+        } else {
+            None
+        };
+        let trust_pem = match &ca_previous {
+            Some(prev) => format!("{}{}", ca.cert_pem(), prev.cert_pem()),
+            None => ca.cert_pem().to_string(),
+        };
+        let ca_pin = match &ca_previous {
+            Some(prev) => prev.pin()?,
+            None => signing_pin.clone(),
+        };
         let store = SledStore::open(&dir.store())?;
         let records = Records::new(Durable::new(Arc::new(store)));
         let meta = records.hub_meta()?.ok_or(StartError::NoMeta)?;
@@ -165,6 +189,9 @@ impl Hub {
             join_limiter,
             records,
             ca,
+            signing_pin,
+            ca_previous,
+            trust_pem,
             ca_pin,
             meta,
             settings,
@@ -221,7 +248,7 @@ pub async fn serve(
 ) -> Result<(), StartError> {
     let hub = Hub::open(dir, settings)?;
     let (chain, key) = hub.serving_cert(dir)?;
-    let verifier = Arc::new(ClientVerifier::new(hub.ca.cert_pem(), hub.access.clone())?);
+    let verifier = Arc::new(ClientVerifier::new(&hub.trust_pem, hub.access.clone())?);
     let tls_config = Arc::new(tls::server_config(&chain, &key, verifier)?);
 
     let bind = |addr: SocketAddr| async move {

@@ -135,6 +135,7 @@ pub fn init(opts: &InitOptions) -> Result<InitReport, InitError> {
             created_unix: tether_common::time::unix_now(),
             cert_serials: vec![signed.serial],
             cert_not_after: signed.not_after,
+            cert_issuer: ca.pin()?,
             created_by: "tether-hub init".into(),
         });
     store.apply(&batch)?;

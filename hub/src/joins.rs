@@ -40,6 +40,7 @@ impl Hub {
         message: String,
     ) -> HubError {
         Metrics::count(&self.metrics.joins, result);
+        self.join_limiter.failed(source.ip());
         tracing::warn!(token_id, %source, reason = result, "join refused");
         HubError::Unauthenticated(message)
     }
@@ -129,6 +130,7 @@ impl Hub {
         cluster.labels.extend(rec.labels.clone());
         cluster.cert_serials = vec![cert.serial.clone()];
         cluster.cert_not_after = cert.not_after;
+        cluster.cert_issuer = self.signing_pin.clone();
         cluster.facts = Some(req.facts);
         cluster.joined_with_token = id.clone();
         rec.uses += 1;
@@ -175,6 +177,7 @@ impl Hub {
             })?;
         cluster.cert_serials = vec![cert.serial.clone(), peer.serial.clone()];
         cluster.cert_not_after = cert.not_after;
+        cluster.cert_issuer = self.signing_pin.clone();
         let mut batch = Batch::new();
         batch.put_cluster(&cluster);
         self.records.commit(&batch).await?;

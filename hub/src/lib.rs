@@ -21,6 +21,7 @@ pub mod joins;
 pub mod metrics;
 pub mod ratelimit;
 pub mod records;
+pub mod rotation;
 pub mod server;
 pub mod sessions;
 pub mod store;
@@ -28,3 +29,6 @@ pub mod tls_auth;
 pub mod tokens;
 pub mod users;
 pub mod workloads;
+
+#[cfg(test)]
+mod hostile_input;

@@ -31,6 +31,8 @@ pub struct ClusterRecord {
     /// (an agent that crashed between a renewal and saving it can still get back in).
     pub cert_serials: Vec<String>,
     pub cert_not_after: i64,
+    /// Pin of the CA that signed the newest certificate (a CA rotation renews the others).
+    pub cert_issuer: String,
     pub facts: Option<Facts>,
     /// When the hub last heard the agent (updated when a session ends; live sessions are
     /// tracked in memory).
@@ -99,6 +101,7 @@ pub struct UserRecord {
     pub created_unix: i64,
     pub cert_serials: Vec<String>,
     pub cert_not_after: i64,
+    pub cert_issuer: String,
     pub created_by: String,
 }
 
@@ -212,7 +215,12 @@ fn encode<T: Serialize>(record: &T) -> Vec<u8> {
     out
 }
 
-fn decode<T: DeserializeOwned>(tree: Tree, key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+/// Reads a record written by [`Put`].
+pub(crate) fn decode<T: DeserializeOwned>(
+    tree: Tree,
+    key: &[u8],
+    bytes: &[u8],
+) -> Result<T, StoreError> {
     let corrupt = |detail: String| StoreError::Corrupt {
         tree: tree.name(),
         key: String::from_utf8_lossy(key).into_owned(),

@@ -50,6 +50,7 @@ impl Hub {
             created_unix: unix_now(),
             cert_serials: vec![cert.serial.clone()],
             cert_not_after: cert.not_after,
+            cert_issuer: self.signing_pin.clone(),
             created_by: by.to_string(),
         };
         let mut batch = Batch::new();

@@ -146,6 +146,18 @@ impl Drop for Proc {
     }
 }
 
+/// `program`, run inside network namespace `netns` when given.
+pub fn command(netns: Option<&str>, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
 /// Runs a command to completion.
 pub fn run(cmd: &mut Command) -> Output {
     cmd.stdin(Stdio::null())
@@ -167,6 +179,8 @@ pub struct HubOptions {
     pub heartbeat_interval: &'static str,
     pub offline_grace: &'static str,
     pub cert_lifetime: &'static str,
+    /// `RUST_LOG` for the hub.
+    pub log: &'static str,
     pub extra: Vec<String>,
 }
 
@@ -176,6 +190,7 @@ impl Default for HubOptions {
             heartbeat_interval: "300ms",
             offline_grace: "2s",
             cert_lifetime: "1h",
+            log: "info",
             extra: Vec::new(),
         }
     }
@@ -188,6 +203,8 @@ pub struct Hub {
     pub metrics: SocketAddr,
     pub opts: HubOptions,
     pub proc: Option<Proc>,
+    /// The network namespace the hub runs in (its commands run there too).
+    pub netns: Option<String>,
     starts: u32,
 }
 
@@ -200,9 +217,31 @@ impl Hub {
         let metrics: SocketAddr = format!("127.0.0.1:{}", free_port())
             .parse()
             .unwrap_or_else(|_| unreachable!());
+        Hub::start_at(dir, opts, None, addr, metrics)
+    }
+
+    /// A hub inside network namespace `netns`, listening on `ip`.
+    pub fn start_in(dir: &Path, opts: HubOptions, netns: &str, ip: &str) -> Hub {
+        let addr: SocketAddr = format!("{ip}:7443")
+            .parse()
+            .unwrap_or_else(|_| panic!("bad ip {ip}"));
+        let metrics: SocketAddr = format!("{ip}:9464")
+            .parse()
+            .unwrap_or_else(|_| panic!("bad ip {ip}"));
+        Hub::start_at(dir, opts, Some(netns.to_string()), addr, metrics)
+    }
+
+    fn start_at(
+        dir: &Path,
+        opts: HubOptions,
+        netns: Option<String>,
+        addr: SocketAddr,
+        metrics: SocketAddr,
+    ) -> Hub {
         let out = run(Command::new(bin("tether-hub"))
             .args(["init", "--data-dir"])
             .arg(dir)
+            .args(["--san", &addr.ip().to_string()])
             .args(["--advertise", &addr.to_string()]));
         assert!(out.status.success(), "hub init failed: {}", stderr(&out));
         let mut hub = Hub {
@@ -211,16 +250,24 @@ impl Hub {
             metrics,
             opts,
             proc: None,
+            netns,
             starts: 0,
         };
         hub.serve();
         hub
     }
 
+    fn http(&self, path: &str) -> (u16, String) {
+        match &self.netns {
+            None => http_get(self.metrics, path),
+            Some(ns) => http_get_in(ns, self.metrics, path),
+        }
+    }
+
     /// Starts `serve` and waits for `/readyz`.
     pub fn serve(&mut self) {
         self.starts += 1;
-        let mut cmd = Command::new(bin("tether-hub"));
+        let mut cmd = command(self.netns.as_deref(), bin("tether-hub"));
         cmd.args(["serve", "--data-dir"])
             .arg(&self.dir)
             .args(["--listen", &self.addr.to_string()])
@@ -229,12 +276,11 @@ impl Hub {
             .args(["--offline-grace", self.opts.offline_grace])
             .args(["--cert-lifetime", self.opts.cert_lifetime])
             .args(&self.opts.extra)
-            .env("RUST_LOG", "info");
+            .env("RUST_LOG", self.opts.log);
         let log = self.dir.with_extension(format!("hub-{}.log", self.starts));
         self.proc = Some(Proc::spawn("tether-hub", &mut cmd, log));
-        let metrics = self.metrics;
         eventually(Duration::from_secs(20), "hub /readyz", || {
-            (http_get(metrics, "/readyz").0 == 200).then_some(())
+            (self.http("/readyz").0 == 200).then_some(())
         });
     }
 
@@ -244,7 +290,7 @@ impl Hub {
 
     /// Runs tetherctl with the admin credential.
     pub fn ctl(&self, args: &[&str]) -> Output {
-        run(Command::new(bin("tetherctl"))
+        run(command(self.netns.as_deref(), bin("tetherctl"))
             .arg("--config")
             .arg(self.admin_config())
             .args(args))
@@ -300,7 +346,7 @@ impl Hub {
 
     /// The hub's metrics text.
     pub fn metrics_text(&self) -> String {
-        http_get(self.metrics, "/metrics").1
+        self.http("/metrics").1
     }
 
     /// One metric's value (-1 when absent).
@@ -377,12 +423,36 @@ impl Hub {
 pub struct Cluster {
     pub kubeconfig: PathBuf,
     pub proc: Proc,
+    pub netns: Option<String>,
 }
 
 impl Cluster {
     pub fn start(dir: &Path, name: &str, nodes: u32, version: &str) -> Cluster {
+        Cluster::start_with(dir, name, nodes, version, "300ms")
+    }
+
+    /// With workload objects becoming ready `ready_after` after a change ("never": not at all).
+    pub fn start_with(
+        dir: &Path,
+        name: &str,
+        nodes: u32,
+        version: &str,
+        ready_after: &str,
+    ) -> Cluster {
+        Cluster::start_in(dir, name, nodes, version, ready_after, None)
+    }
+
+    /// In network namespace `netns` (listening on its loopback).
+    pub fn start_in(
+        dir: &Path,
+        name: &str,
+        nodes: u32,
+        version: &str,
+        ready_after: &str,
+        netns: Option<&str>,
+    ) -> Cluster {
         let kubeconfig = dir.join(format!("{name}.kubeconfig"));
-        let mut cmd = Command::new(bin("tether-kube-emulator"));
+        let mut cmd = command(netns, bin("tether-kube-emulator"));
         cmd.args([
             "--listen",
             "127.0.0.1:0",
@@ -390,8 +460,12 @@ impl Cluster {
             name,
             "--nodes",
             &nodes.to_string(),
+        ])
+        .args([
             "--kubernetes-version",
             version,
+            "--ready-after",
+            ready_after,
         ])
         .arg("--kubeconfig-out")
         .arg(&kubeconfig);
@@ -404,12 +478,16 @@ impl Cluster {
         eventually(Duration::from_secs(10), "emulator kubeconfig", || {
             kc.exists().then_some(())
         });
-        Cluster { kubeconfig, proc }
+        Cluster {
+            kubeconfig,
+            proc,
+            netns: netns.map(str::to_string),
+        }
     }
 
     /// Runs the real kubectl against this cluster.
     pub fn kubectl(&self, args: &[&str]) -> Output {
-        run(Command::new("kubectl")
+        run(command(self.netns.as_deref(), "kubectl")
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .args(args))
@@ -449,7 +527,18 @@ pub struct Agent {
 impl Agent {
     /// Starts `tether-agent --hub HUB --kubeconfig KC --state-dir STATE [args]`.
     pub fn start(hub: &Hub, cluster: &Cluster, state_dir: &Path, args: &[&str]) -> Agent {
-        let mut cmd = Command::new(bin("tether-agent"));
+        Agent::start_logged(hub, cluster, state_dir, args, "info")
+    }
+
+    /// With `RUST_LOG=log`.
+    pub fn start_logged(
+        hub: &Hub,
+        cluster: &Cluster,
+        state_dir: &Path,
+        args: &[&str],
+        log: &str,
+    ) -> Agent {
+        let mut cmd = command(cluster.netns.as_deref(), bin("tether-agent"));
         cmd.args(["--hub", &hub.addr.to_string()])
             .arg("--kubeconfig")
             .arg(&cluster.kubeconfig)
@@ -458,7 +547,7 @@ impl Agent {
             .args(["--reconnect-max-delay", "2s"])
             .args(["--progress-interval", "200ms"])
             .args(args)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", log)
             .env_remove("KUBERNETES_SERVICE_HOST");
         let n = std::fs::read_dir(state_dir.parent().unwrap_or(state_dir)).map_or(0, |d| d.count());
         let log = state_dir.with_extension(format!("agent-{n}.log"));
@@ -477,6 +566,17 @@ impl Agent {
             &["--token", token, "--ca-pin", pin],
         )
     }
+}
+
+/// [`http_get`] from inside a network namespace (through python3 there).
+pub fn http_get_in(netns: &str, addr: SocketAddr, path: &str) -> (u16, String) {
+    let script = format!(
+        "import urllib.request,sys\ntry:\n r=urllib.request.urlopen('http://{addr}{path}',timeout=3); sys.stdout.write(str(r.status)+'\\n'+r.read().decode())\nexcept urllib.error.HTTPError as e:\n sys.stdout.write(str(e.code)+'\\n')\nexcept Exception:\n sys.stdout.write('0\\n')\n"
+    );
+    let out = run(Command::new("ip").args(["netns", "exec", netns, "python3", "-c", &script]));
+    let text = stdout(&out);
+    let (code, body) = text.split_once('\n').unwrap_or((text.as_str(), ""));
+    (code.trim().parse().unwrap_or(0), body.to_string())
 }
 
 /// A value from Prometheus text (-1 when absent).

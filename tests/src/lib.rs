@@ -6,3 +6,5 @@
 
 pub mod emulator;
 pub mod harness;
+pub mod netns;
+pub mod rogue;

@@ -30,6 +30,7 @@ struct ClusterView {
     peer_address: String,
     cert_serial: String,
     cert_expires: String,
+    cert_issuer: String,
 }
 
 fn view(c: pb::Cluster) -> ClusterView {
@@ -50,6 +51,7 @@ fn view(c: pb::Cluster) -> ClusterView {
         peer_address: c.peer_address,
         cert_serial: c.cert_serial,
         cert_expires: rfc3339(c.cert_not_after_unix),
+        cert_issuer: c.cert_issuer,
     }
 }
 

@@ -654,3 +654,55 @@ mod tests {
         assert_eq!(round, f);
     }
 }
+
+#[cfg(test)]
+mod hostile_input {
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn json_tree() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<i64>().prop_map(Value::from),
+            "[a-z]{0,6}".prop_map(Value::from)
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(
+                    prop_oneof![Just("name".to_string()), "[a-z]{1,5}"],
+                    inner,
+                    0..4
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+        #[test]
+        fn applies_of_arbitrary_objects_never_panic(a in json_tree(), b in json_tree(), force in any::<bool>()) {
+            let mut s = Store::new();
+            let ns = crate::emulator::resources::builtin().into_iter().find(|t| t.plural == "namespaces").unwrap();
+            let _ = s.create(&ns, "", json!({"metadata": {"name": "default"}}));
+            let t = crate::emulator::resources::builtin().into_iter().find(|t| t.plural == "configmaps").unwrap();
+            let mut first = json!({"metadata": {"name": "c"}});
+            first["data"] = a;
+            let _ = apply(&mut s, &t, "default", "c", None, first, "one", false);
+            let mut second = json!({"metadata": {"name": "c"}});
+            second["data"] = b;
+            let _ = apply(&mut s, &t, "default", "c", None, second, "two", force);
+        }
+
+        #[test]
+        fn selectors_never_panic(text in "\\PC{0,60}") {
+            if let Ok(sel) = crate::emulator::selector::Selector::parse(&text) {
+                let _ = sel.matches(Some(&json!({"a": "b"})));
+            }
+        }
+    }
+}

@@ -288,6 +288,7 @@ async fn run_agent(cli: Cli, shutdown: CancellationToken) -> Result<(), Failure>
             Arc::new(client.clone()),
             reconciler.clone(),
             renew_now,
+            Some(Arc::new(crate::proxy::KubeForward(client.clone()))),
             shutdown.clone(),
         )
         .await;

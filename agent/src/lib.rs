@@ -11,6 +11,7 @@ pub mod desired;
 pub mod facts;
 pub mod health;
 pub mod join;
+pub mod proxy;
 pub mod reconcile;
 pub mod renew;
 pub mod session;

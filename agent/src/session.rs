@@ -20,6 +20,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::credentials::Credential;
+use crate::proxy::Forward;
 use crate::reconcile::Workloads;
 use crate::status::{Health, Phase, Report};
 
@@ -103,6 +104,7 @@ pub async fn run(
     facts: Arc<dyn FactsSource>,
     workloads: Arc<dyn Workloads>,
     renew_now: Arc<tokio::sync::Notify>,
+    forward: Option<Arc<dyn Forward>>,
     shutdown: CancellationToken,
 ) -> Result<(), Fatal> {
     let mut backoff = reconnect_backoff(opts.max_backoff);
@@ -114,6 +116,7 @@ pub async fn run(
             facts: facts.as_ref(),
             workloads: workloads.as_ref(),
             renew_now: &renew_now,
+            forward: forward.clone(),
         };
         match session.run(&shutdown).await {
             End::Shutdown => return Ok(()),
@@ -159,6 +162,7 @@ struct Session<'a> {
     facts: &'a dyn FactsSource,
     workloads: &'a dyn Workloads,
     renew_now: &'a tokio::sync::Notify,
+    forward: Option<Arc<dyn Forward>>,
 }
 
 impl Session<'_> {
@@ -191,9 +195,8 @@ impl Session<'_> {
         };
         // The channel is empty: this cannot block.
         let _ = out.send(hello).await;
-        // Bundles can be large (the hub caps them when they are applied).
-        let mut client =
-            AgentServiceClient::new(channel).max_decoding_message_size(MAX_HUB_MESSAGE);
+        let proxy_channel = channel.clone();
+        let mut client = agent_client(channel);
         let mut inbound = tokio::select! {
             _ = shutdown.cancelled() => return End::Shutdown,
             r = client.connect(ReceiverStream::new(out_rx)) => match r {
@@ -302,6 +305,14 @@ impl Session<'_> {
                                 }
                             }
                             Some(hub_message::Msg::Remove(r)) => self.workloads.remove(&r.workload),
+                            Some(hub_message::Msg::ProxyOpen(p)) => match &self.forward {
+                                // Each request on its own stream and task: the control stream
+                                // never waits for a proxied one.
+                                Some(f) => {
+                                    tokio::spawn(crate::proxy::serve(proxy_channel.clone(), f.clone(), p.request_id));
+                                }
+                                None => tracing::warn!("the hub asked for a proxy stream, but this agent has no API to forward to"),
+                            },
                             Some(hub_message::Msg::Assigned(a)) => self.workloads.assigned(&a.revisions),
                             // A newer hub may send messages this agent does not know yet.
                             None => {}
@@ -313,6 +324,14 @@ impl Session<'_> {
             }
         }
     }
+}
+
+/// A client for the agent service over `channel`, accepting large bundles (the hub caps them
+/// when they are applied).
+pub fn agent_client(
+    channel: tonic::transport::Channel,
+) -> AgentServiceClient<tonic::transport::Channel> {
+    AgentServiceClient::new(channel).max_decoding_message_size(MAX_HUB_MESSAGE)
 }
 
 fn report_message(r: &Report) -> pb::AgentMessage {

@@ -137,6 +137,36 @@ impl pb::agent_service_server::AgentService for AgentApi {
         }))
     }
 
+    type ProxyStream = ReceiverStream<Result<pb::ProxyFrame, Status>>;
+
+    async fn proxy(
+        &self,
+        req: Request<Streaming<pb::ProxyFrame>>,
+    ) -> Result<Response<Self::ProxyStream>, Status> {
+        let (cluster, _, _) = cluster_peer(&req)?;
+        let mut inbound = req.into_inner();
+        let id = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
+            Ok(Ok(Some(pb::ProxyFrame {
+                frame: Some(pb::proxy_frame::Frame::Start(s)),
+            }))) => s.request_id,
+            _ => {
+                return Err(Status::failed_precondition(
+                    "a proxy stream starts with ProxyStart",
+                ));
+            }
+        };
+        let (tx, rx) = mpsc::channel(16);
+        self.hub.proxy.arrived(
+            &cluster,
+            id,
+            crate::proxy::AgentStream {
+                inbound,
+                outbound: tx,
+            },
+        )?;
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
     type ConnectStream = ReceiverStream<Result<pb::HubMessage, Status>>;
 
     async fn connect(
@@ -171,10 +201,10 @@ impl pb::agent_service_server::AgentService for AgentApi {
 
         let session_id =
             tether_common::token::random_string(12).map_err(|e| Status::internal(e.to_string()))?;
-        let (handle, control) = self
-            .hub
-            .sessions
-            .open(&cluster, peer.addr, session_id.clone());
+        let (handle, control, proxy_requests) =
+            self.hub
+                .sessions
+                .open(&cluster, peer.addr, session_id.clone());
         let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
         let welcome = pb::HubMessage {
             msg: Some(hub_message::Msg::Welcome(pb::Welcome {
@@ -203,7 +233,7 @@ impl pb::agent_service_server::AgentService for AgentApi {
         });
         // Resync on connect: only what differs from the agent's Hello is sent.
         session.queue_differences();
-        tokio::spawn(session.clone().write(tx, control));
+        tokio::spawn(session.clone().write(tx, control, proxy_requests));
         tokio::spawn(session.read(inbound));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
@@ -327,6 +357,7 @@ impl Session {
         self: Arc<Self>,
         tx: mpsc::Sender<Result<pb::HubMessage, Status>>,
         mut control: mpsc::Receiver<Control>,
+        mut proxy_requests: mpsc::Receiver<u64>,
     ) {
         let settings = &self.hub.settings;
         let grace_ms = settings.offline_grace.as_millis() as i64;
@@ -360,6 +391,15 @@ impl Session {
                     }
                 }
                 _ = resync.tick() => self.queue_differences(),
+                Some(request_id) = proxy_requests.recv() => {
+                    let open = pb::HubMessage {
+                        msg: Some(hub_message::Msg::ProxyOpen(pb::ProxyOpen { request_id })),
+                    };
+                    tokio::select! {
+                        _ = self.done.cancelled() => break None,
+                        r = tx.send(Ok(open)) => if r.is_err() { break Some(Ended::HubSideGone) },
+                    }
+                }
                 hint = self.handle.outbox.next() => {
                     if let Some(msg) = self.message_for(hint).await {
                         self.hub.metrics.stream_bytes_sent.inc_by(prost::Message::encoded_len(&msg) as u64);

@@ -116,6 +116,12 @@ pub struct ServeArgs {
     /// How long audit entries are kept.
     #[arg(long, default_value = "90d", value_parser = parse_duration)]
     pub audit_retention: Duration,
+    /// Proxied Kubernetes API requests in flight per cluster; more get 429.
+    #[arg(long, default_value_t = 64)]
+    pub proxy_max_streams: usize,
+    /// Largest request body the proxy forwards, in bytes; larger gets 413.
+    #[arg(long, default_value_t = 10 << 20)]
+    pub proxy_max_body: usize,
 }
 
 impl ServeArgs {
@@ -152,6 +158,11 @@ impl ServeArgs {
             max_bundle_size: self.max_bundle_size,
             join_failures_per_minute: self.join_failures_per_minute.max(1),
             audit_retention: self.audit_retention,
+            proxy: crate::proxy::ProxySettings {
+                max_streams_per_cluster: self.proxy_max_streams.max(1),
+                max_body: self.proxy_max_body,
+                ..crate::proxy::ProxySettings::default()
+            },
             ..Settings::default()
         })
     }

@@ -137,6 +137,7 @@ fn cluster_to_pb(v: ClusterView) -> pb::Cluster {
         cert_serial: v.record.cert_serials.first().cloned().unwrap_or_default(),
         cert_not_after_unix: v.record.cert_not_after,
         cert_issuer: v.record.cert_issuer,
+        impersonate: v.record.impersonate,
     }
 }
 
@@ -319,6 +320,24 @@ impl pb::hub_api_server::HubApi for ClientApi {
         .await;
         self.record(&who, "RemoveCluster", &format!("cluster/{name}"), &result)
             .await;
+        result.map(Response::new)
+    }
+
+    async fn set_cluster(
+        &self,
+        req: Request<pb::SetClusterRequest>,
+    ) -> Result<Response<pb::Cluster>, Status> {
+        let who = self.who(&req);
+        let r = req.into_inner();
+        let target = format!("cluster/{}", r.name);
+        let result = async {
+            self.authorize(&who, Role::Admin, "change cluster settings")?;
+            Ok(cluster_to_pb(
+                self.hub.set_cluster(&r.name, r.impersonate).await?,
+            ))
+        }
+        .await;
+        self.record(&who, "SetCluster", &target, &result).await;
         result.map(Response::new)
     }
 

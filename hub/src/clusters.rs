@@ -115,6 +115,26 @@ impl Hub {
         Ok(self.view(record))
     }
 
+    /// Changes per-cluster settings.
+    pub async fn set_cluster(
+        &self,
+        name: &str,
+        impersonate: Option<bool>,
+    ) -> Result<ClusterView, HubError> {
+        let _w = self.write_lock.lock().await;
+        let mut record = self
+            .records
+            .cluster(name)?
+            .ok_or_else(|| HubError::cluster_not_found(name))?;
+        if let Some(i) = impersonate {
+            record.impersonate = i;
+        }
+        let mut batch = Batch::new();
+        batch.put_cluster(&record);
+        self.records.commit(&batch).await?;
+        Ok(self.view(record))
+    }
+
     /// Forgets a cluster: its certificates stop working at once (new handshakes and requests
     /// are refused), its live session is told why and closed, and its connections are cut.
     pub async fn remove_cluster(&self, name: &str) -> Result<(), HubError> {

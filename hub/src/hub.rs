@@ -54,6 +54,7 @@ pub struct Settings {
     pub join_failures_per_minute: u32,
     /// How long audit entries are kept.
     pub audit_retention: Duration,
+    pub proxy: crate::proxy::ProxySettings,
     pub server: ServerOptions,
 }
 
@@ -69,6 +70,7 @@ impl Default for Settings {
             max_bundle_size: 16 << 20,
             join_failures_per_minute: 10,
             audit_retention: Duration::from_secs(90 * 86_400),
+            proxy: crate::proxy::ProxySettings::default(),
             server: ServerOptions::default(),
         }
     }
@@ -138,6 +140,8 @@ pub struct Hub {
     pub write_lock: Mutex<()>,
     /// Failed joins per source address.
     pub join_limiter: FailureLimiter,
+    /// Proxied Kubernetes API requests waiting for their agent streams.
+    pub proxy: crate::proxy::Proxy,
 }
 
 impl std::fmt::Debug for Hub {
@@ -186,6 +190,7 @@ impl Hub {
         let join_limiter =
             FailureLimiter::new(settings.join_failures_per_minute, Duration::from_secs(60));
         Ok(Arc::new(Hub {
+            proxy: crate::proxy::Proxy::default(),
             join_limiter,
             records,
             ca,
@@ -350,5 +355,11 @@ async fn routes(hub: Arc<Hub>) -> Result<axum::Router, StartError> {
                 .max_decoding_message_size(hub.settings.max_bundle_size * 2 + (1 << 20)),
         )
         .prepare();
-    Ok(routes.into_axum_router())
+    let proxy_hub = hub.clone();
+    Ok(routes.into_axum_router().route(
+        "/clusters/{*rest}",
+        axum::routing::any(move |req: axum::extract::Request| {
+            crate::proxy::handle(proxy_hub.clone(), req)
+        }),
+    ))
 }

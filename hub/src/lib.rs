@@ -19,6 +19,7 @@ pub mod hub;
 pub mod init;
 pub mod joins;
 pub mod metrics;
+pub mod proxy;
 pub mod ratelimit;
 pub mod records;
 pub mod rotation;

@@ -39,6 +39,8 @@ pub struct ClusterRecord {
     pub last_seen_unix: i64,
     /// The token it joined with, for the audit trail.
     pub joined_with_token: String,
+    /// Proxied requests impersonate the hub user (`tether:<user>`, group `tether:<role>`).
+    pub impersonate: bool,
 }
 
 /// A join token. Only the hash of its secret is kept.

@@ -56,6 +56,12 @@ pub struct ServerOptions {
     pub keepalive_interval: Duration,
     pub keepalive_timeout: Duration,
     pub max_concurrent_streams: u32,
+    /// HTTP/2 receive window of one stream.
+    pub stream_window: u32,
+    /// HTTP/2 receive window of a whole connection. Much larger than a stream's: data a slow
+    /// proxy client has not read stays charged to the connection, and if one stalled stream
+    /// could fill it, the agent's heartbeats on the control stream would stall behind it.
+    pub connection_window: u32,
 }
 
 impl Default for ServerOptions {
@@ -64,6 +70,10 @@ impl Default for ServerOptions {
             keepalive_interval: Duration::from_secs(20),
             keepalive_timeout: Duration::from_secs(10),
             max_concurrent_streams: 1024,
+            stream_window: 1 << 20,
+            // Room for the proxy's limit of streams per cluster (64 by default), all stalled,
+            // and the control stream still flowing.
+            connection_window: 96 << 20,
         }
     }
 }
@@ -156,7 +166,7 @@ impl Connection {
         let access = self.access;
         let svc = tower::service_fn(move |mut req: http::Request<Incoming>| {
             req.extensions_mut().insert(peer.clone());
-            let rejection = gate(&peer, req.uri().path(), &access);
+            let rejection = gate(&peer, req.uri().path(), &access).or_else(|| not_ours(&req));
             let router = router.clone();
             async move {
                 if let Some(resp) = rejection {
@@ -172,7 +182,9 @@ impl Connection {
             .timer(TokioTimer::new())
             .keep_alive_interval(Some(self.opts.keepalive_interval))
             .keep_alive_timeout(self.opts.keepalive_timeout)
-            .max_concurrent_streams(self.opts.max_concurrent_streams);
+            .max_concurrent_streams(self.opts.max_concurrent_streams)
+            .initial_stream_window_size(self.opts.stream_window)
+            .initial_connection_window_size(self.opts.connection_window);
         let io = TokioIo::new(stream);
         let svc = TowerToHyperService::new(svc);
         let ends = Ends {
@@ -264,6 +276,23 @@ impl Ends {
     }
 }
 
+/// A plain HTTP request (not gRPC) outside `/clusters/`: nothing here answers it, and the gRPC
+/// router would reply with an empty 200 that HTTP clients take for success.
+fn not_ours(req: &http::Request<Incoming>) -> Option<http::Response<Body>> {
+    let grpc = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"));
+    if grpc || req.uri().path().starts_with("/clusters/") {
+        return None;
+    }
+    Some(crate::proxy::not_found(format!(
+        "the hub serves member clusters' APIs under /clusters/NAME/ (see: tetherctl kubeconfig NAME); {} is not one",
+        req.uri().path()
+    )))
+}
+
 /// Closes a refused connection so that the peer reads our TLS alert: a socket closed with
 /// unread data (the client's first request, sent right after its handshake flight) is reset,
 /// and a reset can destroy the alert before the peer reads it. So: stop writing, drain what
@@ -291,5 +320,8 @@ fn gate(peer: &Peer, path: &str, access: &Access) -> Option<http::Response<Body>
         Some(c) if access.allows_open(&c.identity, &c.serial) => return None,
         Some(c) => format!("the certificate of {} is no longer accepted", c.identity),
     };
+    if path.starts_with("/clusters/") {
+        return Some(crate::proxy::unauthorized(message));
+    }
     Some(tonic::Status::unauthenticated(message).into_http())
 }

@@ -48,6 +48,8 @@ struct Entry {
     connected_unix: i64,
     last_heard_ms: Arc<AtomicI64>,
     control: mpsc::Sender<Control>,
+    /// Requests for the agent to open proxy streams.
+    proxy: mpsc::Sender<u64>,
     outbox: Arc<Outbox>,
     ended: CancellationToken,
 }
@@ -126,9 +128,10 @@ impl Sessions {
         cluster: &str,
         peer_addr: SocketAddr,
         session_id: String,
-    ) -> (SessionHandle, mpsc::Receiver<Control>) {
+    ) -> (SessionHandle, mpsc::Receiver<Control>, mpsc::Receiver<u64>) {
         let epoch = self.next_epoch.fetch_add(1, Ordering::SeqCst);
         let (control, control_rx) = mpsc::channel(4);
+        let (proxy, proxy_rx) = mpsc::channel(256);
         let ended = CancellationToken::new();
         let last_heard_ms = Arc::new(AtomicI64::new(unix_now_ms()));
         let outbox = Arc::new(Outbox::default());
@@ -139,6 +142,7 @@ impl Sessions {
             connected_unix: unix_now(),
             last_heard_ms: last_heard_ms.clone(),
             control,
+            proxy,
             outbox: outbox.clone(),
             ended: ended.clone(),
         };
@@ -172,7 +176,16 @@ impl Sessions {
                 ended,
             },
             control_rx,
+            proxy_rx,
         )
+    }
+
+    /// Asks the agent of `cluster` to open a proxy stream for request `id`; false when it
+    /// has no live session (or is too far behind to ask).
+    pub fn proxy_open(&self, cluster: &str, id: u64) -> bool {
+        self.lock()
+            .get(cluster)
+            .is_some_and(|e| e.proxy.try_send(id).is_ok())
     }
 
     /// The live session of `cluster`, if any.
@@ -240,8 +253,8 @@ mod tests {
     #[tokio::test]
     async fn a_newer_session_supersedes_and_outlives_the_older() {
         let s = Sessions::new(Metrics::new());
-        let (old, mut old_rx) = s.open("a", addr(), "s1".into());
-        let (new, _new_rx) = s.open("a", addr(), "s2".into());
+        let (old, mut old_rx, _) = s.open("a", addr(), "s1".into());
+        let (new, _new_rx, _) = s.open("a", addr(), "s2".into());
         assert!(new.epoch > old.epoch);
         assert!(matches!(
             old_rx.recv().await,
@@ -261,7 +274,7 @@ mod tests {
     #[tokio::test]
     async fn ending_a_session_signals_when_it_is_gone() {
         let s = Sessions::new(Metrics::new());
-        let (h, mut rx) = s.open("a", addr(), "s1".into());
+        let (h, mut rx, _) = s.open("a", addr(), "s1".into());
         let ended = s.end("a", EndReason::Removed, "bye").unwrap();
         assert!(matches!(
             rx.recv().await,

@@ -106,6 +106,20 @@ fn through_nat_an_agent_joins_converges_and_survives_a_partition() {
     hub.wait_available("cfg", "60s");
     assert_eq!(cm_value(&edge, "cfg").as_deref(), Some("1"));
 
+    // kubectl on the hub's side reaches the cluster behind NAT through the hub.
+    let kc = dir.path().join("proxy.kubeconfig");
+    assert!(
+        hub.ctl(&["kubeconfig", "edge-1", "-o", &kc.display().to_string()])
+            .status
+            .success()
+    );
+    let out = run(Command::new("ip")
+        .args(["netns", "exec", &t.hub, "kubectl", "--kubeconfig"])
+        .arg(&kc)
+        .args(["get", "configmap", "cfg", "-o", "jsonpath={.data.v}"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "1");
+
     // Partition mid-rollout: revision 2 is applied as the link goes down.
     hub.apply_ok(
         "cfg",

@@ -131,6 +131,20 @@ pub(super) async fn run(
                 output::or_none(&format_labels(&c.labels.into_iter().collect()))
             ))
         }
+        ClusterCommand::Set { name, impersonate } => {
+            let c = api
+                .set_cluster(pb::SetClusterRequest {
+                    name,
+                    impersonate: impersonate.map(|i| i == "on"),
+                })
+                .await?
+                .into_inner();
+            Ok(format!(
+                "cluster {} impersonate={}\n",
+                c.name,
+                if c.impersonate { "on" } else { "off" }
+            ))
+        }
         ClusterCommand::Remove { name } => {
             api.remove_cluster(pb::RemoveClusterRequest { name: name.clone() })
                 .await?;
@@ -138,5 +152,40 @@ pub(super) async fn run(
                 "cluster {name} removed; its certificate no longer works\n"
             ))
         }
+    }
+}
+
+/// A kubeconfig for `/clusters/NAME` on the hub with the caller's own credential.
+pub(super) async fn kubeconfig(
+    api: &mut HubApiClient<Channel>,
+    config: &super::config::ClientConfig,
+    name: &str,
+    output: Option<std::path::PathBuf>,
+) -> Result<String, Failure> {
+    use base64::Engine;
+    // Fail early and clearly for a cluster that does not exist.
+    api.get_cluster(pb::GetClusterRequest {
+        name: name.to_string(),
+    })
+    .await?;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+    let user = format!("tether-{}", config.user);
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: tether-{name}\n  cluster:\n    server: https://{hub}/clusters/{name}\n    certificate-authority-data: {ca}\nusers:\n- name: {user}\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\ncontexts:\n- name: {name}\n  context:\n    cluster: tether-{name}\n    user: {user}\ncurrent-context: {name}\n",
+        hub = config.hub,
+        ca = b64(&config.ca),
+        cert = b64(&config.cert),
+        key = b64(&config.key),
+    );
+    match output {
+        Some(path) => {
+            tether_common::files::write_private(&path, text.as_bytes())
+                .map_err(|e| CtlError::runtime(format!("cannot write {}: {e}", path.display())))?;
+            Ok(format!(
+                "kubeconfig for cluster {name} written to {} (0600)\n",
+                path.display()
+            ))
+        }
+        None => Ok(text),
     }
 }

@@ -106,6 +106,13 @@ pub enum Command {
     },
     /// Delete a workload (`delete workload NAME`).
     Delete { resource: String, name: String },
+    /// Write a kubeconfig that reaches a member cluster's Kubernetes API through the hub.
+    Kubeconfig {
+        name: String,
+        /// Write it here (0600) instead of printing it.
+        #[arg(short = 'o', long = "output-file", value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// API users and their roles.
     #[command(subcommand)]
     User(UserCommand),
@@ -214,6 +221,14 @@ pub enum ClusterCommand {
     },
     /// Remove a member cluster: revokes its certificate and closes its live stream.
     Remove { name: String },
+    /// Change a cluster's settings.
+    Set {
+        name: String,
+        /// Proxied requests run as tether:<user> in group tether:<role> (on), or as the
+        /// agent's service account (off).
+        #[arg(long, value_parser = ["on", "off"])]
+        impersonate: Option<String>,
+    },
 }
 
 /// Exit codes: 0 success, 1 runtime failure, 2 usage error.
@@ -327,6 +342,11 @@ async fn dispatch(cli: Cli) -> Result<String, CtlError> {
         Command::User(UserCommand::Remove { name }) => users::remove(&mut api, &name)
             .await
             .map_err(|e| e.or_status(&fail)),
+        Command::Kubeconfig { name, output } => {
+            clusters::kubeconfig(&mut api, &config, &name, output)
+                .await
+                .map_err(|e| e.or_status(&fail))
+        }
         Command::Audit { since, output } => users::audit(&mut api, since, output)
             .await
             .map_err(|e| e.or_status(&fail)),

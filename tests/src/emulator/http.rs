@@ -256,6 +256,33 @@ async fn route(
         ("GET", _) if watch => watch_objects(emu, target, q, headers).await,
         ("GET", true) => get_object(emu, &target, headers).await,
         ("GET", false) => list_objects(emu, &target, q, headers).await,
+        // `kubectl auth whoami`: who the request runs as, impersonation included.
+        ("POST", false) if target.t.plural == "selfsubjectreviews" => {
+            let header = |n: &str| {
+                headers
+                    .get_all(n)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok().map(str::to_string))
+                    .collect::<Vec<_>>()
+            };
+            let user = header("impersonate-user")
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| "emulator-admin".into());
+            let mut groups = header("impersonate-group");
+            if groups.is_empty() {
+                groups = vec!["system:masters".into(), "system:authenticated".into()];
+            }
+            Ok(json_status(
+                201,
+                &json!({
+                    "kind": "SelfSubjectReview",
+                    "apiVersion": "authentication.k8s.io/v1",
+                    "metadata": { "creationTimestamp": null },
+                    "status": { "userInfo": { "username": user, "groups": groups } },
+                }),
+            ))
+        }
         ("POST", false) => {
             let mut obj = parse_body(headers, &body)?;
             let ns = target.namespace.clone().unwrap_or_default();

@@ -326,6 +326,16 @@ pub fn builtin() -> Vec<ResourceType> {
             &[],
             false,
         ),
+        t(
+            "authentication.k8s.io",
+            "v1",
+            "SelfSubjectReview",
+            "selfsubjectreviews",
+            false,
+            &[],
+            &[],
+            false,
+        ),
     ]
 }
 

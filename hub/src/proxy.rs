@@ -1,0 +1,544 @@
+//! The Kubernetes API proxy: `https://HUB/clusters/NAME/...` on the hub's TLS port, forwarded
+//! over the connection the cluster's agent already opened.
+//!
+//! For each request the hub asks the agent, on its control stream, to open a new `Proxy`
+//! gRPC stream (its own HTTP/2 stream, with its own flow control); the request and the
+//! response travel on it in chunks, so watches and large lists stream and a slow consumer
+//! holds up only itself. When the client goes away the stream is dropped and the agent
+//! cancels the member-side request.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use http_body_util::BodyExt;
+use serde_json::json;
+use tether_common::identity::Identity;
+use tether_common::pb::{self, proxy_frame};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tonic::{Status, Streaming};
+
+use crate::hub::Hub;
+use crate::records::Role;
+use crate::server::Peer;
+
+/// Limits of the proxy.
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    /// Proxied requests in flight per cluster.
+    pub max_streams_per_cluster: usize,
+    /// Largest request body.
+    pub max_body: usize,
+    /// How long the agent may take to open the stream for a request.
+    pub open_timeout: Duration,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        ProxySettings {
+            max_streams_per_cluster: 64,
+            max_body: 10 << 20,
+            open_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The agent's side of one proxied request.
+pub struct AgentStream {
+    pub inbound: Streaming<pb::ProxyFrame>,
+    pub outbound: mpsc::Sender<Result<pb::ProxyFrame, Status>>,
+}
+
+/// Requests waiting for their agent stream, and the per-cluster limits.
+#[derive(Default)]
+pub struct Proxy {
+    pending: Mutex<HashMap<(String, u64), oneshot::Sender<AgentStream>>>,
+    next_id: AtomicU64,
+    slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy").finish_non_exhaustive()
+    }
+}
+
+impl Proxy {
+    fn slot(&self, cluster: &str, max: usize) -> Option<OwnedSemaphorePermit> {
+        let sem = self
+            .slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(cluster.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(max)))
+            .clone();
+        sem.try_acquire_owned().ok()
+    }
+
+    fn expect(&self, cluster: &str) -> (u64, oneshot::Receiver<AgentStream>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let (tx, rx) = oneshot::channel();
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((cluster.to_string(), id), tx);
+        (id, rx)
+    }
+
+    fn forget(&self, cluster: &str, id: u64) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(cluster.to_string(), id));
+    }
+
+    /// Hands an agent's stream to the request waiting for it. Only the cluster the request
+    /// was meant for can answer it: the key includes the identity from its certificate.
+    pub fn arrived(&self, cluster: &str, id: u64, stream: AgentStream) -> Result<(), Status> {
+        let waiter = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(cluster.to_string(), id))
+            .ok_or_else(|| Status::not_found("no proxied request with that id for this cluster"))?;
+        waiter
+            .send(stream)
+            .map_err(|_| Status::cancelled("the client went away"))
+    }
+}
+
+/// A Kubernetes `Status` error response.
+fn status(code: StatusCode, reason: &str, message: String) -> Response {
+    let body = json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code.as_u16(),
+    });
+    (
+        code,
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// What a proxy path names: the cluster and the API path below it.
+fn split(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix("/clusters/")?;
+    match rest.split_once('/') {
+        Some((name, tail)) => Some((name, tail)),
+        None => Some((rest, "")),
+    }
+}
+
+/// The most header bytes a proxied request may carry.
+const MAX_HEADER_BYTES: usize = 64 << 10;
+
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "host",
+    "content-length",
+];
+
+fn forwardable_request_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    // The hub decides who the request runs as; a client cannot pass credentials through.
+    !HOP_BY_HOP.contains(&n.as_str())
+        && n != "authorization"
+        && !n.starts_with("impersonate-")
+        && n != "cookie"
+}
+
+fn is_upgrade(headers: &HeaderMap, path: &str) -> bool {
+    headers.contains_key("upgrade")
+        || path.ends_with("/exec")
+        || path.ends_with("/attach")
+        || path.ends_with("/portforward")
+}
+
+/// The axum handler for `/clusters/...`.
+pub async fn handle(hub: Arc<Hub>, req: Request<Body>) -> Response {
+    let (parts, body) = req.into_parts();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let Some((cluster, api_path)) = split(parts.uri.path()) else {
+        return status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "expected /clusters/NAME/...".into(),
+        );
+    };
+    let cluster = cluster.to_string();
+    let query = path_and_query
+        .split_once('?')
+        .map(|(_, q)| format!("?{q}"))
+        .unwrap_or_default();
+    let target_path = format!("/{api_path}{query}");
+    let method = parts.method.clone();
+
+    // Who is asking, and may they?
+    let Some(peer) = parts.extensions.get::<Peer>().cloned() else {
+        return status(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            "no connection information".into(),
+        );
+    };
+    let user = match peer.cert.as_ref().map(|c| &c.identity) {
+        Some(Identity::User(u)) => u.clone(),
+        Some(other) => {
+            return status(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                format!("{other} cannot use the Kubernetes proxy"),
+            );
+        }
+        None => {
+            return status(
+                StatusCode::UNAUTHORIZED,
+                "Unauthorized",
+                "a user certificate is required".into(),
+            );
+        }
+    };
+    let role = match hub.records.user(&user) {
+        Ok(Some(u)) => u.role,
+        _ => {
+            return status(
+                StatusCode::UNAUTHORIZED,
+                "Unauthorized",
+                format!("user {user:?} no longer exists"),
+            );
+        }
+    };
+    // Reviews ("who am I", "can I") are created, but change nothing.
+    let review = method == Method::POST
+        && (api_path.ends_with("/selfsubjectreviews")
+            || api_path.ends_with("/selfsubjectaccessreviews")
+            || api_path.ends_with("/selfsubjectrulesreviews"));
+    let read_only = matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) || review;
+    let actor = format!("user/{user}");
+    let audit = |code: u16| {
+        let hub = hub.clone();
+        let (actor, method, target, source) = (
+            actor.clone(),
+            method.to_string(),
+            format!("cluster/{cluster} {target_path}"),
+            peer.addr.to_string(),
+        );
+        async move {
+            if !read_only {
+                hub.audit(
+                    &actor,
+                    &format!("proxy {method}"),
+                    &target,
+                    &code.to_string(),
+                    &source,
+                )
+                .await;
+            }
+        }
+    };
+    if !read_only && role < Role::Operator {
+        audit(403).await;
+        return status(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            format!(
+                "user {user:?} (role {role}) may not {method} through the proxy: it needs role operator"
+            ),
+        );
+    }
+    if !matches!(
+        method,
+        Method::GET
+            | Method::HEAD
+            | Method::OPTIONS
+            | Method::POST
+            | Method::PUT
+            | Method::PATCH
+            | Method::DELETE
+    ) {
+        return status(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            format!("method {method} is not part of the Kubernetes API"),
+        );
+    }
+    let header_bytes: usize = parts
+        .headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len())
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        return status(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "RequestHeaderFieldsTooLarge",
+            format!(
+                "request headers total {header_bytes} bytes, over the proxy's limit of {MAX_HEADER_BYTES}"
+            ),
+        );
+    }
+    if is_upgrade(&parts.headers, parts.uri.path()) {
+        return status(
+            StatusCode::NOT_IMPLEMENTED,
+            "NotImplemented",
+            "exec, attach and port-forward (connection upgrades) are not supported through the Tether proxy".into(),
+        );
+    }
+    let record = match hub.records.cluster(&cluster) {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            return status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!(
+                    "cluster {cluster:?} is not known to this hub (see: tetherctl cluster list)"
+                ),
+            );
+        }
+        Err(e) => {
+            return status(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                e.to_string(),
+            );
+        }
+    };
+    let settings = hub.settings.proxy.clone();
+    let Some(permit) = hub.proxy.slot(&cluster, settings.max_streams_per_cluster) else {
+        return status(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequests",
+            format!(
+                "too many proxied requests to cluster {cluster:?} at once (limit {})",
+                settings.max_streams_per_cluster
+            ),
+        );
+    };
+    let body = match http_body_util::Limited::new(body, settings.max_body)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return status(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestEntityTooLarge",
+                format!("request body larger than {} bytes", settings.max_body),
+            );
+        }
+    };
+
+    let (id, arrival) = hub.proxy.expect(&cluster);
+    if !hub.sessions.proxy_open(&cluster, id) {
+        hub.proxy.forget(&cluster, id);
+        let seen = tether_common::time::rfc3339(record.last_seen_unix);
+        return status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            format!(
+                "cluster {cluster:?} is Offline{}: the hub cannot reach its agent",
+                if seen.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (last seen {seen})")
+                }
+            ),
+        );
+    }
+    let stream = match tokio::time::timeout(settings.open_timeout, arrival).await {
+        Ok(Ok(s)) => s,
+        _ => {
+            hub.proxy.forget(&cluster, id);
+            return status(
+                StatusCode::GATEWAY_TIMEOUT,
+                "Timeout",
+                format!("the agent of cluster {cluster:?} did not open a proxy stream in time"),
+            );
+        }
+    };
+    let (impersonate_user, impersonate_groups) = if record.impersonate {
+        (
+            format!("tether:{user}"),
+            vec![format!("tether:{role}"), "system:authenticated".to_string()],
+        )
+    } else {
+        (String::new(), Vec::new())
+    };
+    let headers = parts
+        .headers
+        .iter()
+        .filter(|(n, _)| forwardable_request_header(n.as_str()))
+        .filter_map(|(n, v)| {
+            v.to_str().ok().map(|v| pb::HttpHeader {
+                name: n.to_string(),
+                value: v.to_string(),
+            })
+        })
+        .collect();
+    let frame = |f: proxy_frame::Frame| Ok(pb::ProxyFrame { frame: Some(f) });
+    let out = stream.outbound.clone();
+    let mut send = vec![frame(proxy_frame::Frame::Request(pb::ProxyRequest {
+        method: method.to_string(),
+        path: target_path.clone(),
+        headers,
+        impersonate_user,
+        impersonate_groups,
+    }))];
+    for chunk in body.chunks(1 << 20) {
+        send.push(frame(proxy_frame::Frame::Data(chunk.to_vec())));
+    }
+    send.push(frame(proxy_frame::Frame::End(pb::ProxyEnd {})));
+    for f in send {
+        if out.send(f).await.is_err() {
+            return status(
+                StatusCode::BAD_GATEWAY,
+                "InternalError",
+                format!("the agent of cluster {cluster:?} went away"),
+            );
+        }
+    }
+    let AgentStream {
+        mut inbound,
+        outbound,
+    } = stream;
+    let head = match inbound.message().await {
+        Ok(Some(pb::ProxyFrame {
+            frame: Some(proxy_frame::Frame::Response(r)),
+        })) => r,
+        Ok(Some(pb::ProxyFrame {
+            frame: Some(proxy_frame::Frame::Error(e)),
+        })) => {
+            audit(502).await;
+            return status(
+                StatusCode::BAD_GATEWAY,
+                "InternalError",
+                format!("cluster {cluster:?}: {e}"),
+            );
+        }
+        other => {
+            audit(502).await;
+            let why = match other {
+                Err(s) => s.message().to_string(),
+                _ => "the agent ended the stream without a response".into(),
+            };
+            return status(
+                StatusCode::BAD_GATEWAY,
+                "InternalError",
+                format!("cluster {cluster:?}: {why}"),
+            );
+        }
+    };
+    audit(head.status as u16).await;
+    let mut response = Response::builder()
+        .status(StatusCode::from_u16(head.status as u16).unwrap_or(StatusCode::BAD_GATEWAY));
+    if let Some(h) = response.headers_mut() {
+        for header in head.headers {
+            if HOP_BY_HOP.contains(&header.name.to_ascii_lowercase().as_str()) {
+                continue;
+            }
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::try_from(header.name.as_str()),
+                HeaderValue::try_from(header.value.as_str()),
+            ) {
+                h.append(n, v);
+            }
+        }
+    }
+    // The body streams as the agent sends it. Dropping it (the client left) drops the agent
+    // stream, which the agent sees and cancels the member request.
+    let body = futures::stream::unfold(
+        (inbound, outbound, permit),
+        |(mut inbound, outbound, permit)| async move {
+            match inbound.message().await {
+                Ok(Some(pb::ProxyFrame {
+                    frame: Some(proxy_frame::Frame::Data(d)),
+                })) => Some((
+                    Ok::<_, std::io::Error>(Bytes::from(d)),
+                    (inbound, outbound, permit),
+                )),
+                Ok(Some(pb::ProxyFrame {
+                    frame: Some(proxy_frame::Frame::Error(e)),
+                })) => Some((Err(std::io::Error::other(e)), (inbound, outbound, permit))),
+                _ => None,
+            }
+        },
+    )
+    .take_while(|r| std::future::ready(r.is_ok()));
+    response
+        .body(Body::from_stream(body))
+        .unwrap_or_else(|e| status(StatusCode::BAD_GATEWAY, "InternalError", e.to_string()))
+}
+
+/// A 404 as a Kubernetes Status.
+pub fn not_found(message: String) -> http::Response<Body> {
+    status(StatusCode::NOT_FOUND, "NotFound", message)
+}
+
+/// A gate refusal for proxy paths, as a Kubernetes Status rather than a gRPC one.
+pub fn unauthorized(message: String) -> http::Response<Body> {
+    status(StatusCode::UNAUTHORIZED, "Unauthorized", message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_paths_split_into_cluster_and_api_path() {
+        assert_eq!(
+            split("/clusters/edge-1/api/v1/pods"),
+            Some(("edge-1", "api/v1/pods"))
+        );
+        assert_eq!(split("/clusters/edge-1"), Some(("edge-1", "")));
+        assert_eq!(split("/other"), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_path_splits_or_is_refused_without_panicking(path in "\\PC{0,120}") {
+            if let Some((cluster, rest)) = split(&path) {
+                proptest::prop_assert!(path.ends_with(rest));
+                proptest::prop_assert!(!cluster.contains('/'));
+            }
+            let _ = is_upgrade(&HeaderMap::new(), &path);
+            let _ = forwardable_request_header(&path);
+        }
+    }
+
+    #[test]
+    fn credentials_and_hop_headers_are_not_forwarded() {
+        for h in [
+            "Authorization",
+            "Impersonate-User",
+            "impersonate-group",
+            "Connection",
+            "Host",
+            "Cookie",
+        ] {
+            assert!(!forwardable_request_header(h), "{h}");
+        }
+        for h in ["Accept", "Content-Type", "User-Agent"] {
+            assert!(forwardable_request_header(h), "{h}");
+        }
+    }
+}

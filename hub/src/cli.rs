@@ -122,6 +122,12 @@ pub struct ServeArgs {
     /// Largest request body the proxy forwards, in bytes; larger gets 413.
     #[arg(long, default_value_t = 10 << 20)]
     pub proxy_max_body: usize,
+    /// How often rollouts, deadlines and failovers are advanced.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub schedule_interval: Duration,
+    /// Failovers allowed per minute across the hub.
+    #[arg(long, default_value_t = 10)]
+    pub failovers_per_minute: u32,
 }
 
 impl ServeArgs {
@@ -163,6 +169,8 @@ impl ServeArgs {
                 max_body: self.proxy_max_body,
                 ..crate::proxy::ProxySettings::default()
             },
+            schedule_interval: self.schedule_interval.max(Duration::from_millis(100)),
+            failovers_per_minute: self.failovers_per_minute,
             ..Settings::default()
         })
     }

@@ -138,6 +138,8 @@ fn cluster_to_pb(v: ClusterView) -> pb::Cluster {
         cert_not_after_unix: v.record.cert_not_after,
         cert_issuer: v.record.cert_issuer,
         impersonate: v.record.impersonate,
+        cordoned: v.record.cordoned,
+        taints: v.record.taints.iter().map(|t| t.to_string()).collect(),
     }
 }
 
@@ -179,6 +181,44 @@ fn cluster_workload_to_pb(c: ClusterWorkload) -> pb::ClusterWorkloadStatus {
         reported_unix: status.received_unix,
         stale: c.stale,
         cluster_status: c.connectivity.as_str().to_string(),
+        outdated: c.outdated,
+    }
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
+fn rollout_to_pb(v: crate::scheduler::RolloutView) -> pb::RolloutStatus {
+    pb::RolloutStatus {
+        name: v.workload,
+        revision: v.revision,
+        state: v.state,
+        reason: v.reason,
+        current_wave: v.current_wave as u32,
+        max_unavailable: v.max_unavailable as u32,
+        waves: v
+            .waves
+            .into_iter()
+            .map(|w| pb::RolloutWave {
+                selector: w.selector,
+                clusters: w
+                    .clusters
+                    .into_iter()
+                    .map(|c| pb::RolloutCluster {
+                        cluster: c.cluster,
+                        revision: c.revision,
+                        updated: c.updated,
+                        available: c.available,
+                        offline: c.offline,
+                        phase: c.phase,
+                    })
+                    .collect(),
+            })
+            .collect(),
     }
 }
 
@@ -332,9 +372,13 @@ impl pb::hub_api_server::HubApi for ClientApi {
         let target = format!("cluster/{}", r.name);
         let result = async {
             self.authorize(&who, Role::Admin, "change cluster settings")?;
-            Ok(cluster_to_pb(
-                self.hub.set_cluster(&r.name, r.impersonate).await?,
-            ))
+            let change = crate::clusters::ClusterChange {
+                impersonate: r.impersonate,
+                cordoned: r.cordoned,
+                add_taints: r.add_taints,
+                remove_taints: r.remove_taints,
+            };
+            Ok(cluster_to_pb(self.hub.set_cluster(&r.name, change).await?))
         }
         .await;
         self.record(&who, "SetCluster", &target, &result).await;
@@ -550,6 +594,69 @@ impl pb::hub_api_server::HubApi for ClientApi {
             })
             .collect();
         Ok(Response::new(pb::ListAuditResponse { entries }))
+    }
+
+    async fn get_rollout(
+        &self,
+        req: Request<pb::RolloutRequest>,
+    ) -> Result<Response<pb::RolloutStatus>, Status> {
+        self.read(&req, "read rollouts")?;
+        let view = self.hub.rollout_status(&req.into_inner().name)?;
+        Ok(Response::new(rollout_to_pb(view)))
+    }
+
+    async fn control_rollout(
+        &self,
+        req: Request<pb::RolloutRequest>,
+    ) -> Result<Response<pb::RolloutStatus>, Status> {
+        let who = self.who(&req);
+        let r = req.into_inner();
+        let result = async {
+            let (user, _) = self.authorize(&who, Role::Operator, "control rollouts")?;
+            match r.action.as_str() {
+                "pause" => self.hub.set_rollout_paused(&r.name, true).await?,
+                "resume" => self.hub.set_rollout_paused(&r.name, false).await?,
+                "undo" => {
+                    self.hub.undo_rollout(&r.name, &user).await?;
+                }
+                other => {
+                    return Err(Status::invalid_argument(format!(
+                        "unknown rollout action {other:?} (pause, resume or undo)"
+                    )));
+                }
+            }
+            Ok(rollout_to_pb(self.hub.rollout_status(&r.name)?))
+        }
+        .await;
+        self.record(
+            &who,
+            &format!("Rollout{}", capitalize(&r.action)),
+            &format!("workload/{}", r.name),
+            &result,
+        )
+        .await;
+        result.map(Response::new)
+    }
+
+    async fn list_events(
+        &self,
+        req: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<pb::ListEventsResponse>, Status> {
+        self.read(&req, "read events")?;
+        let r = req.into_inner();
+        let events = self
+            .hub
+            .events_since(r.since_unix_ms, &r.workload, 10_000)?
+            .into_iter()
+            .map(|e| pb::Event {
+                unix_ms: e.unix_ms,
+                workload: e.workload,
+                cluster: e.cluster,
+                reason: e.reason,
+                message: e.message,
+            })
+            .collect();
+        Ok(Response::new(pb::ListEventsResponse { events }))
     }
 
     async fn who_am_i(

@@ -6,6 +6,8 @@ use tether_common::identity::Identity;
 use tether_common::labels::{self, LabelChanges};
 use tether_common::time::unix_now;
 
+use tether_common::workload::schedule::Taint;
+
 use crate::error::HubError;
 use crate::hub::Hub;
 use crate::records::{ClusterRecord, Facts, Put};
@@ -15,6 +17,15 @@ use crate::store::{Batch, Tree};
 /// How long a removed cluster's live session gets to receive its goodbye before its
 /// connection is cut.
 const GOODBYE_GRACE: Duration = Duration::from_secs(2);
+
+/// A change to a cluster's settings; `None`/empty leaves a setting alone.
+#[derive(Debug, Default)]
+pub struct ClusterChange {
+    pub impersonate: Option<bool>,
+    pub cordoned: Option<bool>,
+    pub add_taints: Vec<String>,
+    pub remove_taints: Vec<String>,
+}
 
 /// Whether the hub can hear a cluster's agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,23 +126,48 @@ impl Hub {
         Ok(self.view(record))
     }
 
-    /// Changes per-cluster settings.
+    /// Changes per-cluster settings: impersonation, cordon, taints.
     pub async fn set_cluster(
         &self,
         name: &str,
-        impersonate: Option<bool>,
+        change: ClusterChange,
     ) -> Result<ClusterView, HubError> {
-        let _w = self.write_lock.lock().await;
-        let mut record = self
-            .records
-            .cluster(name)?
-            .ok_or_else(|| HubError::cluster_not_found(name))?;
-        if let Some(i) = impersonate {
-            record.impersonate = i;
+        let mut taints_add = Vec::new();
+        for t in &change.add_taints {
+            taints_add.push(Taint::parse(t).map_err(HubError::InvalidArgument)?);
         }
-        let mut batch = Batch::new();
-        batch.put_cluster(&record);
-        self.records.commit(&batch).await?;
+        let scheduling = change.cordoned.is_some()
+            || !change.add_taints.is_empty()
+            || !change.remove_taints.is_empty();
+        let record = {
+            let _w = self.write_lock.lock().await;
+            let mut record = self
+                .records
+                .cluster(name)?
+                .ok_or_else(|| HubError::cluster_not_found(name))?;
+            if let Some(i) = change.impersonate {
+                record.impersonate = i;
+            }
+            if let Some(c) = change.cordoned {
+                record.cordoned = c;
+            }
+            for t in taints_add {
+                record.taints.retain(|x| x.key != t.key);
+                record.taints.push(t);
+            }
+            record
+                .taints
+                .retain(|x| !change.remove_taints.contains(&x.key));
+            let mut batch = Batch::new();
+            batch.put_cluster(&record);
+            self.records.commit(&batch).await?;
+            record
+        };
+        if scheduling {
+            // Taints and cordons only keep new placements away, but placements waiting for
+            // a spot may now find one.
+            self.replace_cluster(name).await?;
+        }
         Ok(self.view(record))
     }
 

@@ -55,6 +55,10 @@ pub struct Settings {
     /// How long audit entries are kept.
     pub audit_retention: Duration,
     pub proxy: crate::proxy::ProxySettings,
+    /// How often rollouts and failovers are advanced.
+    pub schedule_interval: Duration,
+    /// Failovers allowed per minute across the hub.
+    pub failovers_per_minute: u32,
     pub server: ServerOptions,
 }
 
@@ -71,6 +75,8 @@ impl Default for Settings {
             join_failures_per_minute: 10,
             audit_retention: Duration::from_secs(90 * 86_400),
             proxy: crate::proxy::ProxySettings::default(),
+            schedule_interval: Duration::from_secs(2),
+            failovers_per_minute: 10,
             server: ServerOptions::default(),
         }
     }
@@ -142,6 +148,10 @@ pub struct Hub {
     pub join_limiter: FailureLimiter,
     /// Proxied Kubernetes API requests waiting for their agent streams.
     pub proxy: crate::proxy::Proxy,
+    /// Failovers allowed per minute, hub-wide.
+    pub failover_budget: crate::scheduler::FailoverBudget,
+    /// When this hub process started (Offline time is not counted from before it).
+    pub started_unix: i64,
 }
 
 impl std::fmt::Debug for Hub {
@@ -190,6 +200,8 @@ impl Hub {
         let join_limiter =
             FailureLimiter::new(settings.join_failures_per_minute, Duration::from_secs(60));
         Ok(Arc::new(Hub {
+            failover_budget: crate::scheduler::FailoverBudget::new(settings.failovers_per_minute),
+            started_unix: tether_common::time::unix_now(),
             proxy: crate::proxy::Proxy::default(),
             join_limiter,
             records,
@@ -281,6 +293,11 @@ pub async fn serve(
         stop_servers.clone(),
     ));
     let maintenance = tokio::spawn(maintain(hub.clone(), stop_servers.clone()));
+    let scheduler = tokio::spawn(crate::scheduler::run(
+        hub.clone(),
+        hub.settings.schedule_interval,
+        stop_servers.clone(),
+    ));
     hub.metrics.set_ready(true);
     tracing::info!(
         listen = %listen.tls,
@@ -306,6 +323,7 @@ pub async fn serve(
     let _ = server_task.await;
     let _ = metrics_task.await;
     let _ = maintenance.await;
+    let _ = scheduler.await;
     hub.records.store().sync().await?;
     Ok(())
 }

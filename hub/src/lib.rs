@@ -23,6 +23,7 @@ pub mod proxy;
 pub mod ratelimit;
 pub mod records;
 pub mod rotation;
+pub mod scheduler;
 pub mod server;
 pub mod sessions;
 pub mod store;

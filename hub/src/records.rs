@@ -41,6 +41,9 @@ pub struct ClusterRecord {
     pub joined_with_token: String,
     /// Proxied requests impersonate the hub user (`tether:<user>`, group `tether:<role>`).
     pub impersonate: bool,
+    /// No new placements (existing ones stay).
+    pub cordoned: bool,
+    pub taints: Vec<tether_common::workload::schedule::Taint>,
 }
 
 /// A join token. Only the hash of its secret is kept.
@@ -145,6 +148,36 @@ pub struct WorkloadRecord {
     pub updated_by: String,
     /// Deleted by a user; kept until every cluster has removed it.
     pub deleting: bool,
+    /// The workload as it was before this revision, for `rollout undo`.
+    pub previous: Option<serde_json::Value>,
+    pub rollout: RolloutState,
+}
+
+/// Where the rollout of the current revision stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RolloutState {
+    /// The revision this state is about; a new revision starts afresh.
+    pub revision: u64,
+    pub paused: bool,
+    /// Why the rollout stopped by itself (empty while it may go on).
+    pub halted: String,
+    /// The wave being rolled out, and since when.
+    pub wave: usize,
+    pub wave_started_unix: i64,
+    pub complete: bool,
+}
+
+/// A scheduling decision, for `tetherctl events`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EventRecord {
+    pub unix_ms: i64,
+    pub workload: String,
+    pub cluster: String,
+    /// Placed, Removed, Replaced, WaveStarted, Halted, Paused, Resumed, Completed, Undone.
+    pub reason: String,
+    pub message: String,
 }
 
 /// What one cluster should run for one workload.
@@ -159,6 +192,16 @@ pub struct AssignmentRecord {
     pub bundle: String,
     /// The workload is being taken off this cluster.
     pub deleting: bool,
+    /// The bundle this cluster should end up with; differs from `bundle` while a rollout
+    /// has not reached it yet.
+    pub target: String,
+}
+
+impl AssignmentRecord {
+    /// Whether the cluster has been given its final copy.
+    pub fn at_target(&self) -> bool {
+        self.target.is_empty() || self.target == self.bundle
+    }
 }
 
 impl AssignmentRecord {
@@ -376,6 +419,20 @@ impl Records {
             .collect()
     }
 
+    /// Events with keys in `[from, to)`, oldest first.
+    pub fn event_range(
+        &self,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, EventRecord)>, StoreError> {
+        self.store
+            .scan_range(Tree::Events, from, to, limit)?
+            .into_iter()
+            .map(|(k, v)| decode(Tree::Events, &k, &v).map(|r| (k, r)))
+            .collect()
+    }
+
     pub fn hub_meta(&self) -> Result<Option<HubMeta>, StoreError> {
         self.store
             .get(Tree::Meta, HUB_META_KEY)?
@@ -406,6 +463,7 @@ pub trait Put {
     fn put_status(&mut self, r: &StatusRecord) -> &mut Self;
     fn put_cluster(&mut self, r: &ClusterRecord) -> &mut Self;
     fn put_audit(&mut self, key: &[u8], r: &AuditRecord) -> &mut Self;
+    fn put_event(&mut self, key: &[u8], r: &EventRecord) -> &mut Self;
     fn put_token(&mut self, r: &TokenRecord) -> &mut Self;
     fn put_user(&mut self, r: &UserRecord) -> &mut Self;
     fn put_hub_meta(&mut self, r: &HubMeta) -> &mut Self;
@@ -461,6 +519,9 @@ impl Put for Batch {
     }
     fn put_audit(&mut self, key: &[u8], r: &AuditRecord) -> &mut Self {
         self.put(Tree::Audit, key.to_vec(), encode(r))
+    }
+    fn put_event(&mut self, key: &[u8], r: &EventRecord) -> &mut Self {
+        self.put(Tree::Events, key.to_vec(), encode(r))
     }
     fn put_token(&mut self, r: &TokenRecord) -> &mut Self {
         self.put(Tree::Tokens, r.id.as_bytes(), encode(r))

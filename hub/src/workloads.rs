@@ -16,7 +16,7 @@ use crate::clusters::Connectivity;
 use crate::delivery::Hint;
 use crate::error::HubError;
 use crate::hub::Hub;
-use crate::records::{AssignmentRecord, ClusterRecord, Put, StatusRecord, WorkloadRecord};
+use crate::records::{AssignmentRecord, Put, RolloutState, StatusRecord, WorkloadRecord};
 use crate::store::{Batch, Tree};
 
 /// The result of an apply.
@@ -30,24 +30,24 @@ pub struct Applied {
 
 /// Reference-count changes and new bundles gathered for one batch.
 #[derive(Default)]
-struct Ledger {
+pub(crate) struct Ledger {
     delta: HashMap<String, i64>,
     new: HashMap<String, Vec<u8>>,
 }
 
 impl Ledger {
-    fn add(&mut self, hash: &str, gzip: impl FnOnce() -> Vec<u8>) {
+    pub(crate) fn add(&mut self, hash: &str, gzip: impl FnOnce() -> Vec<u8>) {
         *self.delta.entry(hash.to_string()).or_default() += 1;
         if !self.new.contains_key(hash) {
             self.new.insert(hash.to_string(), gzip());
         }
     }
 
-    fn remove(&mut self, hash: &str) {
+    pub(crate) fn remove(&mut self, hash: &str) {
         *self.delta.entry(hash.to_string()).or_default() -= 1;
     }
 
-    fn write(self, hub: &Hub, batch: &mut Batch) -> Result<(), HubError> {
+    pub(crate) fn write(self, hub: &Hub, batch: &mut Batch) -> Result<(), HubError> {
         for (hash, delta) in self.delta {
             if delta == 0 {
                 continue;
@@ -67,20 +67,23 @@ impl Ledger {
 }
 
 /// One cluster's rendered copy.
-struct Copy {
-    hash: String,
-    json: std::rc::Rc<Vec<u8>>,
+pub(crate) struct Copy {
+    pub(crate) hash: String,
+    pub(crate) json: std::sync::Arc<Vec<u8>>,
 }
 
-/// Renders copies for clusters, once per distinct set of matching overrides.
-struct Renderer<'a> {
+/// What makes copies differ: which overrides match, and the replica share.
+type CopyKey = (Vec<bool>, Option<u32>);
+
+/// Renders copies for clusters, once per distinct set of matching overrides and replica share.
+pub(crate) struct Renderer<'a> {
     workload: &'a Workload,
     max_size: usize,
-    cache: HashMap<Vec<bool>, (String, std::rc::Rc<Vec<u8>>)>,
+    cache: HashMap<CopyKey, (String, std::sync::Arc<Vec<u8>>)>,
 }
 
 impl<'a> Renderer<'a> {
-    fn new(workload: &'a Workload, max_size: usize) -> Self {
+    pub(crate) fn new(workload: &'a Workload, max_size: usize) -> Self {
         Renderer {
             workload,
             max_size,
@@ -88,22 +91,28 @@ impl<'a> Renderer<'a> {
         }
     }
 
-    fn copy_for(&mut self, cluster: &str, labels: &Labels) -> Result<Copy, HubError> {
-        let key: Vec<bool> = self
+    pub(crate) fn copy_for(
+        &mut self,
+        cluster: &str,
+        labels: &Labels,
+        share: Option<u32>,
+    ) -> Result<Copy, HubError> {
+        let overrides: Vec<bool> = self
             .workload
             .spec
             .overrides
             .iter()
             .map(|o| o.cluster_selector.matches(labels))
             .collect();
+        let key = (overrides, share);
         if let Some((hash, json)) = self.cache.get(&key) {
             return Ok(Copy {
                 hash: hash.clone(),
                 json: json.clone(),
             });
         }
-        let manifests =
-            workload::render(self.workload, cluster, labels).map_err(HubError::InvalidArgument)?;
+        let manifests = workload::render_with_share(self.workload, cluster, labels, share)
+            .map_err(HubError::InvalidArgument)?;
         let json = Bundle::new(self.workload, manifests).to_json();
         if json.len() > self.max_size {
             return Err(HubError::InvalidArgument(format!(
@@ -114,7 +123,7 @@ impl<'a> Renderer<'a> {
             )));
         }
         let hash = bundle::hash(&json);
-        let json = std::rc::Rc::new(json);
+        let json = std::sync::Arc::new(json);
         self.cache.insert(key, (hash.clone(), json.clone()));
         Ok(Copy { hash, json })
     }
@@ -158,20 +167,30 @@ impl Hub {
             updated_unix: now,
             updated_by: by.to_string(),
             deleting: false,
+            previous: None,
+            rollout: RolloutState::default(),
         };
         // The copy without overrides must fit even if no cluster is placed yet.
-        Renderer::new(&w, self.settings.max_bundle_size).copy_for("(unplaced)", &Labels::new())?;
-        let clusters = self.records.clusters()?;
+        Renderer::new(&w, self.settings.max_bundle_size).copy_for(
+            "(unplaced)",
+            &Labels::new(),
+            None,
+        )?;
+        let record = WorkloadRecord {
+            previous: existing.as_ref().map(|e| e.workload.clone()),
+            rollout: RolloutState {
+                revision,
+                wave_started_unix: now,
+                ..RolloutState::default()
+            },
+            ..record
+        };
         let mut batch = Batch::new();
-        let mut ledger = Ledger::default();
-        let touched = self.place(&w, revision, &clusters, &mut batch, &mut ledger)?;
-        ledger.write(self, &mut batch)?;
         batch.put_workload(&record);
         self.records.commit(&batch).await?;
         drop(_w);
-        for c in &touched {
-            self.sessions.hint(c, Hint::Workload(name.clone()));
-        }
+        // Place it: new clusters at once, clusters running an older copy as the rollout allows.
+        let touched = self.reconcile_workload(&name).await?;
         tracing::info!(workload = %name, revision, clusters_changed = touched.len(), by, "workload applied");
         Ok(Applied {
             clusters: self.placed_clusters(&name)?,
@@ -181,65 +200,8 @@ impl Hub {
         })
     }
 
-    /// Computes assignments of `w` at `revision` over `clusters`, adding them to `batch`.
-    /// Returns the clusters whose assignment changed.
-    fn place(
-        &self,
-        w: &Workload,
-        revision: u64,
-        clusters: &[ClusterRecord],
-        batch: &mut Batch,
-        ledger: &mut Ledger,
-    ) -> Result<Vec<String>, HubError> {
-        let name = &w.metadata.name;
-        let mut renderer = Renderer::new(w, self.settings.max_bundle_size);
-        let mut touched = Vec::new();
-        let mut placed = std::collections::HashSet::new();
-        for c in clusters
-            .iter()
-            .filter(|c| w.spec.placement.selects(&c.name, &c.labels))
-        {
-            placed.insert(c.name.clone());
-            let copy = renderer.copy_for(&c.name, &c.labels)?;
-            let old = self.records.assignment(&c.name, name)?;
-            if old
-                .as_ref()
-                .is_some_and(|o| o.bundle == copy.hash && !o.deleting)
-            {
-                continue;
-            }
-            let json = copy.json.clone();
-            ledger.add(&copy.hash, || bundle::gzip(&json));
-            if let Some(o) = &old {
-                ledger.remove(&o.bundle);
-            }
-            batch.put_assignment(&AssignmentRecord {
-                cluster: c.name.clone(),
-                workload: name.clone(),
-                revision,
-                bundle: copy.hash,
-                deleting: false,
-            });
-            touched.push(c.name.clone());
-        }
-        for cluster in self.records.clusters_of_workload(name)? {
-            if placed.contains(&cluster) {
-                continue;
-            }
-            if let Some(mut a) = self.records.assignment(&cluster, name)?
-                && !a.deleting
-            {
-                a.deleting = true;
-                a.revision = revision;
-                batch.put_assignment(&a);
-                touched.push(cluster);
-            }
-        }
-        Ok(touched)
-    }
-
     /// Names of the clusters a workload runs on (not those it is leaving).
-    fn placed_clusters(&self, workload: &str) -> Result<Vec<String>, HubError> {
+    pub(crate) fn placed_clusters(&self, workload: &str) -> Result<Vec<String>, HubError> {
         let mut out = Vec::new();
         for c in self.records.clusters_of_workload(workload)? {
             if self
@@ -295,74 +257,12 @@ impl Hub {
         Ok(())
     }
 
-    /// Re-places every workload on one cluster (it joined, or its labels changed).
-    pub async fn replace_cluster(&self, cluster: &str) -> Result<(), HubError> {
-        let _w = self.write_lock.lock().await;
-        let Some(c) = self.records.cluster(cluster)? else {
-            return Ok(());
-        };
-        let mut batch = Batch::new();
-        let mut ledger = Ledger::default();
-        let mut touched = Vec::new();
-        for mut rec in self.records.workloads()? {
-            if rec.deleting {
-                continue;
+    /// Re-places every workload after a cluster joined or changed (labels, taints, cordon).
+    pub async fn replace_cluster(&self, _cluster: &str) -> Result<(), HubError> {
+        for rec in self.records.workloads()? {
+            if !rec.deleting {
+                self.reconcile_workload(&rec.name).await?;
             }
-            let Ok(w) = serde_json::from_value::<Workload>(rec.workload.clone()) else {
-                tracing::error!(workload = %rec.name, "stored workload does not parse; skipping");
-                continue;
-            };
-            let old = self.records.assignment(cluster, &rec.name)?;
-            let placed = w.spec.placement.selects(&c.name, &c.labels);
-            let copy = if placed {
-                match Renderer::new(&w, self.settings.max_bundle_size).copy_for(&c.name, &c.labels)
-                {
-                    Ok(copy) => Some(copy),
-                    Err(e) => {
-                        tracing::warn!(workload = %rec.name, cluster, error = %e, "cannot render for relabeled cluster");
-                        continue;
-                    }
-                }
-            } else {
-                None
-            };
-            match (copy, old) {
-                (Some(copy), Some(o)) if o.bundle == copy.hash && !o.deleting => {}
-                (Some(copy), old) => {
-                    // This cluster's desired state changed: that is a new revision.
-                    rec.revision += 1;
-                    let json = copy.json.clone();
-                    ledger.add(&copy.hash, || bundle::gzip(&json));
-                    if let Some(o) = &old {
-                        ledger.remove(&o.bundle);
-                    }
-                    batch.put_assignment(&AssignmentRecord {
-                        cluster: cluster.to_string(),
-                        workload: rec.name.clone(),
-                        revision: rec.revision,
-                        bundle: copy.hash,
-                        deleting: false,
-                    });
-                    batch.put_workload(&rec);
-                    touched.push(rec.name.clone());
-                }
-                (None, Some(mut o)) if !o.deleting => {
-                    o.deleting = true;
-                    o.revision = rec.revision;
-                    batch.put_assignment(&o);
-                    touched.push(rec.name.clone());
-                }
-                (None, _) => {}
-            }
-        }
-        if touched.is_empty() {
-            return Ok(());
-        }
-        ledger.write(self, &mut batch)?;
-        self.records.commit(&batch).await?;
-        drop(_w);
-        for w in touched {
-            self.sessions.hint(cluster, Hint::Workload(w));
         }
         Ok(())
     }
@@ -511,6 +411,7 @@ impl Hub {
                 s.clusters += 1;
                 match (c.stale, c.phase.as_str()) {
                     (true, _) => s.stale += 1,
+                    _ if c.outdated => s.pending += 1,
                     (false, "Available") => s.available += 1,
                     (false, "Progressing" | "Applied") => s.progressing += 1,
                     (false, "Degraded") => s.degraded += 1,
@@ -534,6 +435,8 @@ pub struct ClusterWorkload {
     pub message: String,
     /// The cluster is not Ready: its last report is not a current fact.
     pub stale: bool,
+    /// A newer copy waits for this cluster in the rollout.
+    pub outdated: bool,
 }
 
 impl ClusterWorkload {
@@ -561,6 +464,10 @@ impl ClusterWorkload {
                 format!("waiting for revision {}", assignment.revision),
             ),
         };
+        let outdated = !assignment.deleting && !assignment.at_target();
+        if outdated {
+            message = format!("a newer revision waits in the rollout; {message}");
+        }
         if stale {
             message = format!("cluster {}: last known {message}", connectivity.as_str());
         }
@@ -571,12 +478,13 @@ impl ClusterWorkload {
             phase,
             message,
             stale,
+            outdated,
         }
     }
 
     /// Available on the revision the cluster should run, and the cluster is live.
     pub fn is_available(&self) -> bool {
-        !self.stale && !self.assignment.deleting && self.phase == "Available"
+        !self.stale && !self.assignment.deleting && !self.outdated && self.phase == "Available"
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod bundle;
 pub mod render;
+pub mod schedule;
 pub mod selector;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,7 +17,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use self::render::render;
+pub use self::render::{render, render_with_share};
 pub use self::selector::LabelSelector;
 use crate::identity::validate_name;
 use crate::labels;
@@ -57,6 +58,12 @@ pub struct Spec {
     pub delete_policy: DeletePolicy,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub status_feedback: Vec<FeedbackRule>,
+    /// Divide a Deployment's or StatefulSet's replicas over the placed clusters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<schedule::ReplicaSplit>,
+    /// How a new revision reaches clusters that run an older one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<schedule::Rollout>,
 }
 
 /// Where the workload runs: the listed clusters and those matching the selector. Without
@@ -68,6 +75,18 @@ pub struct Placement {
     pub clusters: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_selector: Option<LabelSelector>,
+    /// Choose at most this many of the selected clusters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_clusters: Option<u32>,
+    /// Prefer distinct values of this cluster label when choosing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spread_by: Option<String>,
+    /// Taints (and cordons) these tolerate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<schedule::Toleration>,
+    /// Replace a cluster that stays Offline (opt-in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<schedule::Failover>,
 }
 
 impl Placement {
@@ -374,6 +393,7 @@ impl Workload {
                 }
             }
         }
+        schedule::validate(spec).map_err(|(f, m)| problem(f, m))?;
         for (i, r) in spec.status_feedback.iter().enumerate() {
             check_target(format!("spec.statusFeedback[{i}].target"), &r.target)?;
             if !r.json_path.starts_with('.') {

@@ -8,6 +8,16 @@ use crate::labels::Labels;
 
 /// The manifests `cluster` (with `labels`) should run. Fails if a JSON patch cannot apply.
 pub fn render(w: &Workload, cluster: &str, labels: &Labels) -> Result<Vec<Value>, String> {
+    render_with_share(w, cluster, labels, None)
+}
+
+/// Like [`render`], with the cluster's share of divided replicas written last.
+pub fn render_with_share(
+    w: &Workload,
+    cluster: &str,
+    labels: &Labels,
+    share: Option<u32>,
+) -> Result<Vec<Value>, String> {
     let mut manifests = w.spec.manifests.clone();
     for (i, o) in w.spec.overrides.iter().enumerate() {
         if !o.cluster_selector.matches(labels) {
@@ -30,6 +40,11 @@ pub fn render(w: &Workload, cluster: &str, labels: &Labels) -> Result<Vec<Value>
                     })?;
                 }
             }
+        }
+    }
+    if let (Some(split), Some(share)) = (&w.spec.replicas, share) {
+        for m in manifests.iter_mut().filter(|m| split.target.matches(m)) {
+            m["spec"]["replicas"] = Value::from(share);
         }
     }
     Ok(manifests)

@@ -31,6 +31,9 @@ struct ClusterView {
     cert_serial: String,
     cert_expires: String,
     cert_issuer: String,
+    impersonate: bool,
+    cordoned: bool,
+    taints: Vec<String>,
 }
 
 fn view(c: pb::Cluster) -> ClusterView {
@@ -52,6 +55,9 @@ fn view(c: pb::Cluster) -> ClusterView {
         cert_serial: c.cert_serial,
         cert_expires: rfc3339(c.cert_not_after_unix),
         cert_issuer: c.cert_issuer,
+        impersonate: c.impersonate,
+        cordoned: c.cordoned,
+        taints: c.taints,
     }
 }
 
@@ -90,6 +96,10 @@ pub(super) async fn run(
     api: &mut HubApiClient<Channel>,
     cmd: ClusterCommand,
 ) -> Result<String, Failure> {
+    let cmd_kind = match &cmd {
+        ClusterCommand::Cordon { .. } => "cordon",
+        _ => "",
+    };
     match cmd {
         ClusterCommand::List { output: format } => {
             let clusters = api
@@ -136,6 +146,7 @@ pub(super) async fn run(
                 .set_cluster(pb::SetClusterRequest {
                     name,
                     impersonate: impersonate.map(|i| i == "on"),
+                    ..Default::default()
                 })
                 .await?
                 .into_inner();
@@ -143,6 +154,48 @@ pub(super) async fn run(
                 "cluster {} impersonate={}\n",
                 c.name,
                 if c.impersonate { "on" } else { "off" }
+            ))
+        }
+        ClusterCommand::Cordon { name } | ClusterCommand::Uncordon { name } => {
+            let cordon = matches!(cmd_kind, "cordon");
+            let c = api
+                .set_cluster(pb::SetClusterRequest {
+                    name,
+                    cordoned: Some(cordon),
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            Ok(format!(
+                "cluster {} {}\n",
+                c.name,
+                if c.cordoned { "cordoned" } else { "uncordoned" }
+            ))
+        }
+        ClusterCommand::Taint { name, taints } => {
+            let mut add = Vec::new();
+            let mut remove = Vec::new();
+            for t in taints {
+                if let Some(key) = t.strip_suffix('-').filter(|_| !t.contains(':')) {
+                    remove.push(key.to_string());
+                } else {
+                    tether_common::workload::schedule::Taint::parse(&t).map_err(CtlError::usage)?;
+                    add.push(t);
+                }
+            }
+            let c = api
+                .set_cluster(pb::SetClusterRequest {
+                    name,
+                    add_taints: add,
+                    remove_taints: remove,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            Ok(format!(
+                "cluster {} taints: {}\n",
+                c.name,
+                output::or_none(&c.taints.join(","))
             ))
         }
         ClusterCommand::Remove { name } => {

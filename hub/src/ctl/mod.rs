@@ -7,6 +7,7 @@ pub mod client;
 mod clusters;
 pub mod config;
 pub mod output;
+mod rollouts;
 mod tokens;
 mod users;
 pub mod workloads;
@@ -116,6 +117,25 @@ pub enum Command {
     /// API users and their roles.
     #[command(subcommand)]
     User(UserCommand),
+    /// Rollouts of new revisions: status, pause, resume, undo.
+    Rollout {
+        /// status | pause | resume | undo
+        action: String,
+        name: String,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// Scheduling decisions: placements, replacements, waves, halts.
+    Events {
+        /// Only this workload's.
+        #[arg(long)]
+        workload: Option<String>,
+        /// Keep printing new events.
+        #[arg(short, long)]
+        follow: bool,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
     /// Show the audit log of mutating calls.
     Audit {
         /// Only entries newer than this (e.g. 1h).
@@ -220,7 +240,22 @@ pub enum ClusterCommand {
         changes: Vec<String>,
     },
     /// Remove a member cluster: revokes its certificate and closes its live stream.
-    Remove { name: String },
+    Remove {
+        name: String,
+    },
+    /// No new placements on this cluster (what runs there stays).
+    Cordon {
+        name: String,
+    },
+    Uncordon {
+        name: String,
+    },
+    /// Add (key=value:NoSchedule) or remove (key-) taints.
+    Taint {
+        name: String,
+        #[arg(required = true, value_name = "key=value:NoSchedule|key-")]
+        taints: Vec<String>,
+    },
     /// Change a cluster's settings.
     Set {
         name: String,
@@ -347,6 +382,20 @@ async fn dispatch(cli: Cli) -> Result<String, CtlError> {
                 .await
                 .map_err(|e| e.or_status(&fail))
         }
+        Command::Rollout {
+            action,
+            name,
+            output,
+        } => rollouts::rollout(&mut api, &action, &name, output)
+            .await
+            .map_err(|e| e.or_status(&fail)),
+        Command::Events {
+            workload,
+            follow,
+            output,
+        } => rollouts::events(&mut api, workload.as_deref(), follow, output)
+            .await
+            .map_err(|e| e.or_status(&fail)),
         Command::Audit { since, output } => users::audit(&mut api, since, output)
             .await
             .map_err(|e| e.or_status(&fail)),

@@ -155,6 +155,7 @@ pub fn workload_from_dir(
             placement: workload::Placement {
                 clusters: clusters.to_vec(),
                 cluster_selector,
+                ..Default::default()
             },
             ..Default::default()
         },
@@ -272,6 +273,7 @@ fn status_json(s: &pb::WorkloadStatusResponse) -> Value {
             "ready": c.ready,
             "total": c.total,
             "stale": c.stale,
+            "outdated": c.outdated,
             "clusterStatus": c.cluster_status,
             "reported": rfc3339(c.reported_unix),
             "feedback": c.feedback.iter().collect::<std::collections::BTreeMap<_, _>>(),
@@ -303,11 +305,14 @@ pub(super) async fn status(
         Format::Table => {
             let mut t = Table::new(&["CLUSTER", "REVISION", "PHASE", "READY", "MESSAGE", "AGE"]);
             for c in &s.clusters {
-                let phase = if c.stale {
+                let mut phase = if c.stale {
                     format!("{} (stale)", c.phase)
                 } else {
                     c.phase.clone()
                 };
+                if c.outdated {
+                    phase.push_str(" (update pending)");
+                }
                 t.row(vec![
                     c.cluster.clone(),
                     c.revision.to_string(),
@@ -345,11 +350,18 @@ pub(super) async fn wait(
             .collect();
         let available = placed
             .iter()
-            .filter(|c| c.phase == "Available" && !c.stale && c.reported_revision == c.revision)
+            .filter(|c| {
+                c.phase == "Available"
+                    && !c.stale
+                    && !c.outdated
+                    && c.reported_revision == c.revision
+            })
             .count();
         let waiting: Vec<String> = placed
             .iter()
-            .filter(|c| !(c.phase == "Available" && !c.stale && c.reported_revision == c.revision))
+            .filter(|c| {
+                c.phase != "Available" || c.stale || c.outdated || c.reported_revision != c.revision
+            })
             .map(|c| {
                 format!(
                     "{}: {}",

@@ -38,10 +38,12 @@ pub enum Tree {
     Status,
     /// Mutating calls, keyed by time.
     Audit,
+    /// Scheduling decisions, keyed by time.
+    Events,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 11] = [
+    pub const ALL: [Tree; 12] = [
         Tree::Meta,
         Tree::Clusters,
         Tree::Tokens,
@@ -53,6 +55,7 @@ impl Tree {
         Tree::BundleRefs,
         Tree::Status,
         Tree::Audit,
+        Tree::Events,
     ];
 
     /// Position in [`Tree::ALL`].
@@ -73,6 +76,7 @@ impl Tree {
             Tree::BundleRefs => "bundle_refs",
             Tree::Status => "status",
             Tree::Audit => "audit",
+            Tree::Events => "events",
         }
     }
 }

@@ -1,0 +1,603 @@
+//! Scheduling: which of the selected clusters a workload runs on (at most N, spread over a
+//! label, respecting taints and cordons), how divided replicas are shared out, and the
+//! rollout and failover policies. Pure functions: the hub supplies clusters and state.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::{LabelSelector, Spec, Target};
+use crate::labels::{self, Labels};
+
+/// The taint a cordon amounts to.
+pub const CORDON_TAINT: &str = "tether.dev/unschedulable";
+
+/// A cluster taint: workloads that do not tolerate it are not placed there.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Taint {
+    pub key: String,
+    pub value: String,
+    /// Only `NoSchedule` is supported: new placements avoid the cluster, existing ones stay.
+    pub effect: String,
+}
+
+impl Taint {
+    /// Parses `key=value:NoSchedule` (or `key:NoSchedule`).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (kv, effect) = s
+            .rsplit_once(':')
+            .ok_or_else(|| format!("taint {s:?} is not of the form key=value:NoSchedule"))?;
+        if effect != "NoSchedule" {
+            return Err(format!(
+                "taint effect {effect:?} is not supported (only NoSchedule)"
+            ));
+        }
+        let (key, value) = kv.split_once('=').unwrap_or((kv, ""));
+        labels::validate_key(key)?;
+        labels::validate_value(value)?;
+        Ok(Taint {
+            key: key.into(),
+            value: value.into(),
+            effect: effect.into(),
+        })
+    }
+}
+
+impl std::fmt::Display for Taint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.value.is_empty() {
+            write!(f, "{}:{}", self.key, self.effect)
+        } else {
+            write!(f, "{}={}:{}", self.key, self.value, self.effect)
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TolerationOperator {
+    #[default]
+    Equal,
+    Exists,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Toleration {
+    /// Empty with `Exists` tolerates every taint.
+    #[serde(default)]
+    pub key: String,
+    #[serde(default)]
+    pub operator: TolerationOperator,
+    #[serde(default)]
+    pub value: String,
+    /// Empty tolerates every effect.
+    #[serde(default)]
+    pub effect: String,
+}
+
+impl Toleration {
+    pub fn tolerates(&self, t: &Taint) -> bool {
+        let effect = self.effect.is_empty() || self.effect == t.effect;
+        let key = match self.operator {
+            TolerationOperator::Exists => self.key.is_empty() || self.key == t.key,
+            TolerationOperator::Equal => self.key == t.key && self.value == t.value,
+        };
+        effect && key
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Failover {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Offline this long before a cluster is replaced.
+    #[serde(default = "default_after")]
+    pub after_seconds: u64,
+}
+
+fn default_after() -> u64 {
+    300
+}
+
+/// Divides a Deployment's or StatefulSet's replicas over the placed clusters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReplicaSplit {
+    pub target: Target,
+    pub total: u32,
+    /// `label=value` -> weight. A cluster takes the largest weight whose label it has; 1 for
+    /// all when empty, 0 for clusters matching none otherwise.
+    #[serde(default)]
+    pub weights: BTreeMap<String, u32>,
+    /// Every placed cluster gets at least this many [default: 1, or 0 when total is smaller
+    /// than the number of clusters].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_per_cluster: Option<u32>,
+}
+
+/// A count or a percentage (of placed clusters), as Kubernetes writes `maxUnavailable`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum IntOrPercent {
+    Int(u32),
+    Str(String),
+}
+
+impl IntOrPercent {
+    /// The count for `n` clusters, at least 1.
+    pub fn of(&self, n: usize) -> Result<usize, String> {
+        let v = match self {
+            IntOrPercent::Int(i) => *i as usize,
+            IntOrPercent::Str(s) => {
+                let pct: usize = s
+                    .strip_suffix('%')
+                    .and_then(|p| p.parse().ok())
+                    .filter(|p| *p <= 100)
+                    .ok_or_else(|| format!("{s:?} is neither a count nor a percentage like 25%"))?;
+                n * pct / 100
+            }
+        };
+        Ok(v.max(1))
+    }
+}
+
+/// An ordered group of clusters in a rollout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Wave {
+    #[serde(default)]
+    pub cluster_selector: LabelSelector,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Rollout {
+    /// Clusters updating or not Available at once [default: 1].
+    #[serde(default = "default_max_unavailable")]
+    pub max_unavailable: IntOrPercent,
+    /// Ordered groups; clusters in none form a last group.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waves: Vec<Wave>,
+    /// A wave not Available this long after it started halts the rollout.
+    #[serde(default = "default_deadline")]
+    pub progress_deadline_seconds: u64,
+}
+
+fn default_max_unavailable() -> IntOrPercent {
+    IntOrPercent::Int(1)
+}
+
+fn default_deadline() -> u64 {
+    600
+}
+
+impl Default for Rollout {
+    /// Conservative: one cluster at a time, no waves. Users of other tools were burned by a
+    /// default that updated every cluster at once.
+    fn default() -> Self {
+        Rollout {
+            max_unavailable: default_max_unavailable(),
+            waves: Vec::new(),
+            progress_deadline_seconds: default_deadline(),
+        }
+    }
+}
+
+impl Rollout {
+    /// Which wave a cluster is in (the last, implicit one if it matches none).
+    pub fn wave_of(&self, labels: &Labels) -> usize {
+        self.waves
+            .iter()
+            .position(|w| w.cluster_selector.matches(labels))
+            .unwrap_or(self.waves.len())
+    }
+}
+
+/// Checks the scheduling parts of a spec.
+pub fn validate(spec: &Spec) -> Result<(), (String, String)> {
+    let p = &spec.placement;
+    if p.max_clusters == Some(0) {
+        return Err((
+            "spec.placement.maxClusters".into(),
+            "must be at least 1".into(),
+        ));
+    }
+    if let Some(k) = &p.spread_by {
+        labels::validate_key(k).map_err(|e| ("spec.placement.spreadBy".into(), e))?;
+    }
+    for (i, t) in p.tolerations.iter().enumerate() {
+        if t.operator == TolerationOperator::Exists && !t.value.is_empty() {
+            return Err((
+                format!("spec.placement.tolerations[{i}]"),
+                "operator Exists takes no value".into(),
+            ));
+        }
+        if t.operator == TolerationOperator::Equal && t.key.is_empty() {
+            return Err((
+                format!("spec.placement.tolerations[{i}].key"),
+                "required with operator Equal".into(),
+            ));
+        }
+        if !t.effect.is_empty() && t.effect != "NoSchedule" {
+            return Err((
+                format!("spec.placement.tolerations[{i}].effect"),
+                "only NoSchedule is supported".into(),
+            ));
+        }
+    }
+    if let Some(f) = &p.failover
+        && f.enabled
+        && f.after_seconds == 0
+    {
+        return Err((
+            "spec.placement.failover.afterSeconds".into(),
+            "must be at least 1".into(),
+        ));
+    }
+    if let Some(r) = &spec.replicas {
+        if !matches!(r.target.kind.as_str(), "Deployment" | "StatefulSet") {
+            return Err((
+                "spec.replicas.target.kind".into(),
+                "must be Deployment or StatefulSet".into(),
+            ));
+        }
+        if !spec.manifests.iter().any(|m| r.target.matches(m)) {
+            return Err((
+                "spec.replicas.target".into(),
+                format!("target {} matches no manifest in spec.manifests", r.target),
+            ));
+        }
+        for k in r.weights.keys() {
+            let (lk, lv) = k.split_once('=').ok_or_else(|| {
+                (
+                    "spec.replicas.weights".to_string(),
+                    format!("{k:?} is not label=value"),
+                )
+            })?;
+            labels::validate_key(lk).map_err(|e| ("spec.replicas.weights".to_string(), e))?;
+            labels::validate_value(lv).map_err(|e| ("spec.replicas.weights".to_string(), e))?;
+        }
+    }
+    if let Some(r) = &spec.rollout {
+        r.max_unavailable
+            .of(1)
+            .map_err(|e| ("spec.rollout.maxUnavailable".to_string(), e))?;
+        if r.max_unavailable == IntOrPercent::Int(0) {
+            return Err((
+                "spec.rollout.maxUnavailable".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        for (i, w) in r.waves.iter().enumerate() {
+            w.cluster_selector
+                .validate()
+                .map_err(|e| (format!("spec.rollout.waves[{i}].clusterSelector"), e))?;
+        }
+        if r.progress_deadline_seconds == 0 {
+            return Err((
+                "spec.rollout.progressDeadlineSeconds".into(),
+                "must be at least 1".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What scheduling needs to know about a cluster.
+#[derive(Debug, Clone)]
+pub struct Candidate<'a> {
+    pub name: &'a str,
+    pub labels: &'a Labels,
+    pub taints: &'a [Taint],
+    pub cordoned: bool,
+}
+
+impl Candidate<'_> {
+    /// Whether a new placement with these tolerations may go here.
+    pub fn schedulable(&self, tolerations: &[Toleration]) -> bool {
+        let cordon = Taint {
+            key: CORDON_TAINT.into(),
+            value: String::new(),
+            effect: "NoSchedule".into(),
+        };
+        let taints = self.taints.iter().chain(self.cordoned.then_some(&cordon));
+        taints
+            .into_iter()
+            .all(|t| tolerations.iter().any(|tol| tol.tolerates(t)))
+    }
+}
+
+/// A stable pseudo-random rank of a cluster for a workload (rendezvous hashing): different
+/// workloads prefer different clusters, and the same inputs always give the same order.
+fn rank(workload: &str, cluster: &str) -> Vec<u8> {
+    ring::digest::digest(
+        &ring::digest::SHA256,
+        format!("{workload}/{cluster}").as_bytes(),
+    )
+    .as_ref()
+    .to_vec()
+}
+
+/// Chooses the clusters a workload runs on. Clusters it already runs on stay while they are
+/// still selected (a taint or cordon does not evict); new ones must be schedulable; with
+/// `maxClusters` the rest are filled preferring `spreadBy` values not yet used, then by a
+/// stable per-workload order. Adding a cluster never moves a placed workload.
+pub fn choose(
+    workload: &str,
+    spec: &Spec,
+    clusters: &[Candidate<'_>],
+    placed: &BTreeSet<String>,
+    excluded: &BTreeSet<String>,
+) -> Vec<String> {
+    let p = &spec.placement;
+    let selected: Vec<&Candidate<'_>> = clusters
+        .iter()
+        .filter(|c| !excluded.contains(c.name) && p.selects(c.name, c.labels))
+        .collect();
+    let mut keep: Vec<&Candidate<'_>> = selected
+        .iter()
+        .filter(|c| placed.contains(c.name))
+        .copied()
+        .collect();
+    keep.sort_by_key(|c| rank(workload, c.name));
+    let mut fresh: Vec<&Candidate<'_>> = selected
+        .iter()
+        .filter(|c| !placed.contains(c.name) && c.schedulable(&p.tolerations))
+        .copied()
+        .collect();
+    fresh.sort_by_key(|c| rank(workload, c.name));
+    let Some(max) = p.max_clusters.map(|m| m as usize) else {
+        return keep
+            .into_iter()
+            .chain(fresh)
+            .map(|c| c.name.to_string())
+            .collect();
+    };
+    keep.truncate(max);
+    let spread = |c: &Candidate<'_>| {
+        p.spread_by
+            .as_ref()
+            .and_then(|k| c.labels.get(k))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let mut chosen: Vec<&Candidate<'_>> = keep;
+    while chosen.len() < max && !fresh.is_empty() {
+        let used = |v: &String| chosen.iter().filter(|c| &spread(c) == v).count();
+        let (i, _) = fresh
+            .iter()
+            .enumerate()
+            .min_by_key(|(i, c)| (used(&spread(c)), *i))
+            .unwrap_or((0, &fresh[0]));
+        chosen.push(fresh.remove(i));
+    }
+    chosen.into_iter().map(|c| c.name.to_string()).collect()
+}
+
+/// A replacement for `lost`: a schedulable, selected, live cluster not already placed,
+/// preferring the lost one's `spreadBy` value.
+pub fn replacement<'a>(
+    workload: &str,
+    spec: &Spec,
+    lost: &Candidate<'_>,
+    clusters: &'a [Candidate<'a>],
+    placed: &BTreeSet<String>,
+    live: &BTreeSet<String>,
+) -> Option<&'a str> {
+    let p = &spec.placement;
+    let value = |c: &Candidate<'_>| p.spread_by.as_ref().and_then(|k| c.labels.get(k)).cloned();
+    let mut options: Vec<&Candidate<'_>> = clusters
+        .iter()
+        .filter(|c| c.name != lost.name && !placed.contains(c.name) && live.contains(c.name))
+        .filter(|c| p.selects(c.name, c.labels) && c.schedulable(&p.tolerations))
+        .collect();
+    options.sort_by_key(|c| (value(c) != value(lost), rank(workload, c.name)));
+    options.first().map(|c| c.name)
+}
+
+/// Each cluster's share of `split.total`: at least the minimum each, the rest by weight
+/// (largest remainder, ties by name). The shares always add up to the total.
+pub fn shares(split: &ReplicaSplit, clusters: &[(&str, &Labels)]) -> BTreeMap<String, u32> {
+    let n = clusters.len() as u32;
+    if n == 0 {
+        return BTreeMap::new();
+    }
+    let min = split
+        .min_per_cluster
+        .unwrap_or(if split.total >= n { 1 } else { 0 })
+        .min(split.total / n);
+    let weight = |labels: &Labels| -> u64 {
+        if split.weights.is_empty() {
+            return 1;
+        }
+        split
+            .weights
+            .iter()
+            .filter(|(k, _)| {
+                k.split_once('=')
+                    .is_some_and(|(lk, lv)| labels.get(lk).is_some_and(|v| v == lv))
+            })
+            .map(|(_, w)| u64::from(*w))
+            .max()
+            .unwrap_or(0)
+    };
+    let weights: Vec<u64> = clusters.iter().map(|(_, l)| weight(l)).collect();
+    let total_weight: u64 = weights.iter().sum();
+    let rest = u64::from(split.total - min * n);
+    let mut out: Vec<(String, u64, u64)> = clusters
+        .iter()
+        .zip(&weights)
+        .map(|((name, _), w)| {
+            // With no weight anywhere, the rest is shared equally.
+            let (num, den) = if total_weight == 0 {
+                (rest, u64::from(n))
+            } else {
+                (rest * w, total_weight)
+            };
+            (
+                name.to_string(),
+                u64::from(min) + num / den,
+                num % den * 1_000_000 / den.max(1),
+            )
+        })
+        .collect();
+    let assigned: u64 = out.iter().map(|(_, s, _)| *s).sum();
+    let mut left = u64::from(split.total).saturating_sub(assigned);
+    let mut order: Vec<usize> = (0..out.len()).collect();
+    order.sort_by(|a, b| out[*b].2.cmp(&out[*a].2).then(out[*a].0.cmp(&out[*b].0)));
+    for i in order.into_iter().cycle() {
+        if left == 0 {
+            break;
+        }
+        out[i].1 += 1;
+        left -= 1;
+    }
+    out.into_iter().map(|(n, s, _)| (n, s as u32)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn spec(yaml: &str) -> Spec {
+        serde_saphyr::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn choose_spreads_and_stays_put() {
+        let ls: Vec<(String, Labels)> = [
+            ("eu-1", "eu"),
+            ("eu-2", "eu"),
+            ("us-1", "us"),
+            ("us-2", "us"),
+            ("ap-1", "ap"),
+            ("ap-2", "ap"),
+        ]
+        .iter()
+        .map(|(n, r)| (n.to_string(), labels(&[("region", r), ("tier", "prod")])))
+        .collect();
+        let cands: Vec<Candidate<'_>> = ls
+            .iter()
+            .map(|(n, l)| Candidate {
+                name: n,
+                labels: l,
+                taints: &[],
+                cordoned: false,
+            })
+            .collect();
+        let s = spec(
+            "manifests: []\nplacement: { clusterSelector: { matchLabels: { tier: prod } }, maxClusters: 3, spreadBy: region }\n",
+        );
+        let chosen = choose("web", &s, &cands, &BTreeSet::new(), &BTreeSet::new());
+        let regions: BTreeSet<&str> = chosen.iter().map(|c| &c[..2]).collect();
+        assert_eq!(regions.len(), 3, "{chosen:?}");
+        // A new matching cluster moves nothing.
+        let mut more = ls.clone();
+        more.push(("eu-3".into(), labels(&[("region", "eu"), ("tier", "prod")])));
+        let cands2: Vec<Candidate<'_>> = more
+            .iter()
+            .map(|(n, l)| Candidate {
+                name: n,
+                labels: l,
+                taints: &[],
+                cordoned: false,
+            })
+            .collect();
+        let placed: BTreeSet<String> = chosen.iter().cloned().collect();
+        let again = choose("web", &s, &cands2, &placed, &BTreeSet::new());
+        assert_eq!(
+            again.iter().collect::<BTreeSet<_>>(),
+            chosen.iter().collect::<BTreeSet<_>>()
+        );
+    }
+
+    #[test]
+    fn taints_and_cordons_keep_new_placements_away() {
+        let l = labels(&[("a", "b")]);
+        let taint = vec![Taint::parse("gpu=yes:NoSchedule").unwrap()];
+        let c = Candidate {
+            name: "x",
+            labels: &l,
+            taints: &taint,
+            cordoned: false,
+        };
+        assert!(!c.schedulable(&[]));
+        let tol = Toleration {
+            key: "gpu".into(),
+            operator: TolerationOperator::Equal,
+            value: "yes".into(),
+            effect: String::new(),
+        };
+        assert!(c.schedulable(&[tol]));
+        let cordoned = Candidate {
+            name: "y",
+            labels: &l,
+            taints: &[],
+            cordoned: true,
+        };
+        assert!(!cordoned.schedulable(&[]));
+        let all = Toleration {
+            key: String::new(),
+            operator: TolerationOperator::Exists,
+            ..Default::default()
+        };
+        assert!(cordoned.schedulable(&[all]));
+        assert!(Taint::parse("k=v:NoExecute").is_err());
+    }
+
+    #[test]
+    fn shares_add_up_and_follow_weights() {
+        let eu = labels(&[("region", "eu")]);
+        let us = labels(&[("region", "us")]);
+        let split = ReplicaSplit {
+            target: Target {
+                api_version: None,
+                kind: "Deployment".into(),
+                name: "web".into(),
+                namespace: None,
+            },
+            total: 10,
+            weights: [("region=eu".to_string(), 2), ("region=us".to_string(), 1)].into(),
+            min_per_cluster: None,
+        };
+        let s = shares(&split, &[("eu-1", &eu), ("eu-2", &eu), ("us-1", &us)]);
+        assert_eq!(s.values().sum::<u32>(), 10);
+        assert_eq!(s["eu-1"], 4);
+        assert_eq!(s["eu-2"], 4);
+        assert_eq!(s["us-1"], 2);
+        let two = shares(&split, &[("eu-1", &eu), ("us-1", &us)]);
+        assert_eq!(two.values().sum::<u32>(), 10);
+        assert!(two["eu-1"] > two["us-1"]);
+        let equal = ReplicaSplit {
+            weights: BTreeMap::new(),
+            total: 7,
+            ..split.clone()
+        };
+        let e = shares(&equal, &[("a", &eu), ("b", &eu), ("c", &us)]);
+        assert_eq!(e.values().sum::<u32>(), 7);
+        assert!(e.values().all(|v| *v >= 2));
+        let few = ReplicaSplit { total: 2, ..equal };
+        assert_eq!(
+            shares(&few, &[("a", &eu), ("b", &eu), ("c", &us)])
+                .values()
+                .sum::<u32>(),
+            2
+        );
+    }
+
+    #[test]
+    fn max_unavailable_counts_and_percentages() {
+        assert_eq!(IntOrPercent::Str("25%".into()).of(8).unwrap(), 2);
+        assert_eq!(IntOrPercent::Str("25%".into()).of(3).unwrap(), 1);
+        assert_eq!(IntOrPercent::Int(3).of(10).unwrap(), 3);
+        assert!(IntOrPercent::Str("lots".into()).of(3).is_err());
+    }
+}

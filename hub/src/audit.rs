@@ -56,17 +56,6 @@ impl Hub {
     /// Drops entries older than `retention`.
     pub fn prune_audit(&self, retention: Duration) -> Result<usize, HubError> {
         let cutoff = unix_now_ms() - retention.as_millis() as i64;
-        let old = self
-            .records
-            .audit_range(&time_key(0), &time_key(cutoff), 100_000)?;
-        if old.is_empty() {
-            return Ok(0);
-        }
-        let mut batch = Batch::new();
-        for (k, _) in &old {
-            batch.delete(Tree::Audit, k.clone());
-        }
-        self.records.apply_lazy(&batch)?;
-        Ok(old.len())
+        Ok(self.records.prune_before(Tree::Audit, cutoff)?)
     }
 }

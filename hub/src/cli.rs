@@ -116,6 +116,9 @@ pub struct ServeArgs {
     /// How long audit entries are kept.
     #[arg(long, default_value = "90d", value_parser = parse_duration)]
     pub audit_retention: Duration,
+    /// How long scheduling events (`tetherctl events`) are kept.
+    #[arg(long, default_value = "7d", value_parser = parse_duration)]
+    pub event_retention: Duration,
     /// Proxied Kubernetes API requests in flight per cluster; more get 429.
     #[arg(long, default_value_t = 64)]
     pub proxy_max_streams: usize,
@@ -164,6 +167,7 @@ impl ServeArgs {
             max_bundle_size: self.max_bundle_size,
             join_failures_per_minute: self.join_failures_per_minute.max(1),
             audit_retention: self.audit_retention,
+            event_retention: self.event_retention,
             proxy: crate::proxy::ProxySettings {
                 max_streams_per_cluster: self.proxy_max_streams.max(1),
                 max_body: self.proxy_max_body,

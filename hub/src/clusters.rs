@@ -122,7 +122,7 @@ impl Hub {
         self.records.commit(&batch).await?;
         drop(_w);
         // New labels may place or unplace workloads, or change which overrides apply.
-        self.replace_cluster(name).await?;
+        self.reschedule_all().await?;
         Ok(self.view(record))
     }
 
@@ -166,7 +166,7 @@ impl Hub {
         if scheduling {
             // Taints and cordons only keep new placements away, but placements waiting for
             // a spot may now find one.
-            self.replace_cluster(name).await?;
+            self.reschedule_all().await?;
         }
         Ok(self.view(record))
     }

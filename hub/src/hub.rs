@@ -54,6 +54,8 @@ pub struct Settings {
     pub join_failures_per_minute: u32,
     /// How long audit entries are kept.
     pub audit_retention: Duration,
+    /// How long scheduling events (`tetherctl events`) are kept.
+    pub event_retention: Duration,
     pub proxy: crate::proxy::ProxySettings,
     /// How often rollouts and failovers are advanced.
     pub schedule_interval: Duration,
@@ -74,6 +76,7 @@ impl Default for Settings {
             max_bundle_size: 16 << 20,
             join_failures_per_minute: 10,
             audit_retention: Duration::from_secs(90 * 86_400),
+            event_retention: Duration::from_secs(7 * 86_400),
             proxy: crate::proxy::ProxySettings::default(),
             schedule_interval: Duration::from_secs(2),
             failovers_per_minute: 10,
@@ -328,17 +331,24 @@ pub async fn serve(
     Ok(())
 }
 
-/// Housekeeping: old audit entries go.
+/// Housekeeping: old audit entries and scheduling events go.
 async fn maintain(hub: Arc<Hub>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tick.tick() => match hub.prune_audit(hub.settings.audit_retention) {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(entries = n, "pruned old audit entries"),
-                Err(e) => tracing::warn!(error = %e, "cannot prune the audit log"),
-            },
+            _ = tick.tick() => {
+                match hub.prune_audit(hub.settings.audit_retention) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(entries = n, "pruned old audit entries"),
+                    Err(e) => tracing::warn!(error = %e, "cannot prune the audit log"),
+                }
+                match hub.prune_events(hub.settings.event_retention) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(events = n, "pruned old scheduling events"),
+                    Err(e) => tracing::warn!(error = %e, "cannot prune scheduling events"),
+                }
+            }
         }
     }
 }

@@ -144,7 +144,7 @@ impl Hub {
         }
         drop(_w);
         // Workloads whose placement selects the new cluster (or its token's labels).
-        self.replace_cluster(&cluster.name).await?;
+        self.reschedule_all().await?;
         Metrics::count(&self.metrics.joins, "ok");
         tracing::info!(cluster = %cluster.name, token_id = %id, source = %req.source, rejoin, "cluster joined");
         Ok(Joined {

@@ -433,6 +433,25 @@ impl Records {
             .collect()
     }
 
+    /// Deletes the entries of a time-keyed tree (audit, events: keys start with the big-endian
+    /// unix milliseconds) older than `cutoff_ms`. Returns how many went.
+    pub fn prune_before(&self, tree: Tree, cutoff_ms: i64) -> Result<usize, StoreError> {
+        let to = (cutoff_ms.max(0) as u64).to_be_bytes();
+        let mut pruned = 0;
+        loop {
+            let old = self.store.scan_range(tree, &[], &to, 10_000)?;
+            if old.is_empty() {
+                return Ok(pruned);
+            }
+            let mut batch = Batch::new();
+            for (k, _) in &old {
+                batch.delete(tree, k.clone());
+            }
+            self.store.apply_lazy(&batch)?;
+            pruned += old.len();
+        }
+    }
+
     pub fn hub_meta(&self) -> Result<Option<HubMeta>, StoreError> {
         self.store
             .get(Tree::Meta, HUB_META_KEY)?
@@ -549,6 +568,34 @@ mod tests {
         assert_eq!(bytes[0] as u32, SCHEMA_VERSION);
         let back: ClusterRecord = decode(Tree::Clusters, b"edge-1", &bytes).unwrap();
         assert_eq!(back, r);
+    }
+
+    #[tokio::test]
+    async fn pruning_drops_only_time_keyed_entries_older_than_the_cutoff() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::SledStore::open(dir.path()).unwrap();
+        let records = Records::new(Durable::new(std::sync::Arc::new(store)));
+        let mut batch = Batch::new();
+        for ms in [1_000i64, 2_000, 2_999, 3_000, 9_000] {
+            let mut key = (ms as u64).to_be_bytes().to_vec();
+            key.extend_from_slice(&7u64.to_be_bytes());
+            let e = EventRecord {
+                unix_ms: ms,
+                workload: "web".into(),
+                ..Default::default()
+            };
+            batch.put_event(&key, &e);
+        }
+        records.apply_lazy(&batch).unwrap();
+        assert_eq!(records.prune_before(Tree::Events, 3_000).unwrap(), 3);
+        let left: Vec<i64> = records
+            .event_range(&[], &u64::MAX.to_be_bytes(), usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|(_, e)| e.unix_ms)
+            .collect();
+        assert_eq!(left, vec![3_000, 9_000]);
+        assert_eq!(records.prune_before(Tree::Events, 3_000).unwrap(), 0);
     }
 
     #[test]

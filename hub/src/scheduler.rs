@@ -23,7 +23,7 @@ use crate::hub::Hub;
 use crate::records::{
     AssignmentRecord, ClusterRecord, EventRecord, Put, RolloutState, WorkloadRecord,
 };
-use crate::store::Batch;
+use crate::store::{Batch, Tree};
 use crate::workloads::{Ledger, Renderer};
 
 static EVENT_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -382,9 +382,6 @@ impl Hub {
         };
         let current = (0..waves).find(|w| !done(*w)).unwrap_or(waves);
         if current >= waves {
-            if !rec.rollout.complete && !outdated.is_empty() {
-                // (unreachable: outdated clusters make their wave not done)
-            }
             if !rec.rollout.complete {
                 rec.rollout.complete = true;
                 if rec.revision > 1 {
@@ -521,6 +518,12 @@ impl Hub {
                 tracing::warn!(workload = %rec.name, error = %e, "scheduling failed");
             }
         }
+    }
+
+    /// Drops events older than `retention`.
+    pub fn prune_events(&self, retention: Duration) -> Result<usize, HubError> {
+        let cutoff = unix_now_ms() - retention.as_millis() as i64;
+        Ok(self.records.prune_before(Tree::Events, cutoff)?)
     }
 
     /// Events since `since_ms`, for one workload or all, oldest first.

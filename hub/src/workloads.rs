@@ -257,8 +257,9 @@ impl Hub {
         Ok(())
     }
 
-    /// Re-places every workload after a cluster joined or changed (labels, taints, cordon).
-    pub async fn replace_cluster(&self, _cluster: &str) -> Result<(), HubError> {
+    /// Re-places every workload after a cluster joined, left or changed (labels, taints,
+    /// cordon): any workload may now choose or drop it.
+    pub async fn reschedule_all(&self) -> Result<(), HubError> {
         for rec in self.records.workloads()? {
             if !rec.deleting {
                 self.reconcile_workload(&rec.name).await?;

@@ -380,6 +380,24 @@ fn cordoned_and_tainted_clusters_get_no_new_placements() {
     // Cordoning does not evict; uncordoning lets new placements in.
     assert!(hub.ctl(&["cluster", "cordon", "c"]).status.success());
     assert!(hub.ctl(&["cluster", "uncordon", "a"]).status.success());
+    let table = String::from_utf8(hub.ctl(&["get", "clusters"]).stdout).unwrap();
+    let row = |name: &str| {
+        table
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no row for {name} in\n{table}"))
+            .to_string()
+    };
+    assert!(row("c").contains("SchedulingDisabled"), "{table}");
+    assert!(!row("a").contains("SchedulingDisabled"), "{table}");
+    assert!(row("b").contains("gpu=yes:NoSchedule"), "{table}");
+    let bad = hub.ctl(&["cluster", "taint", "b", "gpu=yes:NoExecute"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.trim().lines().count() == 1 && err.contains("NoExecute"),
+        "{err}"
+    );
     eventually(PATIENCE, "a placed after uncordon", || {
         placed(&hub, "plain").contains("a").then_some(())
     });
@@ -387,7 +405,11 @@ fn cordoned_and_tainted_clusters_get_no_new_placements() {
         placed(&hub, "plain").contains("c"),
         "a cordon must not evict"
     );
-    assert!(hub.ctl(&["cluster", "taint", "b", "gpu-"]).status.success());
+    assert!(
+        hub.ctl(&["cluster", "taint", "b", "gpu=yes:NoSchedule-"])
+            .status
+            .success()
+    );
     eventually(PATIENCE, "b placed after the taint is gone", || {
         placed(&hub, "plain").contains("b").then_some(())
     });

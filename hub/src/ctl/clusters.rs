@@ -66,6 +66,7 @@ fn table(clusters: Vec<pb::Cluster>) -> String {
         "NAME",
         "STATUS",
         "LABELS",
+        "TAINTS",
         "KUBERNETES",
         "NODES",
         "AGENT",
@@ -79,10 +80,17 @@ fn table(clusters: Vec<pb::Cluster>) -> String {
             // Keep "the agent cannot reach its API server" visible apart from Offline.
             "unreachable".into()
         };
+        // As kubectl shows a cordoned node.
+        let status = if c.cordoned {
+            format!("{},SchedulingDisabled", c.status)
+        } else {
+            c.status
+        };
         t.row(vec![
             c.name,
-            c.status,
+            status,
             output::or_none(&format_labels(&c.labels.into_iter().collect())),
+            output::or_none(&c.taints.join(",")),
             kube,
             f.node_count.to_string(),
             output::or_none(&f.agent_version),
@@ -176,7 +184,11 @@ pub(super) async fn run(
             let mut add = Vec::new();
             let mut remove = Vec::new();
             for t in taints {
-                if let Some(key) = t.strip_suffix('-').filter(|_| !t.contains(':')) {
+                // `key-`, `key:NoSchedule-` and `key=value:NoSchedule-` remove, as in kubectl.
+                if let Some(spec) = t.strip_suffix('-') {
+                    let key = spec.split([':', '=']).next().unwrap_or_default();
+                    tether_common::labels::validate_key(key)
+                        .map_err(|e| CtlError::usage(format!("cannot remove taint {t:?}: {e}")))?;
                     remove.push(key.to_string());
                 } else {
                     tether_common::workload::schedule::Taint::parse(&t).map_err(CtlError::usage)?;

@@ -334,7 +334,8 @@ pub fn agent_client(
     AgentServiceClient::new(channel).max_decoding_message_size(MAX_HUB_MESSAGE)
 }
 
-fn report_message(r: &Report) -> pb::AgentMessage {
+/// The message that carries a report to the hub.
+pub fn report_message(r: &Report) -> pb::AgentMessage {
     use pb::object_status::Health as PbHealth;
     use pb::workload_status::Phase as PbPhase;
     let msg = match r {

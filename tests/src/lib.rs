@@ -6,5 +6,6 @@
 
 pub mod emulator;
 pub mod harness;
+pub mod loadgen;
 pub mod netns;
 pub mod rogue;

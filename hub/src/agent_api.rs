@@ -470,7 +470,7 @@ impl Session {
             }
             Some(agent_message::Msg::Status(s)) => {
                 let record = status_from_pb(&cluster, s);
-                match self.hub.record_status(record) {
+                match self.hub.record_status(record).await {
                     Ok(true) => {
                         self.hub.metrics.status_reports.inc();
                     }

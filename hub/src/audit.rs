@@ -54,8 +54,8 @@ impl Hub {
     }
 
     /// Drops entries older than `retention`.
-    pub fn prune_audit(&self, retention: Duration) -> Result<usize, HubError> {
+    pub async fn prune_audit(&self, retention: Duration) -> Result<usize, HubError> {
         let cutoff = unix_now_ms() - retention.as_millis() as i64;
-        Ok(self.records.prune_before(Tree::Audit, cutoff)?)
+        Ok(self.records.prune_before(Tree::Audit, cutoff).await?)
     }
 }

@@ -205,8 +205,7 @@ impl Hub {
         Ok(())
     }
 
-    /// Stores the facts an agent reported (not waiting for the disk: the next report or
-    /// reconnect repeats them).
+    /// Stores the facts an agent reported.
     pub async fn record_facts(&self, name: &str, facts: Facts) -> Result<(), HubError> {
         let _w = self.write_lock.lock().await;
         let Some(mut record) = self.records.cluster(name)? else {
@@ -218,7 +217,7 @@ impl Hub {
         record.facts = Some(facts);
         let mut batch = Batch::new();
         batch.put_cluster(&record);
-        self.records.apply_lazy(&batch)?;
+        self.records.commit(&batch).await?;
         Ok(())
     }
 
@@ -231,7 +230,7 @@ impl Hub {
         record.last_seen_unix = unix.max(record.last_seen_unix).min(unix_now());
         let mut batch = Batch::new();
         batch.put_cluster(&record);
-        self.records.apply_lazy(&batch)?;
+        self.records.commit(&batch).await?;
         Ok(())
     }
 }

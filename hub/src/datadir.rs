@@ -6,7 +6,7 @@
 //! D/ca-bundle.crt         the CAs peers are trusted from, during a rotation only
 //! D/hub.crt D/hub.key     the serving certificate chain (leaf, then CA) and key (0600)
 //! D/admin.yaml            the first admin's tetherctl config (0600)
-//! D/store/                the sled store
+//! D/store.redb            the store (redb; written by the hub only)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -63,7 +63,7 @@ impl DataDir {
     }
 
     pub fn store(&self) -> PathBuf {
-        self.root.join("store")
+        self.root.join("store.redb")
     }
 
     /// Whether `init` has run here.

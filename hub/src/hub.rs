@@ -22,7 +22,7 @@ use crate::ratelimit::FailureLimiter;
 use crate::records::{HubMeta, Records};
 use crate::server::{self, ServerOptions};
 use crate::sessions::{EndReason, Sessions};
-use crate::store::{Durable, SledStore, StoreError};
+use crate::store::{Durable, RedbStore, StoreError};
 use crate::tls_auth::ClientVerifier;
 use crate::{agent_api, client_api};
 
@@ -187,7 +187,7 @@ impl Hub {
             Some(prev) => prev.pin()?,
             None => signing_pin.clone(),
         };
-        let store = SledStore::open(&dir.store())?;
+        let store = RedbStore::open(&dir.store())?;
         let records = Records::new(Durable::new(Arc::new(store)));
         let meta = records.hub_meta()?.ok_or(StartError::NoMeta)?;
         let access = Arc::new(Access::default());
@@ -338,12 +338,12 @@ async fn maintain(hub: Arc<Hub>, stop: CancellationToken) {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {
-                match hub.prune_audit(hub.settings.audit_retention) {
+                match hub.prune_audit(hub.settings.audit_retention).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(entries = n, "pruned old audit entries"),
                     Err(e) => tracing::warn!(error = %e, "cannot prune the audit log"),
                 }
-                match hub.prune_events(hub.settings.event_retention) {
+                match hub.prune_events(hub.settings.event_retention).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(events = n, "pruned old scheduling events"),
                     Err(e) => tracing::warn!(error = %e, "cannot prune scheduling events"),

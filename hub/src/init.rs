@@ -10,7 +10,7 @@ use crate::ctl::config::ClientConfig;
 use crate::datadir::DataDir;
 use crate::hub::{SERVING_CERT_LIFETIME, StartError, write_file};
 use crate::records::{HubMeta, Put, Role, UserRecord};
-use crate::store::{Batch, SledStore, Store};
+use crate::store::{Batch, RedbStore, Store};
 
 const CA_LIFETIME: Duration = Duration::from_secs(10 * 365 * 86_400);
 /// The admin credential written by init.
@@ -122,7 +122,7 @@ pub fn init(opts: &InitOptions) -> Result<InitReport, InitError> {
 
     let admin = Identity::User("admin".into());
     let (cred, signed) = ca.issue_client(&admin, ADMIN_CERT_LIFETIME)?;
-    let store = SledStore::open(&dir.store())?;
+    let store = RedbStore::open(&dir.store())?;
     let mut batch = Batch::new();
     batch
         .put_hub_meta(&HubMeta {
@@ -138,8 +138,7 @@ pub fn init(opts: &InitOptions) -> Result<InitReport, InitError> {
             cert_issuer: ca.pin()?,
             created_by: "tether-hub init".into(),
         });
-    store.apply(&batch)?;
-    store.flush()?;
+    store.commit(&[&batch])?;
     drop(store);
 
     let config = ClientConfig::new(

@@ -435,7 +435,7 @@ impl Records {
 
     /// Deletes the entries of a time-keyed tree (audit, events: keys start with the big-endian
     /// unix milliseconds) older than `cutoff_ms`. Returns how many went.
-    pub fn prune_before(&self, tree: Tree, cutoff_ms: i64) -> Result<usize, StoreError> {
+    pub async fn prune_before(&self, tree: Tree, cutoff_ms: i64) -> Result<usize, StoreError> {
         let to = (cutoff_ms.max(0) as u64).to_be_bytes();
         let mut pruned = 0;
         loop {
@@ -447,7 +447,7 @@ impl Records {
             for (k, _) in &old {
                 batch.delete(tree, k.clone());
             }
-            self.store.apply_lazy(&batch)?;
+            self.store.commit(&batch).await?;
             pruned += old.len();
         }
     }
@@ -464,9 +464,9 @@ impl Records {
         self.store.commit(batch).await
     }
 
-    /// Applies `batch` without waiting for the disk (see [`Durable::apply_lazy`]).
-    pub fn apply_lazy(&self, batch: &Batch) -> Result<(), StoreError> {
-        self.store.apply_lazy(batch)
+    /// Queues `batch` without waiting for the disk (see [`Durable::write`]).
+    pub async fn write(&self, batch: Batch) -> Result<(), StoreError> {
+        self.store.write(batch).await
     }
 }
 
@@ -573,7 +573,7 @@ mod tests {
     #[tokio::test]
     async fn pruning_drops_only_time_keyed_entries_older_than_the_cutoff() {
         let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::SledStore::open(dir.path()).unwrap();
+        let store = crate::store::RedbStore::open(&dir.path().join("store.redb")).unwrap();
         let records = Records::new(Durable::new(std::sync::Arc::new(store)));
         let mut batch = Batch::new();
         for ms in [1_000i64, 2_000, 2_999, 3_000, 9_000] {
@@ -586,8 +586,8 @@ mod tests {
             };
             batch.put_event(&key, &e);
         }
-        records.apply_lazy(&batch).unwrap();
-        assert_eq!(records.prune_before(Tree::Events, 3_000).unwrap(), 3);
+        records.commit(&batch).await.unwrap();
+        assert_eq!(records.prune_before(Tree::Events, 3_000).await.unwrap(), 3);
         let left: Vec<i64> = records
             .event_range(&[], &u64::MAX.to_be_bytes(), usize::MAX)
             .unwrap()
@@ -595,7 +595,7 @@ mod tests {
             .map(|(_, e)| e.unix_ms)
             .collect();
         assert_eq!(left, vec![3_000, 9_000]);
-        assert_eq!(records.prune_before(Tree::Events, 3_000).unwrap(), 0);
+        assert_eq!(records.prune_before(Tree::Events, 3_000).await.unwrap(), 0);
     }
 
     #[test]

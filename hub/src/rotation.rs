@@ -17,7 +17,7 @@ use crate::datadir::DataDir;
 use crate::hub::{SERVING_CERT_LIFETIME, StartError, write_file};
 use crate::init::{ADMIN_CERT_LIFETIME, InitError};
 use crate::records::{ClusterRecord, HubMeta, Put, Role, UserRecord, decode};
-use crate::store::{Batch, SledStore, Store, Tree};
+use crate::store::{Batch, RedbStore, Store, Tree};
 
 const CA_LIFETIME: Duration = Duration::from_secs(10 * 365 * 86_400);
 
@@ -66,8 +66,8 @@ fn rename(from: &std::path::Path, to: &std::path::Path) -> Result<(), RotationEr
     })
 }
 
-fn open_store(dir: &DataDir) -> Result<SledStore, RotationError> {
-    SledStore::open(&dir.store()).map_err(|e| RotationError::Store(e.to_string()))
+fn open_store(dir: &DataDir) -> Result<RedbStore, RotationError> {
+    RedbStore::open(&dir.store()).map_err(|e| RotationError::Store(e.to_string()))
 }
 
 /// What a rotation step did, for the operator.
@@ -119,7 +119,7 @@ pub fn rotate(dir: &DataDir) -> Result<RotationReport, RotationError> {
 /// A new admin credential from `ca`, trusting `trust`; the old one keeps working until finish.
 fn reissue_admin(
     dir: &DataDir,
-    store: &SledStore,
+    store: &RedbStore,
     ca: &CertificateAuthority,
     trust: &str,
 ) -> Result<(), RotationError> {
@@ -135,10 +135,7 @@ fn reissue_admin(
     let mut batch = Batch::new();
     batch.put_user(&user);
     store
-        .apply(&batch)
-        .map_err(|e| RotationError::Store(e.to_string()))?;
-    store
-        .flush()
+        .commit(&[&batch])
         .map_err(|e| RotationError::Store(e.to_string()))?;
     let hub = ClientConfig::load(&dir.admin_config())
         .map(|c| c.hub)
@@ -160,7 +157,7 @@ fn reissue_admin(
 }
 
 fn read_record<T: serde::de::DeserializeOwned>(
-    store: &SledStore,
+    store: &RedbStore,
     tree: Tree,
     key: &str,
 ) -> Result<Option<T>, RotationError> {
@@ -172,7 +169,7 @@ fn read_record<T: serde::de::DeserializeOwned>(
 }
 
 fn all_records<T: serde::de::DeserializeOwned>(
-    store: &SledStore,
+    store: &RedbStore,
     tree: Tree,
 ) -> Result<Vec<T>, RotationError> {
     store

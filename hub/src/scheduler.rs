@@ -521,9 +521,9 @@ impl Hub {
     }
 
     /// Drops events older than `retention`.
-    pub fn prune_events(&self, retention: Duration) -> Result<usize, HubError> {
+    pub async fn prune_events(&self, retention: Duration) -> Result<usize, HubError> {
         let cutoff = unix_now_ms() - retention.as_millis() as i64;
-        Ok(self.records.prune_before(Tree::Events, cutoff)?)
+        Ok(self.records.prune_before(Tree::Events, cutoff).await?)
     }
 
     /// Events since `since_ms`, for one workload or all, oldest first.

@@ -339,9 +339,10 @@ impl Hub {
         Ok(())
     }
 
-    /// Stores a status report, if it is about a workload assigned to that cluster. Written
-    /// without waiting: the group commit makes it durable shortly, shared with other writes.
-    pub fn record_status(&self, status: StatusRecord) -> Result<bool, HubError> {
+    /// Stores a status report, if it is about a workload assigned to that cluster. Queued
+    /// without waiting for the disk: the next group commit makes it durable, and an agent
+    /// sends every status again when it reconnects, so a crash loses nothing that matters.
+    pub async fn record_status(&self, status: StatusRecord) -> Result<bool, HubError> {
         if self
             .records
             .assignment(&status.cluster, &status.workload)?
@@ -351,13 +352,7 @@ impl Hub {
         }
         let mut batch = Batch::new();
         batch.put_status(&status);
-        self.records.apply_lazy(&batch)?;
-        let store = self.records.store().clone();
-        tokio::spawn(async move {
-            if let Err(e) = store.sync().await {
-                tracing::error!(error = %e, "status flush failed");
-            }
-        });
+        self.records.write(batch).await?;
         Ok(true)
     }
 

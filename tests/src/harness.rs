@@ -176,21 +176,21 @@ pub fn stderr(o: &Output) -> String {
 /// Settings of a hub under test.
 #[derive(Debug, Clone)]
 pub struct HubOptions {
-    pub heartbeat_interval: &'static str,
-    pub offline_grace: &'static str,
-    pub cert_lifetime: &'static str,
+    pub heartbeat_interval: String,
+    pub offline_grace: String,
+    pub cert_lifetime: String,
     /// `RUST_LOG` for the hub.
-    pub log: &'static str,
+    pub log: String,
     pub extra: Vec<String>,
 }
 
 impl Default for HubOptions {
     fn default() -> Self {
         HubOptions {
-            heartbeat_interval: "300ms",
-            offline_grace: "2s",
-            cert_lifetime: "1h",
-            log: "info",
+            heartbeat_interval: "300ms".into(),
+            offline_grace: "2s".into(),
+            cert_lifetime: "1h".into(),
+            log: "info".into(),
             extra: Vec::new(),
         }
     }
@@ -272,11 +272,11 @@ impl Hub {
             .arg(&self.dir)
             .args(["--listen", &self.addr.to_string()])
             .args(["--metrics-listen", &self.metrics.to_string()])
-            .args(["--heartbeat-interval", self.opts.heartbeat_interval])
-            .args(["--offline-grace", self.opts.offline_grace])
-            .args(["--cert-lifetime", self.opts.cert_lifetime])
+            .args(["--heartbeat-interval", &self.opts.heartbeat_interval])
+            .args(["--offline-grace", &self.opts.offline_grace])
+            .args(["--cert-lifetime", &self.opts.cert_lifetime])
             .args(&self.opts.extra)
-            .env("RUST_LOG", self.opts.log);
+            .env("RUST_LOG", &self.opts.log);
         let log = self.dir.with_extension(format!("hub-{}.log", self.starts));
         self.proc = Some(Proc::spawn("tether-hub", &mut cmd, log));
         eventually(Duration::from_secs(20), "hub /readyz", || {

@@ -202,8 +202,8 @@ fn hub_restart_restores_clusters_and_tokens_and_agents_return_without_the_token(
 #[test]
 fn a_silent_or_killed_agent_goes_offline_and_comes_back_ready() {
     let (dir, hub) = setup_with(HubOptions {
-        heartbeat_interval: "200ms",
-        offline_grace: "1500ms",
+        heartbeat_interval: "200ms".into(),
+        offline_grace: "1500ms".into(),
         ..HubOptions::default()
     });
     let cluster = Cluster::start(dir.path(), "edge-1", 1, "v1.33.4");
@@ -595,7 +595,7 @@ fn api_calls_need_a_valid_user_credential() {
 #[test]
 fn agents_renew_short_lived_certificates_and_stay_ready() {
     let (dir, mut hub) = setup_with(HubOptions {
-        cert_lifetime: "4s",
+        cert_lifetime: "4s".into(),
         ..HubOptions::default()
     });
     let cluster = Cluster::start(dir.path(), "edge-1", 1, "v1.33.4");

@@ -17,8 +17,8 @@ fn hub(dir: &Path) -> Hub {
     Hub::start(
         &dir.join("hub"),
         HubOptions {
-            heartbeat_interval: "200ms",
-            offline_grace: "1500ms",
+            heartbeat_interval: "200ms".into(),
+            offline_grace: "1500ms".into(),
             ..HubOptions::default()
         },
     )

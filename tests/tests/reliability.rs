@@ -19,8 +19,8 @@ const PATIENCE: Duration = Duration::from_secs(40);
 
 fn fast_hub() -> HubOptions {
     HubOptions {
-        heartbeat_interval: "200ms",
-        offline_grace: "1500ms",
+        heartbeat_interval: "200ms".into(),
+        offline_grace: "1500ms".into(),
         extra: vec!["--resync-interval".into(), "1s".into()],
         ..HubOptions::default()
     }
@@ -461,7 +461,7 @@ fn an_agent_offline_past_its_certificate_expiry_rejoins_with_a_new_token() {
     let hub = Hub::start(
         &dir.path().join("hub"),
         HubOptions {
-            cert_lifetime: "3s",
+            cert_lifetime: "3s".into(),
             ..fast_hub()
         },
     );

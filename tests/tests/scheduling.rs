@@ -17,8 +17,8 @@ fn hub(dir: &Path) -> Hub {
     Hub::start(
         &dir.join("hub"),
         HubOptions {
-            heartbeat_interval: "200ms",
-            offline_grace: "1s",
+            heartbeat_interval: "200ms".into(),
+            offline_grace: "1s".into(),
             extra: ["--resync-interval", "1s", "--schedule-interval", "300ms"]
                 .map(String::from)
                 .to_vec(),

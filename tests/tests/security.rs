@@ -202,7 +202,7 @@ fn bad_certificates_are_refused_at_the_handshake_and_the_hub_serves_on() {
     let hub = Hub::start(
         &dir.path().join("hub"),
         HubOptions {
-            cert_lifetime: "2s",
+            cert_lifetime: "2s".into(),
             ..HubOptions::default()
         },
     );
@@ -462,7 +462,7 @@ fn no_secret_reaches_any_log_at_debug_level() {
     let hub = Hub::start(
         &dir.path().join("hub"),
         HubOptions {
-            log: "debug",
+            log: "debug".into(),
             ..HubOptions::default()
         },
     );

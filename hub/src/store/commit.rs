@@ -1,27 +1,45 @@
-//! Group commit: a write is acknowledged only after a flush that covers it, and all writers
-//! waiting at the same moment share that one flush. Durability costs one fsync per group,
-//! not one per write.
+//! Group commit on one writer thread.
+//!
+//! Every write goes through a queue to a thread of its own, which takes everything waiting,
+//! applies it in one transaction and commits it durably (one fsync), then answers each
+//! writer. Concurrent writers therefore share an fsync, and no runtime thread ever blocks on
+//! the disk or on the store's write lock: a slow disk slows writers down, it does not stall
+//! heartbeats or health probes. Reads go straight to the store (MVCC: they never wait for the
+//! writer).
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::{mpsc, oneshot};
 
 use super::{Batch, Entries, Store, StoreError, Tree};
 
-#[derive(Debug, Clone, Default)]
-struct FlushState {
-    /// Every write with a sequence number up to this one is on disk.
-    durable: u64,
-    /// The last failed flush: it covered writes up to `.0`.
-    failed: Option<(u64, String)>,
+/// Writes waiting for the writer thread; more make writers wait (backpressure).
+const QUEUE: usize = 16 * 1024;
+/// Most batches in one transaction.
+const GROUP: usize = 4096;
+
+struct Job {
+    batch: Option<Batch>,
+    done: Option<oneshot::Sender<Result<(), String>>>,
+}
+
+/// What the writer has done, for metrics.
+#[derive(Debug, Default)]
+pub struct CommitStats {
+    /// Durable commits (fsyncs).
+    pub commits: AtomicU64,
+    /// Batches written.
+    pub batches: AtomicU64,
+    /// Failed commits.
+    pub failures: AtomicU64,
 }
 
 struct Inner {
     store: Arc<dyn Store>,
-    written: AtomicU64,
-    kick: Notify,
-    state: watch::Sender<FlushState>,
+    queue: mpsc::Sender<Job>,
+    stats: Arc<CommitStats>,
 }
 
 /// The store as the hub uses it: reads go straight through; [`Durable::commit`] resolves once
@@ -37,18 +55,30 @@ impl std::fmt::Debug for Durable {
     }
 }
 
+fn closed() -> StoreError {
+    StoreError::Flush("the store is shutting down".into())
+}
+
 impl Durable {
-    /// Wraps a store and starts its flusher task.
+    /// Wraps a store and starts its writer thread (it ends when the last clone is dropped).
     pub fn new(store: Arc<dyn Store>) -> Self {
-        let (state, _) = watch::channel(FlushState::default());
-        let inner = Arc::new(Inner {
-            store,
-            written: AtomicU64::new(0),
-            kick: Notify::new(),
-            state,
-        });
-        tokio::spawn(flusher(inner.clone()));
-        Durable { inner }
+        let (queue, rx) = mpsc::channel(QUEUE);
+        let stats = Arc::new(CommitStats::default());
+        let (s, st) = (store.clone(), stats.clone());
+        let spawned = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer(s, rx, st));
+        if let Err(e) = spawned {
+            // Writers then fail with "shutting down" instead of hanging.
+            tracing::error!(error = %e, "cannot start the store writer thread");
+        }
+        Durable {
+            inner: Arc::new(Inner {
+                store,
+                queue,
+                stats,
+            }),
+        }
     }
 
     pub fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -73,88 +103,114 @@ impl Durable {
         self.inner.store.size_on_disk()
     }
 
-    /// Applies `batch` atomically and waits until it is durable.
-    pub async fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
-        self.apply_lazy(batch)?;
-        self.sync().await
+    pub fn stats(&self) -> &CommitStats {
+        &self.inner.stats
     }
 
-    /// Applies `batch` atomically without waiting for the disk: for records that may be
-    /// lost in a crash without breaking any promise (for example, last-seen times).
-    pub fn apply_lazy(&self, batch: &Batch) -> Result<(), StoreError> {
-        self.inner.store.apply(batch)
+    /// A consistent copy of the whole store at `to` (see [`Store::backup`]).
+    pub fn backup(&self, to: &Path) -> Result<u64, StoreError> {
+        self.inner.store.backup(to)
     }
 
-    /// Waits until everything applied so far is on disk.
-    pub async fn sync(&self) -> Result<(), StoreError> {
-        // Sequence numbers are taken after the write, so any flush that starts after this
-        // point covers it.
-        let seq = self.inner.written.fetch_add(1, Ordering::SeqCst) + 1;
-        let mut rx = self.inner.state.subscribe();
-        self.inner.kick.notify_one();
-        let state = rx
-            .wait_for(|s| {
-                s.durable >= seq || s.failed.as_ref().is_some_and(|(upto, _)| *upto >= seq)
+    async fn submit(&self, batch: Option<Batch>) -> Result<(), StoreError> {
+        let (done, rx) = oneshot::channel();
+        self.inner
+            .queue
+            .send(Job {
+                batch,
+                done: Some(done),
             })
             .await
-            .map_err(|_| StoreError::Flush("the store is shutting down".into()))?;
-        if state.durable >= seq {
-            Ok(())
-        } else {
-            let detail = state
-                .failed
-                .as_ref()
-                .map(|(_, e)| e.clone())
-                .unwrap_or_default();
-            Err(StoreError::Flush(detail))
+            .map_err(|_| closed())?;
+        rx.await.map_err(|_| closed())?.map_err(StoreError::Flush)
+    }
+
+    /// Applies `batch` atomically and waits until it is durable.
+    pub async fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
         }
+        self.submit(Some(batch.clone())).await
+    }
+
+    /// Queues `batch` to be applied atomically and made durable with the next group, without
+    /// waiting for it: for records whose loss in a crash breaks no promise (statuses, which
+    /// agents send again on reconnect). Waits only while the queue is full.
+    pub async fn write(&self, batch: Batch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.inner
+            .queue
+            .send(Job {
+                batch: Some(batch),
+                done: None,
+            })
+            .await
+            .map_err(|_| closed())
+    }
+
+    /// Waits until everything written before the call is durable.
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        self.submit(None).await
     }
 }
 
-/// Runs for the life of the runtime: one hub has one store.
-async fn flusher(inner: Arc<Inner>) {
-    loop {
-        let target = inner.written.load(Ordering::SeqCst);
-        if target <= inner.state.borrow().durable {
-            // A writer's `notify_one` leaves a permit if we are not waiting yet: none is lost.
-            inner.kick.notified().await;
-            continue;
-        }
-        let store = inner.store.clone();
-        let result = tokio::task::spawn_blocking(move || store.flush())
-            .await
-            .unwrap_or_else(|e| Err(StoreError::Flush(e.to_string())));
-        let failed = result.is_err();
-        inner.state.send_modify(|s| match result {
-            Ok(()) => s.durable = s.durable.max(target),
-            Err(e) => {
-                tracing::error!(error = %e, "store flush failed");
-                s.failed = Some((target, e.to_string()));
+fn writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>, stats: Arc<CommitStats>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < GROUP {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
             }
-        });
-        if failed {
-            // The writers covered by this flush have their error; retry for the next ones.
-            inner.kick.notified().await;
+        }
+        let batches: Vec<&Batch> = jobs.iter().filter_map(|j| j.batch.as_ref()).collect();
+        // Only syncs: everything before them was committed durably by an earlier group.
+        let result = if batches.is_empty() {
+            Ok(())
+        } else {
+            let r = store.commit(&batches).map_err(|e| e.to_string());
+            match &r {
+                Ok(()) => {
+                    stats.commits.fetch_add(1, Ordering::Relaxed);
+                    stats
+                        .batches
+                        .fetch_add(batches.len() as u64, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    stats.failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %e, batches = batches.len(), "store commit failed");
+                }
+            }
+            r
+        };
+        for j in jobs {
+            if let Some(done) = j.done {
+                let _ = done.send(result.clone());
+            }
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicBool;
 
     use super::*;
 
-    /// A store that counts flushes, to see writers share them.
+    /// A store that counts commits and keeps puts in memory.
     #[derive(Default)]
     struct Counting {
-        flushes: AtomicUsize,
-        fail: std::sync::atomic::AtomicBool,
+        commits: AtomicU64,
+        fail: AtomicBool,
+        data: Mutex<std::collections::BTreeMap<Vec<u8>, Vec<u8>>>,
     }
 
     impl Store for Counting {
-        fn get(&self, _: Tree, _: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-            Ok(None)
+        fn get(&self, _: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(self.data.lock().unwrap().get(key).cloned())
         }
         fn scan_prefix(&self, _: Tree, _: &[u8]) -> Result<Entries, StoreError> {
             Ok(vec![])
@@ -162,48 +218,82 @@ mod tests {
         fn scan_range(&self, _: Tree, _: &[u8], _: &[u8], _: usize) -> Result<Entries, StoreError> {
             Ok(vec![])
         }
-        fn apply(&self, _: &Batch) -> Result<(), StoreError> {
-            Ok(())
-        }
-        fn flush(&self) -> Result<(), StoreError> {
-            self.flushes.fetch_add(1, Ordering::SeqCst);
+        fn commit(&self, batches: &[&Batch]) -> Result<(), StoreError> {
+            self.commits.fetch_add(1, Ordering::SeqCst);
+            // A slow disk, so writers pile up behind a commit.
             std::thread::sleep(std::time::Duration::from_millis(5));
             if self.fail.load(Ordering::SeqCst) {
                 return Err(StoreError::Flush("disk on fire".into()));
+            }
+            for op in batches.iter().flat_map(|b| &b.ops) {
+                if let super::super::Op::Put { key, value, .. } = op {
+                    self.data.lock().unwrap().insert(key.clone(), value.clone());
+                }
             }
             Ok(())
         }
         fn size_on_disk(&self) -> Result<u64, StoreError> {
             Ok(0)
         }
+        fn backup(&self, _: &Path) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+    }
+
+    fn put(key: &str) -> Batch {
+        let mut b = Batch::new();
+        b.put(Tree::Users, key, b"v".to_vec());
+        b
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_writers_share_flushes() {
+    async fn concurrent_writers_share_commits_and_each_sees_its_write() {
         let store = Arc::new(Counting::default());
         let d = Durable::new(store.clone());
         let writers: Vec<_> = (0..200)
-            .map(|_| {
+            .map(|i| {
                 let d = d.clone();
-                tokio::spawn(async move { d.commit(&Batch::new()).await })
+                tokio::spawn(async move {
+                    d.commit(&put(&format!("k{i}"))).await?;
+                    // Once commit returns, the write is there.
+                    Ok::<_, StoreError>(d.get(Tree::Users, format!("k{i}").as_bytes())?.is_some())
+                })
             })
             .collect();
         for w in writers {
-            w.await.unwrap().unwrap();
+            assert!(w.await.unwrap().unwrap());
         }
-        let flushes = store.flushes.load(Ordering::SeqCst);
-        assert!(flushes >= 1);
-        assert!(flushes < 200, "every writer flushed alone: {flushes}");
+        let commits = store.commits.load(Ordering::SeqCst);
+        assert!(commits >= 1);
+        assert!(commits < 200, "every writer committed alone: {commits}");
+        assert_eq!(d.stats().batches.load(Ordering::Relaxed), 200);
     }
 
     #[tokio::test]
-    async fn a_failed_flush_fails_its_writers_instead_of_hanging() {
+    async fn a_failed_commit_fails_its_writers_instead_of_hanging() {
         let store = Arc::new(Counting::default());
         store.fail.store(true, Ordering::SeqCst);
         let d = Durable::new(store.clone());
-        let err = d.commit(&Batch::new()).await.unwrap_err();
+        let err = d.commit(&put("a")).await.unwrap_err();
         assert!(err.to_string().contains("disk on fire"));
         store.fail.store(false, Ordering::SeqCst);
-        d.commit(&Batch::new()).await.unwrap();
+        d.commit(&put("a")).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn sync_waits_for_writes_queued_before_it() {
+        let store = Arc::new(Counting::default());
+        let d = Durable::new(store.clone());
+        for i in 0..50 {
+            d.write(put(&format!("w{i}"))).await.unwrap();
+        }
+        d.sync().await.unwrap();
+        for i in 0..50 {
+            assert!(
+                d.get(Tree::Users, format!("w{i}").as_bytes())
+                    .unwrap()
+                    .is_some()
+            );
+        }
     }
 }

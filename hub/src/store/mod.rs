@@ -1,16 +1,16 @@
 //! The hub's durable store, behind a small trait so that a replicated backend can replace
-//! sled for hubs that outgrow one machine.
+//! the embedded one for hubs that outgrow one machine.
 //!
-//! - [`Store`]: raw trees of bytes (one tree per kind of record) with atomic batches.
-//! - [`SledStore`]: the embedded implementation.
-//! - [`Durable`]: what the rest of the hub uses; a write resolves only once flushed to disk,
-//!   and concurrent writers share one flush (group commit).
+//! - [`Store`]: raw trees of bytes (one tree per kind of record) with atomic, durable commits.
+//! - [`RedbStore`]: the embedded implementation (one file; see its module for why not sled).
+//! - [`Durable`]: what the rest of the hub uses; one writer thread groups concurrent writes
+//!   into one transaction and one fsync (group commit).
 
 mod commit;
-mod sled_store;
+mod redb_store;
 
-pub use commit::Durable;
-pub use sled_store::SledStore;
+pub use commit::{CommitStats, Durable};
+pub use redb_store::RedbStore;
 
 /// The current schema of records and trees. Bumped with a migration when records change
 /// incompatibly; a hub refuses to open a store written by a newer schema.
@@ -83,15 +83,11 @@ impl Tree {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("failed to open store at {path}: {source}")]
-    Open {
-        path: String,
-        #[source]
-        source: sled::Error,
-    },
+    #[error("failed to open store at {path}: {detail}")]
+    Open { path: String, detail: String },
     #[error("store I/O failed: {0}")]
-    Io(#[from] sled::Error),
-    #[error("failed to flush store to disk: {0}")]
+    Io(String),
+    #[error("failed to write the store to disk: {0}")]
     Flush(String),
     #[error(
         "the store was written by a newer tether-hub (schema {found}, this binary knows {known}); \
@@ -156,8 +152,8 @@ impl Batch {
     }
 }
 
-/// Raw storage. Implementations must make [`Store::apply`] atomic and [`Store::flush`]
-/// durable (everything applied before the call survives a crash after it returns).
+/// Raw storage. [`Store::commit`] must be atomic (all batches or none) and durable (they
+/// survive a crash once it returns); reads must not wait for a commit in progress.
 pub trait Store: Send + Sync + 'static {
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Every entry whose key starts with `prefix`, in key order.
@@ -170,7 +166,10 @@ pub trait Store: Send + Sync + 'static {
         to: &[u8],
         limit: usize,
     ) -> Result<Entries, StoreError>;
-    fn apply(&self, batch: &Batch) -> Result<(), StoreError>;
-    fn flush(&self) -> Result<(), StoreError>;
+    /// Applies every batch, in order, in one atomic and durable step.
+    fn commit(&self, batches: &[&Batch]) -> Result<(), StoreError>;
     fn size_on_disk(&self) -> Result<u64, StoreError>;
+    /// Writes a consistent snapshot of every tree to a new store at `to`, while writers carry
+    /// on. Returns the number of records copied.
+    fn backup(&self, to: &std::path::Path) -> Result<u64, StoreError>;
 }

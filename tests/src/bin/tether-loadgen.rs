@@ -13,7 +13,9 @@ use tether_tests::loadgen::markdown;
 #[derive(Debug, Parser)]
 #[command(
     name = "tether-loadgen",
-    about = "Simulated member clusters (real agent sessions, in-memory appliers) and the benchmark suite"
+    about = "Simulated member clusters (real agent sessions, in-memory appliers) and the benchmark suite",
+    // A later flag wins, so ./scripts/bench can set defaults its caller overrides.
+    args_override_self = true
 )]
 struct Cli {
     #[command(subcommand)]
@@ -77,6 +79,9 @@ struct BenchArgs {
     agent_objects: usize,
     #[arg(long, default_value_t = 0.0)]
     connect_rate: f64,
+    /// The hub's heartbeat interval (its production default).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    heartbeat_interval: Duration,
     /// Run without a baseline whose program is missing instead of failing.
     #[arg(long)]
     allow_missing_baselines: bool,
@@ -201,6 +206,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         agent_objects: args.agent_objects,
         allow_missing_baselines: args.allow_missing_baselines,
         connect_rate: args.connect_rate,
+        heartbeat: args.heartbeat_interval.max(Duration::from_millis(100)),
         dir: scratch.0.clone(),
     };
     let report = bench::run(&opts).await?;

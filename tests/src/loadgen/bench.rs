@@ -43,6 +43,8 @@ pub struct BenchOptions {
     /// Skip a baseline whose program is not installed, instead of failing.
     pub allow_missing_baselines: bool,
     pub connect_rate: f64,
+    /// The hub's `--heartbeat-interval` (its default: 10s); the offline grace is three times it.
+    pub heartbeat: Duration,
     /// Scratch directory.
     pub dir: PathBuf,
 }
@@ -216,7 +218,7 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
             "ingestClients": opts.ingest_clients, "ingestRate": opts.ingest_rate,
             "ingestWindowS": opts.ingest_window.as_secs_f64(),
             "idleWindowS": opts.idle_window.as_secs_f64(), "agentObjects": opts.agent_objects,
-            "connectRate": opts.connect_rate,
+            "connectRate": opts.connect_rate, "heartbeatS": opts.heartbeat.as_secs_f64(),
         }),
         fanout: Vec::new(),
         connections: Vec::new(),
@@ -271,10 +273,10 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
         Hub::start(
             &hub_dir,
             HubOptions {
-                heartbeat_interval: "10s",
-                offline_grace: "30s",
-                cert_lifetime: "30d",
-                log: "warn",
+                heartbeat_interval: humantime::format_duration(opts.heartbeat).to_string(),
+                offline_grace: humantime::format_duration(opts.heartbeat * 3).to_string(),
+                cert_lifetime: "30d".into(),
+                log: "warn".into(),
                 extra: Vec::new(),
             },
         )
@@ -482,16 +484,30 @@ fn configmap(name: &str, payload: &str) -> serde_json::Value {
     })
 }
 
+/// Applies a workload; returns its revision. A connection the loaded machine let die is
+/// retried (applying the same workload again changes nothing).
 async fn apply(fleet: &Fleet, workload: serde_json::Value) -> anyhow::Result<u64> {
-    let r = fleet
-        .admin()
-        .apply_workload(pb::ApplyWorkloadRequest {
-            workload_json: workload.to_string(),
-        })
-        .await
-        .map_err(|s| anyhow!("apply failed: {}", s.message()))?
-        .into_inner();
-    Ok(r.revision)
+    let json = workload.to_string();
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let r = fleet
+            .admin()
+            .apply_workload(pb::ApplyWorkloadRequest {
+                workload_json: json.clone(),
+            })
+            .await;
+        match r {
+            Ok(r) => return Ok(r.into_inner().revision),
+            Err(s)
+                if attempts < 5
+                    && matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown) =>
+            {
+                eprintln!("  (apply: {}; retrying)", s.message());
+            }
+            Err(s) => bail!("apply failed: {}", s.message()),
+        }
+    }
 }
 
 async fn wait_available(

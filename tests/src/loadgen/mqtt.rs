@@ -293,15 +293,37 @@ pub async fn subscribers(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     use futures::stream::{self, StreamExt};
+    let retries = std::sync::atomic::AtomicUsize::new(0);
     let conns: Vec<anyhow::Result<Conn>> = stream::iter(0..n)
-        .map(|i| async move {
-            let mut c = broker.connect(&format!("sub-{i}")).await?;
-            c.subscribe(topic).await?;
-            Ok(c)
+        .map(|i| {
+            let retries = &retries;
+            async move {
+                // Mosquitto 2.0.11 now and then never answers a new TLS client's CONNECT; a
+                // fresh connection goes through. Setting up is not timed.
+                let mut last = anyhow!("no attempt");
+                for _ in 0..5 {
+                    let attempt = tokio::time::timeout(Duration::from_secs(3), async {
+                        let mut c = broker.connect(&format!("sub-{i}")).await?;
+                        c.subscribe(topic).await?;
+                        anyhow::Ok(c)
+                    });
+                    match attempt.await {
+                        Ok(Ok(c)) => return Ok(c),
+                        Ok(Err(e)) => last = e,
+                        Err(_) => last = anyhow!("no CONNACK/SUBACK within 3s"),
+                    }
+                    retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(last.context(format!("subscriber {i}")))
+            }
         })
         .buffer_unordered(64)
         .collect()
         .await;
+    let retries = retries.into_inner();
+    if retries > 0 {
+        eprintln!("  ({retries} subscriber connections to mosquitto stalled and were retried)");
+    }
     for (i, c) in conns.into_iter().enumerate() {
         let mut c = c?;
         let (receipts, stop) = (receipts.clone(), stop.clone());

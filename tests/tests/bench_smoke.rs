@@ -1,0 +1,117 @@
+//! A small run of the benchmark harness, so it does not rot between benchmark runs. The real
+//! suite is `./scripts/bench` (never part of the test command); this checks that every
+//! scenario runs end to end and that its figures are consistent, not how fast anything is.
+
+use serde_json::Value;
+use tether_tests::harness::{bin, run, stderr, stdout};
+use tether_tests::loadgen::{etcd, mqtt};
+
+#[test]
+fn every_benchmark_scenario_runs_at_small_scale() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, md) = (
+        dir.path().join("results.json"),
+        dir.path().join("benchmarks.md"),
+    );
+    let baselines = mqtt::mosquitto().is_some() && etcd::etcd().is_some();
+    assert!(
+        baselines || std::env::var_os("CI").is_none(),
+        "CI must have mosquitto and etcd (./scripts/test installs them)"
+    );
+    let mut cmd = std::process::Command::new(bin("tether-loadgen"));
+    cmd.args(["bench", "--sizes", "8,16", "--repeats", "2"])
+        .args([
+            "--ingest-clients",
+            "4",
+            "--ingest-rate",
+            "50",
+            "--ingest-window",
+            "1s",
+        ])
+        .args([
+            "--idle-window",
+            "1s",
+            "--agent-objects",
+            "6",
+            "--payload-bytes",
+            "512",
+        ])
+        // Heartbeats within the one-second idle window, so it sees traffic.
+        .args(["--heartbeat-interval", "200ms"])
+        .arg("--dir")
+        .arg(dir.path().join("scratch"))
+        .arg("--out")
+        .arg(&out)
+        .arg("--markdown")
+        .arg(&md);
+    if !baselines {
+        cmd.arg("--allow-missing-baselines");
+    }
+    let o = run(&mut cmd);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let r: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+
+    // Fan-out: every cluster of each size received every run, after the apply call.
+    let fanout = r["fanout"].as_array().unwrap();
+    assert_eq!(fanout.len(), 2, "{r:#}");
+    for (f, n) in fanout.iter().zip([8, 16]) {
+        assert_eq!(f["clusters"], n);
+        let runs = f["tether"]["runs"].as_array().unwrap();
+        assert_eq!(runs.len(), 2);
+        for run in runs {
+            assert_eq!(run["n"], n, "{f:#}");
+            assert!(run["max_ms"].as_f64().unwrap() >= run["p50_ms"].as_f64().unwrap());
+        }
+        // The bundle carries the 512-byte payload, compressed a little.
+        assert!(f["tether_bundle_bytes"].as_f64().unwrap() > 256.0, "{f:#}");
+        if baselines {
+            assert_eq!(f["mosquitto"]["runs"][0]["n"], n, "{f:#}");
+            assert!(f["ratio_max"].as_f64().unwrap() > 0.0);
+        }
+    }
+    // Idle connections cost the hub memory and traffic.
+    for c in r["connections"].as_array().unwrap() {
+        assert!(
+            c["hub_rss_bytes"].as_u64().unwrap() > c["hub_rss_empty_bytes"].as_u64().unwrap() / 2
+        );
+        assert!(
+            c["socket_bytes_per_cluster_s"].as_f64().unwrap() > 0.0,
+            "{c:#}"
+        );
+    }
+    // A restart brings everyone back and sends nothing again.
+    for s in r["storms"].as_array().unwrap() {
+        assert_eq!(s["all_back_s"].as_array().unwrap().len(), 2);
+        assert_eq!(s["desired_resent"], 0, "{s:#}");
+        assert_eq!(s["receipts_again"], 0, "{s:#}");
+    }
+    // Status updates were stored; the baseline stored puts.
+    let ingest = &r["ingest"];
+    assert!(
+        ingest["tether_median_per_s"].as_f64().unwrap() > 0.0,
+        "{ingest:#}"
+    );
+    if baselines {
+        assert!(
+            ingest["etcd_median_per_s"].as_f64().unwrap() > 0.0,
+            "{ingest:#}"
+        );
+    }
+    // Joins happened in three steps: the ingest clusters, then up to each size.
+    let joins: Vec<(u64, u64)> = r["joins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| (j["from"].as_u64().unwrap(), j["to"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(joins, vec![(0, 4), (4, 8), (8, 16)]);
+    // The real agent was measured.
+    assert!(r["agent"]["rss_bytes"].as_u64().unwrap() > 1 << 20);
+    assert!(r["agent"]["binary_bytes"].as_u64().unwrap() > 1 << 20);
+
+    let text = std::fs::read_to_string(&md).unwrap();
+    assert!(
+        text.contains("## Targets") && text.contains("| 16 |"),
+        "{text}"
+    );
+}

@@ -143,8 +143,13 @@ impl Hub {
             self.metrics.clusters.inc();
         }
         drop(_w);
-        // Workloads whose placement selects the new cluster (or its token's labels).
-        self.reschedule_all().await?;
+        // Workloads whose placement selects the new cluster (or its token's labels). A
+        // re-join may have changed labels the other workloads' placements depend on.
+        if rejoin {
+            self.reschedule_all().await?;
+        } else {
+            self.place_joined_cluster(&cluster.name).await?;
+        }
         Metrics::count(&self.metrics.joins, "ok");
         tracing::info!(cluster = %cluster.name, token_id = %id, source = %req.source, rejoin, "cluster joined");
         Ok(Joined {

@@ -494,6 +494,86 @@ impl Hub {
         Ok(touched)
     }
 
+    /// Places workloads on a cluster that just joined. A workload whose placement depends on
+    /// the other clusters (`maxClusters`, divided replicas) is reconciled in full; for the
+    /// rest only this cluster is looked at, so a join costs the same with ten clusters or
+    /// ten thousand.
+    pub async fn place_joined_cluster(&self, cluster: &str) -> Result<(), HubError> {
+        for rec in self.records.workloads()? {
+            if rec.deleting {
+                continue;
+            }
+            let Ok(w) = serde_json::from_value::<Workload>(rec.workload.clone()) else {
+                continue;
+            };
+            if w.spec.placement.max_clusters.is_some() || w.spec.replicas.is_some() {
+                self.reconcile_workload(&rec.name).await?;
+            } else {
+                self.place_one(&rec.name, cluster).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives `cluster` its copy of workload `name` at the current revision, if the placement
+    /// selects it and it has none yet.
+    async fn place_one(&self, name: &str, cluster: &str) -> Result<(), HubError> {
+        let guard = self.write_lock.lock().await;
+        let (Some(rec), Some(c)) = (self.records.workload(name)?, self.records.cluster(cluster)?)
+        else {
+            return Ok(());
+        };
+        if rec.deleting || self.records.assignment(cluster, name)?.is_some() {
+            return Ok(());
+        }
+        let w: Workload = serde_json::from_value(rec.workload.clone()).map_err(|e| {
+            HubError::FailedPrecondition(format!("stored workload {name} does not parse: {e}"))
+        })?;
+        let p = &w.spec.placement;
+        let candidate = Candidate {
+            name: &c.name,
+            labels: &c.labels,
+            taints: &c.taints,
+            cordoned: c.cordoned,
+        };
+        if !p.selects(cluster, &c.labels) || !candidate.schedulable(&p.tolerations) {
+            return Ok(());
+        }
+        let mut renderer = Renderer::new(&w, self.settings.max_bundle_size);
+        let copy = match renderer.copy_for(cluster, &c.labels, None) {
+            Ok(copy) => copy,
+            Err(e) => {
+                tracing::warn!(workload = name, cluster, error = %e, "cannot render; not placed");
+                return Ok(());
+            }
+        };
+        let mut batch = Batch::new();
+        let mut ledger = Ledger::default();
+        let json = copy.json.clone();
+        ledger.add(&copy.hash, || bundle::gzip(&json));
+        batch.put_assignment(&AssignmentRecord {
+            cluster: cluster.to_string(),
+            workload: name.to_string(),
+            revision: rec.revision,
+            bundle: copy.hash.clone(),
+            deleting: false,
+            target: copy.hash.clone(),
+        });
+        event(
+            &mut batch,
+            name,
+            cluster,
+            "Placed",
+            format!("placed on {cluster} at revision {}", rec.revision),
+        );
+        ledger.write(self, &mut batch)?;
+        self.records.commit(&batch).await?;
+        drop(guard);
+        self.sessions
+            .hint(cluster, Hint::Workload(name.to_string()));
+        Ok(())
+    }
+
     /// Whether a workload needs the scheduler's attention now.
     fn needs_tick(&self, rec: &WorkloadRecord) -> bool {
         if rec.deleting {

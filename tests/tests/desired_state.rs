@@ -141,6 +141,20 @@ fn a_workload_reaches_three_clusters_by_selector_with_the_edge_override() {
         yaml.contains("kind: Workload") && yaml.contains("revision: 1"),
         "{yaml}"
     );
+
+    // A matching cluster that joins later gets its copy (override included) at the current
+    // revision; one that does not match gets nothing.
+    let (edge2, _a5) = member(dir.path(), &hub, "edge-2", "env=prod,tier=edge", &[]);
+    let (_dev2, _a6) = member(dir.path(), &hub, "dev-2", "env=dev", &[]);
+    hub.wait_available("web", "60s");
+    let d = edge2
+        .get(&["deployment", "web", "-n", "shop"])
+        .expect("deployment on edge-2");
+    assert_eq!(d["spec"]["replicas"], 1);
+    assert_eq!(data(&edge2, "shop", "web-config").unwrap()["mode"], "lite");
+    let list = hub.ctl_json(&["get", "workloads"]);
+    assert_eq!(list[0]["clusters"], 4, "{list}");
+    assert_eq!(list[0]["revision"], 1, "{list}");
 }
 
 const TWO: &str = r#"

@@ -17,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 use crate::apply::KubeApi;
 use crate::credentials::{Credential, CredentialStore};
 use crate::desired::DesiredStore;
+use crate::leader::{Elector, HoldEnd, LeaseSettings};
+use crate::metrics::AgentMetrics;
 use crate::reconcile::{self, Reconciler};
 use crate::session::{self, Fatal, SessionOptions};
 use crate::{join, renew};
@@ -66,6 +68,28 @@ pub struct Cli {
     /// Log line format (filter with RUST_LOG).
     #[arg(long, value_enum, default_value = "text", env = "TETHER_LOG_FORMAT")]
     pub log_format: LogFormat,
+    /// Plain HTTP: /healthz, /readyz and Prometheus /metrics (e.g. 0.0.0.0:9465) [default: off].
+    #[arg(long, env = "TETHER_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Run only while holding a coordination.k8s.io Lease: of several agents for one cluster
+    /// (a DaemonSet), one holds the hub session and applies, the others stand by.
+    #[arg(long, env = "TETHER_LEADER_ELECT")]
+    pub leader_elect: bool,
+    /// This agent's name in the Lease [default: POD_NAME, else the host name and process id].
+    #[arg(long, env = "POD_NAME")]
+    pub leader_identity: Option<String>,
+    /// The Lease, NAMESPACE/NAME [default: the agent's namespace, tether-agent].
+    #[arg(long, env = "TETHER_LEASE")]
+    pub lease: Option<String>,
+    /// A standby takes over when the leader has not renewed the Lease for this long.
+    #[arg(long, default_value = "15s", value_parser = parse_duration, env = "TETHER_LEASE_DURATION")]
+    pub lease_duration: Duration,
+    /// The leader steps down when it could not renew for this long.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, env = "TETHER_LEASE_RENEW_DEADLINE")]
+    pub lease_renew_deadline: Duration,
+    /// How often the leader renews and standbys try.
+    #[arg(long, default_value = "2s", value_parser = parse_duration, env = "TETHER_LEASE_RETRY_PERIOD")]
+    pub lease_retry_period: Duration,
 }
 
 /// A start-up or runtime failure and its exit code.
@@ -211,23 +235,52 @@ async fn join_with_token(
     Ok(cred)
 }
 
+/// The namespace of the agent's own objects.
+fn own_namespace(cli: &Cli) -> String {
+    cli.namespace
+        .clone()
+        .or_else(in_cluster_namespace)
+        .unwrap_or_else(|| "tether-system".to_string())
+}
+
 /// Where the desired-state cache lives: the state directory, else Secrets in the namespace.
 fn desired_store(cli: &Cli, client: &kube::Client) -> DesiredStore {
     match &cli.state_dir {
         Some(dir) => DesiredStore::dir(dir.clone()),
-        None => {
-            let ns = cli
-                .namespace
-                .clone()
-                .or_else(in_cluster_namespace)
-                .unwrap_or_else(|| "tether-system".to_string());
-            DesiredStore::secrets(client.clone(), &ns)
-        }
+        None => DesiredStore::secrets(client.clone(), &own_namespace(cli)),
     }
 }
 
-async fn run_agent(cli: Cli, shutdown: CancellationToken) -> Result<(), Failure> {
-    let checked = check(&cli)?;
+fn lease_settings(cli: &Cli) -> Result<LeaseSettings, Failure> {
+    let (namespace, name) = match &cli.lease {
+        Some(spec) => spec
+            .split_once('/')
+            .filter(|(ns, n)| !ns.is_empty() && !n.is_empty())
+            .map(|(ns, n)| (ns.to_string(), n.to_string()))
+            .ok_or_else(|| usage(format!("invalid --lease {spec:?}: expected NAMESPACE/NAME")))?,
+        None => (own_namespace(cli), "tether-agent".to_string()),
+    };
+    let identity = cli.leader_identity.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "agent".into());
+        format!("{host}-{}", std::process::id())
+    });
+    let settings = LeaseSettings {
+        namespace,
+        name,
+        identity,
+        duration: cli.lease_duration,
+        renew_deadline: cli.lease_renew_deadline,
+        retry_period: cli.lease_retry_period,
+    };
+    settings.validate().map_err(usage)?;
+    Ok(settings)
+}
+
+/// Checks everything that can be checked before touching the network.
+fn check_all(cli: &Cli) -> Result<Checked, Failure> {
+    let checked = check(cli)?;
     if cli.resync_interval < Duration::from_millis(100)
         || cli.progress_interval < Duration::from_millis(100)
     {
@@ -235,15 +288,78 @@ async fn run_agent(cli: Cli, shutdown: CancellationToken) -> Result<(), Failure>
             "--resync-interval and --progress-interval must be at least 100ms",
         ));
     }
+    if cli.leader_elect {
+        lease_settings(cli)?;
+    }
+    Ok(checked)
+}
+
+/// Runs the agent; with `--leader-elect`, only while holding the Lease, standing by otherwise.
+async fn run_elected(
+    cli: Cli,
+    metrics: AgentMetrics,
+    shutdown: CancellationToken,
+) -> Result<(), Failure> {
+    let checked = check_all(&cli)?;
     let client = kube_client(&cli).await?;
-    let store = credential_store(&cli, &client)?;
+    if !cli.leader_elect {
+        metrics.leader.set(1);
+        return run_agent(&cli, &checked, &client, &metrics, shutdown).await;
+    }
+    let mut elector = Elector::new(client.clone(), lease_settings(&cli)?);
+    loop {
+        metrics.leader.set(0);
+        if !elector.acquire(&shutdown).await {
+            return Ok(());
+        }
+        let s = elector.settings();
+        tracing::info!(lease = %format!("{}/{}", s.namespace, s.name), identity = %s.identity, "became the leader");
+        metrics.leader.set(1);
+        let work = shutdown.child_token();
+        let agent = run_agent(&cli, &checked, &client, &metrics, work.clone());
+        tokio::pin!(agent);
+        let end = tokio::select! {
+            result = &mut agent => {
+                // The agent stopped by itself (a fatal error, or shutdown): let a standby lead.
+                elector.release().await;
+                return result;
+            }
+            end = elector.hold(&shutdown) => end,
+        };
+        // Stop every write to the cluster before anyone else can take the Lease.
+        work.cancel();
+        let result = agent.await;
+        match end {
+            HoldEnd::Shutdown => {
+                elector.release().await;
+                return result;
+            }
+            HoldEnd::Lost => {
+                metrics.leader.set(0);
+                tracing::warn!(
+                    "stopped the hub session and applies after losing the lease; standing by"
+                );
+            }
+        }
+    }
+}
+
+async fn run_agent(
+    cli: &Cli,
+    checked: &Checked,
+    client: &kube::Client,
+    metrics: &AgentMetrics,
+    shutdown: CancellationToken,
+) -> Result<(), Failure> {
+    let store = credential_store(cli, client)?;
     // The last desired state is enforced from here on, whether or not the hub answers.
     let reconciler = Reconciler::start(
         Arc::new(KubeApi::new(client.clone())),
-        desired_store(&cli, &client),
+        desired_store(cli, client),
         reconcile::Settings {
             resync_interval: cli.resync_interval,
             progress_interval: cli.progress_interval,
+            metrics: metrics.clone(),
             ..reconcile::Settings::default()
         },
         shutdown.clone(),
@@ -265,7 +381,7 @@ async fn run_agent(cli: Cli, shutdown: CancellationToken) -> Result<(), Failure>
         }
         _ => {
             joined_now = true;
-            join_with_token(&checked, &client, &store, &cli).await?
+            join_with_token(checked, client, &store, cli).await?
         }
     };
     loop {
@@ -282,6 +398,7 @@ async fn run_agent(cli: Cli, shutdown: CancellationToken) -> Result<(), Failure>
         ));
         let mut opts = SessionOptions::new(checked.hub.clone());
         opts.max_backoff = cli.reconnect_max_delay;
+        opts.metrics = metrics.clone();
         let result = session::run(
             opts,
             cred_rx,
@@ -302,7 +419,7 @@ async fn run_agent(cli: Cli, shutdown: CancellationToken) -> Result<(), Failure>
                 if checked.token.is_some() && !joined_now =>
             {
                 tracing::warn!(%reason, "the hub refused the stored credential; joining again with the given token");
-                cred = join_with_token(&checked, &client, &store, &cli).await?;
+                cred = join_with_token(checked, client, &store, cli).await?;
                 joined_now = true;
             }
             Err(fatal) => return Err(runtime(fatal.to_string())),
@@ -329,7 +446,18 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         tokio::spawn(shutdown_on_signal(shutdown.clone()));
-        run_agent(cli, shutdown).await
+        let metrics = AgentMetrics::new();
+        if let Some(addr) = cli.metrics_listen {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| usage(format!("cannot listen on --metrics-listen {addr}: {e}")))?;
+            tokio::spawn(crate::metrics::serve(
+                listener,
+                metrics.clone(),
+                shutdown.clone(),
+            ));
+        }
+        run_elected(cli, metrics, shutdown).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

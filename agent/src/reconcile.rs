@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::apply::{ApiError, ClusterApi, FIELD_MANAGER};
 use crate::desired::{DesiredRecord, DesiredStore, ObjRef};
 use crate::health;
+use crate::metrics::AgentMetrics;
 use crate::status::{Drift, Health, MAX_DRIFT, ObjectState, StatusBoard, WorkloadStatus};
 
 /// The label on every object the agent applies: which workload it belongs to.
@@ -36,6 +37,7 @@ pub struct Settings {
     pub crd_wait: Duration,
     /// Workloads reconciled at the same time.
     pub concurrency: usize,
+    pub metrics: AgentMetrics,
 }
 
 impl Default for Settings {
@@ -45,6 +47,7 @@ impl Default for Settings {
             progress_interval: Duration::from_secs(2),
             crd_wait: Duration::from_secs(30),
             concurrency: 4,
+            metrics: AgentMetrics::default(),
         }
     }
 }
@@ -495,7 +498,13 @@ impl Worker {
                 }
             }
         }
-        match api.apply(&obj, true).await {
+        let started = std::time::Instant::now();
+        let result = api.apply(&obj, true).await;
+        self.shared
+            .settings
+            .metrics
+            .applied(result.is_ok(), started.elapsed());
+        match result {
             Ok(applied) => {
                 if r.kind == "CustomResourceDefinition" {
                     forget_crd_types(api.as_ref(), &applied);
@@ -508,6 +517,7 @@ impl Worker {
 
     fn record_drift(&mut self, r: &ObjRef, field: String, manager: String) {
         self.drift_total += 1;
+        self.shared.settings.metrics.drift_corrections.inc();
         self.drift_log.push_front(Drift {
             object: r.to_string(),
             field,

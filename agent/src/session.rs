@@ -20,6 +20,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::credentials::Credential;
+use crate::metrics::AgentMetrics;
 use crate::proxy::Forward;
 use crate::reconcile::Workloads;
 use crate::status::{Health, Phase, Report};
@@ -38,6 +39,7 @@ pub struct SessionOptions {
     pub healthy_after: Duration,
     /// How often facts are re-read and sent when they changed.
     pub facts_interval: Duration,
+    pub metrics: AgentMetrics,
 }
 
 impl SessionOptions {
@@ -48,6 +50,7 @@ impl SessionOptions {
             max_backoff: Duration::from_secs(30),
             healthy_after: Duration::from_secs(30),
             facts_interval: Duration::from_secs(60),
+            metrics: AgentMetrics::default(),
         }
     }
 }
@@ -118,7 +121,9 @@ pub async fn run(
             renew_now: &renew_now,
             forward: forward.clone(),
         };
-        match session.run(&shutdown).await {
+        let end = session.run(&shutdown).await;
+        opts.metrics.connected.set(0);
+        match end {
             End::Shutdown => return Ok(()),
             End::Fatal(f) => return Err(f),
             End::Retry(reason) => {
@@ -230,6 +235,8 @@ impl Session<'_> {
             hub = %self.opts.hub,
             "connected to hub"
         );
+        self.opts.metrics.connected.set(1);
+        self.opts.metrics.hub_contact();
         let mut heartbeat = tokio::time::interval(interval);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut facts_tick = tokio::time::interval(self.opts.facts_interval);
@@ -286,6 +293,7 @@ impl Session<'_> {
                 msg = inbound.message() => match msg {
                     Ok(Some(m)) => {
                         last_heard = Instant::now();
+                        self.opts.metrics.hub_contact();
                         match m.msg {
                             Some(hub_message::Msg::Goodbye(g)) => return goodbye(g),
                             Some(hub_message::Msg::Heartbeat(_)) | Some(hub_message::Msg::Welcome(_)) => {}
@@ -293,6 +301,7 @@ impl Session<'_> {
                                 let (workload, revision) = (d.workload.clone(), d.revision);
                                 match self.workloads.desired(d.workload, d.revision, d.bundle_hash, d.bundle).await {
                                     Ok(()) => {
+                                        self.opts.metrics.revisions_received.inc();
                                         let ack = pb::AgentMessage {
                                             msg: Some(agent_message::Msg::Ack(pb::Ack { workload, revision })),
                                         };

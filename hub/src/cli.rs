@@ -43,6 +43,43 @@ pub enum Command {
     /// Rotate the certificate authority (stop the hub first; see docs/operations.md).
     #[command(subcommand)]
     Ca(CaCommand),
+    /// Print the first admin's tetherctl config (e.g. through `kubectl exec` in a pod).
+    AdminConfig {
+        #[arg(long, env = "TETHER_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+    /// Back up the whole hub (CA, keys, store) to one file: online from a running hub with
+    /// --config (an admin credential), or offline from a stopped hub's --data-dir.
+    Backup(BackupArgs),
+    /// Restore a backup into a data directory (the hub stopped); agents then reconnect.
+    Restore {
+        #[arg(long, env = "TETHER_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// Replace the hub that is in the data directory.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Compact the store file of a stopped hub (gives back the space of deleted records).
+    Compact {
+        #[arg(long, env = "TETHER_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+#[group(id = "source", required = true, multiple = false, args = ["config", "data_dir"])]
+pub struct BackupArgs {
+    /// Where to write the backup (mode 0600; it holds the CA key).
+    #[arg(long, value_name = "FILE")]
+    pub to: PathBuf,
+    /// tetherctl config of an admin: back up the running hub it points at.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The data directory of a stopped hub.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -75,8 +112,18 @@ pub struct InitArgs {
     #[arg(long)]
     pub advertise: Option<String>,
     /// Replace an existing hub in the data directory (destroys its CA and store).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "if_missing")]
     pub force: bool,
+    /// Do nothing (and succeed) when the data directory already holds a hub: for init
+    /// containers and provisioning scripts that run on every start.
+    #[arg(long)]
+    pub if_missing: bool,
+    /// Sign with this existing CA certificate (PEM) instead of creating a new CA.
+    #[arg(long, requires = "ca_key", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// The key of --ca-cert (PEM).
+    #[arg(long, requires = "ca_cert", value_name = "FILE")]
+    pub ca_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -191,7 +238,15 @@ pub fn run(cli: Cli) -> ExitCode {
                 sans: a.sans,
                 advertise: a.advertise,
                 force: a.force,
+                ca: a.ca_cert.zip(a.ca_key),
             };
+            if a.if_missing && opts.data_dir.is_initialized() {
+                println!(
+                    "{} already holds a hub; nothing to do",
+                    a.data_dir.display()
+                );
+                return ExitCode::SUCCESS;
+            }
             match init(&opts) {
                 Ok(r) => {
                     println!("Initialized a hub in {}", a.data_dir.display());
@@ -250,6 +305,45 @@ pub fn run(cli: Cli) -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
+        Command::AdminConfig { data_dir } => {
+            let path = DataDir::new(&data_dir).admin_config();
+            match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&format!("cannot read {}: {e}", path.display())),
+            }
+        }
+        Command::Backup(a) => backup(a),
+        Command::Restore {
+            data_dir,
+            from,
+            force,
+        } => match crate::backup::restore(&from, &DataDir::new(&data_dir), force) {
+            Ok(r) => {
+                println!(
+                    "Restored {} records from {} (taken {}) into {}",
+                    r.records,
+                    from.display(),
+                    tether_common::time::rfc3339(r.created_unix),
+                    data_dir.display()
+                );
+                println!("Start the hub: agents reconnect and are sent only what changed since.");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
+        Command::Compact { data_dir } => match crate::backup::compact(&DataDir::new(&data_dir)) {
+            Ok((before, after)) => {
+                println!(
+                    "Compacted {}: {before} -> {after} bytes",
+                    data_dir.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
         Command::Serve(a) => {
             let settings = match a.settings() {
                 Ok(s) => s,
@@ -278,6 +372,89 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         }
     }
+}
+
+fn backup(a: BackupArgs) -> ExitCode {
+    let report = match (&a.config, &a.data_dir) {
+        (_, Some(dir)) => crate::backup::backup_offline(&DataDir::new(dir), &a.to)
+            .map(|r| (r.records, r.bytes))
+            .map_err(|e| e.to_string()),
+        (config, None) => {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => return fail(&e),
+            };
+            runtime.block_on(backup_online(config.as_deref(), &a.to))
+        }
+    };
+    match report {
+        Ok((records, bytes)) => {
+            println!(
+                "Backed up {records} records ({bytes} bytes) to {} - it holds the CA key: keep it like one",
+                a.to.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// Streams a backup from the running hub into `to` (complete, or not there at all).
+async fn backup_online(
+    config: Option<&std::path::Path>,
+    to: &std::path::Path,
+) -> Result<(u64, u64), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    use tether_common::pb;
+    let path = crate::ctl::config::ClientConfig::resolve_path(config);
+    let config = crate::ctl::config::ClientConfig::load(&path).map_err(|e| e.to_string())?;
+    let mut client = crate::ctl::client::connect(&config)
+        .await
+        .map_err(|e| e.message)?;
+    let mut stream = client
+        .backup(pb::BackupRequest {})
+        .await
+        .map_err(|s| crate::ctl::client::status_error(&config.hub, s).message)?
+        .into_inner();
+    let partial = to.with_extension("partial");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&partial)
+        .map_err(|e| format!("{}: {e}", partial.display()))?;
+    let mut bytes = 0u64;
+    let result = async {
+        while let Some(chunk) = stream
+            .message()
+            .await
+            .map_err(|s| crate::ctl::client::status_error(&config.hub, s).message)?
+        {
+            file.write_all(&chunk.data)
+                .map_err(|e| format!("{}: {e}", partial.display()))?;
+            bytes += chunk.data.len() as u64;
+        }
+        file.sync_all()
+            .map_err(|e| format!("{}: {e}", partial.display()))?;
+        Ok::<_, String>(())
+    }
+    .await;
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&partial);
+        return Err(e);
+    }
+    // Count what arrived by reading the archive's manifest back: proves it is whole.
+    let records = crate::backup::records_in(&partial).map_err(|e| {
+        let _ = std::fs::remove_file(&partial);
+        e.to_string()
+    })?;
+    std::fs::rename(&partial, to).map_err(|e| format!("{}: {e}", to.display()))?;
+    Ok((records, bytes))
 }
 
 fn fail(e: &dyn std::fmt::Display) -> ExitCode {

@@ -659,6 +659,66 @@ impl pb::hub_api_server::HubApi for ClientApi {
         Ok(Response::new(pb::ListEventsResponse { events }))
     }
 
+    type BackupStream = tokio_stream::wrappers::ReceiverStream<Result<pb::BackupChunk, Status>>;
+
+    async fn backup(
+        &self,
+        req: Request<pb::BackupRequest>,
+    ) -> Result<Response<Self::BackupStream>, Status> {
+        let who = self.who(&req);
+        let result = async {
+            self.authorize(&who, Role::Admin, "back up the hub")?;
+            let hub = self.hub.clone();
+            let out = tokio::task::spawn_blocking(move || {
+                let path = hub
+                    .dir
+                    .root()
+                    .join(format!(".backup-{}.tgz", std::process::id()));
+                let store = hub.records.store().clone();
+                let report = crate::backup::write_archive(&hub.dir, |to| store.backup(to), &path)?;
+                // Unlinked at once: the open file is read to the end, nothing is left behind.
+                let file = std::fs::File::open(&path);
+                let _ = std::fs::remove_file(&path);
+                Ok::<_, crate::backup::BackupError>((report, file))
+            })
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::internal(format!("backup failed: {e}")))?;
+            let (report, file) = out;
+            let file = file.map_err(|e| Status::internal(format!("backup failed: {e}")))?;
+            Ok::<_, Status>((report, file))
+        }
+        .await;
+        self.record(&who, "Backup", "hub", &result).await;
+        let (report, mut file) = result?;
+        tracing::info!(
+            records = report.records,
+            bytes = report.bytes,
+            "backup taken"
+        );
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let chunk = match file.read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => Ok(pb::BackupChunk {
+                        data: buf[..n].to_vec(),
+                    }),
+                    Err(e) => Err(Status::internal(format!("reading the backup: {e}"))),
+                };
+                let failed = chunk.is_err();
+                if tx.blocking_send(chunk).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
+    }
+
     async fn who_am_i(
         &self,
         req: Request<pb::WhoAmIRequest>,

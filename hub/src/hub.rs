@@ -129,6 +129,8 @@ fn read(path: &std::path::Path) -> Result<String, StartError> {
 
 /// The hub's shared state.
 pub struct Hub {
+    /// The data directory (backups read its files).
+    pub dir: DataDir,
     pub records: Records,
     /// Signs every new client certificate.
     pub ca: CertificateAuthority,
@@ -203,6 +205,7 @@ impl Hub {
         let join_limiter =
             FailureLimiter::new(settings.join_failures_per_minute, Duration::from_secs(60));
         Ok(Arc::new(Hub {
+            dir: dir.clone(),
             failover_budget: crate::scheduler::FailoverBudget::new(settings.failovers_per_minute),
             started_unix: tether_common::time::unix_now(),
             proxy: crate::proxy::Proxy::default(),

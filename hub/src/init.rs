@@ -26,6 +26,8 @@ pub struct InitOptions {
     /// localhost) on port 7443.
     pub advertise: Option<String>,
     pub force: bool,
+    /// An existing CA to sign with (certificate, key; PEM files) instead of a new one.
+    pub ca: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,8 +86,10 @@ pub fn init(opts: &InitOptions) -> Result<InitReport, InitError> {
                 std::fs::remove_file(&f).map_err(io(&f))?;
             }
         }
-        if dir.store().exists() {
+        if dir.store().is_dir() {
             std::fs::remove_dir_all(dir.store()).map_err(io(&dir.store()))?;
+        } else if dir.store().exists() {
+            std::fs::remove_file(dir.store()).map_err(io(&dir.store()))?;
         }
     }
     files::create_private_dir(dir.root()).map_err(io(dir.root()))?;
@@ -109,7 +113,14 @@ pub fn init(opts: &InitOptions) -> Result<InitReport, InitError> {
         return Err(InitError::AdvertiseNotInSans { host, sans });
     }
 
-    let (ca, ca_key) = CertificateAuthority::generate(CA_LIFETIME)?;
+    let (ca, ca_key) = match &opts.ca {
+        Some((cert, key)) => {
+            let cert_pem = std::fs::read_to_string(cert).map_err(io(cert))?;
+            let key_pem = std::fs::read_to_string(key).map_err(io(key))?;
+            (CertificateAuthority::load(&cert_pem, &key_pem)?, key_pem)
+        }
+        None => CertificateAuthority::generate(CA_LIFETIME)?,
+    };
     files::write_with_mode(&dir.ca_cert(), ca.cert_pem().as_bytes(), 0o644)
         .map_err(io(&dir.ca_cert()))?;
     write_file(&dir.ca_key(), ca_key.as_bytes())?;

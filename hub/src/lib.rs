@@ -8,6 +8,7 @@
 pub mod access;
 pub mod agent_api;
 pub mod audit;
+pub mod backup;
 pub mod cli;
 pub mod client_api;
 pub mod clusters;

@@ -182,7 +182,9 @@ pub fn check_open_files(largest: usize) -> anyhow::Result<()> {
         .find(|l| l.starts_with("Max open files"))
         .and_then(|l| l.split_whitespace().nth(3))
         .and_then(|v| v.parse().ok());
-    let need = largest as u64 * 2 + 1024;
+    // Each process (hub, broker, etcd, this one) holds one end of every connection; the fds
+    // are counted per process, so one per cluster plus slack for files and listeners.
+    let need = largest as u64 + 1024;
     match soft {
         Some(have) if have < need => bail!(
             "the open-file limit is {have}, but {largest} clusters need about {need}: raise it (ulimit -n {need}) or pass smaller --sizes"

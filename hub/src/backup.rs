@@ -1,0 +1,408 @@
+//! Backups of a whole hub and restoring them.
+//!
+//! A backup is one gzip'd tar (mode 0600: it holds the CA key) with everything a data
+//! directory needs: the CA and serving certificates and keys, the admin credential, and a
+//! consistent snapshot of the store taken in one read transaction while the hub keeps
+//! serving. Restoring it into an empty data directory gives back the same hub: the same CA
+//! (so agents' certificates and pins stay valid), the same clusters, workloads, revisions and
+//! statuses, so reconnecting agents are sent nothing they already hold.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use flate2::Compression;
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use serde::{Deserialize, Serialize};
+use tether_common::files;
+
+use crate::datadir::DataDir;
+use crate::store::{RedbStore, StoreError};
+
+/// The archive layout version written into every backup.
+const FORMAT: u32 = 1;
+const MANIFEST: &str = "tether-backup.json";
+const STORE: &str = "store.redb";
+/// Files of the data directory a backup carries when present, and their modes.
+const FILES: &[(&str, u32)] = &[
+    ("ca.crt", 0o644),
+    ("ca.key", 0o600),
+    ("ca-previous.crt", 0o644),
+    ("ca-previous.key", 0o600),
+    ("ca-bundle.crt", 0o644),
+    ("hub.crt", 0o644),
+    ("hub.key", 0o600),
+    ("admin.yaml", 0o600),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0} is not a tether-hub backup: {1}")]
+    NotABackup(String, String),
+    #[error(
+        "data directory {0} already holds a hub; restoring replaces it: stop the hub and pass --force"
+    )]
+    Exists(String),
+    #[error(
+        "the store in {0} is in use (is the hub running?); stop the hub before restoring or compacting"
+    )]
+    InUse(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
+    move |source| BackupError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Manifest {
+    format: u32,
+    created_unix: i64,
+    hub_version: String,
+    records: u64,
+}
+
+/// What a backup or restore did.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub records: u64,
+    pub bytes: u64,
+    pub created_unix: i64,
+}
+
+/// Writes a backup of `dir` to `out`: `snapshot` copies the store to the path it is given
+/// (the running hub's [`crate::store::Durable::backup`], or an opened store when offline).
+/// The archive appears at `out` complete or not at all.
+pub fn write_archive(
+    dir: &DataDir,
+    snapshot: impl FnOnce(&Path) -> Result<u64, StoreError>,
+    out: &Path,
+) -> Result<Report, BackupError> {
+    let tmp_store = scratch(dir.root(), "snapshot.redb");
+    let result = (|| {
+        let records = snapshot(&tmp_store)?;
+        let created_unix = tether_common::time::unix_now();
+        let manifest = Manifest {
+            format: FORMAT,
+            created_unix,
+            hub_version: env!("CARGO_PKG_VERSION").to_string(),
+            records,
+        };
+        let partial = out.with_extension("partial");
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&partial)
+            .map_err(io(&partial))?;
+        let mut tar = tar::Builder::new(GzEncoder::new(file, Compression::fast()));
+        let manifest_json = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
+        append(&mut tar, MANIFEST, &manifest_json, 0o644).map_err(io(&partial))?;
+        for (name, mode) in FILES {
+            let path = dir.root().join(name);
+            match std::fs::read(&path) {
+                Ok(bytes) => append(&mut tar, name, &bytes, *mode).map_err(io(&partial))?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(&path)(e)),
+            }
+        }
+        let mut f = std::fs::File::open(&tmp_store).map_err(io(&tmp_store))?;
+        let len = f.metadata().map_err(io(&tmp_store))?.len();
+        let mut header = header(STORE, len, 0o600);
+        tar.append_data(&mut header, STORE, &mut f)
+            .map_err(io(&partial))?;
+        let gz = tar.into_inner().map_err(io(&partial))?;
+        let file = gz.finish().map_err(io(&partial))?;
+        file.sync_all().map_err(io(&partial))?;
+        let bytes = file.metadata().map_err(io(&partial))?.len();
+        std::fs::rename(&partial, out).map_err(io(out))?;
+        Ok(Report {
+            records,
+            bytes,
+            created_unix,
+        })
+    })();
+    let _ = std::fs::remove_file(&tmp_store);
+    result
+}
+
+/// An offline backup: opens the store itself (fails if the hub holds it).
+pub fn backup_offline(dir: &DataDir, out: &Path) -> Result<Report, BackupError> {
+    let store = open_exclusive(dir)?;
+    write_archive(dir, |to| crate::store::Store::backup(&store, to), out)
+}
+
+/// The record count in a backup's manifest, after checking the whole archive reads.
+pub fn records_in(archive: &Path) -> Result<u64, BackupError> {
+    let staging = archive.with_extension("verify");
+    let result = unpack(archive, &staging).map(|(m, _)| m.records);
+    let _ = std::fs::remove_dir_all(&staging);
+    result
+}
+
+/// Restores a backup into `dir`. Refuses a data directory that holds a hub unless `force`,
+/// and one whose store is in use always.
+pub fn restore(from: &Path, dir: &DataDir, force: bool) -> Result<Report, BackupError> {
+    if dir.is_initialized() {
+        if !force {
+            return Err(BackupError::Exists(dir.root().display().to_string()));
+        }
+        if dir.store().is_file() {
+            drop(open_exclusive(dir)?);
+        }
+    }
+    files::create_private_dir(dir.root()).map_err(io(dir.root()))?;
+    let staging = scratch(dir.root(), "restore");
+    let result = (|| {
+        let (manifest, bytes) = unpack(from, &staging)?;
+        // The store must open (and be of a schema this binary reads) before anything moves.
+        drop(RedbStore::open(&staging.join(STORE))?);
+        for (name, _) in FILES {
+            let target = dir.root().join(name);
+            if target.exists() {
+                std::fs::remove_file(&target).map_err(io(&target))?;
+            }
+        }
+        if dir.store().is_dir() {
+            std::fs::remove_dir_all(dir.store()).map_err(io(&dir.store()))?;
+        }
+        for (name, _) in FILES.iter().chain([&(STORE, 0o600)]) {
+            let src = staging.join(name);
+            if src.exists() {
+                let dst = dir.root().join(name);
+                std::fs::rename(&src, &dst).map_err(io(&dst))?;
+            }
+        }
+        Ok(Report {
+            records: manifest.records,
+            bytes,
+            created_unix: manifest.created_unix,
+        })
+    })();
+    let _ = std::fs::remove_dir_all(&staging);
+    result
+}
+
+/// Compacts the store file of a stopped hub: returns the sizes before and after.
+pub fn compact(dir: &DataDir) -> Result<(u64, u64), BackupError> {
+    Ok(open_exclusive(dir)?.compact()?)
+}
+
+fn open_exclusive(dir: &DataDir) -> Result<RedbStore, BackupError> {
+    if !dir.store().exists() {
+        return Err(BackupError::Store(StoreError::Open {
+            path: dir.store().display().to_string(),
+            detail: "no store here (run tether-hub init, or restore a backup)".into(),
+        }));
+    }
+    RedbStore::open(&dir.store()).map_err(|e| match &e {
+        StoreError::Open { detail, .. } if detail.contains("already open") => {
+            BackupError::InUse(dir.root().display().to_string())
+        }
+        _ => BackupError::Store(e),
+    })
+}
+
+/// Unpacks the archive's known entries into `staging` (nothing else is written: names are
+/// checked against the list, never joined as paths).
+fn unpack(from: &Path, staging: &Path) -> Result<(Manifest, u64), BackupError> {
+    let not_backup = |why: String| BackupError::NotABackup(from.display().to_string(), why);
+    let file = std::fs::File::open(from).map_err(io(from))?;
+    let bytes = file.metadata().map_err(io(from))?.len();
+    files::create_private_dir(staging).map_err(io(staging))?;
+    let mut archive = tar::Archive::new(GzDecoder::new(file));
+    let mut manifest = None;
+    let entries = archive.entries().map_err(|e| not_backup(e.to_string()))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| not_backup(e.to_string()))?;
+        let name = entry
+            .path()
+            .map_err(|e| not_backup(e.to_string()))?
+            .to_string_lossy()
+            .into_owned();
+        if name == MANIFEST {
+            let mut text = Vec::new();
+            entry
+                .read_to_end(&mut text)
+                .map_err(|e| not_backup(e.to_string()))?;
+            let m: Manifest = serde_json::from_slice(&text)
+                .map_err(|e| not_backup(format!("unreadable {MANIFEST}: {e}")))?;
+            if m.format > FORMAT {
+                return Err(not_backup(format!(
+                    "it was written in format {} by tether-hub {}; this binary reads format {FORMAT}",
+                    m.format, m.hub_version
+                )));
+            }
+            manifest = Some(m);
+            continue;
+        }
+        let Some((known, mode)) = FILES
+            .iter()
+            .chain([&(STORE, 0o600)])
+            .find(|(n, _)| *n == name)
+        else {
+            return Err(not_backup(format!("unexpected entry {name:?}")));
+        };
+        let dst = staging.join(known);
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(*mode)
+            .open(&dst)
+            .map_err(io(&dst))?;
+        std::io::copy(&mut entry, &mut out).map_err(|e| not_backup(e.to_string()))?;
+        out.sync_all().map_err(io(&dst))?;
+    }
+    let manifest = manifest.ok_or_else(|| not_backup(format!("no {MANIFEST}")))?;
+    for required in ["ca.crt", "ca.key", "hub.crt", "hub.key", STORE] {
+        if !staging.join(required).exists() {
+            return Err(not_backup(format!("{required} is missing")));
+        }
+    }
+    Ok((manifest, bytes))
+}
+
+fn header(name: &str, len: u64, mode: u32) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_size(len);
+    h.set_mode(mode);
+    h.set_mtime(tether_common::time::unix_now().max(0) as u64);
+    h.set_entry_type(tar::EntryType::Regular);
+    // Names are short constants: this cannot fail.
+    let _ = h.set_path(name);
+    h.set_cksum();
+    h
+}
+
+fn append<W: Write>(
+    tar: &mut tar::Builder<W>,
+    name: &str,
+    bytes: &[u8],
+    mode: u32,
+) -> std::io::Result<()> {
+    let mut h = header(name, bytes.len() as u64, mode);
+    tar.append_data(&mut h, name, bytes)
+}
+
+/// A scratch path inside the data directory (same filesystem: renames are atomic).
+fn scratch(root: &Path, what: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    root.join(format!(".{what}.{}.{nanos}", std::process::id()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Batch, Store, Tree};
+
+    fn hub_dir(root: &Path) -> DataDir {
+        let dir = DataDir::new(root);
+        files::create_private_dir(root).unwrap();
+        for (name, _) in FILES
+            .iter()
+            .filter(|(n, _)| !n.contains("previous") && !n.contains("bundle"))
+        {
+            std::fs::write(root.join(name), format!("contents of {name}")).unwrap();
+        }
+        let store = RedbStore::open(&dir.store()).unwrap();
+        let mut b = Batch::new();
+        for i in 0..100u32 {
+            b.put(
+                Tree::Meta,
+                format!("k{i:03}").into_bytes(),
+                vec![i as u8; 10],
+            );
+        }
+        store.commit(&[&b]).unwrap();
+        dir
+    }
+
+    #[test]
+    fn backup_then_restore_gives_back_every_file_and_record() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = hub_dir(&tmp.path().join("hub"));
+        let out = tmp.path().join("hub.backup");
+        let made = backup_offline(&dir, &out).unwrap();
+        assert!(made.records >= 100);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+
+        let target = DataDir::new(tmp.path().join("restored"));
+        let got = restore(&out, &target, false).unwrap();
+        assert_eq!(got.records, made.records);
+        for name in ["ca.crt", "ca.key", "hub.crt", "hub.key", "admin.yaml"] {
+            assert_eq!(
+                std::fs::read_to_string(target.root().join(name)).unwrap(),
+                format!("contents of {name}")
+            );
+        }
+        let key_mode = std::fs::metadata(target.ca_key())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(key_mode & 0o777, 0o600);
+        let store = RedbStore::open(&target.store()).unwrap();
+        let rows = store.scan_prefix(Tree::Meta, b"k").unwrap();
+        assert_eq!(rows.len(), 100);
+        assert_eq!(rows[42].1, vec![42u8; 10]);
+        // Nothing left behind by the staging area.
+        let leftovers: Vec<_> = std::fs::read_dir(target.root())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn restore_refuses_an_existing_hub_without_force_and_a_non_backup_always() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = hub_dir(&tmp.path().join("hub"));
+        let out = tmp.path().join("hub.backup");
+        backup_offline(&dir, &out).unwrap();
+        let e = restore(&out, &dir, false).unwrap_err().to_string();
+        assert!(
+            e.contains("already holds a hub") && e.contains("--force"),
+            "{e}"
+        );
+        restore(&out, &dir, true).unwrap();
+
+        let junk = tmp.path().join("junk.tar.gz");
+        std::fs::write(&junk, b"not a tarball").unwrap();
+        let fresh = DataDir::new(tmp.path().join("fresh"));
+        let e = restore(&junk, &fresh, false).unwrap_err().to_string();
+        assert!(e.contains("is not a tether-hub backup"), "{e}");
+        assert!(!fresh.is_initialized());
+    }
+
+    #[test]
+    fn a_store_in_use_is_not_restored_over() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = hub_dir(&tmp.path().join("hub"));
+        let out = tmp.path().join("hub.backup");
+        backup_offline(&dir, &out).unwrap();
+        let held = RedbStore::open(&dir.store()).unwrap();
+        let e = restore(&out, &dir, true).unwrap_err().to_string();
+        assert!(e.contains("in use"), "{e}");
+        drop(held);
+    }
+}

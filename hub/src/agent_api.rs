@@ -228,6 +228,7 @@ impl pb::agent_service_server::AgentService for AgentApi {
         let session = Arc::new(Session {
             hub: self.hub.clone(),
             acked: Mutex::new(hello.applied.into_iter().collect()),
+            sent: Mutex::new(HashMap::new()),
             done: CancellationToken::new(),
             handle,
         });
@@ -256,6 +257,9 @@ struct Session {
     handle: SessionHandle,
     /// What the agent has acknowledged persisting: workload -> revision.
     acked: Mutex<HashMap<String, u64>>,
+    /// When each revision in flight was sent: workload -> (revision, sent), for the delivery
+    /// histogram.
+    sent: Mutex<HashMap<String, (u64, std::time::Instant)>>,
     /// Cancelled when either side ends the session.
     done: CancellationToken,
 }
@@ -341,6 +345,10 @@ impl Session {
                     }
                 };
                 self.hub.metrics.desired_sent.inc();
+                self.sent
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(w.clone(), (a.revision, std::time::Instant::now()));
                 Some(pb::HubMessage {
                     msg: Some(hub_message::Msg::Desired(pb::Desired {
                         workload: w,
@@ -450,6 +458,19 @@ impl Session {
             }
             Some(agent_message::Msg::Ack(a)) => {
                 self.acked().insert(a.workload.clone(), a.revision);
+                let sent = {
+                    let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+                    match sent.get(&a.workload) {
+                        Some((rev, _)) if *rev == a.revision => sent.remove(&a.workload),
+                        _ => None,
+                    }
+                };
+                if let Some((_, at)) = sent {
+                    self.hub
+                        .metrics
+                        .delivery_seconds
+                        .observe(at.elapsed().as_secs_f64());
+                }
                 // Acknowledged something older than it should run: look again.
                 if self
                     .hub

@@ -69,13 +69,13 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-#[group(id = "source", required = true, multiple = false, args = ["config", "data_dir"])]
 pub struct BackupArgs {
     /// Where to write the backup (mode 0600; it holds the CA key).
     #[arg(long, value_name = "FILE")]
     pub to: PathBuf,
-    /// tetherctl config of an admin: back up the running hub it points at.
-    #[arg(long)]
+    /// tetherctl config of an admin: back up the running hub it points at [default:
+    /// $TETHER_CONFIG, then ~/.tether/config.yaml].
+    #[arg(long, conflicts_with = "data_dir")]
     pub config: Option<PathBuf>,
     /// The data directory of a stopped hub.
     #[arg(long)]

@@ -284,6 +284,25 @@ pub async fn serve(
 
     let router = routes(hub.clone()).await?;
     let stop_servers = CancellationToken::new();
+    {
+        // Sampled gauges, read at each scrape. Weak: the metrics server must not keep the hub.
+        let weak = Arc::downgrade(&hub);
+        hub.metrics.set_refresh(move || {
+            let Some(hub) = weak.upgrade() else { return };
+            let store = hub.records.store();
+            let m = &hub.metrics;
+            if let Ok(n) = store.size_on_disk() {
+                m.store_bytes.set(n as i64);
+            }
+            m.store_write_queue.set(store.queued() as i64);
+            let s = store.stats();
+            use std::sync::atomic::Ordering::Relaxed;
+            m.store_commits.set(s.commits.load(Relaxed) as i64);
+            m.store_batches.set(s.batches.load(Relaxed) as i64);
+            m.store_commit_failures.set(s.failures.load(Relaxed) as i64);
+            m.session_queue.set(hub.sessions.queued() as i64);
+        });
+    }
     let metrics_task = tokio::spawn(crate::metrics::serve(
         metrics_listener,
         hub.metrics.clone(),

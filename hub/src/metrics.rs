@@ -11,6 +11,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -35,7 +36,20 @@ pub struct Metrics {
     pub desired_sent: Counter,
     pub status_reports: Counter,
     pub stream_bytes_sent: Counter,
+    /// From sending a revision on an agent's stream to its acknowledgement (persisted there).
+    pub delivery_seconds: Histogram,
+    pub store_bytes: Gauge,
+    /// Writes waiting for the store's writer thread.
+    pub store_write_queue: Gauge,
+    /// Durable commits (fsyncs) and the batches they carried (group commit).
+    pub store_commits: Gauge,
+    pub store_batches: Gauge,
+    pub store_commit_failures: Gauge,
+    /// Delivery hints queued on all agent sessions (coalesced: one per workload at most).
+    pub session_queue: Gauge,
     ready: Arc<AtomicBool>,
+    /// Brings the sampled gauges up to date just before a scrape.
+    refresh: Arc<std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -66,8 +80,51 @@ impl Metrics {
             desired_sent: Counter::default(),
             status_reports: Counter::default(),
             stream_bytes_sent: Counter::default(),
+            delivery_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            store_bytes: Gauge::default(),
+            store_write_queue: Gauge::default(),
+            store_commits: Gauge::default(),
+            store_batches: Gauge::default(),
+            store_commit_failures: Gauge::default(),
+            session_queue: Gauge::default(),
             ready: Arc::new(AtomicBool::new(false)),
+            refresh: Arc::new(std::sync::OnceLock::new()),
         };
+        registry.register(
+            "delivery_seconds",
+            "From sending a workload revision on an agent's stream to the agent's acknowledgement (it persisted it)",
+            m.delivery_seconds.clone(),
+        );
+        registry.register(
+            "store_bytes",
+            "Size of the store file on disk",
+            m.store_bytes.clone(),
+        );
+        registry.register(
+            "store_write_queue",
+            "Writes waiting for the store's writer thread",
+            m.store_write_queue.clone(),
+        );
+        registry.register(
+            "store_commits",
+            "Durable commits (fsyncs) since start",
+            m.store_commits.clone(),
+        );
+        registry.register(
+            "store_batches",
+            "Write batches committed since start (several share one fsync)",
+            m.store_batches.clone(),
+        );
+        registry.register(
+            "store_commit_failures",
+            "Commits that failed since start",
+            m.store_commit_failures.clone(),
+        );
+        registry.register(
+            "session_queue",
+            "Delivery hints queued on all agent sessions",
+            m.session_queue.clone(),
+        );
         registry.register(
             "connected_agents",
             "Agents with a live session",
@@ -135,8 +192,16 @@ impl Metrics {
         self.ready.store(ready, Ordering::SeqCst);
     }
 
+    /// Sets what brings the sampled gauges up to date before each scrape (once).
+    pub fn set_refresh(&self, f: impl Fn() + Send + Sync + 'static) {
+        let _ = self.refresh.set(Box::new(f));
+    }
+
     /// The text exposition of every metric.
     pub fn encode(&self) -> String {
+        if let Some(f) = self.refresh.get() {
+            f();
+        }
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

@@ -211,6 +211,12 @@ impl Sessions {
         self.lock().len()
     }
 
+    /// Hints queued on every session together.
+    pub fn queued(&self) -> usize {
+        let outboxes: Vec<_> = self.lock().values().map(|e| e.outbox.clone()).collect();
+        outboxes.iter().map(|o| o.len()).sum()
+    }
+
     /// Asks the session of `cluster` to end; the token is cancelled once it has.
     pub fn end(
         &self,

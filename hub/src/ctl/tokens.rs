@@ -94,10 +94,16 @@ pub(super) async fn run(
                 "tether-agent --hub {hub} --token {} --ca-pin {}",
                 resp.token, resp.ca_pin
             );
+            let helm = format!(
+                "helm install tether-agent deploy/helm/tether-agent --namespace tether-system --create-namespace \
+                 --set hub.address={hub} --set join.token={} --set join.caPin={}",
+                resp.token, resp.ca_pin
+            );
             Ok(match format {
                 Format::Table => format!(
                     "Token:    {}\nCluster:  {}\nLabels:   {}\nExpires:  {} (in {})\nReusable: {}\nCA pin:   {}\n\n\
-                     Start the agent in the member cluster (the token is shown only once):\n  {command}\n",
+                     Install the agent in the member cluster (the token is shown only once):\n  {helm}\n\n\
+                     or run it directly:\n  {command}\n",
                     resp.token,
                     info.cluster,
                     output::or_none(&format_labels(&info.labels.clone().into_iter().collect())),
@@ -117,6 +123,7 @@ pub(super) async fn run(
                         "caPin": resp.ca_pin,
                         "hub": hub,
                         "agentCommand": command,
+                        "helmCommand": helm,
                     }),
                     f,
                 ),

@@ -107,6 +107,11 @@ impl Durable {
         &self.inner.stats
     }
 
+    /// Writes waiting for the writer thread.
+    pub fn queued(&self) -> usize {
+        self.inner.queue.max_capacity() - self.inner.queue.capacity()
+    }
+
     /// A consistent copy of the whole store at `to` (see [`Store::backup`]).
     pub fn backup(&self, to: &Path) -> Result<u64, StoreError> {
         self.inner.store.backup(to)

@@ -63,6 +63,17 @@ pub enum HoldEnd {
     Shutdown,
 }
 
+/// The outcome of one round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Round {
+    /// This candidate holds the Lease.
+    Held,
+    /// Another candidate holds it and it has not run out.
+    Other,
+    /// The Lease changed between read and write; try again next round.
+    Conflict,
+}
+
 /// One candidate's view of the Lease.
 pub struct Elector {
     api: Api<Lease>,
@@ -91,8 +102,9 @@ impl Elector {
         let mut said_waiting = false;
         loop {
             match self.try_acquire_or_renew().await {
-                Ok(true) => return true,
-                Ok(false) => {
+                Ok(Round::Held) => return true,
+                Ok(Round::Conflict) => {}
+                Ok(Round::Other) => {
                     if !said_waiting {
                         tracing::info!(
                             lease = %self.lease_ref(),
@@ -122,8 +134,10 @@ impl Elector {
                 _ = tokio::time::sleep(self.settings.retry_period) => {}
             }
             match self.try_acquire_or_renew().await {
-                Ok(true) => renewed = Instant::now(),
-                Ok(false) => {
+                Ok(Round::Held) => renewed = Instant::now(),
+                // Someone wrote the Lease meanwhile: read it again next round (until the deadline).
+                Ok(Round::Conflict) => {}
+                Ok(Round::Other) => {
                     tracing::warn!(lease = %self.lease_ref(), holder = self.holder().unwrap_or("-"), "lost the lease to another agent");
                     return HoldEnd::Lost;
                 }
@@ -167,8 +181,8 @@ impl Elector {
         }
     }
 
-    /// One round: true when this candidate holds the Lease afterwards.
-    async fn try_acquire_or_renew(&mut self) -> Result<bool, kube::Error> {
+    /// One round of read, decide, compare-and-swap.
+    async fn try_acquire_or_renew(&mut self) -> Result<Round, kube::Error> {
         let me = self.settings.identity.clone();
         let Some(mut lease) = self.api.get_opt(&self.settings.name).await? else {
             let lease = Lease {
@@ -189,9 +203,9 @@ impl Elector {
             return match self.api.create(&PostParams::default(), &lease).await {
                 Ok(created) => {
                     self.observe(&created, true);
-                    Ok(true)
+                    Ok(Round::Held)
                 }
-                Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+                Err(kube::Error::Api(s)) if s.code == 409 => Ok(Round::Conflict),
                 Err(e) => Err(e),
             };
         };
@@ -206,7 +220,7 @@ impl Elector {
                 .map(|s| Duration::from_secs(s as u64))
                 .unwrap_or(self.settings.duration);
             if self.observed_at.elapsed() < duration {
-                return Ok(false);
+                return Ok(Round::Other);
             }
         }
         if !mine {
@@ -224,9 +238,9 @@ impl Elector {
         {
             Ok(updated) => {
                 self.observe(&updated, true);
-                Ok(true)
+                Ok(Round::Held)
             }
-            Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(Round::Conflict),
             Err(e) => Err(e),
         }
     }

@@ -124,6 +124,20 @@ impl CertificateAuthority {
         let key = KeyPair::from_pem(key_pem).map_err(PkiError::ParseKey)?;
         let cert_der = CertificateDer::from_pem_slice(cert_pem.as_bytes())
             .map_err(|e| PkiError::ParseCert(e.to_string()))?;
+        // A CA brought from elsewhere (`init --ca-cert/--ca-key`) must really be one, with
+        // its own key: otherwise every certificate issued would fail to verify.
+        let (_, x509) =
+            X509Certificate::from_der(&cert_der).map_err(|e| PkiError::ParseCert(e.to_string()))?;
+        if !x509.is_ca() {
+            return Err(PkiError::ParseCert(
+                "the certificate is not a CA (it lacks basicConstraints CA:TRUE)".into(),
+            ));
+        }
+        if x509.public_key().raw != rcgen::PublicKeyData::subject_public_key_info(&key).as_slice() {
+            return Err(PkiError::ParseCert(
+                "the private key does not belong to the CA certificate".into(),
+            ));
+        }
         let issuer = Issuer::from_ca_cert_der(&cert_der, key)
             .map_err(|e| PkiError::ParseCert(e.to_string()))?;
         Ok(CertificateAuthority {

@@ -100,7 +100,7 @@ pub fn write_archive(
             hub_version: env!("CARGO_PKG_VERSION").to_string(),
             records,
         };
-        let partial = out.with_extension("partial");
+        let partial = partial_path(out);
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -147,7 +147,7 @@ pub fn backup_offline(dir: &DataDir, out: &Path) -> Result<Report, BackupError> 
 
 /// The record count in a backup's manifest, after checking the whole archive reads.
 pub fn records_in(archive: &Path) -> Result<u64, BackupError> {
-    let staging = archive.with_extension("verify");
+    let staging = scratch(archive.parent().unwrap_or_else(|| Path::new(".")), "verify");
     let result = unpack(archive, &staging).map(|(m, _)| m.records);
     let _ = std::fs::remove_dir_all(&staging);
     result
@@ -297,13 +297,18 @@ fn append<W: Write>(
     tar.append_data(&mut h, name, bytes)
 }
 
+/// Where a file is written before it is renamed to `out`.
+pub(crate) fn partial_path(out: &Path) -> PathBuf {
+    let mut s = out.as_os_str().to_owned();
+    s.push(".partial");
+    PathBuf::from(s)
+}
+
 /// A scratch path inside the data directory (same filesystem: renames are atomic).
-fn scratch(root: &Path, what: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    root.join(format!(".{what}.{}.{nanos}", std::process::id()))
+pub(crate) fn scratch(root: &Path, what: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    root.join(format!(".{what}.{}.{n}", std::process::id()))
 }
 
 #[cfg(test)]

@@ -420,7 +420,7 @@ async fn backup_online(
         .await
         .map_err(|s| crate::ctl::client::status_error(&config.hub, s).message)?
         .into_inner();
-    let partial = to.with_extension("partial");
+    let partial = crate::backup::partial_path(to);
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)

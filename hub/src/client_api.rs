@@ -670,10 +670,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
             self.authorize(&who, Role::Admin, "back up the hub")?;
             let hub = self.hub.clone();
             let out = tokio::task::spawn_blocking(move || {
-                let path = hub
-                    .dir
-                    .root()
-                    .join(format!(".backup-{}.tgz", std::process::id()));
+                let path = crate::backup::scratch(hub.dir.root(), "backup.tgz");
                 let store = hub.records.store().clone();
                 let report = crate::backup::write_archive(&hub.dir, |to| store.backup(to), &path)?;
                 // Unlinked at once: the open file is read to the end, nothing is left behind.

@@ -353,6 +353,55 @@ impl Records {
         self.get(Tree::Assignments, &AssignmentRecord::key(cluster, workload))
     }
 
+    /// One record per cluster of `workload` (assignments or statuses), read from one snapshot.
+    fn per_cluster<T: DeserializeOwned>(
+        &self,
+        tree: Tree,
+        workload: &str,
+        clusters: &[String],
+    ) -> Result<Vec<Option<T>>, StoreError> {
+        let keys: Vec<String> = clusters
+            .iter()
+            .map(|c| AssignmentRecord::key(c, workload))
+            .collect();
+        let refs: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+        self.store
+            .get_many(tree, &refs)?
+            .into_iter()
+            .zip(&keys)
+            .map(|(v, k)| v.map(|v| decode(tree, k.as_bytes(), &v)).transpose())
+            .collect()
+    }
+
+    /// The assignments of `workload` to each of `clusters`.
+    pub fn assignments_of(
+        &self,
+        workload: &str,
+        clusters: &[String],
+    ) -> Result<Vec<Option<AssignmentRecord>>, StoreError> {
+        self.per_cluster(Tree::Assignments, workload, clusters)
+    }
+
+    /// The statuses `clusters` reported for `workload`.
+    pub fn statuses_of(
+        &self,
+        workload: &str,
+        clusters: &[String],
+    ) -> Result<Vec<Option<StatusRecord>>, StoreError> {
+        self.per_cluster(Tree::Status, workload, clusters)
+    }
+
+    /// Whether `cluster` is assigned `workload` (without decoding the record).
+    pub fn has_assignment(&self, cluster: &str, workload: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .store
+            .get(
+                Tree::Assignments,
+                AssignmentRecord::key(cluster, workload).as_bytes(),
+            )?
+            .is_some())
+    }
+
     /// Every assignment of one cluster.
     pub fn assignments_of_cluster(
         &self,

@@ -6,7 +6,7 @@
 //! spec; it runs after an apply, when clusters change, and on a tick. Every decision is an
 //! event (`tetherctl events`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -90,7 +90,7 @@ impl Hub {
     }
 
     fn live(&self, cluster: &str) -> bool {
-        self.sessions.get(cluster).is_some()
+        self.sessions.contains(cluster)
     }
 
     /// Available on the revision it was given, and the cluster is live.
@@ -102,6 +102,31 @@ impl Hub {
                 .ok()
                 .flatten()
                 .is_some_and(|s| s.revision == a.revision && s.phase == "Available")
+    }
+
+    /// Of `placed`, the clusters that are live and Available on their revision (statuses
+    /// read from one snapshot).
+    fn available_of(
+        &self,
+        workload: &str,
+        placed: &[&AssignmentRecord],
+    ) -> Result<BTreeSet<String>, HubError> {
+        let live: Vec<&AssignmentRecord> = placed
+            .iter()
+            .copied()
+            .filter(|a| self.live(&a.cluster))
+            .collect();
+        let names: Vec<String> = live.iter().map(|a| a.cluster.clone()).collect();
+        let statuses = self.records.statuses_of(workload, &names)?;
+        Ok(live
+            .into_iter()
+            .zip(statuses)
+            .filter(|(a, s)| {
+                s.as_ref()
+                    .is_some_and(|s| s.revision == a.revision && s.phase == "Available")
+            })
+            .map(|(a, _)| a.cluster.clone())
+            .collect())
     }
 
     /// Brings a workload's assignments in line with its spec: places it on chosen clusters,
@@ -127,9 +152,13 @@ impl Hub {
         let by_name: BTreeMap<&str, &ClusterRecord> =
             clusters.iter().map(|c| (c.name.as_str(), c)).collect();
         let mut assignments: BTreeMap<String, AssignmentRecord> = BTreeMap::new();
-        for c in self.records.clusters_of_workload(name)? {
-            if let Some(a) = self.records.assignment(&c, name)? {
-                assignments.insert(c, a);
+        let of_workload = self.records.clusters_of_workload(name)?;
+        for (c, a) in of_workload
+            .iter()
+            .zip(self.records.assignments_of(name, &of_workload)?)
+        {
+            if let Some(a) = a {
+                assignments.insert(c.clone(), a);
             }
         }
         let candidates: Vec<Candidate<'_>> = clusters
@@ -355,11 +384,8 @@ impl Hub {
         let state_before = rec.rollout.clone();
         let placed_now: Vec<&AssignmentRecord> =
             assignments.values().filter(|a| !a.deleting).collect();
-        let available: BTreeSet<String> = placed_now
-            .iter()
-            .filter(|a| self.available(a))
-            .map(|a| a.cluster.clone())
-            .collect();
+        let available: BTreeSet<String> = self.available_of(name, &placed_now)?;
+        let outdated_set: HashSet<&str> = outdated.iter().map(String::as_str).collect();
         let budget_total = rollout.max_unavailable.of(placed_now.len()).unwrap_or(1);
         let unavailable = placed_now.len() - available.len();
         let mut budget = budget_total.saturating_sub(unavailable);
@@ -376,7 +402,7 @@ impl Hub {
                 .iter()
                 .filter(|a| wave_of(&a.cluster) == wave)
                 .all(|a| {
-                    !outdated.contains(&a.cluster)
+                    !outdated_set.contains(a.cluster.as_str())
                         && (available.contains(&a.cluster) || !self.live(&a.cluster))
                 })
         };

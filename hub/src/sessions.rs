@@ -188,6 +188,11 @@ impl Sessions {
             .is_some_and(|e| e.proxy.try_send(id).is_ok())
     }
 
+    /// Whether `cluster` has a live session.
+    pub fn contains(&self, cluster: &str) -> bool {
+        self.lock().contains_key(cluster)
+    }
+
     /// The live session of `cluster`, if any.
     pub fn get(&self, cluster: &str) -> Option<SessionInfo> {
         self.lock().get(cluster).map(|e| SessionInfo {

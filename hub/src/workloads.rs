@@ -343,10 +343,9 @@ impl Hub {
     /// without waiting for the disk: the next group commit makes it durable, and an agent
     /// sends every status again when it reconnects, so a crash loses nothing that matters.
     pub async fn record_status(&self, status: StatusRecord) -> Result<bool, HubError> {
-        if self
+        if !self
             .records
-            .assignment(&status.cluster, &status.workload)?
-            .is_none()
+            .has_assignment(&status.cluster, &status.workload)?
         {
             return Ok(false);
         }

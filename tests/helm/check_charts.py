@@ -155,19 +155,29 @@ def hub_chart(bin_dir: pathlib.Path) -> None:
             check(ingress["host"] in sans, f"{ctx}: the Ingress host is not in the hub certificate")
         else:
             check(not of_kind(objs, "Ingress"), f"{ctx}: Ingress rendered while disabled")
-        ca = (values.get("ca") or {}).get("existingSecret")
+        ca_values = values.get("ca") or {}
+        ca = ca_values.get("existingSecret") or ("tether-tether-hub-ca" if ca_values.get("cert") else None)
         vols = {v["name"]: v for v in pod.get("volumes", [])}
+        secrets = {s["metadata"]["name"]: s for s in of_kind(objs, "Secret")}
         if ca:
             check(vols.get("ca", {}).get("secret", {}).get("secretName") == ca, f"{ctx}: CA Secret not mounted")
             check("--ca-cert=/ca/tls.crt" in init.get("args", []), f"{ctx}: init does not use the CA Secret")
+            check("ca" not in [m["name"] for m in hub.get("volumeMounts", [])],
+                  f"{ctx}: the CA key is mounted into the serving container (init copies it)")
         else:
-            check("ca" not in vols, f"{ctx}: CA volume without ca.existingSecret")
+            check("ca" not in vols, f"{ctx}: CA volume without a CA Secret")
+        if ca_values.get("cert"):
+            check(secrets.get(ca, {}).get("stringData", {}).get("tls.key") == ca_values["key"],
+                  f"{ctx}: the inline CA is not in Secret {ca}")
+        else:
+            check(not secrets, f"{ctx}: a Secret rendered without an inline CA")
         monitor = ((values.get("metrics") or {}).get("serviceMonitor") or {}).get("enabled", False)
         check(bool(of_kind(objs, "ServiceMonitor")) == monitor, f"{ctx}: ServiceMonitor rendered = {not monitor}")
     # The schema refuses nonsense before anything renders.
     expect_refused("tether-hub", {"service": {"type": "Ingress"}}, "service.type=Ingress")
     expect_refused("tether-hub", {"replicas": 3}, "replicas (the hub has exactly one)")
     expect_refused("tether-hub", {"ingress": {"enabled": True}}, "ingress without host")
+    expect_refused("tether-hub", {"ca": {"cert": "-----BEGIN CERTIFICATE-----x"}}, "a CA cert without its key")
 
 
 def agent_chart(bin_dir: pathlib.Path) -> None:

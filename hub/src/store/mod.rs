@@ -156,6 +156,10 @@ impl Batch {
 /// survive a crash once it returns); reads must not wait for a commit in progress.
 pub trait Store: Send + Sync + 'static {
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Several keys of one tree, read from one snapshot (one transaction for all of them).
+    fn get_many(&self, tree: Tree, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        keys.iter().map(|k| self.get(tree, k)).collect()
+    }
     /// Every entry whose key starts with `prefix`, in key order.
     fn scan_prefix(&self, tree: Tree, prefix: &[u8]) -> Result<Entries, StoreError>;
     /// Entries with `from <= key < to`, in key order, at most `limit`.

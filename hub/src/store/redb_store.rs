@@ -136,6 +136,14 @@ impl Store for RedbStore {
         self.read(tree, |t| Ok(t.get(key)?.map(|v| v.value().to_vec())))
     }
 
+    fn get_many(&self, tree: Tree, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        self.read(tree, |t| {
+            keys.iter()
+                .map(|k| Ok(t.get(*k)?.map(|v| v.value().to_vec())))
+                .collect()
+        })
+    }
+
     fn scan_prefix(&self, tree: Tree, prefix: &[u8]) -> Result<Entries, StoreError> {
         self.read(tree, |t| {
             collect(t.range(prefix..)?, usize::MAX, |k| k.starts_with(prefix))

@@ -40,6 +40,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 
+{{/* The Secret holding the CA to sign with, or "" when the hub makes its own. */}}
+{{- define "tether-hub.caSecret" -}}
+{{- if .Values.ca.existingSecret }}
+{{- .Values.ca.existingSecret }}
+{{- else if and .Values.ca.cert .Values.ca.key }}
+{{- printf "%s-ca" (include "tether-hub.fullname" .) }}
+{{- end }}
+{{- end }}
+
 {{/* The in-cluster DNS name of the Service. */}}
 {{- define "tether-hub.serviceHost" -}}
 {{- printf "%s.%s.svc" (include "tether-hub.fullname" .) .Release.Namespace }}

@@ -307,6 +307,9 @@ const METHOD: &str = "
   broker is not slowed by its clients.
 - Numbers from one machine vary from run to run by several percent; compare ratios measured in
   the same run, not absolute figures across machines.
+
+Why the missed targets are missed, what bounds them and what would move them:
+[docs/performance.md](performance.md).
 ";
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use tether_common::labels::Labels;
 use tether_common::telemetry::{self, LogFormat};
 use tether_common::time::{parse_duration, rfc3339};
 use tether_common::tls::ChannelOptions;
@@ -68,6 +69,9 @@ pub struct Cli {
     /// Log line format (filter with RUST_LOG).
     #[arg(long, value_enum, default_value = "text", env = "TETHER_LOG_FORMAT")]
     pub log_format: LogFormat,
+    /// Labels this cluster asks for when it joins, k=v,k2=v2 (the token's labels win).
+    #[arg(long, env = "TETHER_LABELS", value_parser = parse_labels_arg, default_value = "")]
+    pub labels: Labels,
     /// Plain HTTP: /healthz, /readyz and Prometheus /metrics (e.g. 0.0.0.0:9465) [default: off].
     #[arg(long, env = "TETHER_METRICS_LISTEN")]
     pub metrics_listen: Option<std::net::SocketAddr>,
@@ -90,6 +94,10 @@ pub struct Cli {
     /// How often the leader renews and standbys try.
     #[arg(long, default_value = "2s", value_parser = parse_duration, env = "TETHER_LEASE_RETRY_PERIOD")]
     pub lease_retry_period: Duration,
+}
+
+fn parse_labels_arg(s: &str) -> Result<Labels, String> {
+    tether_common::labels::parse_labels(s)
 }
 
 /// A start-up or runtime failure and its exit code.
@@ -222,6 +230,7 @@ async fn join_with_token(
         token,
         pin,
         facts,
+        &cli.labels,
         &ChannelOptions::default(),
         cli.reconnect_max_delay,
     )

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tether_common::labels::Labels;
 use tether_common::pb::{self, agent_service_client::AgentServiceClient};
 use tether_common::pki;
 use tether_common::time::unix_now;
@@ -65,6 +66,7 @@ pub async fn join_once(
     token: &str,
     ca_pin: &str,
     facts: pb::ClusterFacts,
+    labels: &Labels,
     opts: &ChannelOptions,
 ) -> Result<Credential, JoinError> {
     let (key_pem, csr_der) = pki::new_key_and_csr()?;
@@ -80,6 +82,7 @@ pub async fn join_once(
             token: token.to_string(),
             csr_der,
             facts: Some(facts),
+            labels: labels.clone().into_iter().collect(),
         })
         .await
         .map_err(|s| match s.code() {
@@ -128,12 +131,13 @@ pub async fn join(
     token: &str,
     ca_pin: &str,
     facts: pb::ClusterFacts,
+    labels: &Labels,
     opts: &ChannelOptions,
     max_delay: Duration,
 ) -> Result<Credential, JoinError> {
     let mut backoff = crate::session::reconnect_backoff(max_delay);
     loop {
-        match join_once(hub, token, ca_pin, facts.clone(), opts).await {
+        match join_once(hub, token, ca_pin, facts.clone(), labels, opts).await {
             Ok(c) => return Ok(c),
             Err(e) if e.is_retryable() => {
                 let delay = backoff.next().unwrap_or(max_delay);

@@ -66,6 +66,27 @@ fn cluster_peer<T>(req: &Request<T>) -> Result<(String, PeerCert, Peer), Status>
     }
 }
 
+/// Labels an agent asks for at join, checked like any label (at most 64).
+fn requested_labels(
+    labels: std::collections::HashMap<String, String>,
+) -> Result<tether_common::labels::Labels, Status> {
+    if labels.len() > 64 {
+        return Err(Status::invalid_argument(format!(
+            "the agent asks for {} labels; at most 64",
+            labels.len()
+        )));
+    }
+    labels
+        .into_iter()
+        .map(|(k, v)| {
+            tether_common::labels::validate_key(&k)
+                .and_then(|()| tether_common::labels::validate_value(&v))
+                .map(|()| (k, v))
+                .map_err(|e| Status::invalid_argument(format!("requested label: {e}")))
+        })
+        .collect()
+}
+
 pub(crate) fn facts_from_pb(f: Option<pb::ClusterFacts>) -> Facts {
     let f = f.unwrap_or_default();
     // Bounded: these are shown in listings, and a hostile agent must not bloat records.
@@ -117,6 +138,7 @@ impl pb::agent_service_server::AgentService for AgentApi {
                 token: r.token,
                 csr_der: r.csr_der,
                 facts: facts_from_pb(r.facts),
+                labels: requested_labels(r.labels)?,
                 source,
             })
             .await?;

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 
 use tether_common::identity::Identity;
+use tether_common::labels::Labels;
 use tether_common::pki::SignedCert;
 use tether_common::time::{rfc3339, unix_now};
 use tether_common::token::JoinToken;
@@ -21,6 +22,8 @@ pub struct JoinRequest {
     pub token: String,
     pub csr_der: Vec<u8>,
     pub facts: Facts,
+    /// Labels the agent asks for; the token's win.
+    pub labels: Labels,
     pub source: SocketAddr,
 }
 
@@ -128,6 +131,7 @@ impl Hub {
             joined_unix: now,
             ..Default::default()
         });
+        cluster.labels.extend(req.labels);
         cluster.labels.extend(rec.labels.clone());
         cluster.cert_serials = vec![cert.serial.clone()];
         cluster.cert_not_after = cert.not_after;

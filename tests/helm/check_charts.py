@@ -203,6 +203,9 @@ def agent_chart(bin_dir: pathlib.Path) -> None:
         check(env.get("POD_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name",
               f"{ctx}: POD_NAME (the Lease identity) does not come from the pod name")
         check(env.get("TETHER_HUB", {}).get("value") == values["hub"]["address"], f"{ctx}: hub address")
+        labels = (values.get("cluster") or {}).get("labels") or {}
+        want = "--labels=" + ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        check((want in args) == bool(labels), f"{ctx}: cluster labels not passed as {want}")
         join = values.get("join") or {}
         secret_name = join.get("existingSecret") or "tether-tether-agent-join"
         check(env.get("TETHER_TOKEN", {}).get("valueFrom", {}).get("secretKeyRef", {}).get("name") == secret_name,
@@ -235,6 +238,8 @@ def agent_chart(bin_dir: pathlib.Path) -> None:
     expect_refused("tether-agent", {"hub": {"address": "h:1"}, "join": {"token": "x", "caPin": "sha256:00"}},
                    "a malformed token and pin")
     expect_refused("tether-agent", {"join": {"existingSecret": "s"}}, "no hub.address")
+    expect_refused("tether-agent", {"hub": {"address": "h:1"}, "join": {"existingSecret": "s"},
+                                    "cluster": {"labels": {"bad key": "x"}}}, "a malformed label key")
 
 
 def lint_clean(chart: pathlib.Path, values_file: pathlib.Path, ctx: str) -> None:

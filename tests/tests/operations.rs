@@ -582,3 +582,38 @@ fn the_air_gapped_bundle_verifies_and_runs_hub_and_agent_offline() {
         },
     );
 }
+
+#[test]
+fn labels_the_agent_asks_for_are_applied_at_join_and_the_tokens_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(&dir.path().join("hub"), HubOptions::default());
+    let cluster = Cluster::start(dir.path(), "edge-1", 1, "v1.33.4");
+    let (token, pin) = hub.token("edge-1", &["--labels", "region=eu"]);
+    // What the chart's cluster.labels value becomes.
+    let _agent = Agent::start(
+        &hub,
+        &cluster,
+        &dir.path().join("agent"),
+        &[
+            "--token",
+            &token,
+            "--ca-pin",
+            &pin,
+            "--labels",
+            "site=north,region=us",
+        ],
+    );
+    hub.wait_status("edge-1", "Ready", PATIENCE);
+    let c = hub.cluster("edge-1").unwrap();
+    assert_eq!(c["labels"]["site"], "north", "{c}");
+    assert_eq!(
+        c["labels"]["region"], "eu",
+        "the token's label must win: {c}"
+    );
+
+    let bad = run(Command::new(bin("tether-agent"))
+        .args(["--hub", "localhost:7443", "--labels", "Bad Key=v"])
+        .env_remove("KUBERNETES_SERVICE_HOST"));
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("--labels"), "{}", stderr(&bad));
+}

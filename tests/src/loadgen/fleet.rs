@@ -344,6 +344,7 @@ impl Fleet {
                         &token,
                         &pin,
                         facts(),
+                        &Default::default(),
                         &ChannelOptions::default(),
                     )
                     .await

@@ -136,6 +136,12 @@ def hub_chart(bin_dir: pathlib.Path) -> None:
         check_flags_exist(hub.get("args", [])[1:], serve_help, f"{ctx}: serve")
         init = next((c for c in pod.get("initContainers", []) if c["name"] == "init"), {})
         check("--if-missing" in init.get("args", []), f"{ctx}: init would fail on a restarted pod")
+        for c in (init, hub):
+            check("--data-dir=/data/hub" in c.get("args", []),
+                  f"{ctx}: {c.get('name')} does not keep its data in a directory of its own on the volume")
+            env = {e["name"]: e.get("value") for e in c.get("env", [])}
+            check(env.get("TETHER_DATA_DIR") == "/data/hub",
+                  f"{ctx}: {c.get('name')}: TETHER_DATA_DIR (for kubectl exec ... admin-config) is not /data/hub")
         check_flags_exist(init.get("args", [])[1:], init_help, f"{ctx}: init")
         services = of_kind(objs, "Service")
         main = next((s for s in services if s["metadata"]["name"] == "tether-tether-hub"), {})

@@ -1,7 +1,5 @@
 //! `tether-agent`: see `tether_agent::cli`.
 
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
-    tether_agent::cli::run(tether_agent::cli::Cli::parse())
+    tether_agent::cli::run(tether_common::args::parse::<tether_agent::cli::Cli>())
 }

@@ -4,6 +4,7 @@
 //! [`identity`] and [`pki`] (who a peer is and how its certificate says so), then [`tls`]
 //! (the rustls configurations both sides build from them).
 
+pub mod args;
 pub mod files;
 pub mod identity;
 pub mod labels;

@@ -160,6 +160,7 @@ fn join_token_guessing_is_rate_limited_per_source_and_logged() {
                     token,
                     csr_der: csr.clone(),
                     facts: None,
+                    labels: Default::default(),
                 })
                 .await;
             codes.push(r.err().map(|s| (s.code(), s.message().to_string())));
@@ -216,11 +217,33 @@ fn bad_certificates_are_refused_at_the_handshake_and_the_hub_serves_on() {
     let (cert, key) = rt.block_on(async {
         let mut client = rogue::agent_client(rogue::pinned(&addr, &pin).await.unwrap());
         let (key, csr) = tether_common::pki::new_key_and_csr().unwrap();
+        // Labels a joining agent asks for are checked like any label, before the token is
+        // looked at (so it is not used up).
+        for labels in [
+            (0..100)
+                .map(|i| (format!("k{i}"), "v".to_string()))
+                .collect(),
+            [("bad key".to_string(), "v".to_string())]
+                .into_iter()
+                .collect(),
+        ] {
+            let refused = client
+                .join(pb::JoinRequest {
+                    token: token.clone(),
+                    csr_der: csr.clone(),
+                    facts: None,
+                    labels,
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+        }
         let r = client
             .join(pb::JoinRequest {
                 token,
                 csr_der: csr,
                 facts: None,
+                labels: Default::default(),
             })
             .await
             .unwrap()

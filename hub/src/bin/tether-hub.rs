@@ -1,7 +1,5 @@
 //! `tether-hub`: see `tether_hub::cli`.
 
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
-    tether_hub::cli::run(tether_hub::cli::Cli::parse())
+    tether_hub::cli::run(tether_common::args::parse::<tether_hub::cli::Cli>())
 }

@@ -1,7 +1,5 @@
 //! `tetherctl`: see `tether_hub::ctl`.
 
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
-    tether_hub::ctl::run(tether_hub::ctl::Cli::parse())
+    tether_hub::ctl::run(tether_common::args::parse::<tether_hub::ctl::Cli>())
 }

@@ -57,6 +57,11 @@ impl Default for Settings {
 pub trait Workloads: Send + Sync + 'static {
     /// Workload -> revision persisted, for `Hello`.
     fn applied(&self) -> HashMap<String, u64>;
+    /// Workload -> bundle hash of that revision, for `Hello` (empty: the hub compares
+    /// revision numbers only).
+    fn applied_bundles(&self) -> HashMap<String, String> {
+        HashMap::new()
+    }
     /// Persists a desired revision, then starts applying it. `Ok` means it may be
     /// acknowledged.
     fn desired(
@@ -92,7 +97,7 @@ struct Shared {
 pub struct Reconciler {
     shared: Arc<Shared>,
     workers: Mutex<HashMap<String, watch::Sender<Command>>>,
-    revisions: Arc<Mutex<HashMap<String, u64>>>,
+    revisions: Arc<Mutex<HashMap<String, (u64, String)>>>,
 }
 
 impl std::fmt::Debug for Reconciler {
@@ -130,13 +135,16 @@ impl Reconciler {
         Ok(r)
     }
 
-    fn revisions(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+    fn revisions(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, String)>> {
         self.revisions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Hands a record to its worker, starting one if needed.
     fn run(&self, rec: Arc<DesiredRecord>) {
-        self.revisions().insert(rec.workload.clone(), rec.revision);
+        self.revisions().insert(
+            rec.workload.clone(),
+            (rec.revision, rec.bundle_hash.clone()),
+        );
         let mut workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(tx) = workers.get(&rec.workload)
             && tx.send(Command::Run(rec.clone())).is_ok()
@@ -149,6 +157,7 @@ impl Reconciler {
             shared: self.shared.clone(),
             workload: rec.workload.clone(),
             applied_revision: 0,
+            applied_bundle: String::new(),
             drift_log: VecDeque::new(),
             drift_total: 0,
         };
@@ -159,7 +168,17 @@ impl Reconciler {
 
 impl Workloads for Reconciler {
     fn applied(&self) -> HashMap<String, u64> {
-        self.revisions().clone()
+        self.revisions()
+            .iter()
+            .map(|(w, (r, _))| (w.clone(), *r))
+            .collect()
+    }
+
+    fn applied_bundles(&self) -> HashMap<String, String> {
+        self.revisions()
+            .iter()
+            .map(|(w, (_, h))| (w.clone(), h.clone()))
+            .collect()
     }
 
     fn desired(
@@ -177,7 +196,11 @@ impl Workloads for Reconciler {
                     decoded.workload
                 ));
             }
-            if self.revisions().get(&workload) == Some(&revision) {
+            if self
+                .revisions()
+                .get(&workload)
+                .is_some_and(|(r, h)| *r == revision && *h == hash)
+            {
                 // Re-delivered (at least once): already persisted.
                 return Ok(());
             }
@@ -238,6 +261,7 @@ struct Worker {
     shared: Arc<Shared>,
     workload: String,
     applied_revision: u64,
+    applied_bundle: String,
     drift_log: VecDeque<Drift>,
     drift_total: u64,
 }
@@ -246,7 +270,7 @@ impl Worker {
     async fn run(
         mut self,
         mut rx: watch::Receiver<Command>,
-        revisions: Arc<Mutex<HashMap<String, u64>>>,
+        revisions: Arc<Mutex<HashMap<String, (u64, String)>>>,
     ) {
         let mut record: Option<DesiredRecord> = None;
         loop {
@@ -271,7 +295,12 @@ impl Worker {
                     // Keep the inventory this worker maintains across revisions: what an
                     // older revision applied is pruned once the new one no longer has it.
                     let mut rec = match record.take() {
-                        Some(current) if current.revision == incoming.revision => current,
+                        Some(current)
+                            if current.revision == incoming.revision
+                                && current.bundle_hash == incoming.bundle_hash =>
+                        {
+                            current
+                        }
                         Some(current) => {
                             let mut r = (*incoming).clone();
                             r.inventory = merge_inventory(&current.inventory, &incoming.inventory);
@@ -312,7 +341,9 @@ impl Worker {
                 return s;
             }
         };
-        let fresh = rec.revision != self.applied_revision;
+        // A new revision, or the same number with other contents (a hub restored from a
+        // backup numbers changes again from where the backup was).
+        let fresh = rec.revision != self.applied_revision || rec.bundle_hash != self.applied_bundle;
         let mut objects = Vec::new();
         let mut lives: Vec<(Value, Option<Value>)> = Vec::new();
         let mut inventory = BTreeSet::new();
@@ -345,6 +376,7 @@ impl Worker {
         }
         if fresh {
             self.applied_revision = rec.revision;
+            self.applied_bundle = rec.bundle_hash.clone();
         }
         let mut status = WorkloadStatus::roll_up(&self.workload, rec.revision, objects);
         for rule in &bundle.status_feedback {

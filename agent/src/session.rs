@@ -196,6 +196,7 @@ impl Session<'_> {
             msg: Some(agent_message::Msg::Hello(pb::Hello {
                 facts: Some(facts.clone()),
                 applied: self.workloads.applied(),
+                applied_bundles: self.workloads.applied_bundles(),
             })),
         };
         // The channel is empty: this cannot block.
@@ -299,11 +300,12 @@ impl Session<'_> {
                             Some(hub_message::Msg::Heartbeat(_)) | Some(hub_message::Msg::Welcome(_)) => {}
                             Some(hub_message::Msg::Desired(d)) => {
                                 let (workload, revision) = (d.workload.clone(), d.revision);
+                                let bundle_hash = d.bundle_hash.clone();
                                 match self.workloads.desired(d.workload, d.revision, d.bundle_hash, d.bundle).await {
                                     Ok(()) => {
                                         self.opts.metrics.revisions_received.inc();
                                         let ack = pb::AgentMessage {
-                                            msg: Some(agent_message::Msg::Ack(pb::Ack { workload, revision })),
+                                            msg: Some(agent_message::Msg::Ack(pb::Ack { workload, revision, bundle_hash })),
                                         };
                                         if out.send(ack).await.is_err() {
                                             return End::Retry("the stream to the hub closed".into());

@@ -21,7 +21,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::delivery::Hint;
 use crate::hub::Hub;
 use crate::joins::JoinRequest;
-use crate::records::{DriftRecord, Facts, ObjectStatus, StatusRecord};
+use crate::records::{AssignmentRecord, DriftRecord, Facts, ObjectStatus, StatusRecord};
 use crate::server::{Peer, PeerCert};
 use crate::sessions::{Control, EndReason, SessionHandle};
 use crate::workloads::{MAX_STATUS_DRIFT, MAX_STATUS_OBJECTS, cap_feedback, cap_text};
@@ -249,7 +249,16 @@ impl pb::agent_service_server::AgentService for AgentApi {
         );
         let session = Arc::new(Session {
             hub: self.hub.clone(),
-            acked: Mutex::new(hello.applied.into_iter().collect()),
+            acked: Mutex::new(
+                hello
+                    .applied
+                    .into_iter()
+                    .map(|(w, r)| {
+                        let bundle = hello.applied_bundles.get(&w).cloned().unwrap_or_default();
+                        (w, Held::new(r, bundle))
+                    })
+                    .collect(),
+            ),
             sent: Mutex::new(HashMap::new()),
             done: CancellationToken::new(),
             handle,
@@ -272,13 +281,36 @@ enum Ended {
     HubSideGone,
 }
 
+/// A revision an agent holds, with its bundle hash when the agent reports it (agents before
+/// 0.1 reported numbers only).
+#[derive(Debug, Clone)]
+struct Held {
+    revision: u64,
+    bundle: Option<String>,
+}
+
+impl Held {
+    fn new(revision: u64, bundle: String) -> Self {
+        Held {
+            revision,
+            bundle: (!bundle.is_empty()).then_some(bundle),
+        }
+    }
+
+    /// Whether this is the assignment's copy: same revision and, where known, same bundle. A
+    /// revision number can come back after a restore from backup with other contents.
+    fn is(&self, a: &AssignmentRecord) -> bool {
+        self.revision == a.revision && self.bundle.as_ref().is_none_or(|b| *b == a.bundle)
+    }
+}
+
 /// One live session: a reader task (the agent's messages) and a writer task (heartbeats,
 /// desired state, control) that never wait on each other.
 struct Session {
     hub: Arc<Hub>,
     handle: SessionHandle,
-    /// What the agent has acknowledged persisting: workload -> revision.
-    acked: Mutex<HashMap<String, u64>>,
+    /// What the agent has acknowledged persisting, by workload.
+    acked: Mutex<HashMap<String, Held>>,
     /// When each revision in flight was sent: workload -> (revision, sent), for the delivery
     /// histogram.
     sent: Mutex<HashMap<String, (u64, std::time::Instant)>>,
@@ -291,7 +323,7 @@ impl Session {
         &self.handle.cluster
     }
 
-    fn acked(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+    fn acked(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
         self.acked.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -309,7 +341,7 @@ impl Session {
         for a in assignments {
             let differs = match acked.get(&a.workload) {
                 _ if a.deleting => true,
-                Some(rev) => *rev != a.revision,
+                Some(held) => !held.is(&a),
                 None => true,
             };
             if differs {
@@ -339,7 +371,7 @@ impl Session {
             }
             Hint::Workload(w) => {
                 let a = self.hub.records.assignment(&cluster, &w).ok()??;
-                let held = self.acked().get(&w).copied();
+                let held = self.acked().get(&w).cloned();
                 if a.deleting {
                     if held.is_none() {
                         // The agent never had it: nothing to remove there.
@@ -352,7 +384,7 @@ impl Session {
                         msg: Some(hub_message::Msg::Remove(pb::Remove { workload: w })),
                     });
                 }
-                if held == Some(a.revision) {
+                if held.is_some_and(|h| h.is(&a)) {
                     return None;
                 }
                 let bundle = match self.hub.records.bundle(&a.bundle) {
@@ -479,7 +511,8 @@ impl Session {
                 }
             }
             Some(agent_message::Msg::Ack(a)) => {
-                self.acked().insert(a.workload.clone(), a.revision);
+                let held = Held::new(a.revision, a.bundle_hash.clone());
+                self.acked().insert(a.workload.clone(), held.clone());
                 let sent = {
                     let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
                     match sent.get(&a.workload) {
@@ -500,7 +533,7 @@ impl Session {
                     .assignment(&cluster, &a.workload)
                     .ok()
                     .flatten()
-                    .is_some_and(|x| x.revision != a.revision)
+                    .is_some_and(|x| !held.is(&x))
                 {
                     self.handle.outbox.push(Hint::Workload(a.workload));
                 }

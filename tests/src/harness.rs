@@ -45,8 +45,29 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
-/// A free TCP port on loopback (bound and released; the race with other tests is tiny).
+/// A free TCP port on loopback for a server a test starts (bound and released).
+///
+/// Chosen below the kernel's ephemeral range (32768-60999 by default), so the many outgoing
+/// connections of parallel tests, whose local ports come from that range, can never occupy it
+/// between this check and the server's bind; a random start keeps parallel test processes
+/// apart.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let seed = std::process::id().wrapping_mul(7919)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOW + seed.wrapping_add(n.wrapping_mul(7)) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

@@ -617,3 +617,87 @@ fn labels_the_agent_asks_for_are_applied_at_join_and_the_tokens_win() {
     assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
     assert!(stderr(&bad).contains("--labels"), "{}", stderr(&bad));
 }
+
+fn config_workload(value: &str) -> String {
+    format!(
+        r#"
+apiVersion: tether.dev/v1alpha1
+kind: Workload
+metadata: {{ name: cfg }}
+spec:
+  manifests:
+    - apiVersion: v1
+      kind: ConfigMap
+      metadata: {{ name: cfg, namespace: default }}
+      data: {{ value: "{value}" }}
+  placement:
+    clusters: [ edge-1 ]
+"#
+    )
+}
+
+fn config_value(cluster: &Cluster) -> Option<String> {
+    cluster
+        .get(&["configmap", "cfg", "-n", "default"])?
+        .pointer("/data/value")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+#[test]
+fn after_a_restore_an_agent_holding_a_reused_revision_number_still_gets_the_new_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hub = Hub::start(&dir.path().join("hub"), HubOptions::default());
+    let cluster = Cluster::start(dir.path(), "edge-1", 1, "v1.33.4");
+    let (token, pin) = hub.token("edge-1", &[]);
+    let state = dir.path().join("agent");
+    let mut agent = Agent::join(&hub, &cluster, &state, &token, &pin);
+    hub.wait_status("edge-1", "Ready", PATIENCE);
+    hub.apply_ok("cfg", &config_workload("one")); // revision 1
+    hub.wait_available("cfg", "60s");
+    let backup = dir.path().join("hub.tgz");
+    let out = hub_cmd(&[
+        "backup",
+        "--config",
+        hub.admin_config().to_str().unwrap(),
+        "--to",
+        backup.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    hub.apply_ok("cfg", &config_workload("two")); // revision 2, after the backup
+    eventually(PATIENCE, "revision 2 applied", || {
+        (config_value(&cluster).as_deref() == Some("two")).then_some(())
+    });
+
+    // The agent is away while the hub is restored and the workload changes again: the
+    // restored hub numbers that change 2 as well, with other contents.
+    assert_eq!(agent.proc.stop(), 0);
+    assert_eq!(hub.stop(), 0);
+    std::fs::remove_dir_all(&hub.dir).unwrap();
+    let data = hub.dir.to_str().unwrap().to_string();
+    let restored = hub_cmd(&[
+        "restore",
+        "--data-dir",
+        &data,
+        "--from",
+        backup.to_str().unwrap(),
+    ]);
+    assert!(restored.status.success(), "{}", stderr(&restored));
+    hub.serve();
+    hub.apply_ok("cfg", &config_workload("three"));
+    let status = hub.workload_status("cfg").unwrap();
+    assert_eq!(
+        status["revision"], 2,
+        "the restored hub reuses revision 2: {status}"
+    );
+
+    // The agent comes back holding "revision 2" = "two"; it must still get "three".
+    agent = Agent::start(&hub, &cluster, &state, &[]);
+    eventually(
+        PATIENCE,
+        "the new copy behind the reused revision number",
+        || (config_value(&cluster).as_deref() == Some("three")).then_some(()),
+    );
+    hub.wait_available("cfg", "30s");
+    drop(agent);
+}

@@ -81,6 +81,7 @@ fn a_cluster_certificate_cannot_act_for_another_cluster() {
                 msg: Some(agent_message::Msg::Ack(pb::Ack {
                     workload: "b-only".into(),
                     revision: 99,
+                    bundle_hash: String::new(),
                 })),
             },
         ];
@@ -620,6 +621,7 @@ fn oversized_and_hostile_agent_messages_never_break_the_hub() {
             0 => agent_message::Msg::Ack(pb::Ack {
                 workload: name,
                 revision: next(),
+                bundle_hash: format!("{:x}", next()),
             }),
             1 => agent_message::Msg::Removed(pb::Removed { workload: name }),
             2 => agent_message::Msg::Status(pb::WorkloadStatus {

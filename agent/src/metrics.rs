@@ -4,10 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
-use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -137,25 +133,8 @@ impl AgentMetrics {
 
 /// Serves `/healthz`, `/readyz` (the process is up: a standby is healthy too) and `/metrics`.
 pub async fn serve(listener: TcpListener, metrics: AgentMetrics, shutdown: CancellationToken) {
-    let app = axum::Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(|| async { "ok\n" }))
-        .route("/metrics", get(metrics_text))
-        .with_state(metrics);
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await;
-    if let Err(e) = result {
-        tracing::error!(error = %e, "metrics server failed");
-    }
-}
-
-async fn metrics_text(State(m): State<AgentMetrics>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        m.encode(),
-    )
+    tether_common::probes::serve(listener, || true, move || metrics.encode(), async move {
+        shutdown.cancelled().await
+    })
+    .await;
 }

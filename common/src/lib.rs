@@ -10,6 +10,7 @@ pub mod identity;
 pub mod labels;
 pub mod pb;
 pub mod pki;
+pub mod probes;
 pub mod telemetry;
 pub mod time;
 pub mod tls;

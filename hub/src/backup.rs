@@ -139,18 +139,34 @@ pub fn write_archive(
     result
 }
 
+/// An online backup of the running hub, as an open file already unlinked from the data
+/// directory: the caller reads it to the end and nothing is left behind.
+pub fn archive_unlinked(
+    dir: &DataDir,
+    store: &crate::store::Durable,
+) -> Result<(Report, std::fs::File), BackupError> {
+    let path = scratch(dir.root(), "backup.tgz");
+    let report = write_archive(dir, |to| store.backup(to), &path)?;
+    let file = std::fs::File::open(&path).map_err(io(&path));
+    let _ = std::fs::remove_file(&path);
+    Ok((report, file?))
+}
+
 /// An offline backup: opens the store itself (fails if the hub holds it).
 pub fn backup_offline(dir: &DataDir, out: &Path) -> Result<Report, BackupError> {
     let store = open_exclusive(dir)?;
     write_archive(dir, |to| crate::store::Store::backup(&store, to), out)
 }
 
-/// The record count in a backup's manifest, after checking the whole archive reads.
+/// The record count in a backup's manifest, after reading the whole archive (nothing is
+/// written: the keys in it do not touch the disk again).
 pub fn records_in(archive: &Path) -> Result<u64, BackupError> {
-    let staging = scratch(archive.parent().unwrap_or_else(|| Path::new(".")), "verify");
-    let result = unpack(archive, &staging).map(|(m, _)| m.records);
-    let _ = std::fs::remove_dir_all(&staging);
-    result
+    read_archive(archive, |_, _, data| {
+        std::io::copy(data, &mut std::io::sink())
+            .map(drop)
+            .map_err(|e| BackupError::NotABackup(archive.display().to_string(), e.to_string()))
+    })
+    .map(|(m, _)| m.records)
 }
 
 /// Restores a backup into `dir`. Refuses a data directory that holds a hub unless `force`,
@@ -216,27 +232,30 @@ fn open_exclusive(dir: &DataDir) -> Result<RedbStore, BackupError> {
     })
 }
 
-/// Unpacks the archive's known entries into `staging` (nothing else is written: names are
-/// checked against the list, never joined as paths).
-fn unpack(from: &Path, staging: &Path) -> Result<(Manifest, u64), BackupError> {
+/// Reads a whole archive, checking it is a backup this binary reads, and hands each known
+/// entry to `entry` (names are checked against the list, never joined as paths). Returns the
+/// manifest and the archive's size.
+fn read_archive(
+    from: &Path,
+    mut entry: impl FnMut(&str, u32, &mut dyn Read) -> Result<(), BackupError>,
+) -> Result<(Manifest, u64), BackupError> {
     let not_backup = |why: String| BackupError::NotABackup(from.display().to_string(), why);
     let file = std::fs::File::open(from).map_err(io(from))?;
     let bytes = file.metadata().map_err(io(from))?.len();
-    files::create_private_dir(staging).map_err(io(staging))?;
     let mut archive = tar::Archive::new(GzDecoder::new(file));
     let mut manifest = None;
+    let mut seen = Vec::new();
     let entries = archive.entries().map_err(|e| not_backup(e.to_string()))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| not_backup(e.to_string()))?;
-        let name = entry
+    for item in entries {
+        let mut item = item.map_err(|e| not_backup(e.to_string()))?;
+        let name = item
             .path()
             .map_err(|e| not_backup(e.to_string()))?
             .to_string_lossy()
             .into_owned();
         if name == MANIFEST {
             let mut text = Vec::new();
-            entry
-                .read_to_end(&mut text)
+            item.read_to_end(&mut text)
                 .map_err(|e| not_backup(e.to_string()))?;
             let m: Manifest = serde_json::from_slice(&text)
                 .map_err(|e| not_backup(format!("unreadable {MANIFEST}: {e}")))?;
@@ -256,23 +275,33 @@ fn unpack(from: &Path, staging: &Path) -> Result<(Manifest, u64), BackupError> {
         else {
             return Err(not_backup(format!("unexpected entry {name:?}")));
         };
-        let dst = staging.join(known);
-        let mut out = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(*mode)
-            .open(&dst)
-            .map_err(io(&dst))?;
-        std::io::copy(&mut entry, &mut out).map_err(|e| not_backup(e.to_string()))?;
-        out.sync_all().map_err(io(&dst))?;
+        entry(known, *mode, &mut item)?;
+        seen.push(*known);
     }
     let manifest = manifest.ok_or_else(|| not_backup(format!("no {MANIFEST}")))?;
     for required in ["ca.crt", "ca.key", "hub.crt", "hub.key", STORE] {
-        if !staging.join(required).exists() {
+        if !seen.contains(&required) {
             return Err(not_backup(format!("{required} is missing")));
         }
     }
     Ok((manifest, bytes))
+}
+
+/// Unpacks the archive's entries into `staging`.
+fn unpack(from: &Path, staging: &Path) -> Result<(Manifest, u64), BackupError> {
+    files::create_private_dir(staging).map_err(io(staging))?;
+    read_archive(from, |name, mode, data| {
+        let dst = staging.join(name);
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&dst)
+            .map_err(io(&dst))?;
+        std::io::copy(data, &mut out)
+            .map_err(|e| BackupError::NotABackup(from.display().to_string(), e.to_string()))?;
+        out.sync_all().map_err(io(&dst))
+    })
 }
 
 fn header(name: &str, len: u64, mode: u32) -> tar::Header {
@@ -305,7 +334,7 @@ pub(crate) fn partial_path(out: &Path) -> PathBuf {
 }
 
 /// A scratch path inside the data directory (same filesystem: renames are atomic).
-pub(crate) fn scratch(root: &Path, what: &str) -> PathBuf {
+fn scratch(root: &Path, what: &str) -> PathBuf {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     root.join(format!(".{what}.{}.{n}", std::process::id()))

@@ -669,21 +669,12 @@ impl pb::hub_api_server::HubApi for ClientApi {
         let result = async {
             self.authorize(&who, Role::Admin, "back up the hub")?;
             let hub = self.hub.clone();
-            let out = tokio::task::spawn_blocking(move || {
-                let path = crate::backup::scratch(hub.dir.root(), "backup.tgz");
-                let store = hub.records.store().clone();
-                let report = crate::backup::write_archive(&hub.dir, |to| store.backup(to), &path)?;
-                // Unlinked at once: the open file is read to the end, nothing is left behind.
-                let file = std::fs::File::open(&path);
-                let _ = std::fs::remove_file(&path);
-                Ok::<_, crate::backup::BackupError>((report, file))
+            tokio::task::spawn_blocking(move || {
+                crate::backup::archive_unlinked(&hub.dir, hub.records.store())
             })
             .await
             .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(|e| Status::internal(format!("backup failed: {e}")))?;
-            let (report, file) = out;
-            let file = file.map_err(|e| Status::internal(format!("backup failed: {e}")))?;
-            Ok::<_, Status>((report, file))
+            .map_err(|e| Status::internal(format!("backup failed: {e}")))
         }
         .await;
         self.record(&who, "Backup", "hub", &result).await;

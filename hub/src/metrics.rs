@@ -3,10 +3,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -211,33 +207,12 @@ impl Metrics {
 
 /// Serves `/healthz`, `/readyz` and `/metrics` until `shutdown`.
 pub async fn serve(listener: TcpListener, metrics: Metrics, shutdown: CancellationToken) {
-    let app = axum::Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
-        .with_state(metrics);
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await;
-    if let Err(e) = result {
-        tracing::error!(error = %e, "metrics server failed");
-    }
-}
-
-async fn readyz(State(m): State<Metrics>) -> impl IntoResponse {
-    if m.ready.load(Ordering::SeqCst) {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-    }
-}
-
-async fn metrics_text(State(m): State<Metrics>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        m.encode(),
+    let ready = metrics.ready.clone();
+    tether_common::probes::serve(
+        listener,
+        move || ready.load(Ordering::SeqCst),
+        move || metrics.encode(),
+        async move { shutdown.cancelled().await },
     )
+    .await;
 }

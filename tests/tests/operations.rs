@@ -271,6 +271,31 @@ fn hub_cmd(args: &[&str]) -> std::process::Output {
     run(Command::new(bin("tether-hub")).args(args))
 }
 
+/// `tether-hub backup --config ADMIN --to FILE` against the running hub.
+fn online_backup(hub: &Hub, to: &Path) -> std::process::Output {
+    hub_cmd(&[
+        "backup",
+        "--config",
+        hub.admin_config().to_str().unwrap(),
+        "--to",
+        to.to_str().unwrap(),
+    ])
+}
+
+/// Stops the hub, deletes its data directory and restores `backup` into it (not started).
+fn wipe_and_restore(hub: &mut Hub, backup: &Path) {
+    assert_eq!(hub.stop(), 0);
+    std::fs::remove_dir_all(&hub.dir).unwrap();
+    let restored = hub_cmd(&[
+        "restore",
+        "--data-dir",
+        hub.dir.to_str().unwrap(),
+        "--from",
+        backup.to_str().unwrap(),
+    ]);
+    assert!(restored.status.success(), "{}", stderr(&restored));
+}
+
 #[test]
 fn an_online_backup_restored_into_a_wiped_data_dir_is_the_same_hub_to_its_agents() {
     let dir = tempfile::tempdir().unwrap();
@@ -284,13 +309,7 @@ fn an_online_backup_restored_into_a_wiped_data_dir_is_the_same_hub_to_its_agents
 
     // Online: the hub keeps serving while the snapshot is read.
     let backup = dir.path().join("hub.backup.tgz");
-    let out = hub_cmd(&[
-        "backup",
-        "--config",
-        hub.admin_config().to_str().unwrap(),
-        "--to",
-        backup.to_str().unwrap(),
-    ]);
+    let out = online_backup(&hub, &backup);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("Backed up"), "{}", stdout(&out));
     let mode = std::fs::metadata(&backup).unwrap().permissions().mode() & 0o777;
@@ -328,16 +347,7 @@ fn an_online_backup_restored_into_a_wiped_data_dir_is_the_same_hub_to_its_agents
     assert!(stderr(&busy).contains("in use"), "{}", stderr(&busy));
 
     // Disaster: the data directory is gone.
-    assert_eq!(hub.stop(), 0);
-    std::fs::remove_dir_all(&hub.dir).unwrap();
-    let restored = hub_cmd(&[
-        "restore",
-        "--data-dir",
-        &data,
-        "--from",
-        backup.to_str().unwrap(),
-    ]);
-    assert!(restored.status.success(), "{}", stderr(&restored));
+    wipe_and_restore(&mut hub, &backup);
     let again = hub_cmd(&[
         "restore",
         "--data-dir",
@@ -656,13 +666,7 @@ fn after_a_restore_an_agent_holding_a_reused_revision_number_still_gets_the_new_
     hub.apply_ok("cfg", &config_workload("one")); // revision 1
     hub.wait_available("cfg", "60s");
     let backup = dir.path().join("hub.tgz");
-    let out = hub_cmd(&[
-        "backup",
-        "--config",
-        hub.admin_config().to_str().unwrap(),
-        "--to",
-        backup.to_str().unwrap(),
-    ]);
+    let out = online_backup(&hub, &backup);
     assert!(out.status.success(), "{}", stderr(&out));
     hub.apply_ok("cfg", &config_workload("two")); // revision 2, after the backup
     eventually(PATIENCE, "revision 2 applied", || {
@@ -672,17 +676,7 @@ fn after_a_restore_an_agent_holding_a_reused_revision_number_still_gets_the_new_
     // The agent is away while the hub is restored and the workload changes again: the
     // restored hub numbers that change 2 as well, with other contents.
     assert_eq!(agent.proc.stop(), 0);
-    assert_eq!(hub.stop(), 0);
-    std::fs::remove_dir_all(&hub.dir).unwrap();
-    let data = hub.dir.to_str().unwrap().to_string();
-    let restored = hub_cmd(&[
-        "restore",
-        "--data-dir",
-        &data,
-        "--from",
-        backup.to_str().unwrap(),
-    ]);
-    assert!(restored.status.success(), "{}", stderr(&restored));
+    wipe_and_restore(&mut hub, &backup);
     hub.serve();
     hub.apply_ok("cfg", &config_workload("three"));
     let status = hub.workload_status("cfg").unwrap();

@@ -12,6 +12,7 @@ use kube::api::{
 use serde_json::Value;
 
 use crate::desired::ObjRef;
+use crate::metrics::AgentMetrics;
 
 /// The field manager every apply uses.
 pub const FIELD_MANAGER: &str = "tether-agent";
@@ -58,6 +59,9 @@ pub trait ClusterApi: Send + Sync + 'static {
     fn get<'a>(&'a self, obj: &'a ObjRef) -> BoxFuture<'a, Result<Option<Value>, ApiError>>;
     /// Server-side apply as [`FIELD_MANAGER`]; `force` takes fields from other managers.
     fn apply<'a>(&'a self, obj: &'a Value, force: bool) -> BoxFuture<'a, Result<Value, ApiError>>;
+    /// What a forced server-side apply of `obj` would make of the live object, without
+    /// changing it (`dryRun=All`): the server's defaulting and normalisation included.
+    fn apply_dry_run<'a>(&'a self, obj: &'a Value) -> BoxFuture<'a, Result<Value, ApiError>>;
     fn delete<'a>(&'a self, obj: &'a ObjRef) -> BoxFuture<'a, Result<(), ApiError>>;
 }
 
@@ -65,6 +69,7 @@ pub trait ClusterApi: Send + Sync + 'static {
 pub struct KubeApi {
     client: kube::Client,
     types: Mutex<HashMap<(String, String), (ApiResource, bool)>>,
+    metrics: AgentMetrics,
 }
 
 impl std::fmt::Debug for KubeApi {
@@ -81,11 +86,16 @@ fn gvk(api_version: &str, kind: &str) -> GroupVersionKind {
 }
 
 impl KubeApi {
-    pub fn new(client: kube::Client) -> Self {
+    pub fn new(client: kube::Client, metrics: AgentMetrics) -> Self {
         KubeApi {
             client,
             types: Mutex::new(HashMap::new()),
+            metrics,
         }
+    }
+
+    fn count(&self, verb: &'static str) {
+        self.metrics.api_request(verb);
     }
 
     async fn resource(
@@ -102,6 +112,7 @@ impl KubeApi {
         {
             return Ok(hit.clone());
         }
+        self.count("discovery");
         let (ar, caps) = kube::discovery::pinned_kind(&self.client, &gvk(api_version, kind))
             .await
             .map_err(|e| ApiError {
@@ -156,6 +167,7 @@ impl ClusterApi for KubeApi {
             let api = self
                 .api(&obj.api_version, &obj.kind, &obj.namespace)
                 .await?;
+            self.count("get");
             Ok(api.get_opt(&obj.name).await?.map(to_value))
         })
     }
@@ -168,6 +180,19 @@ impl ClusterApi for KubeApi {
             if force {
                 params = params.force();
             }
+            self.count("apply");
+            Ok(to_value(
+                api.patch(&r.name, &params, &Patch::Apply(obj)).await?,
+            ))
+        })
+    }
+
+    fn apply_dry_run<'a>(&'a self, obj: &'a Value) -> BoxFuture<'a, Result<Value, ApiError>> {
+        Box::pin(async move {
+            let r = ObjRef::of(obj);
+            let api = self.api(&r.api_version, &r.kind, &r.namespace).await?;
+            let params = PatchParams::apply(FIELD_MANAGER).force().dry_run();
+            self.count("dry_run_apply");
             Ok(to_value(
                 api.patch(&r.name, &params, &Patch::Apply(obj)).await?,
             ))
@@ -179,6 +204,7 @@ impl ClusterApi for KubeApi {
             let api = self
                 .api(&obj.api_version, &obj.kind, &obj.namespace)
                 .await?;
+            self.count("delete");
             match api.delete(&obj.name, &DeleteParams::background()).await {
                 Ok(_) => Ok(()),
                 Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),

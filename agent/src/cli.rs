@@ -363,7 +363,7 @@ async fn run_agent(
     let store = credential_store(cli, client)?;
     // The last desired state is enforced from here on, whether or not the hub answers.
     let reconciler = Reconciler::start(
-        Arc::new(KubeApi::new(client.clone())),
+        Arc::new(KubeApi::new(client.clone(), metrics.clone())),
         desired_store(cli, client),
         reconcile::Settings {
             resync_interval: cli.resync_interval,

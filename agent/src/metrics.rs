@@ -18,6 +18,11 @@ pub struct ResultLabel {
     pub result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerbLabel {
+    pub verb: String,
+}
+
 /// Every metric the agent exports. Cloning shares the same series; the default is a fresh,
 /// unexported set (for tests and the load generator).
 #[derive(Clone)]
@@ -35,6 +40,9 @@ pub struct AgentMetrics {
     pub drift_corrections: Counter,
     /// Desired-state revisions received and persisted.
     pub revisions_received: Counter,
+    /// Calls the reconciler made to the member's API server, by verb (get, apply,
+    /// dry_run_apply, delete, discovery).
+    pub api_requests: Family<VerbLabel, Counter>,
 }
 
 impl std::fmt::Debug for AgentMetrics {
@@ -61,6 +69,7 @@ impl AgentMetrics {
             apply_seconds: Histogram::new(exponential_buckets(0.002, 2.0, 14)),
             drift_corrections: Counter::default(),
             revisions_received: Counter::default(),
+            api_requests: Family::default(),
         };
         registry.register(
             "leader",
@@ -97,6 +106,11 @@ impl AgentMetrics {
             "Desired-state revisions received from the hub and persisted",
             m.revisions_received.clone(),
         );
+        registry.register(
+            "api_requests",
+            "Requests the reconciler made to the member cluster's API server, by verb",
+            m.api_requests.clone(),
+        );
         AgentMetrics {
             registry: Arc::new(registry),
             ..m
@@ -109,6 +123,15 @@ impl AgentMetrics {
         self.applies
             .get_or_create(&ResultLabel {
                 result: if ok { "ok" } else { "error" }.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts one request to the member's API server.
+    pub fn api_request(&self, verb: &'static str) {
+        self.api_requests
+            .get_or_create(&VerbLabel {
+                verb: verb.to_string(),
             })
             .inc();
     }

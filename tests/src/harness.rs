@@ -440,11 +440,18 @@ impl Hub {
     }
 }
 
-/// An emulated member cluster.
+/// A member cluster: an emulated one (`tether-kube-emulator`), or a real control plane
+/// ([`crate::real::start`]).
 pub struct Cluster {
     pub kubeconfig: PathBuf,
-    pub proc: Proc,
+    /// The emulator process (none for a real cluster).
+    pub proc: Option<Proc>,
     pub netns: Option<String>,
+    /// The kubectl to drive it with: the machine's for the emulator, the one built with the
+    /// real control plane (same version) for a real cluster.
+    pub kubectl: PathBuf,
+    /// Takes a real cluster down when dropped.
+    pub real: Option<crate::real::RealCluster>,
 }
 
 impl Cluster {
@@ -501,14 +508,16 @@ impl Cluster {
         });
         Cluster {
             kubeconfig,
-            proc,
+            proc: Some(proc),
             netns: netns.map(str::to_string),
+            kubectl: PathBuf::from("kubectl"),
+            real: None,
         }
     }
 
     /// Runs the real kubectl against this cluster.
     pub fn kubectl(&self, args: &[&str]) -> Output {
-        run(command(self.netns.as_deref(), "kubectl")
+        run(command(self.netns.as_deref(), &self.kubectl)
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .args(args))

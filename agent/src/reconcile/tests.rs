@@ -1,34 +1,65 @@
 use serde_json::json;
 
-use super::*;
+use super::drift::{Seg, differences, owner, path_string};
+use super::pointer::{json_path, remove_pointer, set_pointer};
+use super::worker::ordered;
 
 #[test]
-fn differences_ignore_server_defaults_and_name_changed_fields() {
-    let desired = json!({
+fn what_the_server_would_make_of_an_apply_equal_to_live_is_no_drift() {
+    // A real server's dry-run answer for an untouched Deployment: normalised quantities,
+    // defaults, a new managedFields time and the same resourceVersion.
+    let live = json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "web", "labels": {"app": "web"}},
-        "spec": {"replicas": 3, "template": {"spec": {"containers": [{"name": "web", "image": "nginx:1"}]}}},
+        "metadata": {"name": "web", "resourceVersion": "42", "generation": 1, "uid": "u",
+                     "managedFields": [{"manager": "tether-agent", "time": "2026-01-01T00:00:00Z"}],
+                     "annotations": {"deployment.kubernetes.io/revision": "1"}},
+        "spec": {"replicas": 3, "template": {"spec": {"containers": [{"name": "web", "image": "nginx:1",
+                 "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}},
+                 "ports": [{"containerPort": 80, "protocol": "TCP"}]}]}}},
+        "status": {"readyReplicas": 3},
     });
-    let mut live = desired.clone();
-    live["metadata"]["uid"] = json!("u");
-    live["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] = json!("IfNotPresent");
-    live["spec"]["strategy"] = json!({"type": "RollingUpdate"});
-    live["status"] = json!({"readyReplicas": 3});
-    assert!(differences(&desired, &live).is_empty());
+    let mut would = live.clone();
+    would["metadata"]["managedFields"][0]["time"] = json!("2026-01-01T00:01:00Z");
+    would["status"] = json!({"readyReplicas": 2});
+    assert!(differences(&would, &live).is_empty());
 
-    live["spec"]["replicas"] = json!(5);
-    live["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:2");
-    let d: Vec<String> = differences(&desired, &live)
+    let mut scaled = live.clone();
+    scaled["spec"]["replicas"] = json!(5);
+    scaled["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:2");
+    scaled["metadata"]["labels"] = json!({"extra": "x"});
+    let d: Vec<String> = differences(&would, &scaled)
         .iter()
         .map(|p| path_string(p))
         .collect();
     assert_eq!(
         d,
         vec![
+            ".metadata.labels",
             ".spec.replicas",
             ".spec.template.spec.containers[name=web].image"
         ]
     );
+}
+
+#[test]
+fn empty_maps_and_lists_the_server_drops_are_not_differences() {
+    let would =
+        json!({"metadata": {"name": "a", "labels": {}}, "data": {"k": "v"}, "spec": {"items": []}});
+    let live = json!({"metadata": {"name": "a"}, "data": {"k": "v"}, "spec": {}});
+    assert!(differences(&would, &live).is_empty());
+    let live = json!({"metadata": {"name": "a"}, "data": {"k": "w"}, "spec": {}});
+    assert_eq!(differences(&would, &live).len(), 1);
+}
+
+#[test]
+fn lists_without_names_differ_as_a_whole() {
+    let would = json!({"spec": {"args": ["a", "b"]}});
+    let live = json!({"spec": {"args": ["a", "c"]}});
+    let d: Vec<String> = differences(&would, &live)
+        .iter()
+        .map(|p| path_string(p))
+        .collect();
+    assert_eq!(d, vec![".spec.args"]);
 }
 
 #[test]
@@ -41,6 +72,16 @@ fn the_manager_that_changed_a_field_is_named() {
     assert_eq!(owner(&live, &path).as_deref(), Some("kubectl-edit"));
     let other = vec![Seg::Field("data".into()), Seg::Field("b".into())];
     assert_eq!(owner(&live, &other), None);
+    // An atomic field owns what is inside it.
+    let atomic = json!({"metadata": {"managedFields": [
+        {"manager": "kubectl-edit", "fieldsV1": {"f:spec": {"f:args": {}}}},
+    ]}});
+    let inside = vec![
+        Seg::Field("spec".into()),
+        Seg::Field("args".into()),
+        Seg::Field("x".into()),
+    ];
+    assert_eq!(owner(&atomic, &inside).as_deref(), Some("kubectl-edit"));
 }
 
 #[test]

@@ -48,6 +48,32 @@ pub async fn patch(
         let force = q.get("force").is_some_and(|f| f == "true");
         let applied = parse_body(headers, body)?;
         let mut store = emu.store.lock().await;
+        if q.get("dryRun").is_some_and(|d| d == "All") {
+            // As a real server: everything but the write, and the stored resourceVersion.
+            let stored_rv = store
+                .get(&Store::key(t, namespace, name))
+                .and_then(|o| o.pointer("/metadata/resourceVersion").cloned());
+            let mut scratch = store.scratch();
+            let mut would = super::apply::apply(
+                &mut scratch,
+                t,
+                namespace,
+                name,
+                subresource,
+                applied,
+                &manager,
+                force,
+            )?;
+            match stored_rv {
+                Some(rv) => would["metadata"]["resourceVersion"] = rv,
+                None => {
+                    if let Some(m) = would["metadata"].as_object_mut() {
+                        m.remove("resourceVersion");
+                    }
+                }
+            }
+            return Ok(would);
+        }
         return super::apply::apply(
             &mut store,
             t,

@@ -129,6 +129,21 @@ impl Store {
         Ok((backlog, self.events.subscribe()))
     }
 
+    /// A copy to try a write on (`dryRun=All`): nothing done to it is stored or seen by
+    /// watchers.
+    pub fn scratch(&self) -> Store {
+        let (events, _) = broadcast::channel(1);
+        Store {
+            unready: self.unready.clone(),
+            objects: self.objects.clone(),
+            rv: self.rv,
+            uid: self.uid,
+            history: VecDeque::new(),
+            types: self.types.clone(),
+            events,
+        }
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.events.subscribe()
     }

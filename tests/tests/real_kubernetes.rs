@@ -1,0 +1,333 @@
+//! Tether against real Kubernetes: control planes built from Go modules (kube-apiserver,
+//! kube-controller-manager, kube-scheduler, etcd, with KWOK playing the nodes), started by
+//! `scripts/real-cluster`, with the real hub, agents, tetherctl and kubectl of the same
+//! release.
+//!
+//! What the emulator cannot show: defaulting and normalisation against drift detection, real
+//! controllers deciding Available, real managedFields, RBAC, protobuf bodies and connection
+//! upgrades through the proxy.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use tether_tests::harness::{
+    Agent, Cluster, Hub, HubOptions, eventually, free_port, http_get, metric, run, stderr, stdout,
+};
+use tether_tests::real;
+
+/// Real control planes on two shared cores are slower than the emulator.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+fn hub(dir: &Path) -> Hub {
+    Hub::start(
+        &dir.join("hub"),
+        HubOptions {
+            extra: vec!["--resync-interval".into(), "2s".into()],
+            ..HubOptions::default()
+        },
+    )
+}
+
+/// A member agent with its metrics port.
+struct Member {
+    cluster: Cluster,
+    agent: Agent,
+    metrics: SocketAddr,
+}
+
+impl Member {
+    fn metric(&self, name: &str) -> f64 {
+        metric(&http_get(self.metrics, "/metrics").1, name)
+    }
+}
+
+fn join(dir: &Path, hub: &Hub, cluster: Cluster, name: &str, labels: &str, resync: &str) -> Member {
+    let (token, pin) = hub.token(name, &["--labels", labels]);
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let agent = Agent::start(
+        hub,
+        &cluster,
+        &dir.join(format!("{name}-state")),
+        &[
+            "--token",
+            &token,
+            "--ca-pin",
+            &pin,
+            "--resync-interval",
+            resync,
+            "--metrics-listen",
+            &metrics.to_string(),
+        ],
+    );
+    hub.wait_status(name, "Ready", PATIENCE);
+    Member {
+        cluster,
+        agent,
+        metrics,
+    }
+}
+
+fn kubectl_ok(c: &Cluster, args: &[&str]) -> String {
+    let out = c.kubectl(args);
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+/// Every kind of object a team ships, written the way people write them (quantities in the
+/// forms the server rewrites, a port without its protocol, a Secret in `stringData`, a custom
+/// resource before its definition).
+const SHOP: &str = r#"
+apiVersion: tether.dev/v1alpha1
+kind: Workload
+metadata: { name: shop }
+spec:
+  manifests:
+    - { apiVersion: example.dev/v1, kind: Widget, metadata: { name: w1, namespace: shop }, spec: { size: 3 } }
+    - { apiVersion: v1, kind: Namespace, metadata: { name: shop } }
+    - apiVersion: apps/v1
+      kind: Deployment
+      metadata: { name: web, namespace: shop }
+      spec:
+        replicas: 2
+        selector: { matchLabels: { app: web } }
+        template:
+          metadata: { labels: { app: web } }
+          spec:
+            containers:
+              - name: web
+                image: "nginx:1.27"
+                resources: { requests: { cpu: 0.5, memory: 1024Mi }, limits: { memory: 2048Mi } }
+                ports: [ { containerPort: 80 } ]
+    - apiVersion: apps/v1
+      kind: Deployment
+      metadata: { name: worker, namespace: shop }
+      spec:
+        replicas: 1
+        selector: { matchLabels: { app: worker } }
+        template:
+          metadata: { labels: { app: worker } }
+          spec: { containers: [ { name: worker, image: "busybox:1.36", args: [ sleep, "3600" ] } ] }
+    - apiVersion: v1
+      kind: Service
+      metadata: { name: web, namespace: shop }
+      spec: { selector: { app: web }, ports: [ { port: 80, targetPort: 80 } ] }
+    - { apiVersion: v1, kind: ConfigMap, metadata: { name: web-config, namespace: shop }, data: { mode: full } }
+    - { apiVersion: v1, kind: Secret, metadata: { name: web-secret, namespace: shop }, stringData: { password: s3cret } }
+    - apiVersion: apiextensions.k8s.io/v1
+      kind: CustomResourceDefinition
+      metadata: { name: widgets.example.dev }
+      spec:
+        group: example.dev
+        scope: Namespaced
+        names: { kind: Widget, plural: widgets, singular: widget, listKind: WidgetList }
+        versions:
+          - name: v1
+            served: true
+            storage: true
+            schema:
+              openAPIV3Schema:
+                type: object
+                properties:
+                  spec: { type: object, properties: { size: { type: integer } } }
+  placement:
+    clusterSelector: { matchLabels: { env: prod } }
+  apply:
+    # The worker's replicas belong to an autoscaler.
+    ignoreFields: [ { target: { kind: Deployment, name: worker }, paths: [ /spec/replicas ] } ]
+  statusFeedback:
+    - { target: { kind: Deployment, name: web }, jsonPath: .status.availableReplicas }
+"#;
+
+const SHOP_OBJECTS: f64 = 8.0;
+
+/// The sum of one labelled counter's series with this label value.
+fn api_calls(m: &Member, verb: &str) -> f64 {
+    let text = http_get(m.metrics, "/metrics").1;
+    let series = format!("tether_agent_api_requests_total{{verb=\"{verb}\"}}");
+    metric(&text, &series).max(0.0)
+}
+
+fn drift_corrections(hub: &Hub, cluster: &str) -> u64 {
+    hub.cluster_status("shop", cluster)
+        .and_then(|s| s["driftCorrections"].as_u64())
+        .unwrap_or(0)
+}
+
+#[test]
+fn real_clusters_join_run_a_workload_and_see_drift_only_when_someone_changes_it() {
+    let Some(_) = real::available("real_clusters_join_run_a_workload") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(dir.path());
+    let r1 = real::start(dir.path(), "real-1", 2);
+    let r2 = real::start(dir.path(), "real-2", 1);
+    eprintln!("{}", real::status(&r1));
+    let m1 = join(dir.path(), &hub, r1, "real-1", "env=prod", "2s");
+    let m2 = join(dir.path(), &hub, r2, "real-2", "env=prod", "2s");
+
+    // a. The facts come from the real API server.
+    let facts = hub.ctl_json(&["cluster", "get", "real-1"]);
+    assert_eq!(facts["kubernetesVersion"], "v1.34.4", "{facts}");
+    assert_eq!(facts["nodeCount"], 2, "{facts}");
+    assert_eq!(hub.ctl_json(&["cluster", "get", "real-2"])["nodeCount"], 1);
+
+    // b. Available as the real controllers report it.
+    hub.apply_ok("shop", SHOP);
+    hub.wait_available("shop", "180s");
+    for m in [&m1, &m2] {
+        let d = m.cluster.get(&["deployment", "web", "-n", "shop"]).unwrap();
+        assert_eq!(d["status"]["availableReplicas"], 2, "{d}");
+        let c = &d["spec"]["template"]["spec"]["containers"][0];
+        // What the server made of what was declared.
+        assert_eq!(c["resources"]["requests"]["cpu"], "500m", "{c}");
+        assert_eq!(c["resources"]["requests"]["memory"], "1Gi", "{c}");
+        assert_eq!(c["ports"][0]["protocol"], "TCP", "{c}");
+        let s = m
+            .cluster
+            .get(&["secret", "web-secret", "-n", "shop"])
+            .unwrap();
+        assert_eq!(s["data"]["password"], "czNjcmV0", "{s}");
+        assert!(s.get("stringData").is_none(), "{s}");
+        let w = m
+            .cluster
+            .get(&["widgets.example.dev", "w1", "-n", "shop"])
+            .unwrap();
+        assert_eq!(w["spec"]["size"], 3);
+        let pods = m
+            .cluster
+            .kubectl_json(&["get", "pods", "-n", "shop", "-l", "app=web"]);
+        assert!(
+            pods["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|p| p["status"]["phase"] == "Running"),
+            "{pods}"
+        );
+    }
+    let st = hub.cluster_status("shop", "real-1").unwrap();
+    assert_eq!(
+        st["feedback"]["Deployment/web.status.availableReplicas"], "2",
+        "{st}"
+    );
+
+    // c. Left alone for three drift intervals (counted by the agent's own passes over the
+    // objects), nothing is corrected and nothing is applied again.
+    let applies = m1.metric("tether_agent_applies_total{result=\"ok\"}");
+    let gets = api_calls(&m1, "get");
+    let dry = api_calls(&m1, "dry_run_apply");
+    eventually(PATIENCE, "three drift passes over the workload", || {
+        (api_calls(&m1, "get") >= gets + 3.0 * SHOP_OBJECTS).then_some(())
+    });
+    let passes = (api_calls(&m1, "get") - gets) / SHOP_OBJECTS;
+    let calls = api_calls(&m1, "get") - gets + api_calls(&m1, "dry_run_apply") - dry
+        + m1.metric("tether_agent_applies_total{result=\"ok\"}")
+        - applies;
+    eprintln!(
+        "measured: {:.2} API calls per object per drift interval over {passes:.1} passes ({:.0} dry runs)",
+        calls / (passes * SHOP_OBJECTS),
+        api_calls(&m1, "dry_run_apply") - dry
+    );
+    assert_eq!(
+        drift_corrections(&hub, "real-1"),
+        0,
+        "drift on an untouched workload"
+    );
+    assert_eq!(
+        drift_corrections(&hub, "real-2"),
+        0,
+        "drift on an untouched workload"
+    );
+    assert_eq!(
+        m1.metric("tether_agent_applies_total{result=\"ok\"}"),
+        applies,
+        "an untouched workload was applied again"
+    );
+    assert_eq!(m1.metric("tether_agent_drift_corrections_total"), 0.0);
+
+    // kubectl scale of a declared field: put back, attributed to kubectl.
+    kubectl_ok(
+        &m1.cluster,
+        &["scale", "deployment", "web", "-n", "shop", "--replicas=5"],
+    );
+    let st = eventually(PATIENCE, "the scale corrected and reported", || {
+        hub.cluster_status("shop", "real-1")
+            .filter(|s| s["driftCorrections"].as_u64() >= Some(1))
+    });
+    let d = &st["drift"][0];
+    assert_eq!(d["object"], "Deployment/shop/web", "{st}");
+    assert_eq!(d["field"], ".spec.replicas", "{st}");
+    assert!(
+        d["manager"].as_str().unwrap().starts_with("kubectl"),
+        "{st}"
+    );
+    eventually(PATIENCE, "replicas back to 2", || {
+        let d = m1.cluster.get(&["deployment", "web", "-n", "shop"])?;
+        (d["spec"]["replicas"] == 2).then_some(())
+    });
+
+    // kubectl edit of a declared field, with the real editor flow.
+    let out = run(Command::new(&m1.cluster.kubectl)
+        .arg("--kubeconfig")
+        .arg(&m1.cluster.kubeconfig)
+        .args(["edit", "configmap", "web-config", "-n", "shop"])
+        .env("KUBE_EDITOR", "sed -i s/mode:\\ full/mode:\\ edited/"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let st = eventually(PATIENCE, "the edit corrected and reported", || {
+        hub.cluster_status("shop", "real-1").filter(|s| {
+            s["drift"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|e| e["field"] == ".data.mode"))
+        })
+    });
+    let e = st["drift"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["field"] == ".data.mode")
+        .unwrap();
+    assert_eq!(e["manager"], "kubectl-edit", "{st}");
+    eventually(PATIENCE, "the ConfigMap restored", || {
+        let c = m1.cluster.get(&["configmap", "web-config", "-n", "shop"])?;
+        (c["data"]["mode"] == "full").then_some(())
+    });
+
+    // ignoreFields: the worker's replicas are someone else's.
+    kubectl_ok(
+        &m1.cluster,
+        &[
+            "scale",
+            "deployment",
+            "worker",
+            "-n",
+            "shop",
+            "--replicas=3",
+        ],
+    );
+    let before = drift_corrections(&hub, "real-1");
+    let gets = api_calls(&m1, "get");
+    eventually(PATIENCE, "two more passes", || {
+        (api_calls(&m1, "get") >= gets + 2.0 * SHOP_OBJECTS).then_some(())
+    });
+    let w = m1
+        .cluster
+        .get(&["deployment", "worker", "-n", "shop"])
+        .unwrap();
+    assert_eq!(w["spec"]["replicas"], 3, "an ignored field was reverted");
+    assert_eq!(
+        drift_corrections(&hub, "real-1"),
+        before,
+        "an ignored field counted as drift"
+    );
+    drop(m2.agent);
+}

@@ -598,6 +598,75 @@ impl Agent {
     }
 }
 
+/// An agent as one pod of the agent DaemonSet runs it: credential and desired state in Secrets
+/// of `tether-system`, leader election on the `tether-system/tether-agent` Lease (3 s), and
+/// a metrics port.
+pub struct ElectedAgent {
+    pub proc: Proc,
+    pub metrics: SocketAddr,
+}
+
+impl ElectedAgent {
+    /// Starts the pod called `name` that joins with `join` = (token, CA pin).
+    pub fn start(
+        hub: &Hub,
+        cluster: &Cluster,
+        dir: &Path,
+        name: &str,
+        join: (&str, &str),
+    ) -> ElectedAgent {
+        let metrics: SocketAddr = format!("127.0.0.1:{}", free_port())
+            .parse()
+            .unwrap_or_else(|_| unreachable!());
+        let mut cmd = command(cluster.netns.as_deref(), bin("tether-agent"));
+        cmd.args(["--hub", &hub.addr.to_string()])
+            .arg("--kubeconfig")
+            .arg(&cluster.kubeconfig)
+            .args(["--token", join.0, "--ca-pin", join.1])
+            .args([
+                "--credential-secret",
+                "tether-system/tether-agent-credential",
+            ])
+            .args(["--namespace", "tether-system"])
+            .args(["--leader-elect", "--leader-identity", name])
+            .args(["--lease", "tether-system/tether-agent"])
+            .args(["--lease-duration", "3s", "--lease-renew-deadline", "2s"])
+            .args(["--lease-retry-period", "250ms"])
+            .args(["--metrics-listen", &metrics.to_string()])
+            .args([
+                "--reconnect-max-delay",
+                "1s",
+                "--progress-interval",
+                "200ms",
+                "--resync-interval",
+                "2s",
+            ])
+            .env("RUST_LOG", "info")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("POD_NAME");
+        let proc = Proc::spawn(
+            &format!("agent {name}"),
+            &mut cmd,
+            dir.join(format!("{name}.log")),
+        );
+        ElectedAgent { proc, metrics }
+    }
+
+    /// One of the agent's metrics (-1 when absent or not answering).
+    pub fn metric(&self, name: &str) -> f64 {
+        metric(&http_get(self.metrics, "/metrics").1, name)
+    }
+}
+
+/// Who holds the agents' Lease in `tether-system`.
+pub fn lease_holder(cluster: &Cluster) -> Option<String> {
+    cluster
+        .get(&["lease", "tether-agent", "-n", "tether-system"])?
+        .pointer("/spec/holderIdentity")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
 /// [`http_get`] from inside a network namespace (through python3 there).
 pub fn http_get_in(netns: &str, addr: SocketAddr, path: &str) -> (u16, String) {
     let script = format!(

@@ -15,7 +15,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use tether_tests::harness::{
-    Agent, Cluster, Hub, HubOptions, eventually, free_port, http_get, metric, run, stderr, stdout,
+    Agent, Cluster, ElectedAgent, Hub, HubOptions, eventually, free_port, http_get, lease_holder,
+    metric, run, stderr, stdout,
 };
 use tether_tests::real;
 
@@ -330,4 +331,260 @@ fn real_clusters_join_run_a_workload_and_see_drift_only_when_someone_changes_it(
         "an ignored field counted as drift"
     );
     drop(m2.agent);
+}
+
+fn policies(strategy: &str, conflict: &str, delete: &str, configmaps: &[(&str, &str)]) -> String {
+    let manifests: String = configmaps
+        .iter()
+        .map(|(name, v)| {
+            format!(
+                "    - {{ apiVersion: v1, kind: ConfigMap, metadata: {{ name: {name}, namespace: default }}, data: {{ v: \"{v}\" }} }}\n"
+            )
+        })
+        .collect();
+    let name = format!("p-{}-{}", strategy.to_lowercase(), conflict.to_lowercase());
+    format!(
+        r#"
+apiVersion: tether.dev/v1alpha1
+kind: Workload
+metadata: {{ name: {name} }}
+spec:
+  manifests:
+{manifests}  placement: {{ clusters: [ real-1 ] }}
+  apply: {{ updateStrategy: {strategy}, conflictPolicy: {conflict} }}
+  deletePolicy: {delete}
+"#
+    )
+}
+
+fn value(c: &Cluster, name: &str) -> Option<String> {
+    c.get(&["configmap", name, "-n", "default"])
+        .and_then(|cm| cm["data"]["v"].as_str().map(str::to_string))
+}
+
+fn managers(c: &Cluster, name: &str) -> Vec<String> {
+    c.get(&["configmap", name, "-n", "default", "--show-managed-fields"])
+        .and_then(|cm| {
+            cm["metadata"]["managedFields"].as_array().map(|a| {
+                a.iter()
+                    .filter_map(|m| m["manager"].as_str().map(str::to_string))
+                    .collect()
+            })
+        })
+        .unwrap_or_default()
+}
+
+fn object_message(hub: &Hub, workload: &str, object: &str) -> String {
+    hub.cluster_status(workload, "real-1")
+        .and_then(|s| {
+            s["objects"]
+                .as_array()?
+                .iter()
+                .find(|o| o["name"] == object)
+                .map(|o| format!("{} {}", o["health"], o["message"]))
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn update_strategies_conflicts_prune_and_orphan_with_real_managed_fields() {
+    let Some(_) = real::available("update_strategies_conflicts_prune_and_orphan") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(dir.path());
+    let m = join(
+        dir.path(),
+        &hub,
+        real::start(dir.path(), "real-1", 1),
+        "real-1",
+        "env=prod",
+        "1s",
+    );
+    let c = &m.cluster;
+    // Objects someone else made with kubectl before Tether came.
+    for (name, v) in [("theirs", "kubectl"), ("observed", "kubectl")] {
+        kubectl_ok(
+            c,
+            &[
+                "create",
+                "configmap",
+                name,
+                "-n",
+                "default",
+                &format!("--from-literal=v={v}"),
+            ],
+        );
+    }
+
+    // Abort leaves an unmanaged object alone and says so; the rest applies.
+    let abort = policies(
+        "ServerSideApply",
+        "Abort",
+        "Delete",
+        &[("theirs", "tether"), ("mine", "1"), ("gone-soon", "1")],
+    );
+    hub.apply_ok("abort", &abort);
+    eventually(PATIENCE, "the conflict reported", || {
+        object_message(&hub, "p-serversideapply-abort", "theirs")
+            .contains("not managed by Tether")
+            .then_some(())
+    });
+    eventually(PATIENCE, "mine applied", || {
+        (value(c, "mine")? == "1").then_some(())
+    });
+    assert_eq!(value(c, "theirs").as_deref(), Some("kubectl"));
+    assert!(!managers(c, "theirs").contains(&"tether-agent".to_string()));
+
+    // Prune: a manifest dropped from the workload is deleted from the cluster.
+    let pruned = policies(
+        "ServerSideApply",
+        "Abort",
+        "Delete",
+        &[("theirs", "tether"), ("mine", "1")],
+    );
+    hub.apply_ok("abort", &pruned);
+    eventually(PATIENCE, "gone-soon pruned", || {
+        value(c, "gone-soon").is_none().then_some(())
+    });
+    assert_eq!(value(c, "mine").as_deref(), Some("1"));
+
+    // Adopt takes it over: the agent becomes a manager of the real object.
+    hub.ctl(&["delete", "workload", "p-serversideapply-abort"]);
+    eventually(PATIENCE, "mine deleted with its workload", || {
+        value(c, "mine").is_none().then_some(())
+    });
+    assert_eq!(
+        value(c, "theirs").as_deref(),
+        Some("kubectl"),
+        "never ours, never deleted"
+    );
+    let adopt = policies(
+        "ServerSideApply",
+        "Adopt",
+        "Orphan",
+        &[("theirs", "tether")],
+    );
+    hub.apply_ok("adopt", &adopt);
+    eventually(PATIENCE, "theirs adopted", || {
+        (value(c, "theirs")? == "tether").then_some(())
+    });
+    assert!(
+        managers(c, "theirs").contains(&"tether-agent".to_string()),
+        "{:?}",
+        managers(c, "theirs")
+    );
+
+    // Orphan: deleting the workload leaves its objects running.
+    hub.ctl(&["delete", "workload", "p-serversideapply-adopt"]);
+    eventually(PATIENCE, "the workload gone from the hub", || {
+        hub.workload_status("p-serversideapply-adopt")
+            .is_none()
+            .then_some(())
+    });
+    eventually(PATIENCE, "the agent to orphan it", || {
+        m.agent
+            .proc
+            .log_text()
+            .contains("objects orphaned")
+            .then_some(())
+    });
+    assert_eq!(value(c, "theirs").as_deref(), Some("tether"));
+
+    // CreateOnly creates what is missing and never changes it afterwards.
+    let create_only = policies("CreateOnly", "Abort", "Orphan", &[("seed", "initial")]);
+    hub.apply_ok("create-only", &create_only);
+    hub.wait_available("p-createonly-abort", "120s");
+    kubectl_ok(
+        c,
+        &[
+            "patch",
+            "configmap",
+            "seed",
+            "-n",
+            "default",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"data":{"v":"changed"}}"#,
+        ],
+    );
+    let gets = api_calls(&m, "get");
+    eventually(PATIENCE, "two more passes", || {
+        (api_calls(&m, "get") >= gets + 2.0).then_some(())
+    });
+    assert_eq!(
+        value(c, "seed").as_deref(),
+        Some("changed"),
+        "CreateOnly changed an existing object"
+    );
+
+    // ReadOnly observes: present objects are reported, missing ones are not created.
+    let read_only = policies(
+        "ReadOnly",
+        "Abort",
+        "Orphan",
+        &[("observed", "ignored"), ("absent", "x")],
+    );
+    hub.apply_ok("read-only", &read_only);
+    eventually(PATIENCE, "absent reported Missing", || {
+        object_message(&hub, "p-readonly-abort", "absent")
+            .contains("ReadOnly")
+            .then_some(())
+    });
+    assert_eq!(value(c, "observed").as_deref(), Some("kubectl"));
+    assert!(value(c, "absent").is_none());
+    assert!(!managers(c, "observed").contains(&"tether-agent".to_string()));
+}
+
+#[test]
+fn two_agents_elect_one_leader_on_a_real_lease_and_the_standby_takes_over() {
+    let Some(_) = real::available("two_agents_elect_one_leader_on_a_real_lease") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(dir.path());
+    let c = real::start(dir.path(), "real-1", 1);
+    kubectl_ok(&c, &["create", "namespace", "tether-system"]);
+    let (token, pin) = hub.token("real-1", &["--labels", "env=prod"]);
+    let a = ElectedAgent::start(&hub, &c, dir.path(), "pod-a", (&token, &pin));
+    hub.wait_status("real-1", "Ready", PATIENCE);
+    assert_eq!(lease_holder(&c).as_deref(), Some("pod-a"));
+    let b = ElectedAgent::start(&hub, &c, dir.path(), "pod-b", (&token, &pin));
+    eventually(PATIENCE, "pod-b standing by", || {
+        (b.metric("tether_agent_leader") == 0.0).then_some(())
+    });
+    // The Lease is a real coordination.k8s.io/v1 object with real timestamps.
+    let lease = c
+        .get(&["lease", "tether-agent", "-n", "tether-system"])
+        .unwrap();
+    assert_eq!(lease["spec"]["leaseDurationSeconds"], 3, "{lease}");
+    assert!(lease["spec"]["renewTime"].is_string(), "{lease}");
+
+    let app = policies("ServerSideApply", "Abort", "Delete", &[("elected", "1")]);
+    hub.apply_ok("app", &app);
+    hub.wait_available("p-serversideapply-abort", "120s");
+    let sent = hub.metric("tether_desired_sent_total");
+
+    let killed = std::time::Instant::now();
+    a.proc.signal("KILL");
+    eventually(PATIENCE, "pod-b to take the Lease", || {
+        (lease_holder(&c).as_deref() == Some("pod-b")).then_some(())
+    });
+    eprintln!(
+        "measured: standby took the real Lease {:?} after the leader was killed (lease 3s)",
+        killed.elapsed()
+    );
+    eventually(PATIENCE, "pod-b to hold the session", || {
+        (b.metric("tether_agent_connected") == 1.0 && hub.status_of("real-1") == "Ready")
+            .then_some(())
+    });
+    // The credential and the desired-state cache were in the cluster's Secrets: the new
+    // leader resumed, nothing was sent again, and never two sessions at once.
+    assert_eq!(hub.metric("tether_desired_sent_total"), sent);
+    assert_eq!(hub.metric("tether_sessions_superseded_total"), 0.0);
+    kubectl_ok(&c, &["delete", "configmap", "elected", "-n", "default"]);
+    eventually(PATIENCE, "the new leader restores what was deleted", || {
+        (value(&c, "elected")? == "1").then_some(())
+    });
 }

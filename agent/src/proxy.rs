@@ -1,6 +1,10 @@
 //! The agent's half of the Kubernetes API proxy: when the hub asks (`ProxyOpen`), open a
 //! `Proxy` stream, perform the request against the local API server and stream the response
 //! back. If the hub drops the stream (its client went away) the member request is cancelled.
+//!
+//! A connection upgrade (exec, attach, port-forward over WebSocket or SPDY) is performed the
+//! same way; after the member's `101 Switching Protocols` the stream carries the upgraded
+//! connection's bytes both ways until either side ends it.
 
 use std::sync::Arc;
 
@@ -8,8 +12,11 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use http_body_util::BodyExt;
 use tether_common::pb::{self, proxy_frame};
+use tether_common::proxy::{TUNNEL_CHUNK, frame, is_hop_by_hop};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::Streaming;
 use tonic::transport::Channel;
 
 /// A response body that streams.
@@ -18,6 +25,8 @@ pub type ResponseBody =
 
 /// Where proxied requests go: the member cluster's API server.
 pub trait Forward: Send + Sync + 'static {
+    /// Sends one request. A `101` response to an upgrade request carries hyper's
+    /// `OnUpgrade` in its extensions (as hyper's client leaves it).
     fn send(
         &self,
         req: http::Request<Vec<u8>>,
@@ -38,6 +47,7 @@ impl Forward for KubeForward {
                 .send(req.map(kube::client::Body::from))
                 .await
                 .map_err(|e| format!("the member API server did not answer: {e}"))?;
+            // `map` keeps the extensions, and with them a pending upgrade.
             Ok(resp.map(|b| {
                 b.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
                     .boxed_unsync()
@@ -50,21 +60,10 @@ impl Forward for KubeForward {
 const MAX_BODY: usize = 64 << 20;
 /// Response chunks sent to the hub at most this big.
 const CHUNK: usize = 256 << 10;
+/// How long the agent keeps a finished stream open for the hub to read its end.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(30);
 
-fn frame(f: proxy_frame::Frame) -> pb::ProxyFrame {
-    pb::ProxyFrame { frame: Some(f) }
-}
-
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-    "host",
-    "content-length",
-];
+type Outbound = mpsc::Sender<pb::ProxyFrame>;
 
 /// Serves one proxied request.
 pub async fn serve(channel: Channel, forward: Arc<dyn Forward>, request_id: u64) {
@@ -114,63 +113,38 @@ pub async fn serve(channel: Channel, forward: Arc<dyn Forward>, request_id: u64)
             _ => return,
         }
     }
-    let mut req = http::Request::builder()
-        .method(request.method.as_str())
-        .uri(request.path.as_str());
-    for h in &request.headers {
-        let name = h.name.to_ascii_lowercase();
-        if HOP_BY_HOP.contains(&name.as_str())
-            || name == "authorization"
-            || name.starts_with("impersonate-")
-        {
-            continue;
-        }
-        req = req.header(h.name.as_str(), h.value.as_str());
-    }
-    if !request.impersonate_user.is_empty() {
-        req = req.header("Impersonate-User", request.impersonate_user.as_str());
-        for g in &request.impersonate_groups {
-            req = req.header("Impersonate-Group", g.as_str());
-        }
-    }
-    let req = match req.body(body) {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = tx
-                .send(frame(proxy_frame::Frame::Error(format!(
-                    "invalid request: {e}"
-                ))))
-                .await;
-            return;
-        }
-    };
-    // The hub hanging up cancels the member request: every wait below races it.
-    let hub_gone = async {
-        loop {
-            match inbound.message().await {
-                Ok(Some(_)) => continue,
-                _ => return,
-            }
-        }
-    };
-    tokio::pin!(hub_gone);
-    let response = tokio::select! {
-        r = forward.send(req) => r,
-        _ = &mut hub_gone => return,
-    };
-    let response = match response {
+    let req = match build_request(&request, body) {
         Ok(r) => r,
         Err(e) => {
             let _ = tx.send(frame(proxy_frame::Frame::Error(e))).await;
-            let _ = tokio::time::timeout(LINGER, hub_gone).await;
             return;
         }
     };
-    let (parts, mut body) = response.into_parts();
+    // The hub hanging up cancels the member request. Nothing else may arrive before the
+    // response: a request's body is complete, and an upgrade's client waits for the 101.
+    let response = tokio::select! {
+        r = forward.send(req) => r,
+        _ = inbound.message() => return,
+    };
+    let mut response = match response {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = tx.send(frame(proxy_frame::Frame::Error(e))).await;
+            linger(&mut inbound).await;
+            return;
+        }
+    };
+    let upgraded = if request.upgrade && response.status() == http::StatusCode::SWITCHING_PROTOCOLS
+    {
+        Some(hyper::upgrade::on(&mut response))
+    } else {
+        None
+    };
+    let (parts, body) = response.into_parts();
     let headers = parts
         .headers
         .iter()
-        .filter(|(n, _)| !HOP_BY_HOP.contains(&n.as_str()))
+        .filter(|(n, _)| !is_hop_by_hop(n.as_str()))
         .filter_map(|(n, v)| {
             v.to_str().ok().map(|v| pb::HttpHeader {
                 name: n.to_string(),
@@ -185,10 +159,64 @@ pub async fn serve(channel: Channel, forward: Arc<dyn Forward>, request_id: u64)
     if tx.send(head).await.is_err() {
         return;
     }
+    match upgraded {
+        Some(on_upgrade) => match on_upgrade.await {
+            Ok(member) => tunnel(member, inbound, tx).await,
+            Err(e) => {
+                let _ = tx
+                    .send(frame(proxy_frame::Frame::Error(format!(
+                        "the member's upgraded connection failed: {e}"
+                    ))))
+                    .await;
+            }
+        },
+        None => stream_body(body, inbound, tx).await,
+    }
+}
+
+/// The member request: the hub's method, path and allowed headers, run as the user the hub
+/// names (never as the agent itself when a user is named).
+fn build_request(
+    request: &pb::ProxyRequest,
+    body: Vec<u8>,
+) -> Result<http::Request<Vec<u8>>, String> {
+    let mut req = http::Request::builder()
+        .method(request.method.as_str())
+        .uri(request.path.as_str());
+    for h in &request.headers {
+        let name = h.name.to_ascii_lowercase();
+        // The hub sends an allow-list; the agent checks again what must never pass.
+        if is_hop_by_hop(&name) || name == "authorization" || name.starts_with("impersonate-") {
+            continue;
+        }
+        req = req.header(h.name.as_str(), h.value.as_str());
+    }
+    if request.upgrade {
+        let protocol = request
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("upgrade"))
+            .map(|h| h.value.as_str())
+            .ok_or("an upgrade request without an Upgrade header")?;
+        req = req
+            .header(http::header::CONNECTION, "Upgrade")
+            .header(http::header::UPGRADE, protocol);
+    }
+    if !request.impersonate_user.is_empty() {
+        req = req.header("Impersonate-User", request.impersonate_user.as_str());
+        for g in &request.impersonate_groups {
+            req = req.header("Impersonate-Group", g.as_str());
+        }
+    }
+    req.body(body).map_err(|e| format!("invalid request: {e}"))
+}
+
+/// Streams a response body to the hub, ending with `End` (or `Error`).
+async fn stream_body(mut body: ResponseBody, mut inbound: Streaming<pb::ProxyFrame>, tx: Outbound) {
     loop {
         let next = tokio::select! {
             f = body.frame() => f,
-            _ = &mut hub_gone => return,
+            _ = inbound.message() => return,
         };
         match next {
             Some(Ok(f)) => {
@@ -196,7 +224,7 @@ pub async fn serve(channel: Channel, forward: Arc<dyn Forward>, request_id: u64)
                 for chunk in data.chunks(CHUNK) {
                     tokio::select! {
                         r = tx.send(frame(proxy_frame::Frame::Data(chunk.to_vec()))) => if r.is_err() { return },
-                        _ = &mut hub_gone => return,
+                        _ = inbound.message() => return,
                     }
                 }
             }
@@ -204,7 +232,7 @@ pub async fn serve(channel: Channel, forward: Arc<dyn Forward>, request_id: u64)
                 let _ = tx
                     .send(frame(proxy_frame::Frame::Error(e.to_string())))
                     .await;
-                let _ = tokio::time::timeout(LINGER, hub_gone).await;
+                linger(&mut inbound).await;
                 return;
             }
             None => break,
@@ -213,10 +241,73 @@ pub async fn serve(channel: Channel, forward: Arc<dyn Forward>, request_id: u64)
     let _ = tx
         .send(frame(proxy_frame::Frame::End(pb::ProxyEnd {})))
         .await;
-    // Dropping the call now would reset the HTTP/2 stream and could discard frames the hub
-    // has not read yet: wait for the hub to finish with it.
-    let _ = tokio::time::timeout(LINGER, hub_gone).await;
+    linger(&mut inbound).await;
 }
 
-/// How long the agent keeps a finished stream open for the hub to read its end.
-const LINGER: std::time::Duration = std::time::Duration::from_secs(30);
+/// Carries an upgraded member connection over the stream: hub Data → member, member bytes →
+/// Data; the hub's End half-closes the member side; the member closing ends it all.
+async fn tunnel(
+    member: hyper::upgrade::Upgraded,
+    mut inbound: Streaming<pb::ProxyFrame>,
+    tx: Outbound,
+) {
+    let (mut rd, mut wr) = tokio::io::split(hyper_util::rt::TokioIo::new(member));
+    let down = async {
+        loop {
+            match inbound.message().await {
+                Ok(Some(pb::ProxyFrame {
+                    frame: Some(proxy_frame::Frame::Data(d)),
+                })) => {
+                    if wr.write_all(&d).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(Some(pb::ProxyFrame {
+                    frame: Some(proxy_frame::Frame::End(_)),
+                })) => {
+                    let _ = wr.shutdown().await;
+                    // The member may still answer; wait for the hub to go away.
+                    while let Ok(Some(_)) = inbound.message().await {}
+                    return;
+                }
+                _ => return,
+            }
+        }
+    };
+    let up = async {
+        let mut buf = vec![0u8; TUNNEL_CHUNK];
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => {
+                    let _ = tx
+                        .send(frame(proxy_frame::Frame::End(pb::ProxyEnd {})))
+                        .await;
+                    return;
+                }
+                Ok(n) => {
+                    if tx
+                        .send(frame(proxy_frame::Frame::Data(buf[..n].to_vec())))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    tokio::select! {
+        _ = down => {}
+        _ = up => {}
+    }
+    linger(&mut inbound).await;
+}
+
+/// Dropping the call at once would reset the HTTP/2 stream and could discard frames the hub
+/// has not read yet: wait (bounded) for the hub to finish with it.
+async fn linger(inbound: &mut Streaming<pb::ProxyFrame>) {
+    let _ = tokio::time::timeout(LINGER, async {
+        while let Ok(Some(_)) = inbound.message().await {}
+    })
+    .await;
+}

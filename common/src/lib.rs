@@ -11,6 +11,7 @@ pub mod labels;
 pub mod pb;
 pub mod pki;
 pub mod probes;
+pub mod proxy;
 pub mod telemetry;
 pub mod time;
 pub mod tls;

@@ -15,7 +15,6 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
 use http_body_util::BodyExt;
 use serde_json::json;
 use tether_common::identity::Identity;
@@ -143,37 +142,61 @@ fn split(path: &str) -> Option<(&str, &str)> {
 /// The most header bytes a proxied request may carry.
 const MAX_HEADER_BYTES: usize = 64 << 10;
 
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-    "host",
-    "content-length",
+/// Request headers passed on to the member: an allow-list. Credentials, impersonation,
+/// `X-Remote-*` and `X-Forwarded-*` (which an authenticating proxy in front of the member
+/// could trust), cookies and hop-by-hop headers never pass; the hub decides who the request
+/// runs as.
+const FORWARDED_REQUEST_HEADERS: &[&str] = &[
+    "accept",
+    "accept-encoding",
+    "content-type",
+    "content-encoding",
+    "user-agent",
+    "if-match",
+    "if-none-match",
+    "audit-id",
+    "x-request-id",
+    "kubectl-command",
+    "kubectl-session",
+    // Connection upgrades (exec, attach, port-forward).
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-protocol",
+    "sec-websocket-extensions",
+    "x-stream-protocol-version",
 ];
 
 fn forwardable_request_header(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    // The hub decides who the request runs as; a client cannot pass credentials through.
-    !HOP_BY_HOP.contains(&n.as_str())
-        && n != "authorization"
-        && !n.starts_with("impersonate-")
-        && n != "cookie"
+    FORWARDED_REQUEST_HEADERS.contains(&name.to_ascii_lowercase().as_str())
 }
 
-fn is_upgrade(headers: &HeaderMap, path: &str) -> bool {
-    headers.contains_key("upgrade")
-        || path.ends_with("/exec")
-        || path.ends_with("/attach")
-        || path.ends_with("/portforward")
+/// A connection upgrade request: `Connection: upgrade` and an `Upgrade` protocol.
+fn upgrade_protocol(headers: &HeaderMap) -> Option<String> {
+    let connection_upgrade = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    let protocol = headers.get(http::header::UPGRADE)?.to_str().ok()?;
+    connection_upgrade.then(|| protocol.to_string())
+}
+
+/// Subresources that run something in, or open a connection into, a pod: never read-only,
+/// whatever the method (WebSocket exec is a GET).
+fn is_pod_session(path: &str) -> bool {
+    let path = path.split('?').next().unwrap_or(path);
+    let segments: Vec<&str> = path.split('/').collect();
+    segments.windows(3).any(|w| {
+        matches!(w[0], "pods" | "services" | "nodes")
+            && !w[1].is_empty()
+            && matches!(w[2], "exec" | "attach" | "portforward" | "proxy")
+    })
 }
 
 /// The axum handler for `/clusters/...`.
 pub async fn handle(hub: Arc<Hub>, req: Request<Body>) -> Response {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let path_and_query = parts
         .uri
         .path_and_query()
@@ -234,7 +257,8 @@ pub async fn handle(hub: Arc<Hub>, req: Request<Body>) -> Response {
         && (api_path.ends_with("/selfsubjectreviews")
             || api_path.ends_with("/selfsubjectaccessreviews")
             || api_path.ends_with("/selfsubjectrulesreviews"));
-    let read_only = matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) || review;
+    let read_only = (matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) || review)
+        && !is_pod_session(api_path);
     let actor = format!("user/{user}");
     let audit = |code: u16| {
         let hub = hub.clone();
@@ -297,11 +321,15 @@ pub async fn handle(hub: Arc<Hub>, req: Request<Body>) -> Response {
             ),
         );
     }
-    if is_upgrade(&parts.headers, parts.uri.path()) {
+    let upgrade = upgrade_protocol(&parts.headers);
+    let on_upgrade = upgrade
+        .as_ref()
+        .and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
+    if upgrade.is_some() && on_upgrade.is_none() {
         return status(
-            StatusCode::NOT_IMPLEMENTED,
-            "NotImplemented",
-            "exec, attach and port-forward (connection upgrades) are not supported through the Tether proxy".into(),
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "connection upgrades need HTTP/1.1".into(),
         );
     }
     let record = match hub.records.cluster(&cluster) {
@@ -384,7 +412,7 @@ pub async fn handle(hub: Arc<Hub>, req: Request<Body>) -> Response {
     } else {
         (String::new(), Vec::new())
     };
-    let headers = parts
+    let mut headers: Vec<pb::HttpHeader> = parts
         .headers
         .iter()
         .filter(|(n, _)| forwardable_request_header(n.as_str()))
@@ -395,6 +423,12 @@ pub async fn handle(hub: Arc<Hub>, req: Request<Body>) -> Response {
             })
         })
         .collect();
+    if let Some(protocol) = &upgrade {
+        headers.push(pb::HttpHeader {
+            name: "upgrade".into(),
+            value: protocol.clone(),
+        });
+    }
     let frame = |f: proxy_frame::Frame| Ok(pb::ProxyFrame { frame: Some(f) });
     let out = stream.outbound.clone();
     let mut send = vec![frame(proxy_frame::Frame::Request(pb::ProxyRequest {
@@ -403,6 +437,7 @@ pub async fn handle(hub: Arc<Hub>, req: Request<Body>) -> Response {
         headers,
         impersonate_user,
         impersonate_groups,
+        upgrade: upgrade.is_some(),
     }))];
     for chunk in body.chunks(1 << 20) {
         send.push(frame(proxy_frame::Frame::Data(chunk.to_vec())));
@@ -449,11 +484,11 @@ pub async fn handle(hub: Arc<Hub>, req: Request<Body>) -> Response {
         }
     };
     audit(head.status as u16).await;
-    let mut response = Response::builder()
-        .status(StatusCode::from_u16(head.status as u16).unwrap_or(StatusCode::BAD_GATEWAY));
+    let code = StatusCode::from_u16(head.status as u16).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut response = Response::builder().status(code);
     if let Some(h) = response.headers_mut() {
         for header in head.headers {
-            if HOP_BY_HOP.contains(&header.name.to_ascii_lowercase().as_str()) {
+            if tether_common::proxy::is_hop_by_hop(&header.name) {
                 continue;
             }
             if let (Ok(n), Ok(v)) = (
@@ -463,30 +498,116 @@ pub async fn handle(hub: Arc<Hub>, req: Request<Body>) -> Response {
                 h.append(n, v);
             }
         }
+        if let (StatusCode::SWITCHING_PROTOCOLS, Some(protocol)) = (code, &upgrade) {
+            h.insert(
+                http::header::CONNECTION,
+                HeaderValue::from_static("Upgrade"),
+            );
+            if let Ok(v) = HeaderValue::try_from(protocol.as_str()) {
+                h.insert(http::header::UPGRADE, v);
+            }
+        }
+    }
+    if code == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(on_upgrade) = on_upgrade else {
+            return status(
+                StatusCode::BAD_GATEWAY,
+                "InternalError",
+                format!("cluster {cluster:?} switched protocols on a request that did not ask to"),
+            );
+        };
+        tokio::spawn(async move {
+            match on_upgrade.await {
+                Ok(client) => tunnel(client, inbound, outbound).await,
+                Err(e) => tracing::debug!(error = %e, "proxied connection upgrade failed"),
+            }
+            drop(permit);
+        });
+        return response
+            .body(Body::empty())
+            .unwrap_or_else(|e| status(StatusCode::BAD_GATEWAY, "InternalError", e.to_string()));
     }
     // The body streams as the agent sends it. Dropping it (the client left) drops the agent
-    // stream, which the agent sees and cancels the member request.
-    let body = futures::stream::unfold(
-        (inbound, outbound, permit),
-        |(mut inbound, outbound, permit)| async move {
-            match inbound.message().await {
-                Ok(Some(pb::ProxyFrame {
-                    frame: Some(proxy_frame::Frame::Data(d)),
-                })) => Some((
-                    Ok::<_, std::io::Error>(Bytes::from(d)),
-                    (inbound, outbound, permit),
-                )),
-                Ok(Some(pb::ProxyFrame {
-                    frame: Some(proxy_frame::Frame::Error(e)),
-                })) => Some((Err(std::io::Error::other(e)), (inbound, outbound, permit))),
-                _ => None,
-            }
-        },
-    )
-    .take_while(|r| std::future::ready(r.is_ok()));
+    // stream, which the agent sees and cancels the member request. An Error frame from the
+    // agent ends the body with an error, so the client sees a broken response, never a
+    // complete one.
+    let body = futures::stream::unfold(Some((inbound, outbound, permit)), |state| async move {
+        let (mut inbound, outbound, permit) = state?;
+        match inbound.message().await {
+            Ok(Some(pb::ProxyFrame {
+                frame: Some(proxy_frame::Frame::Data(d)),
+            })) => Some((
+                Ok::<_, std::io::Error>(Bytes::from(d)),
+                Some((inbound, outbound, permit)),
+            )),
+            Ok(Some(pb::ProxyFrame {
+                frame: Some(proxy_frame::Frame::End(_)),
+            })) => None,
+            Ok(Some(pb::ProxyFrame {
+                frame: Some(proxy_frame::Frame::Error(e)),
+            })) => Some((Err(std::io::Error::other(e)), None)),
+            Ok(_) => Some((
+                Err(std::io::Error::other("unexpected frame from the agent")),
+                None,
+            )),
+            Err(e) => Some((Err(std::io::Error::other(e.message().to_string())), None)),
+        }
+    });
     response
         .body(Body::from_stream(body))
         .unwrap_or_else(|e| status(StatusCode::BAD_GATEWAY, "InternalError", e.to_string()))
+}
+
+/// Carries an upgraded connection (exec, attach, port-forward) between the client and the
+/// agent's stream until the member side ends it. The client half-closing is passed on as
+/// `End`; the agent's `End`, an error or the stream closing ends the tunnel.
+async fn tunnel(
+    client: hyper::upgrade::Upgraded,
+    mut inbound: Streaming<pb::ProxyFrame>,
+    outbound: mpsc::Sender<Result<pb::ProxyFrame, Status>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut rd, mut wr) = tokio::io::split(hyper_util::rt::TokioIo::new(client));
+    let frame = |f: proxy_frame::Frame| Ok(pb::ProxyFrame { frame: Some(f) });
+    let up = async {
+        let mut buf = vec![0u8; tether_common::proxy::TUNNEL_CHUNK];
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => {
+                    let _ = outbound
+                        .send(frame(proxy_frame::Frame::End(pb::ProxyEnd {})))
+                        .await;
+                    break;
+                }
+                Ok(n) => {
+                    if outbound
+                        .send(frame(proxy_frame::Frame::Data(buf[..n].to_vec())))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+        // The client's direction is done; the member's may still have data.
+        std::future::pending::<()>().await;
+    };
+    let down = async {
+        while let Ok(Some(pb::ProxyFrame {
+            frame: Some(proxy_frame::Frame::Data(d)),
+        })) = inbound.message().await
+        {
+            if wr.write_all(&d).await.is_err() {
+                return;
+            }
+        }
+        let _ = wr.shutdown().await;
+    };
+    tokio::select! {
+        _ = up => {}
+        _ = down => {}
+    }
 }
 
 /// A 404 as a Kubernetes Status.
@@ -520,7 +641,7 @@ mod tests {
                 proptest::prop_assert!(path.ends_with(rest));
                 proptest::prop_assert!(!cluster.contains('/'));
             }
-            let _ = is_upgrade(&HeaderMap::new(), &path);
+            let _ = is_pod_session(&path);
             let _ = forwardable_request_header(&path);
         }
     }
@@ -531,14 +652,51 @@ mod tests {
             "Authorization",
             "Impersonate-User",
             "impersonate-group",
+            "Impersonate-Extra-Scopes",
             "Connection",
             "Host",
             "Cookie",
+            "X-Remote-User",
+            "X-Remote-Group",
+            "X-Forwarded-For",
+            "X-Forwarded-Proto",
+            "Proxy-Authorization",
+            "Upgrade",
         ] {
             assert!(!forwardable_request_header(h), "{h}");
         }
-        for h in ["Accept", "Content-Type", "User-Agent"] {
+        for h in ["Accept", "Content-Type", "User-Agent", "Sec-WebSocket-Key"] {
             assert!(forwardable_request_header(h), "{h}");
         }
+    }
+
+    #[test]
+    fn exec_attach_and_port_forward_are_never_read_only() {
+        for p in [
+            "api/v1/namespaces/a/pods/p/exec?command=sh",
+            "api/v1/namespaces/a/pods/p/attach",
+            "api/v1/namespaces/a/pods/p/portforward",
+            "api/v1/namespaces/a/services/s/proxy/metrics",
+        ] {
+            assert!(is_pod_session(p), "{p}");
+        }
+        for p in [
+            "api/v1/namespaces/a/pods/p/log",
+            "api/v1/namespaces/exec/pods",
+        ] {
+            assert!(!is_pod_session(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn an_upgrade_needs_both_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("upgrade", HeaderValue::from_static("websocket"));
+        assert_eq!(upgrade_protocol(&h), None);
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
+        assert_eq!(upgrade_protocol(&h).as_deref(), Some("websocket"));
     }
 }

@@ -588,3 +588,239 @@ fn two_agents_elect_one_leader_on_a_real_lease_and_the_standby_takes_over() {
         (value(&c, "elected")? == "1").then_some(())
     });
 }
+
+/// A TCP echo server for port-forward to reach (through KWOK's simulated kubelet).
+fn echo_server() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut c = conn;
+                let mut r = c.try_clone().unwrap();
+                let _ = std::io::copy(&mut r, &mut c);
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn the_real_kubectl_through_the_hub_creates_execs_streams_logs_and_forwards_ports() {
+    let Some(_) = real::available("the_real_kubectl_through_the_hub") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(dir.path());
+    let echo = echo_server();
+    let c = real::start_with(
+        dir.path(),
+        "real-1",
+        1,
+        &["--port-forward-to", &echo.to_string()],
+    );
+    let m = join(dir.path(), &hub, c, "real-1", "env=prod", "2s");
+    let kc = dir.path().join("proxy.kubeconfig");
+    let out = hub.ctl(&["kubeconfig", "real-1", "-o", kc.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let kubectl = |args: &[&str]| {
+        run(Command::new(&m.cluster.kubectl)
+            .arg("--kubeconfig")
+            .arg(&kc)
+            .args(args))
+    };
+    let ok = |args: &[&str]| {
+        let out = kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} through the hub: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        stdout(&out)
+    };
+
+    // Typed create subcommands send protobuf bodies.
+    ok(&["create", "namespace", "team"]);
+    ok(&[
+        "create",
+        "configmap",
+        "settings",
+        "-n",
+        "team",
+        "--from-literal=mode=on",
+    ]);
+    ok(&[
+        "create",
+        "secret",
+        "generic",
+        "creds",
+        "-n",
+        "team",
+        "--from-literal=k=v",
+    ]);
+    let direct = m
+        .cluster
+        .get(&["configmap", "settings", "-n", "team"])
+        .unwrap();
+    assert_eq!(direct["data"]["mode"], "on");
+
+    // Server-side apply, then watch the real controllers roll it out.
+    let deploy = dir.path().join("web.yaml");
+    std::fs::write(
+        &deploy,
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: { name: web, namespace: team }\nspec:\n  replicas: 1\n  selector: { matchLabels: { app: web } }\n  template:\n    metadata: { labels: { app: web } }\n    spec: { containers: [ { name: web, image: nginx } ] }\n",
+    )
+    .unwrap();
+    ok(&["apply", "--server-side", "-f", deploy.to_str().unwrap()]);
+    ok(&[
+        "rollout",
+        "status",
+        "deployment/web",
+        "-n",
+        "team",
+        "--timeout=120s",
+    ]);
+
+    // A watch streams what happens after it began.
+    let mut watch = Command::new(&m.cluster.kubectl)
+        .arg("--kubeconfig")
+        .arg(&kc)
+        .args([
+            "get",
+            "configmaps",
+            "-n",
+            "team",
+            "-w",
+            "--output-watch-events",
+            "-o",
+            "name",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let lines = lines.clone();
+        let out = watch.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push_str(&format!("{l}\n"));
+            }
+        })
+    };
+    eventually(PATIENCE, "the watch to list what exists", || {
+        lines
+            .lock()
+            .unwrap()
+            .contains("configmap/settings")
+            .then_some(())
+    });
+    kubectl_ok(&m.cluster, &["create", "configmap", "later", "-n", "team"]);
+    eventually(PATIENCE, "the watch to see a later create", || {
+        lines
+            .lock()
+            .unwrap()
+            .contains("configmap/later")
+            .then_some(())
+    });
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let _ = reader.join();
+
+    // Logs, exec (WebSocket, and SPDY as older clients use), port-forward: connection
+    // upgrades carried through the hub and the agent's stream.
+    let logs = ok(&["logs", "deployment/web", "-n", "team"]);
+    assert!(logs.contains("hello from a kwok pod"), "{logs}");
+    let said = ok(&[
+        "exec",
+        "deployment/web",
+        "-n",
+        "team",
+        "--",
+        "echo",
+        "hello",
+        "through",
+        "tether",
+    ]);
+    assert_eq!(said.trim(), "hello through tether");
+    let spdy = run(Command::new(&m.cluster.kubectl)
+        .arg("--kubeconfig")
+        .arg(&kc)
+        .args([
+            "exec",
+            "deployment/web",
+            "-n",
+            "team",
+            "--",
+            "echo",
+            "over",
+            "spdy",
+        ])
+        .env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false"));
+    assert!(spdy.status.success(), "{}", stderr(&spdy));
+    assert_eq!(stdout(&spdy).trim(), "over spdy");
+    // Interactive: stdin travels to the pod. (KWOK's simulated exec never sees stdin close,
+    // so the session is ended from here once the echo came back.)
+    {
+        use std::io::{BufRead, Write};
+        let mut child = Command::new(&m.cluster.kubectl)
+            .arg("--kubeconfig")
+            .arg(&kc)
+            .args(["exec", "-i", "deployment/web", "-n", "team", "--", "cat"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(b"typed into stdin\n").unwrap();
+        input.flush().unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(out).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(PATIENCE);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(line.as_deref(), Ok("typed into stdin\n"));
+    }
+
+    let local = free_port();
+    let mut forward = Command::new(&m.cluster.kubectl)
+        .arg("--kubeconfig")
+        .arg(&kc)
+        .args([
+            "port-forward",
+            "deployment/web",
+            "-n",
+            "team",
+            &format!("{local}:80"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let echoed = eventually(PATIENCE, "an echo through port-forward", || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", local)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        s.write_all(b"ping through the hub").ok()?;
+        let mut buf = [0u8; 20];
+        s.read_exact(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf).to_string())
+    });
+    assert_eq!(echoed, "ping through the hub");
+    let _ = forward.kill();
+    let _ = forward.wait();
+
+    let can = ok(&["auth", "can-i", "create", "deployments", "-n", "team"]);
+    assert_eq!(can.trim(), "yes");
+    let audit = stdout(&hub.ctl(&["audit"]));
+    assert!(audit.contains("/exec"), "exec is audited: {audit}");
+}

@@ -252,6 +252,21 @@ fn own_namespace(cli: &Cli) -> String {
         .unwrap_or_else(|| "tether-system".to_string())
 }
 
+/// Namespaces the proxy must not reach for anyone but hub admins: the agent's own (its
+/// Lease, its desired-state cache) and the credential Secret's.
+fn protected_namespaces(cli: &Cli) -> Vec<String> {
+    let mut out = vec![own_namespace(cli)];
+    if let Some((ns, _)) = cli
+        .credential_secret
+        .as_deref()
+        .and_then(|s| s.split_once('/'))
+        && !out.iter().any(|o| o == ns)
+    {
+        out.push(ns.to_string());
+    }
+    out
+}
+
 /// Where the desired-state cache lives: the state directory, else Secrets in the namespace.
 fn desired_store(cli: &Cli, client: &kube::Client) -> DesiredStore {
     match &cli.state_dir {
@@ -414,7 +429,10 @@ async fn run_agent(
             Arc::new(client.clone()),
             reconciler.clone(),
             renew_now,
-            Some(Arc::new(crate::proxy::KubeForward(client.clone()))),
+            Some(Arc::new(crate::proxy::KubeForward {
+                client: client.clone(),
+                protected: protected_namespaces(cli),
+            })),
             shutdown.clone(),
         )
         .await;

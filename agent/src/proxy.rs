@@ -31,19 +31,32 @@ pub trait Forward: Send + Sync + 'static {
         &self,
         req: http::Request<Vec<u8>>,
     ) -> BoxFuture<'_, Result<http::Response<ResponseBody>, String>>;
+
+    /// Namespaces holding the agent's own credential and desired-state cache: closed to
+    /// proxied requests except a hub admin's.
+    fn protected_namespaces(&self) -> &[String] {
+        &[]
+    }
 }
 
 /// [`Forward`] through the agent's kube client (its base URL and credentials).
-pub struct KubeForward(pub kube::Client);
+pub struct KubeForward {
+    pub client: kube::Client,
+    pub protected: Vec<String>,
+}
 
 impl Forward for KubeForward {
+    fn protected_namespaces(&self) -> &[String] {
+        &self.protected
+    }
+
     fn send(
         &self,
         req: http::Request<Vec<u8>>,
     ) -> BoxFuture<'_, Result<http::Response<ResponseBody>, String>> {
         Box::pin(async move {
             let resp = self
-                .0
+                .client
                 .send(req.map(kube::client::Body::from))
                 .await
                 .map_err(|e| format!("the member API server did not answer: {e}"))?;
@@ -113,6 +126,15 @@ pub async fn serve(channel: Channel, forward: Arc<dyn Forward>, request_id: u64)
             _ => return,
         }
     }
+    if let Some(refusal) = refuse(&request, forward.protected_namespaces()) {
+        let _ = tx.send(refusal.0).await;
+        let _ = tx.send(refusal.1).await;
+        let _ = tx
+            .send(frame(proxy_frame::Frame::End(pb::ProxyEnd {})))
+            .await;
+        linger(&mut inbound).await;
+        return;
+    }
     let req = match build_request(&request, body) {
         Ok(r) => r,
         Err(e) => {
@@ -174,8 +196,62 @@ pub async fn serve(channel: Channel, forward: Arc<dyn Forward>, request_id: u64)
     }
 }
 
+/// The hub group that may reach the agent's own namespace through the proxy.
+const ADMIN_GROUP: &str = "tether:admin";
+
+/// A 403 response (head and body frames) when the agent must not perform `request`: it
+/// names no user to run as (the agent never lends its own service account), or it reaches
+/// into a namespace holding the agent's credential and the caller is not a hub admin.
+fn refuse(
+    request: &pb::ProxyRequest,
+    protected: &[String],
+) -> Option<(pb::ProxyFrame, pb::ProxyFrame)> {
+    let why = if request.impersonate_user.is_empty() {
+        "this agent proxies requests only as the hub user they come from".to_string()
+    } else if !request.impersonate_groups.iter().any(|g| g == ADMIN_GROUP)
+        && let Some(ns) = protected.iter().find(|ns| reaches(&request.path, ns))
+    {
+        format!(
+            "namespace {ns:?} holds the Tether agent's credential: only hub admins may reach it through the proxy"
+        )
+    } else {
+        return None;
+    };
+    let body = serde_json::json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": why, "reason": "Forbidden", "code": 403,
+    })
+    .to_string();
+    Some((
+        frame(proxy_frame::Frame::Response(pb::ProxyResponse {
+            status: 403,
+            headers: vec![pb::HttpHeader {
+                name: "content-type".into(),
+                value: "application/json".into(),
+            }],
+        })),
+        frame(proxy_frame::Frame::Data(body.into_bytes())),
+    ))
+}
+
+/// Whether an API path reaches into namespace `ns`, or lists Secrets across all namespaces
+/// (which would include that namespace's).
+fn reaches(path: &str, ns: &str) -> bool {
+    let path = path.split('?').next().unwrap_or(path);
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let in_namespace = segments
+        .windows(2)
+        .any(|w| w[0] == "namespaces" && w[1] == ns)
+        // The Namespace object itself (deleting it deletes what is in it).
+        || segments.last().is_some_and(|l| *l == ns) && segments.iter().rev().nth(1) == Some(&"namespaces");
+    let all_secrets = segments.first() == Some(&"api")
+        && !segments.contains(&"namespaces")
+        && segments.last() == Some(&"secrets");
+    in_namespace || all_secrets
+}
+
 /// The member request: the hub's method, path and allowed headers, run as the user the hub
-/// names (never as the agent itself when a user is named).
+/// names.
 fn build_request(
     request: &pb::ProxyRequest,
     body: Vec<u8>,
@@ -202,11 +278,16 @@ fn build_request(
             .header(http::header::CONNECTION, "Upgrade")
             .header(http::header::UPGRADE, protocol);
     }
-    if !request.impersonate_user.is_empty() {
-        req = req.header("Impersonate-User", request.impersonate_user.as_str());
-        for g in &request.impersonate_groups {
-            req = req.header("Impersonate-Group", g.as_str());
-        }
+    req = req.header("Impersonate-User", request.impersonate_user.as_str());
+    for g in &request.impersonate_groups {
+        req = req.header("Impersonate-Group", g.as_str());
+    }
+    if !request.on_behalf_of.is_empty() {
+        // The extra key `tether.dev/user`, percent-encoded as header names require.
+        req = req.header(
+            "Impersonate-Extra-tether.dev%2Fuser",
+            request.on_behalf_of.as_str(),
+        );
     }
     req.body(body).map_err(|e| format!("invalid request: {e}"))
 }
@@ -310,4 +391,90 @@ async fn linger(inbound: &mut Streaming<pb::ProxyFrame>) {
         while let Ok(Some(_)) = inbound.message().await {}
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(path: &str, groups: &[&str]) -> pb::ProxyRequest {
+        pb::ProxyRequest {
+            method: "GET".into(),
+            path: path.into(),
+            impersonate_user: "tether:proxy".into(),
+            impersonate_groups: groups.iter().map(|g| g.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_agents_namespace_is_closed_to_everyone_but_hub_admins() {
+        let protected = vec!["tether-system".to_string()];
+        for path in [
+            "/api/v1/namespaces/tether-system/secrets/tether-agent-credential",
+            "/api/v1/namespaces/tether-system/secrets",
+            "/api/v1/watch/namespaces/tether-system/secrets",
+            "/api/v1/namespaces/tether-system/pods/agent-x/exec?command=sh",
+            "/apis/apps/v1/namespaces/tether-system/daemonsets",
+            "/api/v1/namespaces/tether-system",
+            "/api/v1/secrets?limit=500",
+        ] {
+            assert!(
+                refuse(&request(path, &["tether:operator"]), &protected).is_some(),
+                "{path}"
+            );
+            assert!(
+                refuse(&request(path, &["tether:admin"]), &protected).is_none(),
+                "{path}"
+            );
+        }
+        for path in [
+            "/api/v1/namespaces/shop/secrets/db",
+            "/api/v1/namespaces",
+            "/apis/apps/v1/deployments",
+            "/api/v1/namespaces/tether-systemx/configmaps",
+        ] {
+            assert!(
+                refuse(&request(path, &["tether:viewer"]), &protected).is_none(),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_request_without_a_user_to_run_as_is_refused() {
+        let mut r = request("/api/v1/namespaces", &["tether:admin"]);
+        r.impersonate_user.clear();
+        assert!(refuse(&r, &[]).is_some());
+    }
+
+    #[test]
+    fn the_member_request_carries_who_it_is_for() {
+        let mut r = request("/api/v1/pods", &["tether:viewer"]);
+        r.on_behalf_of = "alice".into();
+        r.headers = vec![
+            pb::HttpHeader {
+                name: "Impersonate-User".into(),
+                value: "system:admin".into(),
+            },
+            pb::HttpHeader {
+                name: "Authorization".into(),
+                value: "Bearer x".into(),
+            },
+            pb::HttpHeader {
+                name: "Accept".into(),
+                value: "application/json".into(),
+            },
+        ];
+        let req = build_request(&r, Vec::new()).unwrap();
+        let h = req.headers();
+        assert_eq!(
+            h.get_all("impersonate-user").iter().collect::<Vec<_>>(),
+            ["tether:proxy"]
+        );
+        assert_eq!(h["impersonate-group"], "tether:viewer");
+        assert_eq!(h["impersonate-extra-tether.dev%2fuser"], "alice");
+        assert!(h.get("authorization").is_none());
+        assert_eq!(h["accept"], "application/json");
+    }
 }

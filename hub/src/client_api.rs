@@ -137,7 +137,8 @@ fn cluster_to_pb(v: ClusterView) -> pb::Cluster {
         cert_serial: v.record.cert_serials.first().cloned().unwrap_or_default(),
         cert_not_after_unix: v.record.cert_not_after,
         cert_issuer: v.record.cert_issuer,
-        impersonate: v.record.impersonate,
+        #[allow(deprecated)]
+        impersonate: true,
         cordoned: v.record.cordoned,
         taints: v.record.taints.iter().map(|t| t.to_string()).collect(),
     }
@@ -372,8 +373,13 @@ impl pb::hub_api_server::HubApi for ClientApi {
         let target = format!("cluster/{}", r.name);
         let result = async {
             self.authorize(&who, Role::Admin, "change cluster settings")?;
+            #[allow(deprecated)]
+            if r.impersonate == Some(false) {
+                return Err(Status::invalid_argument(
+                    "proxied requests always run as the hub user; the agent's own service account is never lent",
+                ));
+            }
             let change = crate::clusters::ClusterChange {
-                impersonate: r.impersonate,
                 cordoned: r.cordoned,
                 add_taints: r.add_taints,
                 remove_taints: r.remove_taints,

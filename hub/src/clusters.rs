@@ -21,7 +21,6 @@ const GOODBYE_GRACE: Duration = Duration::from_secs(2);
 /// A change to a cluster's settings; `None`/empty leaves a setting alone.
 #[derive(Debug, Default)]
 pub struct ClusterChange {
-    pub impersonate: Option<bool>,
     pub cordoned: Option<bool>,
     pub add_taints: Vec<String>,
     pub remove_taints: Vec<String>,
@@ -145,9 +144,6 @@ impl Hub {
                 .records
                 .cluster(name)?
                 .ok_or_else(|| HubError::cluster_not_found(name))?;
-            if let Some(i) = change.impersonate {
-                record.impersonate = i;
-            }
             if let Some(c) = change.cordoned {
                 record.cordoned = c;
             }

@@ -142,6 +142,12 @@ fn split(path: &str) -> Option<(&str, &str)> {
 /// The most header bytes a proxied request may carry.
 const MAX_HEADER_BYTES: usize = 64 << 10;
 
+/// The member-side user every proxied request runs as. Kubernetes RBAC can limit the
+/// `impersonate` verb only to fixed names, so the agent impersonates this one user with the
+/// groups of the caller's role (`tether:viewer|operator|admin`) and names the hub user in the
+/// extra `tether.dev/user`: the member's RBAC binds the groups, and its audit log shows who.
+pub const PROXY_USER: &str = "tether:proxy";
+
 /// Request headers passed on to the member: an allow-list. Credentials, impersonation,
 /// `X-Remote-*` and `X-Forwarded-*` (which an authenticating proxy in front of the member
 /// could trust), cookies and hop-by-hop headers never pass; the hub decides who the request
@@ -180,6 +186,24 @@ fn upgrade_protocol(headers: &HeaderMap) -> Option<String> {
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
     let protocol = headers.get(http::header::UPGRADE)?.to_str().ok()?;
     connection_upgrade.then(|| protocol.to_string())
+}
+
+/// Whether a request reads Secrets (get, list or watch): audited like writes.
+fn reads_secrets(path: &str) -> bool {
+    let path = path
+        .split('?')
+        .next()
+        .unwrap_or(path)
+        .trim_start_matches('/');
+    let Some(rest) = path.strip_prefix("api/v1/") else {
+        return false;
+    };
+    let rest = rest.strip_prefix("watch/").unwrap_or(rest);
+    let rest = match rest.strip_prefix("namespaces/") {
+        Some(r) => r.split_once('/').map_or("", |(_, tail)| tail),
+        None => rest,
+    };
+    rest == "secrets" || rest.starts_with("secrets/")
 }
 
 /// Subresources that run something in, or open a connection into, a pod: never read-only,
@@ -260,6 +284,7 @@ pub async fn handle(hub: Arc<Hub>, req: Request<Body>) -> Response {
     let read_only = (matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) || review)
         && !is_pod_session(api_path);
     let actor = format!("user/{user}");
+    let secret_read = reads_secrets(api_path);
     let audit = |code: u16| {
         let hub = hub.clone();
         let (actor, method, target, source) = (
@@ -269,7 +294,7 @@ pub async fn handle(hub: Arc<Hub>, req: Request<Body>) -> Response {
             peer.addr.to_string(),
         );
         async move {
-            if !read_only {
+            if !read_only || secret_read {
                 hub.audit(
                     &actor,
                     &format!("proxy {method}"),
@@ -404,14 +429,8 @@ pub async fn handle(hub: Arc<Hub>, req: Request<Body>) -> Response {
             );
         }
     };
-    let (impersonate_user, impersonate_groups) = if record.impersonate {
-        (
-            format!("tether:{user}"),
-            vec![format!("tether:{role}"), "system:authenticated".to_string()],
-        )
-    } else {
-        (String::new(), Vec::new())
-    };
+    // The request always runs as the caller, never as the agent (see PROXY_USER).
+    let impersonate_groups = vec![format!("tether:{role}")];
     let mut headers: Vec<pb::HttpHeader> = parts
         .headers
         .iter()
@@ -435,9 +454,10 @@ pub async fn handle(hub: Arc<Hub>, req: Request<Body>) -> Response {
         method: method.to_string(),
         path: target_path.clone(),
         headers,
-        impersonate_user,
+        impersonate_user: PROXY_USER.to_string(),
         impersonate_groups,
         upgrade: upgrade.is_some(),
+        on_behalf_of: user.clone(),
     }))];
     for chunk in body.chunks(1 << 20) {
         send.push(frame(proxy_frame::Frame::Data(chunk.to_vec())));
@@ -685,6 +705,25 @@ mod tests {
             "api/v1/namespaces/exec/pods",
         ] {
             assert!(!is_pod_session(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn secret_reads_are_recognised_in_every_form() {
+        for p in [
+            "api/v1/secrets",
+            "api/v1/namespaces/tether-system/secrets",
+            "api/v1/namespaces/tether-system/secrets/tether-agent-credential",
+            "/api/v1/watch/namespaces/a/secrets?watch=1",
+        ] {
+            assert!(reads_secrets(p), "{p}");
+        }
+        for p in [
+            "api/v1/namespaces/secrets/configmaps",
+            "apis/apps/v1/deployments",
+            "api/v1/configmaps",
+        ] {
+            assert!(!reads_secrets(p), "{p}");
         }
     }
 

@@ -39,8 +39,6 @@ pub struct ClusterRecord {
     pub last_seen_unix: i64,
     /// The token it joined with, for the audit trail.
     pub joined_with_token: String,
-    /// Proxied requests impersonate the hub user (`tether:<user>`, group `tether:<role>`).
-    pub impersonate: bool,
     /// No new placements (existing ones stay).
     pub cordoned: bool,
     pub taints: Vec<tether_common::workload::schedule::Taint>,

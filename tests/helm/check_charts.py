@@ -230,12 +230,26 @@ def agent_chart(bin_dir: pathlib.Path) -> None:
         admin = any(b["roleRef"]["name"] == "cluster-admin" for b in bindings)
         want_admin = (values.get("rbac") or {}).get("clusterAdmin", False)
         check(admin == want_admin, f"{ctx}: cluster-admin bound = {admin}, wanted {want_admin}")
-        if not want_admin:
-            cr = one(objs, "ClusterRole", ctx)
+        cluster_roles = {r["metadata"]["name"]: r for r in of_kind(objs, "ClusterRole")}
+        proxy_role = cluster_roles.pop("tether-tether-agent-proxy", {})
+        check_impersonation(proxy_role, ctx)
+        for name, cr in cluster_roles.items():
             check(all(r.get("verbs") != ["*"] and r.get("resources") != ["*"] for r in cr.get("rules", [])),
-                  f"{ctx}: the scoped ClusterRole grants a wildcard")
-            imp = any("impersonate" in r.get("verbs", []) for r in cr.get("rules", []))
-            check(imp == bool((values.get("rbac") or {}).get("impersonate")), f"{ctx}: impersonate rule")
+                  f"{ctx}: ClusterRole {name} grants a wildcard")
+            check(not any("impersonate" in r.get("verbs", []) for r in cr.get("rules", [])),
+                  f"{ctx}: ClusterRole {name} may impersonate (only the proxy role may)")
+        check(want_admin or len(cluster_roles) == 1, f"{ctx}: expected the scoped ClusterRole")
+        wanted = {"viewer": "view", "operator": "edit", "admin": "admin"}
+        wanted.update(((values.get("proxy") or {}).get("bindings") or {}))
+        for role, cluster_role in wanted.items():
+            found = [b for b in bindings if b["metadata"]["name"] == f"tether-proxy-{role}"]
+            if cluster_role:
+                check(len(found) == 1 and found[0]["roleRef"]["name"] == cluster_role
+                      and found[0]["subjects"] == [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
+                                                    "name": f"tether:{role}"}],
+                      f"{ctx}: hub role {role} not bound to {cluster_role}")
+            else:
+                check(not found, f"{ctx}: hub role {role} bound although its binding is empty")
         if values.get("controlPlaneOnly"):
             check("node-role.kubernetes.io/control-plane" in (pod.get("nodeSelector") or {}),
                   f"{ctx}: not pinned to control-plane nodes")
@@ -246,6 +260,23 @@ def agent_chart(bin_dir: pathlib.Path) -> None:
     expect_refused("tether-agent", {"join": {"existingSecret": "s"}}, "no hub.address")
     expect_refused("tether-agent", {"hub": {"address": "h:1"}, "join": {"existingSecret": "s"},
                                     "cluster": {"labels": {"bad key": "x"}}}, "a malformed label key")
+
+
+def check_impersonation(role: dict, ctx: str) -> None:
+    """The agent may impersonate the proxy user, the hub role groups and the user extra, by
+    name: never system:masters, never service accounts, never any user."""
+    rules = role.get("rules", [])
+    check(bool(rules), f"{ctx}: no proxy ClusterRole")
+    for r in rules:
+        check(r.get("verbs") == ["impersonate"], f"{ctx}: proxy role rule {r} grants more than impersonate")
+        resources = r.get("resources", [])
+        check("serviceaccounts" not in resources, f"{ctx}: the agent may impersonate service accounts")
+        if resources in (["users"], ["groups"]):
+            names = r.get("resourceNames") or []
+            check(bool(names), f"{ctx}: impersonation of {resources[0]} not limited by resourceNames")
+            check(all(n.startswith("tether:") for n in names), f"{ctx}: impersonable names {names} outside tether:*")
+        else:
+            check(resources == ["userextras/tether.dev/user"], f"{ctx}: unexpected impersonation of {resources}")
 
 
 def lint_clean(chart: pathlib.Path, values_file: pathlib.Path, ctx: str) -> None:
@@ -266,8 +297,22 @@ def expect_refused(chart: str, values: dict, what: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--bin-dir", required=True, type=pathlib.Path)
+    parser.add_argument("--bin-dir", type=pathlib.Path)
+    parser.add_argument("--render", metavar="CHART", help="print CHART's objects as YAML and exit")
+    parser.add_argument("--values", type=pathlib.Path, help="values file for --render")
+    parser.add_argument("--namespace", default="tether-system", help="release namespace for --render")
     args = parser.parse_args()
+    if args.render:
+        values = yaml.safe_load(args.values.read_text()) if args.values else {}
+        c = helm.Chart.load(CHARTS / args.render)
+        c.validate_schema(values or {})
+        out = c.render(values or {}, name="tether", namespace=args.namespace, is_install=True)
+        for path, text in sorted(out.items()):
+            if not path.endswith("NOTES.txt"):
+                print(f"---\n# {path}\n{text}")
+        return 0
+    if not args.bin_dir:
+        parser.error("--bin-dir is required")
     print(f"helm SDK {helm.helm_sdk_version()}")
     hub_chart(args.bin_dir)
     agent_chart(args.bin_dir)

@@ -122,3 +122,64 @@ pub fn status(cluster: &Cluster) -> String {
         .args(["status", "--dir"])
         .arg(&real.dir)))
 }
+
+/// A kubeconfig that authenticates as ServiceAccount `namespace/name` of `cluster` (a
+/// token from the TokenRequest API), so a process runs with exactly that account's RBAC.
+pub fn service_account_kubeconfig(cluster: &Cluster, namespace: &str, name: &str, out: &Path) {
+    let token = cluster.kubectl(&["create", "token", name, "-n", namespace, "--duration=2h"]);
+    assert!(
+        token.status.success(),
+        "kubectl create token {namespace}/{name}: {}",
+        stderr(&token)
+    );
+    let admin = std::fs::read_to_string(&cluster.kubeconfig).unwrap_or_default();
+    let field = |key: &str| {
+        admin
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(key).map(|v| v.trim().to_string()))
+            .unwrap_or_default()
+    };
+    let config = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: {namespace}-{name}\n  user:\n    token: {}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: {namespace}-{name}\ncurrent-context: c\n",
+        field("server:"),
+        field("certificate-authority-data:"),
+        stdout(&token).trim()
+    );
+    std::fs::write(out, config).unwrap_or_else(|e| panic!("cannot write {}: {e}", out.display()));
+}
+
+/// Renders `chart` (deploy/helm/CHART) with `values` (YAML) in release namespace
+/// `namespace`, with real Helm (tests/helm/check_charts.py --render).
+pub fn render_chart(chart: &str, values: &str, namespace: &str, scratch: &Path) -> String {
+    let file = scratch.join(format!("{chart}-{namespace}-values.yaml"));
+    std::fs::write(&file, values)
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", file.display()));
+    let out = run(Command::new("python3")
+        .arg(repo_root().join("tests/helm/check_charts.py"))
+        .args(["--render", chart, "--namespace", namespace])
+        .arg("--values")
+        .arg(&file));
+    assert!(out.status.success(), "rendering {chart}: {}", stderr(&out));
+    stdout(&out)
+}
+
+/// `kubectl apply --server-side` of `yaml` (from stdin), with more kubectl arguments.
+pub fn apply_yaml(cluster: &Cluster, yaml: &str, extra: &[&str]) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(&cluster.kubectl)
+        .arg("--kubeconfig")
+        .arg(&cluster.kubeconfig)
+        .args(["apply", "--server-side", "-f", "-"])
+        .args(extra)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run kubectl: {e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(yaml.as_bytes());
+    }
+    child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("kubectl apply: {e}"))
+}

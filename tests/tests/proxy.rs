@@ -458,7 +458,8 @@ print(" ".join(codes))
     );
     assert!(stderr(&out).contains("role viewer"), "{}", stderr(&out));
 
-    // Impersonation: the member cluster's RBAC sees the hub user when it is switched on.
+    // Requests always run as the hub user: the member sees the proxy user in the caller's
+    // role group, never the agent's own identity.
     let whoami = |kc: &Path| {
         stdout(&kubectl(
             kc,
@@ -466,22 +467,24 @@ print(" ".join(codes))
                 "auth",
                 "whoami",
                 "-o",
-                "jsonpath={.status.userInfo.username}",
+                "jsonpath={.status.userInfo.username} {.status.userInfo.groups}",
             ],
         ))
     };
-    assert_eq!(
-        whoami(&kc),
-        "emulator-admin",
-        "off: the agent's own identity"
-    );
+    assert!(whoami(&kc).starts_with("tether:proxy "), "{}", whoami(&kc));
+    assert!(whoami(&kc).contains("tether:admin"), "{}", whoami(&kc));
     assert!(
-        hub.ctl(&["cluster", "set", "edge-1", "--impersonate", "on"])
-            .status
-            .success()
+        whoami(&viewer_kc).contains("tether:viewer"),
+        "{}",
+        whoami(&viewer_kc)
     );
-    assert_eq!(whoami(&kc), "tether:admin");
-    assert_eq!(whoami(&viewer_kc), "tether:vera");
+    let out = hub.ctl(&["cluster", "set", "edge-1", "--impersonate", "off"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "the switch is gone: {}",
+        stderr(&out)
+    );
 
     // Unknown cluster: 404 with a Status naming it.
     // (`--raw` takes a path from the server's root.)

@@ -31,7 +31,6 @@ struct ClusterView {
     cert_serial: String,
     cert_expires: String,
     cert_issuer: String,
-    impersonate: bool,
     cordoned: bool,
     taints: Vec<String>,
 }
@@ -55,7 +54,6 @@ fn view(c: pb::Cluster) -> ClusterView {
         cert_serial: c.cert_serial,
         cert_expires: rfc3339(c.cert_not_after_unix),
         cert_issuer: c.cert_issuer,
-        impersonate: c.impersonate,
         cordoned: c.cordoned,
         taints: c.taints,
     }
@@ -147,21 +145,6 @@ pub(super) async fn run(
                 "cluster {} labeled: {}\n",
                 c.name,
                 output::or_none(&format_labels(&c.labels.into_iter().collect()))
-            ))
-        }
-        ClusterCommand::Set { name, impersonate } => {
-            let c = api
-                .set_cluster(pb::SetClusterRequest {
-                    name,
-                    impersonate: impersonate.map(|i| i == "on"),
-                    ..Default::default()
-                })
-                .await?
-                .into_inner();
-            Ok(format!(
-                "cluster {} impersonate={}\n",
-                c.name,
-                if c.impersonate { "on" } else { "off" }
             ))
         }
         ClusterCommand::Cordon { name } | ClusterCommand::Uncordon { name } => {

@@ -256,14 +256,6 @@ pub enum ClusterCommand {
         #[arg(required = true, value_name = "key=value:NoSchedule|key-")]
         taints: Vec<String>,
     },
-    /// Change a cluster's settings.
-    Set {
-        name: String,
-        /// Proxied requests run as tether:<user> in group tether:<role> (on), or as the
-        /// agent's service account (off).
-        #[arg(long, value_parser = ["on", "off"])]
-        impersonate: Option<String>,
-    },
 }
 
 /// Exit codes: 0 success, 1 runtime failure, 2 usage error.

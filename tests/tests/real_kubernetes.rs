@@ -1090,3 +1090,268 @@ fn both_charts_install_into_a_real_api_server_and_the_proxy_never_lends_the_agen
     assert_eq!(hub.metric("tether_sessions_superseded_total"), 0.0);
     drop(agent);
 }
+
+/// Every JSON pointer under `v` that holds a scalar (lists by index).
+fn leaves(
+    v: &serde_json::Value,
+    prefix: String,
+    out: &mut std::collections::BTreeMap<String, serde_json::Value>,
+) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                leaves(
+                    x,
+                    format!("{prefix}/{}", k.replace('~', "~0").replace('/', "~1")),
+                    out,
+                );
+            }
+        }
+        serde_json::Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                leaves(x, format!("{prefix}/{i}"), out);
+            }
+        }
+        other => {
+            out.insert(prefix, other.clone());
+        }
+    }
+}
+
+const PARITY: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: { name: web, namespace: parity }
+spec:
+  replicas: 2
+  selector: { matchLabels: { app: web } }
+  template:
+    metadata: { labels: { app: web } }
+    spec:
+      containers:
+        - name: web
+          image: "nginx:1.27"
+          resources: { requests: { cpu: 0.5, memory: 1024Mi }, limits: { memory: 2048Mi } }
+          ports: [ { containerPort: 80 } ]
+---
+apiVersion: v1
+kind: Service
+metadata: { name: web, namespace: parity }
+spec: { selector: { app: web }, ports: [ { port: 80 } ] }
+---
+apiVersion: v1
+kind: Secret
+metadata: { name: web-secret, namespace: parity }
+stringData: { password: s3cret }
+"#;
+
+#[test]
+fn the_emulator_answers_the_agents_and_kubectls_calls_like_a_real_server() {
+    let Some(_) = real::available("the_emulator_answers_like_a_real_server") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let real = real::start(dir.path(), "real-1", 1);
+    let emu = Cluster::start(dir.path(), "emu-1", 1, "v1.34.4");
+    let file = dir.path().join("parity.yaml");
+    std::fs::write(&file, PARITY).unwrap();
+    // The same kubectl (the real release's) against both.
+    let emu = Cluster {
+        kubectl: real.kubectl.clone(),
+        ..emu
+    };
+    let mut must_match = Vec::new();
+    let mut lacks = std::collections::BTreeSet::new();
+    let mut objects = Vec::new();
+    for c in [&real, &emu] {
+        // Typed create subcommands: protobuf bodies.
+        kubectl_ok(c, &["create", "namespace", "parity"]);
+        kubectl_ok(
+            c,
+            &[
+                "create",
+                "configmap",
+                "c1",
+                "-n",
+                "parity",
+                "--from-literal=a=b",
+            ],
+        );
+        kubectl_ok(
+            c,
+            &[
+                "create",
+                "secret",
+                "generic",
+                "s1",
+                "-n",
+                "parity",
+                "--from-literal=k=v",
+            ],
+        );
+        // What the agent does: server-side apply as tether-agent.
+        kubectl_ok(
+            c,
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager=tether-agent",
+                "-f",
+                file.to_str().unwrap(),
+            ],
+        );
+        let get = |args: &[&str]| c.kubectl_json(args);
+        // A dry run answers with what the apply would store, at the stored resourceVersion
+        // (read before and after it, so a controller's status write in between is seen and
+        // the dry run repeated).
+        let rv_of = || {
+            get(&["get", "deployment", "web", "-n", "parity"])["metadata"]["resourceVersion"]
+                .clone()
+        };
+        let dry_matches = eventually(PATIENCE, "a dry run between two equal reads", || {
+            let before = rv_of();
+            let dry: serde_json::Value = serde_json::from_str(&kubectl_ok(
+                c,
+                &[
+                    "apply",
+                    "--server-side",
+                    "--field-manager=tether-agent",
+                    "--dry-run=server",
+                    "-o",
+                    "json",
+                    "-f",
+                    file.to_str().unwrap(),
+                ],
+            ))
+            .ok()?;
+            let dry_rv = dry["items"]
+                .as_array()?
+                .iter()
+                .find(|o| o["kind"] == "Deployment")?["metadata"]["resourceVersion"]
+                .clone();
+            (rv_of() == before).then_some(dry_rv == before)
+        });
+        // A repeated apply changes nothing (once the controllers have settled).
+        let rv = eventually(PATIENCE, "the deployment to settle", || {
+            let a = rv_of();
+            (get(&["get", "deployment", "web", "-n", "parity"])["status"]["availableReplicas"] == 2
+                && rv_of() == a)
+                .then_some(a)
+        });
+        kubectl_ok(
+            c,
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager=tether-agent",
+                "-f",
+                file.to_str().unwrap(),
+            ],
+        );
+        let again =
+            get(&["get", "deployment", "web", "-n", "parity"])["metadata"]["resourceVersion"]
+                .clone();
+        // kubectl scale: who owns replicas afterwards.
+        kubectl_ok(
+            c,
+            &["scale", "deployment", "web", "-n", "parity", "--replicas=3"],
+        );
+        let scaled = get(&[
+            "get",
+            "deployment",
+            "web",
+            "-n",
+            "parity",
+            "--show-managed-fields",
+        ]);
+        let owners: Vec<String> = scaled["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["fieldsV1"]["f:spec"].get("f:replicas").is_some())
+            .map(|e| format!("{} {} {}", e["manager"], e["operation"], e["subresource"]))
+            .collect();
+        let mut seen = serde_json::Map::new();
+        for (kind, name) in [
+            ("deployment", "web"),
+            ("service", "web"),
+            ("secret", "web-secret"),
+            ("configmap", "c1"),
+            ("secret", "s1"),
+        ] {
+            seen.insert(
+                format!("{kind}/{name}"),
+                get(&["get", kind, name, "-n", "parity"]),
+            );
+        }
+        seen.insert(
+            "namespace/parity".into(),
+            get(&["get", "namespace", "parity"]),
+        );
+        seen.insert(
+            "dry-run rv = stored rv".into(),
+            serde_json::json!(dry_matches),
+        );
+        seen.insert(
+            "no-op apply keeps rv".into(),
+            serde_json::json!(again == rv),
+        );
+        seen.insert(
+            "replicas owners after scale".into(),
+            serde_json::json!(owners),
+        );
+        objects.push(serde_json::Value::Object(seen));
+    }
+    let (r, e) = (&objects[0], &objects[1]);
+    // What the agent and the proxy tests rely on.
+    for p in [
+        "/deployment~1web/spec/template/spec/containers/0/resources/requests/cpu",
+        "/deployment~1web/spec/template/spec/containers/0/resources/requests/memory",
+        "/deployment~1web/spec/template/spec/containers/0/resources/limits/memory",
+        "/deployment~1web/spec/template/spec/containers/0/ports/0/protocol",
+        "/deployment~1web/spec/template/spec/containers/0/imagePullPolicy",
+        "/service~1web/spec/ports/0/protocol",
+        "/service~1web/spec/ports/0/targetPort",
+        "/service~1web/spec/type",
+        "/secret~1web-secret/data/password",
+        "/secret~1web-secret/stringData",
+        "/secret~1web-secret/type",
+        "/secret~1s1/data/k",
+        "/secret~1s1/type",
+        "/configmap~1c1/data/a",
+        "/namespace~1parity/status/phase",
+        "/dry-run rv = stored rv",
+        "/no-op apply keeps rv",
+        "/replicas owners after scale",
+    ] {
+        if r.pointer(p) != e.pointer(p) {
+            must_match.push(format!(
+                "{p}: real {:?}, emulator {:?}",
+                r.pointer(p),
+                e.pointer(p)
+            ));
+        }
+    }
+    // Everything else the real server fills in that the emulator does not: reported.
+    let (mut rl, mut el) = (Default::default(), Default::default());
+    leaves(r, String::new(), &mut rl);
+    leaves(e, String::new(), &mut el);
+    for (p, v) in &rl {
+        if p.contains("/managedFields/") || p.contains("/metadata/") && !p.contains("/template/") {
+            continue;
+        }
+        if el.get(p) != Some(v) {
+            lacks.insert(format!("{p} (real: {v})"));
+        }
+    }
+    eprintln!(
+        "emulator differences not relied on ({}):\n  {}",
+        lacks.len(),
+        lacks.iter().cloned().collect::<Vec<_>>().join("\n  ")
+    );
+    assert!(
+        must_match.is_empty(),
+        "the emulator differs where it matters:\n{}",
+        must_match.join("\n")
+    );
+}

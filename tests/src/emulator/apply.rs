@@ -343,9 +343,11 @@ pub fn apply(
 
     let mut others = Vec::new();
     let mut previous = Fields::new();
+    let mut previous_entry = None;
     for e in entries(&live) {
         if e.manager == manager && e.operation == "Apply" && e.subresource == sub {
             previous = e.fields;
+            previous_entry = Some(e.raw);
         } else {
             others.push(e);
         }
@@ -434,13 +436,12 @@ pub fn apply(
             raw
         })
         .collect();
-    managed.push(entry_value(
-        manager,
-        "Apply",
-        &t.api_version(),
-        sub,
-        &applied_fields,
-    ));
+    // The same fields as last time: the entry (and its time) stays, so that an apply that
+    // changes nothing writes nothing, as on a real server.
+    managed.push(match previous_entry {
+        Some(e) if previous == applied_fields => e,
+        _ => entry_value(manager, "Apply", &t.api_version(), sub, &applied_fields),
+    });
     obj["metadata"]["managedFields"] = Value::Array(managed);
     if let Some(m) = obj["metadata"].as_object_mut() {
         m.remove("resourceVersion");
@@ -474,7 +475,9 @@ pub fn record_update(
             mine = e.fields;
             continue;
         }
-        if e.subresource == sub {
+        // The scale subresource changes the main resource's `spec.replicas`: its owners there
+        // lose it too.
+        if e.subresource == sub || sub == "scale" {
             e.fields.retain(|q| !changed.iter().any(|p| overlaps(p, q)));
         }
         if !e.fields.is_empty() {

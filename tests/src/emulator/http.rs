@@ -165,8 +165,12 @@ fn parse_target(store: &Store, segs: &[&str]) -> Result<Target, ApiError> {
     if t.namespaced && namespace.is_none() && name.is_some() {
         return Err(ApiError::no_route(&segs.join("/")));
     }
+    let scalable = matches!(
+        (t.group.as_str(), t.plural.as_str()),
+        ("apps", "deployments" | "statefulsets" | "replicasets")
+    );
     if let Some(s) = &sub
-        && !(s == "status" && t.status_subresource)
+        && !(s == "status" && t.status_subresource || s == "scale" && scalable)
     {
         return Err(ApiError::no_route(&segs.join("/")));
     }
@@ -252,6 +256,9 @@ async fn route(
         parse_target(&store, segs)?
     };
     let watch = target.watch || q.get("watch").is_some_and(|w| w == "true" || w == "1");
+    if target.subresource.as_deref() == Some("scale") {
+        return scale(emu, &target, method, q, headers, &body).await;
+    }
     match (method.as_str(), target.name.is_some()) {
         ("GET", _) if watch => watch_objects(emu, target, q, headers).await,
         ("GET", true) => get_object(emu, &target, headers).await,
@@ -377,16 +384,109 @@ async fn route(
     }
 }
 
+/// The field manager of a write: `fieldManager`, else (as a real server) the client's
+/// program name from its User-Agent.
+fn field_manager(q: &Query, headers: &HeaderMap) -> String {
+    if let Some(m) = q.get("fieldManager") {
+        return m.clone();
+    }
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ua| ua.split('/').next())
+        .filter(|p| !p.is_empty())
+        .unwrap_or("unknown")
+        .to_string()
+}
+
+/// The `scale` subresource (autoscaling/v1 Scale): what `kubectl scale` and autoscalers use.
+/// A change takes `spec.replicas` from whoever owned it, as on a real server.
+async fn scale(
+    emu: &Arc<Emulator>,
+    target: &Target,
+    method: &Method,
+    q: &Query,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    let (ns, name) = (
+        target.namespace.clone().unwrap_or_default(),
+        target.name.clone().unwrap_or_default(),
+    );
+    let mut store = emu.store.lock().await;
+    let key = Store::key(&target.t, &ns, &name);
+    let old = store
+        .get(&key)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(&target.t.plural, &name))?;
+    let replicas = match method.as_str() {
+        "GET" => None,
+        "PUT" | "PATCH" => {
+            let b = parse_body(headers, body)?;
+            Some(
+                b.pointer("/spec/replicas")
+                    .and_then(Value::as_i64)
+                    .ok_or_else(|| ApiError::bad_request("spec.replicas is required"))?,
+            )
+        }
+        _ => return Err(ApiError::method_not_allowed()),
+    };
+    let obj = match replicas {
+        None => old,
+        Some(r) => {
+            let mut new = old.clone();
+            new["spec"]["replicas"] = json!(r);
+            if let Some(m) = new["metadata"].as_object_mut() {
+                m.remove("resourceVersion");
+            }
+            super::apply::record_update(
+                &old,
+                &mut new,
+                &field_manager(q, headers),
+                &target.t.api_version(),
+                Some("scale"),
+            );
+            store.update(&target.t, &ns, &name, new, None)?
+        }
+    };
+    let selector = obj
+        .pointer("/spec/selector/matchLabels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    let meta = &obj["metadata"];
+    Ok(json_response(&json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"],
+            "resourceVersion": meta["resourceVersion"], "creationTimestamp": meta["creationTimestamp"],
+        },
+        "spec": { "replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(1)) },
+        "status": {
+            "replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+            "selector": selector,
+        },
+    })))
+}
+
 /// Parses a JSON (or YAML) request body.
 pub fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
-    if ct.contains("protobuf") || ct.contains("cbor") {
-        // Clients fall back to JSON on 415, as they do with API servers that lack a codec.
+    if ct.contains("protobuf") {
+        return super::protobuf::decode(body);
+    }
+    if ct.contains("cbor") {
         return Err(ApiError::unsupported_media(format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {ct})"
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {ct})"
         )));
     }
     if ct.contains("yaml") {

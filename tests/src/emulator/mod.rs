@@ -9,10 +9,12 @@
 //! Start at [`Emulator::serve`]; requests are routed in [`http`], objects kept in [`store`].
 
 pub mod apply;
+pub mod defaults;
 pub mod error;
 pub mod http;
 pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod resources;
 pub mod selector;
 pub mod store;

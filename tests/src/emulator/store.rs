@@ -311,6 +311,9 @@ impl Store {
                 obj
             }
         };
+        new["apiVersion"] = json!(t.api_version());
+        new["kind"] = json!(t.kind);
+        self.admit(t, &mut new);
         // Identity and server-owned fields cannot be changed by a client.
         for f in ["uid", "creationTimestamp", "namespace", "name"] {
             match old["metadata"].get(f) {
@@ -332,14 +335,14 @@ impl Store {
             generation
         };
         new["metadata"]["generation"] = json!(bumped);
-        new["apiVersion"] = json!(t.api_version());
-        new["kind"] = json!(t.kind);
+        if new.pointer("/metadata/resourceVersion").is_none() {
+            new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
+        }
         if new == old {
             return Ok(old);
         }
         self.rv += 1;
         new["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-        self.admit(t, &mut new);
         if bumped != generation && becomes_ready(t) {
             self.unready.insert(key.clone(), std::time::Instant::now());
         }
@@ -448,13 +451,18 @@ impl Store {
 
     /// Server-side defaults applied on every write.
     fn admit(&self, t: &ResourceType, obj: &mut Value) {
+        super::defaults::normalise(&t.group, &t.kind, obj);
         if t.group.is_empty() && t.plural == "namespaces" {
             obj["status"] = json!({ "phase": "Active" });
             if obj.pointer("/spec/finalizers").is_none() {
                 obj["spec"] = json!({ "finalizers": ["kubernetes"] });
             }
         }
-        if t.group == "apiextensions.k8s.io" && t.plural == "customresourcedefinitions" {
+        if t.group == "apiextensions.k8s.io" && t.plural == "customresourcedefinitions"
+            // Established once for these names (a new time on every write would make every
+            // write a change).
+            && obj.pointer("/status/acceptedNames") != obj.pointer("/spec/names")
+        {
             let names = obj.pointer("/spec/names").cloned().unwrap_or(Value::Null);
             obj["status"] = json!({
                 "acceptedNames": names,

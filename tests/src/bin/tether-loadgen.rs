@@ -214,7 +214,12 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     println!("wrote {}", args.out.display());
     if let Some(md) = &args.markdown {
         let date = tether_common::time::rfc3339(tether_common::time::unix_now());
-        std::fs::write(md, markdown::render(&report, &args.command, &date))?;
+        // Sections measured elsewhere (the real-cluster suite) are kept as they are.
+        let kept = std::fs::read_to_string(md)
+            .ok()
+            .and_then(|old| old.find(markdown::KEPT_FROM).map(|i| old[i..].to_string()))
+            .unwrap_or_default();
+        std::fs::write(md, markdown::render(&report, &args.command, &date) + &kept)?;
         println!("wrote {}", md.display());
     }
     drop(scratch);

@@ -1,6 +1,10 @@
 //! `docs/benchmarks.md` from a [`Report`]: the tables, the targets met or missed, and the
 //! exact command.
 
+/// Where the hand-maintained sections of docs/benchmarks.md start (figures from the
+/// real-cluster suite); a new run keeps them.
+pub const KEPT_FROM: &str = "\n## Measured by the real-cluster suite";
+
 use std::fmt::Write as _;
 
 use super::bench::Report;

@@ -37,8 +37,17 @@ pub struct Cli {
     #[arg(long, env = "TETHER_HUB")]
     pub hub: String,
     /// Join token from `tetherctl token create`; needed only until the agent has a credential.
-    #[arg(long, env = "TETHER_TOKEN", hide_env_values = true)]
+    /// Prefer TETHER_TOKEN or --token-file: a flag stays visible in `ps` for the agent's life.
+    #[arg(
+        long,
+        env = "TETHER_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "token_file"
+    )]
     pub token: Option<String>,
+    /// Read the join token from this file (a mounted Secret, say).
+    #[arg(long, env = "TETHER_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
     /// The hub CA's pin (sha256:...), printed with the token.
     #[arg(long, env = "TETHER_CA_PIN")]
     pub ca_pin: Option<String>,
@@ -130,9 +139,19 @@ struct Checked {
 
 fn check(cli: &Cli) -> Result<Checked, Failure> {
     tls::split_host_port(&cli.hub).map_err(|e| usage(e.to_string()))?;
+    let from_file = match &cli.token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| usage(format!("cannot read --token-file {}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
     let token = cli
         .token
+        .clone()
+        .or(from_file)
         .as_deref()
+        .map(str::trim)
         .filter(|t| !t.is_empty())
         .map(|t| {
             token::JoinToken::parse(t)
@@ -224,6 +243,13 @@ async fn join_with_token(
             store.location()
         )));
     };
+    // A single-use token is spent by the join: first make sure the credential it buys can be
+    // kept.
+    store.check_writable().await.map_err(|e| {
+        runtime(format!(
+            "{e}; not joining (the token would be spent for nothing)"
+        ))
+    })?;
     let facts = crate::facts::gather(client).await;
     let cred = join::join(
         &checked.hub,

@@ -126,6 +126,42 @@ impl CredentialStore {
             .map_err(|e| self.read_err(format!("not a credential: {e}")))
     }
 
+    /// Whether a credential could be saved here (the directory can be written; the Secret can
+    /// be created or replaced, checked with a server-side dry run).
+    pub async fn check_writable(&self) -> Result<(), CredentialError> {
+        match self {
+            CredentialStore::File(p) => {
+                let dir = p.parent().unwrap_or(std::path::Path::new("."));
+                tether_common::files::create_private_dir(dir).map_err(|e| self.write_err(e))?;
+                tempfile::tempfile_in(dir)
+                    .map(drop)
+                    .map_err(|e| self.write_err(e))
+            }
+            CredentialStore::Secret { api, name, .. } => {
+                let dry = PostParams {
+                    dry_run: true,
+                    ..Default::default()
+                };
+                let probe = Secret {
+                    metadata: ObjectMeta {
+                        name: Some(name.clone()),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                };
+                let result = match api.get_opt(name).await.map_err(|e| self.write_err(e))? {
+                    Some(existing) => {
+                        let mut s = existing;
+                        s.metadata.managed_fields = None;
+                        api.replace(name, &dry, &s).await.map(drop)
+                    }
+                    None => api.create(&dry, &probe).await.map(drop),
+                };
+                result.map_err(|e| self.write_err(e))
+            }
+        }
+    }
+
     /// Saves `cred`, replacing what was there.
     pub async fn save(&self, cred: &Credential) -> Result<(), CredentialError> {
         let bytes = serde_json::to_vec(cred).map_err(|e| self.write_err(e))?;

@@ -36,6 +36,14 @@ impl Identity {
         }
     }
 
+    /// `user/NAME` or `cluster/NAME`: how the audit log and the rate limits name it.
+    pub fn actor(&self) -> String {
+        match self {
+            Identity::Cluster(n) => format!("cluster/{n}"),
+            Identity::User(n) => format!("user/{n}"),
+        }
+    }
+
     /// The bare name, without the kind.
     pub fn name(&self) -> &str {
         match self {
@@ -61,12 +69,13 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("name must not be empty".into());
     }
+    let quoted = crate::text::quote_short(name, 64);
     if name.len() > 63 {
-        return Err(format!("name {name:?} is longer than 63 characters"));
+        return Err(format!("name {quoted} is longer than 63 characters"));
     }
     if !name.chars().all(ok_char) || name.starts_with('-') || name.ends_with('-') {
         return Err(format!(
-            "name {name:?} must consist of lowercase letters, digits and '-', \
+            "name {quoted} must consist of lowercase letters, digits and '-', \
              and start and end with a letter or digit"
         ));
     }

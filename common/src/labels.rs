@@ -6,6 +6,19 @@ use std::collections::BTreeMap;
 /// Labels, sorted by key so that output and hashing are stable.
 pub type Labels = BTreeMap<String, String>;
 
+/// The most labels (or taints) one cluster may carry: each is matched by every placement.
+pub const MAX_LABELS: usize = 64;
+
+/// Refuses more than [`MAX_LABELS`].
+pub fn check_count(n: usize) -> Result<(), String> {
+    if n > MAX_LABELS {
+        return Err(format!(
+            "{n} labels is more than the {MAX_LABELS} a cluster may carry"
+        ));
+    }
+    Ok(())
+}
+
 /// Parses `k=v,k2=v2` (an empty string is no labels).
 pub fn parse_labels(s: &str) -> Result<Labels, String> {
     let mut out = Labels::new();
@@ -93,8 +106,9 @@ pub fn validate_key(k: &str) -> Result<(), String> {
     };
     if prefix.is_some_and(|p| !is_dns_subdomain(p)) || !is_name_part(name) {
         return Err(format!(
-            "invalid label key {k:?}: expected [prefix/]name, name at most 63 characters of \
-             letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+            "invalid label key {}: expected [prefix/]name, name at most 63 characters of \
+             letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
+            crate::text::quote_short(k, 64)
         ));
     }
     Ok(())
@@ -106,8 +120,9 @@ pub fn validate_value(v: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "invalid label value {v:?}: at most 63 characters of letters, digits, '-', '_' \
-             or '.', starting and ending with a letter or digit"
+            "invalid label value {}: at most 63 characters of letters, digits, '-', '_' \
+             or '.', starting and ending with a letter or digit",
+            crate::text::quote_short(v, 64)
         ))
     }
 }

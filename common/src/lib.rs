@@ -13,6 +13,7 @@ pub mod pki;
 pub mod probes;
 pub mod proxy;
 pub mod telemetry;
+pub mod text;
 pub mod time;
 pub mod tls;
 pub mod token;

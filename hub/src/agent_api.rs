@@ -209,10 +209,15 @@ impl pb::agent_service_server::AgentService for AgentApi {
                 ));
             }
         };
-        self.hub
-            .record_facts(&cluster, facts_from_pb(hello.facts))
-            .await?;
-        self.hub.record_last_seen(&cluster, unix_now()).await?;
+        // Facts and the time are kept durably, but a session does not depend on it: with a
+        // full disk the agent still connects (and its statuses wait in memory).
+        if let Err(e) = self
+            .hub
+            .record_session_start(&cluster, facts_from_pb(hello.facts), unix_now())
+            .await
+        {
+            tracing::warn!(cluster, error = %e, "cannot record the session's facts; connecting anyway");
+        }
         // A certificate from a CA being rotated out is renewed now, not at 70-80% of its life.
         let renew_now = self
             .hub

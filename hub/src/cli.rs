@@ -155,7 +155,7 @@ pub struct ServeArgs {
     #[arg(long, default_value = "60s", value_parser = parse_duration, env = "TETHER_RESYNC_INTERVAL")]
     pub resync_interval: Duration,
     /// The largest rendered copy of a workload for one cluster, in bytes (uncompressed).
-    #[arg(long, default_value_t = 16 << 20, env = "TETHER_MAX_BUNDLE_SIZE")]
+    #[arg(long, default_value_t = 8 << 20, env = "TETHER_MAX_BUNDLE_SIZE")]
     pub max_bundle_size: usize,
     /// Failed join attempts allowed per source address per minute; more are refused.
     #[arg(long, default_value_t = 10)]
@@ -169,6 +169,9 @@ pub struct ServeArgs {
     /// Proxied Kubernetes API requests in flight per cluster; more get 429.
     #[arg(long, default_value_t = 64)]
     pub proxy_max_streams: usize,
+    /// Of those, the most one user may have open to one cluster; more get 429.
+    #[arg(long, default_value_t = 16)]
+    pub proxy_max_streams_per_user: usize,
     /// Largest request body the proxy forwards, in bytes; larger gets 413.
     #[arg(long, default_value_t = 10 << 20)]
     pub proxy_max_body: usize,
@@ -217,6 +220,7 @@ impl ServeArgs {
             event_retention: self.event_retention,
             proxy: crate::proxy::ProxySettings {
                 max_streams_per_cluster: self.proxy_max_streams.max(1),
+                max_streams_per_user: self.proxy_max_streams_per_user.max(1),
                 max_body: self.proxy_max_body,
                 ..crate::proxy::ProxySettings::default()
             },

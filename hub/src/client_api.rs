@@ -103,6 +103,13 @@ impl ClientApi {
             Ok(_) => "ok".to_string(),
             Err(s) => format!("{:?}: {}", s.code(), s.message()),
         };
+        // Refusals (not the hub's own failures) count against the caller: past the limit it
+        // is turned away before its calls are read, and those are not audited one by one.
+        if let Err(s) = result
+            && !matches!(s.code(), tonic::Code::Internal | tonic::Code::Unavailable)
+        {
+            self.hub.calls.refusals.failed(&who.actor);
+        }
         self.hub
             .audit(&who.actor, action, target, &outcome, &who.source)
             .await;
@@ -234,6 +241,7 @@ fn token_to_pb(t: TokenRecord) -> pb::Token {
         uses: t.uses,
         revoked: t.revoked,
         created_by: t.created_by,
+        allow_labels: t.allow_labels,
     }
 }
 
@@ -256,6 +264,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
                     ttl: (r.ttl_seconds > 0).then(|| Duration::from_secs(r.ttl_seconds)),
                     reusable: r.reusable,
                     created_by: user,
+                    allow_labels: r.allow_labels,
                 })
                 .await?;
             Ok(pb::CreateTokenResponse {
@@ -584,7 +593,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
         let limit = if r.limit == 0 {
             1000
         } else {
-            r.limit.min(100_000)
+            r.limit.min(10_000)
         } as usize;
         let entries = self
             .hub

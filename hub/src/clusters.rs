@@ -116,6 +116,7 @@ impl Hub {
             record.labels.remove(k);
         }
         record.labels.extend(changes.set);
+        labels::check_count(record.labels.len()).map_err(HubError::InvalidArgument)?;
         let mut batch = Batch::new();
         batch.put_cluster(&record);
         self.records.commit(&batch).await?;
@@ -146,6 +147,12 @@ impl Hub {
                 .ok_or_else(|| HubError::cluster_not_found(name))?;
             if let Some(c) = change.cordoned {
                 record.cordoned = c;
+            }
+            if record.taints.len() + taints_add.len() > labels::MAX_LABELS {
+                return Err(HubError::InvalidArgument(format!(
+                    "a cluster may carry at most {} taints",
+                    labels::MAX_LABELS
+                )));
             }
             for t in taints_add {
                 record.taints.retain(|x| x.key != t.key);
@@ -185,7 +192,23 @@ impl Hub {
                 .map(|w| (name.to_string(), w.clone()))
                 .collect();
             self.finish_deleted_workloads(&workloads, &gone, &mut batch)?;
+            // Its tokens go too: a reusable one must not bring the removed cluster back.
+            let mut revoked = 0;
+            for mut t in self.records.tokens()? {
+                if t.cluster == name && !t.revoked {
+                    t.revoked = true;
+                    batch.put_token(&t);
+                    revoked += 1;
+                }
+            }
             self.records.commit(&batch).await?;
+            if revoked > 0 {
+                tracing::info!(
+                    cluster = name,
+                    tokens = revoked,
+                    "join tokens of a removed cluster revoked"
+                );
+            }
             self.access.deny_new(identity.clone(), Vec::new());
             self.metrics.clusters.dec();
         }
@@ -211,6 +234,25 @@ impl Hub {
             return Ok(());
         }
         record.facts = Some(facts);
+        let mut batch = Batch::new();
+        batch.put_cluster(&record);
+        self.records.commit(&batch).await?;
+        Ok(())
+    }
+
+    /// Records a new session's facts and its start as the last contact, in one write.
+    pub async fn record_session_start(
+        &self,
+        name: &str,
+        facts: Facts,
+        unix: i64,
+    ) -> Result<(), HubError> {
+        let _w = self.write_lock.lock().await;
+        let Some(mut record) = self.records.cluster(name)? else {
+            return Ok(());
+        };
+        record.facts = Some(facts);
+        record.last_seen_unix = unix.max(record.last_seen_unix).min(unix_now());
         let mut batch = Batch::new();
         batch.put_cluster(&record);
         self.records.commit(&batch).await?;

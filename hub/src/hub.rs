@@ -26,6 +26,9 @@ use crate::store::{Durable, RedbStore, StoreError};
 use crate::tls_auth::ClientVerifier;
 use crate::{agent_api, client_api};
 
+/// How often a store that failed to write is tried again.
+const STORE_RETRY: Duration = Duration::from_secs(2);
+
 /// The largest message an agent may send (status reports are bounded well below this);
 /// larger ones are refused and the stream closed with a reason.
 const AGENT_MESSAGE_LIMIT: usize = 4 << 20;
@@ -62,6 +65,11 @@ pub struct Settings {
     /// Failovers allowed per minute across the hub.
     pub failovers_per_minute: u32,
     pub server: ServerOptions,
+    /// Client API calls one user may have in flight.
+    pub calls_in_flight_per_user: usize,
+    /// Refused client API calls one identity may make per minute before it is turned away
+    /// (unaudited) for the rest of the minute.
+    pub refused_calls_per_minute: u32,
 }
 
 impl Default for Settings {
@@ -73,7 +81,7 @@ impl Default for Settings {
             heartbeat_interval: Duration::from_secs(10),
             offline_grace: Duration::from_secs(30),
             resync_interval: Duration::from_secs(60),
-            max_bundle_size: 16 << 20,
+            max_bundle_size: 8 << 20,
             join_failures_per_minute: 10,
             audit_retention: Duration::from_secs(90 * 86_400),
             event_retention: Duration::from_secs(7 * 86_400),
@@ -81,6 +89,8 @@ impl Default for Settings {
             schedule_interval: Duration::from_secs(2),
             failovers_per_minute: 10,
             server: ServerOptions::default(),
+            calls_in_flight_per_user: 8,
+            refused_calls_per_minute: 30,
         }
     }
 }
@@ -151,6 +161,8 @@ pub struct Hub {
     pub write_lock: Mutex<()>,
     /// Failed joins per source address.
     pub join_limiter: FailureLimiter,
+    /// Client API calls in flight and refused, per identity.
+    pub calls: Arc<crate::ratelimit::CallLimits>,
     /// Proxied Kubernetes API requests waiting for their agent streams.
     pub proxy: crate::proxy::Proxy,
     /// Failovers allowed per minute, hub-wide.
@@ -210,6 +222,10 @@ impl Hub {
             started_unix: tether_common::time::unix_now(),
             proxy: crate::proxy::Proxy::default(),
             join_limiter,
+            calls: Arc::new(crate::ratelimit::CallLimits::new(
+                settings.calls_in_flight_per_user,
+                settings.refused_calls_per_minute,
+            )),
             records,
             ca,
             signing_pin,
@@ -303,6 +319,13 @@ pub async fn serve(
             m.session_queue.set(hub.sessions.queued() as i64);
         });
     }
+    {
+        // Not ready while the store cannot write (a full disk): Kubernetes stops sending
+        // traffic, and the hub recovers by itself when space returns.
+        let weak = Arc::downgrade(&hub);
+        hub.metrics
+            .set_ready_check(move || weak.upgrade().is_some_and(|h| h.records.store().healthy()));
+    }
     let metrics_task = tokio::spawn(crate::metrics::serve(
         metrics_listener,
         hub.metrics.clone(),
@@ -313,6 +336,7 @@ pub async fn serve(
         tls_config,
         router,
         hub.access.clone(),
+        hub.calls.clone(),
         hub.metrics.clone(),
         hub.settings.server.clone(),
         stop_servers.clone(),
@@ -353,12 +377,23 @@ pub async fn serve(
     Ok(())
 }
 
-/// Housekeeping: old audit entries and scheduling events go.
+/// Housekeeping: old audit entries and scheduling events go; a store that failed to write is
+/// retried every few seconds until it can again.
 async fn maintain(hub: Arc<Hub>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    let mut retry = tokio::time::interval(STORE_RETRY);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
+            _ = retry.tick() => {
+                let store = hub.records.store();
+                if !store.healthy() {
+                    match store.sync().await {
+                        Ok(()) => tracing::info!("the store can write again; ready"),
+                        Err(e) => tracing::warn!(error = %e, "the store still cannot write; not ready"),
+                    }
+                }
+            }
             _ = tick.tick() => {
                 match hub.prune_audit(hub.settings.audit_retention).await {
                     Ok(0) => {}
@@ -400,9 +435,10 @@ async fn routes(hub: Arc<Hub>) -> Result<axum::Router, StartError> {
                 .max_decoding_message_size(AGENT_MESSAGE_LIMIT),
         )
         .add_service(
-            // A workload may be as large as the bundle limit, sent as JSON, plus slack.
+            // A workload may be as large as the bundle limit, sent as JSON, plus slack for
+            // the envelope.
             HubApiServer::new(client_api::ClientApi::new(hub.clone()))
-                .max_decoding_message_size(hub.settings.max_bundle_size * 2 + (1 << 20)),
+                .max_decoding_message_size(hub.settings.max_bundle_size + (64 << 10)),
         )
         .prepare();
     let proxy_hub = hub.clone();

@@ -43,7 +43,7 @@ impl Hub {
         message: String,
     ) -> HubError {
         Metrics::count(&self.metrics.joins, result);
-        self.join_limiter.failed(source.ip());
+        self.join_limiter.failed(&source.ip());
         tracing::warn!(token_id, %source, reason = result, "join refused");
         HubError::Unauthenticated(message)
     }
@@ -52,7 +52,7 @@ impl Hub {
     /// A token for a cluster that already exists replaces that cluster's credential (the
     /// documented way back in for an agent that lost its own).
     pub async fn join(&self, req: JoinRequest) -> Result<Joined, HubError> {
-        if let Err(retry) = self.join_limiter.check(req.source.ip()) {
+        if let Err(retry) = self.join_limiter.check(&req.source.ip()) {
             Metrics::count(&self.metrics.joins, "rate_limited");
             tracing::warn!(source = %req.source, "join refused: too many failed attempts from this address");
             return Err(HubError::ResourceExhausted(format!(
@@ -63,7 +63,7 @@ impl Hub {
         }
         let token = JoinToken::parse(&req.token).map_err(|e| {
             Metrics::count(&self.metrics.joins, "malformed");
-            self.join_limiter.failed(req.source.ip());
+            self.join_limiter.failed(&req.source.ip());
             tracing::warn!(source = %req.source, "join refused: malformed token");
             HubError::InvalidArgument(e.to_string())
         })?;
@@ -131,8 +131,22 @@ impl Hub {
             joined_unix: now,
             ..Default::default()
         });
+        // The agent may claim only the label keys its token allows; the token's own win.
+        let claimed: Vec<&String> = req
+            .labels
+            .keys()
+            .filter(|k| !rec.labels.contains_key(*k) && !rec.allow_labels.contains(*k))
+            .collect();
+        if let Some(k) = claimed.first() {
+            Metrics::count(&self.metrics.joins, "label_refused");
+            return Err(HubError::PermissionDenied(format!(
+                "join token {id} does not let the cluster claim label {k:?} (create the token with --allow-labels {k}, or give it the label with --labels)"
+            )));
+        }
         cluster.labels.extend(req.labels);
         cluster.labels.extend(rec.labels.clone());
+        tether_common::labels::check_count(cluster.labels.len())
+            .map_err(HubError::InvalidArgument)?;
         cluster.cert_serials = vec![cert.serial.clone()];
         cluster.cert_not_after = cert.not_after;
         cluster.cert_issuer = self.signing_pin.clone();

@@ -29,6 +29,10 @@ pub struct Metrics {
     pub sessions_superseded: Counter,
     pub heartbeats: Counter,
     pub tls_handshake_failures: Counter,
+    /// Connections without a certificate closed at once: over the per-address or total cap.
+    pub anonymous_refused: Counter,
+    /// Calls refused because their identity was already at its limit (in flight or refused).
+    pub throttled: Counter,
     pub desired_sent: Counter,
     pub status_reports: Counter,
     pub stream_bytes_sent: Counter,
@@ -44,6 +48,8 @@ pub struct Metrics {
     /// Delivery hints queued on all agent sessions (coalesced: one per workload at most).
     pub session_queue: Gauge,
     ready: Arc<AtomicBool>,
+    /// What else `/readyz` needs (the store can write).
+    ready_check: Arc<std::sync::OnceLock<Box<dyn Fn() -> bool + Send + Sync>>>,
     /// Brings the sampled gauges up to date just before a scrape.
     refresh: Arc<std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>>,
 }
@@ -73,6 +79,8 @@ impl Metrics {
             sessions_superseded: Counter::default(),
             heartbeats: Counter::default(),
             tls_handshake_failures: Counter::default(),
+            anonymous_refused: Counter::default(),
+            throttled: Counter::default(),
             desired_sent: Counter::default(),
             status_reports: Counter::default(),
             stream_bytes_sent: Counter::default(),
@@ -84,6 +92,7 @@ impl Metrics {
             store_commit_failures: Gauge::default(),
             session_queue: Gauge::default(),
             ready: Arc::new(AtomicBool::new(false)),
+            ready_check: Arc::new(std::sync::OnceLock::new()),
             refresh: Arc::new(std::sync::OnceLock::new()),
         };
         registry.register(
@@ -154,6 +163,16 @@ impl Metrics {
             m.tls_handshake_failures.clone(),
         );
         registry.register(
+            "anonymous_connections_refused",
+            "Connections without a client certificate closed at once (over the per-address or total cap)",
+            m.anonymous_refused.clone(),
+        );
+        registry.register(
+            "calls_throttled",
+            "API calls refused because their caller was at its limit of calls in flight or of refused calls",
+            m.throttled.clone(),
+        );
+        registry.register(
             "desired_sent",
             "Desired-state messages (workload revisions) sent to agents",
             m.desired_sent.clone(),
@@ -183,9 +202,20 @@ impl Metrics {
             .inc();
     }
 
-    /// Marks the hub ready (`/readyz` answers 200).
+    /// Marks the hub ready (`/readyz` answers 200, if the check set with
+    /// [`Metrics::set_ready_check`] agrees).
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    /// What else must hold for `/readyz` to answer 200 (the store can write), asked on every
+    /// probe (once).
+    pub fn set_ready_check(&self, f: impl Fn() -> bool + Send + Sync + 'static) {
+        let _ = self.ready_check.set(Box::new(f));
+    }
+
+    fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst) && self.ready_check.get().is_none_or(|f| f())
     }
 
     /// Sets what brings the sampled gauges up to date before each scrape (once).
@@ -207,10 +237,10 @@ impl Metrics {
 
 /// Serves `/healthz`, `/readyz` and `/metrics` until `shutdown`.
 pub async fn serve(listener: TcpListener, metrics: Metrics, shutdown: CancellationToken) {
-    let ready = metrics.ready.clone();
+    let probe = metrics.clone();
     tether_common::probes::serve(
         listener,
-        move || ready.load(Ordering::SeqCst),
+        move || probe.is_ready(),
         move || metrics.encode(),
         async move { shutdown.cancelled().await },
     )

@@ -31,8 +31,13 @@ use crate::server::Peer;
 pub struct ProxySettings {
     /// Proxied requests in flight per cluster.
     pub max_streams_per_cluster: usize,
+    /// Of those, the most one user may hold (watches and exec sessions last), so that one
+    /// user cannot lock the others out.
+    pub max_streams_per_user: usize,
     /// Largest request body.
     pub max_body: usize,
+    /// How long a request body may take to arrive.
+    pub body_timeout: Duration,
     /// How long the agent may take to open the stream for a request.
     pub open_timeout: Duration,
 }
@@ -41,7 +46,9 @@ impl Default for ProxySettings {
     fn default() -> Self {
         ProxySettings {
             max_streams_per_cluster: 64,
+            max_streams_per_user: 16,
             max_body: 10 << 20,
+            body_timeout: Duration::from_secs(30),
             open_timeout: Duration::from_secs(10),
         }
     }
@@ -68,12 +75,13 @@ impl std::fmt::Debug for Proxy {
 }
 
 impl Proxy {
-    fn slot(&self, cluster: &str, max: usize) -> Option<OwnedSemaphorePermit> {
+    /// A permit from the semaphore named `key` (made with `max` permits on first use).
+    fn slot(&self, key: String, max: usize) -> Option<OwnedSemaphorePermit> {
         let sem = self
             .slots
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .entry(cluster.to_string())
+            .entry(key)
             .or_insert_with(|| Arc::new(Semaphore::new(max)))
             .clone();
         sem.try_acquire_owned().ok()
@@ -377,7 +385,24 @@ pub async fn handle(hub: Arc<Hub>, req: Request<Body>) -> Response {
         }
     };
     let settings = hub.settings.proxy.clone();
-    let Some(permit) = hub.proxy.slot(&cluster, settings.max_streams_per_cluster) else {
+    // The user's own share first, so that a user at their limit takes nothing from others.
+    let Some(user_permit) = hub
+        .proxy
+        .slot(format!("{cluster}\0{user}"), settings.max_streams_per_user)
+    else {
+        return status(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequests",
+            format!(
+                "user {user:?} has too many proxied requests to cluster {cluster:?} open (limit {} per user)",
+                settings.max_streams_per_user
+            ),
+        );
+    };
+    let Some(permit) = hub
+        .proxy
+        .slot(cluster.clone(), settings.max_streams_per_cluster)
+    else {
         return status(
             StatusCode::TOO_MANY_REQUESTS,
             "TooManyRequests",
@@ -387,16 +412,39 @@ pub async fn handle(hub: Arc<Hub>, req: Request<Body>) -> Response {
             ),
         );
     };
-    let body = match http_body_util::Limited::new(body, settings.max_body)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
+    let permit = (permit, user_permit);
+    // Reads never carry a body: one that does is refused rather than buffered.
+    let has_body = parts.headers.contains_key(http::header::TRANSFER_ENCODING)
+        || parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0");
+    if matches!(method, Method::GET | Method::HEAD) && has_body {
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!("a {method} request may not have a body"),
+        );
+    }
+    let collect = http_body_util::Limited::new(body, settings.max_body).collect();
+    let body = match tokio::time::timeout(settings.body_timeout, collect).await {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(_)) => {
             return status(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "RequestEntityTooLarge",
                 format!("request body larger than {} bytes", settings.max_body),
+            );
+        }
+        Err(_) => {
+            return status(
+                StatusCode::REQUEST_TIMEOUT,
+                "Timeout",
+                format!(
+                    "the request body did not arrive within {}s",
+                    settings.body_timeout.as_secs()
+                ),
             );
         }
     };

@@ -58,6 +58,9 @@ pub struct TokenRecord {
     pub uses: u32,
     pub revoked: bool,
     pub created_by: String,
+    /// Label keys the joining agent may claim (`--labels`); the token's own labels win.
+    #[serde(default)]
+    pub allow_labels: Vec<String>,
 }
 
 /// What an API user may do.

@@ -23,6 +23,10 @@ use tower::ServiceExt;
 
 use crate::access::Access;
 use crate::metrics::Metrics;
+use crate::ratelimit::CallLimits;
+
+/// The client API's path prefix: calls there are limited per identity.
+const CLIENT_API: &str = "/tether.v1.HubApi/";
 
 /// Paths a peer without a client certificate may call.
 const UNAUTHENTICATED_PATHS: &[&str] = &[
@@ -32,6 +36,8 @@ const UNAUTHENTICATED_PATHS: &[&str] = &[
 ];
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an HTTP/1.1 request's headers may take to arrive.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a connection whose certificate was revoked may take to finish its last writes.
 const REVOKED_DRAIN: Duration = Duration::from_secs(2);
 
@@ -50,6 +56,33 @@ pub struct Peer {
     pub cert: Option<PeerCert>,
 }
 
+/// Bounds for peers without a client certificate: they may only join (a token and a CSR, a
+/// few KB) or ask for health, so everything they may hold is small and short-lived.
+#[derive(Debug, Clone)]
+pub struct AnonymousLimits {
+    /// Connections without a certificate open at once, per source address and in all.
+    pub per_address: usize,
+    pub total: usize,
+    /// The longest such a connection may stay open, busy or idle.
+    pub lifetime: Duration,
+    /// HTTP/2 streams at once on one such connection.
+    pub streams: u32,
+    /// The largest request body (a Join is a token and a CSR).
+    pub body: usize,
+}
+
+impl Default for AnonymousLimits {
+    fn default() -> Self {
+        AnonymousLimits {
+            per_address: 32,
+            total: 1024,
+            lifetime: Duration::from_secs(30),
+            streams: 4,
+            body: 16 << 10,
+        }
+    }
+}
+
 /// HTTP/2 settings of the port.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
@@ -62,6 +95,12 @@ pub struct ServerOptions {
     /// proxy client has not read stays charged to the connection, and if one stalled stream
     /// could fill it, the agent's heartbeats on the control stream would stall behind it.
     pub connection_window: u32,
+    /// HTTP/2 streams at once on a user's connection (an agent's needs more: one per proxied
+    /// request).
+    pub user_streams: u32,
+    /// The largest request header block (HTTP/1.1 and HTTP/2).
+    pub max_header_bytes: u32,
+    pub anonymous: AnonymousLimits,
 }
 
 impl Default for ServerOptions {
@@ -74,7 +113,61 @@ impl Default for ServerOptions {
             // Room for the proxy's limit of streams per cluster (64 by default), all stalled,
             // and the control stream still flowing.
             connection_window: 96 << 20,
+            user_streams: 64,
+            max_header_bytes: 64 << 10,
+            anonymous: AnonymousLimits::default(),
         }
+    }
+}
+
+/// Connections without a certificate, counted per source address.
+#[derive(Default)]
+struct Anonymous {
+    open: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+    total: std::sync::atomic::AtomicUsize,
+}
+
+/// One counted connection; uncounted on drop.
+struct AnonymousSlot {
+    counts: Arc<Anonymous>,
+    ip: std::net::IpAddr,
+}
+
+impl Anonymous {
+    fn admit(
+        self: &Arc<Self>,
+        ip: std::net::IpAddr,
+        limits: &AnonymousLimits,
+    ) -> Option<AnonymousSlot> {
+        use std::sync::atomic::Ordering;
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let here = open.entry(ip).or_insert(0);
+        if *here >= limits.per_address || self.total.load(Ordering::Relaxed) >= limits.total {
+            if *here == 0 {
+                open.remove(&ip);
+            }
+            return None;
+        }
+        *here += 1;
+        self.total.fetch_add(1, Ordering::Relaxed);
+        Some(AnonymousSlot {
+            counts: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for AnonymousSlot {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering;
+        let mut open = self.counts.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+        self.counts.total.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -84,11 +177,13 @@ pub async fn serve(
     tls: Arc<rustls::ServerConfig>,
     router: axum::Router,
     access: Arc<Access>,
+    calls: Arc<CallLimits>,
     metrics: Metrics,
     opts: ServerOptions,
     shutdown: CancellationToken,
 ) {
     let acceptor = TlsAcceptor::from(tls);
+    let anonymous = Arc::new(Anonymous::default());
     loop {
         let (tcp, addr) = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -107,9 +202,11 @@ pub async fn serve(
             acceptor: acceptor.clone(),
             router: router.clone(),
             access: access.clone(),
+            calls: calls.clone(),
             metrics: metrics.clone(),
             opts: opts.clone(),
             shutdown: shutdown.clone(),
+            anonymous: anonymous.clone(),
         };
         tokio::spawn(conn.run(tcp, addr));
     }
@@ -119,9 +216,11 @@ struct Connection {
     acceptor: TlsAcceptor,
     router: axum::Router,
     access: Arc<Access>,
+    calls: Arc<CallLimits>,
     metrics: Metrics,
     opts: ServerOptions,
     shutdown: CancellationToken,
+    anonymous: Arc<Anonymous>,
 }
 
 impl Connection {
@@ -154,6 +253,28 @@ impl Connection {
                     not_after: info.not_after,
                 })
             });
+        // A peer without a certificate may only join: few such connections per address,
+        // each small and short-lived.
+        let anonymous_slot = match &cert {
+            Some(_) => None,
+            None => match self.anonymous.admit(addr.ip(), &self.opts.anonymous) {
+                Some(slot) => Some(slot),
+                None => {
+                    self.metrics.anonymous_refused.inc();
+                    tracing::debug!(peer = %addr, "too many connections without a certificate; closing");
+                    return;
+                }
+            },
+        };
+        let body_limit = anonymous_slot.as_ref().map(|_| self.opts.anonymous.body);
+        let streams = match &cert {
+            None => self.opts.anonymous.streams,
+            Some(PeerCert {
+                identity: Identity::User(_),
+                ..
+            }) => self.opts.user_streams,
+            Some(_) => self.opts.max_concurrent_streams,
+        };
         let guard = cert
             .as_ref()
             .map(|c| self.access.register(c.identity.clone(), c.serial.clone()));
@@ -164,33 +285,74 @@ impl Connection {
         let peer = Peer { addr, cert };
         let router = self.router;
         let access = self.access;
+        let calls = self.calls;
+        let metrics = self.metrics.clone();
         let svc = tower::service_fn(move |mut req: http::Request<Incoming>| {
             req.extensions_mut().insert(peer.clone());
-            let rejection = gate(&peer, req.uri().path(), &access).or_else(|| not_ours(&req));
+            let mut rejection = gate(&peer, req.uri().path(), &access).or_else(|| not_ours(&req));
+            // A user's API calls: a bounded number in flight, and none for a while after too
+            // many refusals. Checked before the request is read.
+            let mut permit = None;
+            if rejection.is_none()
+                && req.uri().path().starts_with(CLIENT_API)
+                && let Some(c) = &peer.cert
+            {
+                match calls.admit(&c.identity.actor()) {
+                    Ok(p) => permit = Some(p),
+                    Err(why) => {
+                        metrics.throttled.inc();
+                        rejection = Some(tonic::Status::resource_exhausted(why).into_http());
+                    }
+                }
+            }
             let router = router.clone();
             async move {
+                let _permit = permit;
                 if let Some(resp) = rejection {
                     return Ok::<_, std::convert::Infallible>(resp);
                 }
-                router.oneshot(req.map(Body::new)).await
+                match body_limit {
+                    // Read no more than a Join needs: a larger body fails the call instead of
+                    // being buffered.
+                    Some(limit) => {
+                        router
+                            .oneshot(req.map(|b| Body::new(http_body_util::Limited::new(b, limit))))
+                            .await
+                    }
+                    None => router.oneshot(req.map(Body::new)).await,
+                }
             }
         });
         let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
         let mut builder = auto::Builder::new(TokioExecutor::new());
+        let (stream_window, connection_window) = match anonymous_slot {
+            Some(_) => (64 << 10, 256 << 10),
+            None => (self.opts.stream_window, self.opts.connection_window),
+        };
         builder
             .http2()
             .timer(TokioTimer::new())
             .keep_alive_interval(Some(self.opts.keepalive_interval))
             .keep_alive_timeout(self.opts.keepalive_timeout)
-            .max_concurrent_streams(self.opts.max_concurrent_streams)
-            .initial_stream_window_size(self.opts.stream_window)
-            .initial_connection_window_size(self.opts.connection_window);
+            .max_concurrent_streams(streams)
+            .max_header_list_size(self.opts.max_header_bytes)
+            .initial_stream_window_size(stream_window)
+            .initial_connection_window_size(connection_window);
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .max_buf_size((self.opts.max_header_bytes as usize).max(8192));
+        let lifetime = anonymous_slot
+            .as_ref()
+            .map(|_| self.opts.anonymous.lifetime);
         let io = TokioIo::new(stream);
         let svc = TowerToHyperService::new(svc);
         let ends = Ends {
             addr,
             revoked,
             shutdown: self.shutdown.clone(),
+            lifetime,
         };
         // With ALPN h2 the server speaks first (its SETTINGS), which lets a client tell an
         // accepted certificate from a refused one right after the handshake. HTTP/1.1 (kubectl
@@ -203,6 +365,7 @@ impl Connection {
                 .await;
         }
         drop(guard);
+        drop(anonymous_slot);
     }
 }
 
@@ -250,12 +413,23 @@ struct Ends {
     addr: SocketAddr,
     revoked: CancellationToken,
     shutdown: CancellationToken,
+    /// The longest the connection may live (connections without a certificate).
+    lifetime: Option<Duration>,
 }
 
 impl Ends {
     async fn drive<C: Graceful>(self, conn: C) {
         tokio::pin!(conn);
+        let expiry = async {
+            match self.lifetime {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            _ = expiry => {
+                tracing::debug!(peer = %self.addr, "closing a connection without a certificate: its time is up");
+            }
             r = conn.as_mut() => {
                 if let Err(e) = r {
                     tracing::debug!(peer = %self.addr, error = %e, "connection ended with an error");

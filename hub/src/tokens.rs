@@ -21,6 +21,7 @@ pub struct TokenSpec {
     pub ttl: Option<Duration>,
     pub reusable: bool,
     pub created_by: String,
+    pub allow_labels: Vec<String>,
 }
 
 impl Hub {
@@ -34,6 +35,12 @@ impl Hub {
         for (k, v) in &spec.labels {
             labels::validate_key(k).map_err(HubError::InvalidArgument)?;
             labels::validate_value(v).map_err(HubError::InvalidArgument)?;
+        }
+        labels::check_count(spec.labels.len() + spec.allow_labels.len())
+            .map_err(HubError::InvalidArgument)?;
+        for k in &spec.allow_labels {
+            labels::validate_key(k)
+                .map_err(|e| HubError::InvalidArgument(format!("--allow-labels: {e}")))?;
         }
         let ttl = spec.ttl.unwrap_or(self.settings.token_default_ttl);
         if ttl > self.settings.token_max_ttl {
@@ -69,6 +76,7 @@ impl Hub {
             uses: 0,
             revoked: false,
             created_by: spec.created_by,
+            allow_labels: spec.allow_labels,
         };
         let mut batch = Batch::new();
         batch.put_token(&record);

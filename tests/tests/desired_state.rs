@@ -433,7 +433,7 @@ spec:
   manifests:
     - {{ apiVersion: v1, kind: ConfigMap, metadata: {{ name: c1 }}, data: {{ k: v }} }}
     - {{ apiVersion: v1, kind: ConfigMap, metadata: {{ name: c2 }}, data: {{ k: v }} }}
-    - {{ apiVersion: v1, kind: ConfigMap, metadata: {{ name: Bad_Name }}, data: {{ k: v }} }}
+    - {{ apiVersion: v1, kind: ConfigMap, metadata: {{ name: bad, namespace: nowhere }}, data: {{ k: v }} }}
     - {{ apiVersion: v1, kind: ConfigMap, metadata: {{ name: c4 }}, data: {{ k: v }} }}
     - {{ apiVersion: v1, kind: ConfigMap, metadata: {{ name: taken }}, data: {{ owner: tether }} }}
   placement: {{ clusters: [ edge-1 ] }}
@@ -456,15 +456,15 @@ spec:
         .as_array()
         .unwrap()
         .iter()
-        .find(|o| o["name"] == "Bad_Name")
+        .find(|o| o["name"] == "bad")
         .unwrap()
         .clone();
     assert_eq!(bad["health"], "Failed");
     assert!(
-        bad["message"].as_str().unwrap().contains("Invalid value"),
+        bad["message"].as_str().unwrap().contains("not found"),
         "{bad}"
     );
-    assert!(s["message"].as_str().unwrap().contains("Bad_Name"), "{s}");
+    assert!(s["message"].as_str().unwrap().contains("bad"), "{s}");
     let taken = s["objects"]
         .as_array()
         .unwrap()

@@ -538,11 +538,43 @@ fn the_air_gapped_bundle_verifies_and_runs_hub_and_agent_offline() {
 }
 
 #[test]
-fn labels_the_agent_asks_for_are_applied_at_join_and_the_tokens_win() {
+fn labels_the_agent_asks_for_are_applied_at_join_only_when_the_token_allows_and_the_tokens_win() {
     let dir = tempfile::tempdir().unwrap();
     let hub = Hub::start(&dir.path().join("hub"), HubOptions::default());
     let cluster = Cluster::start(dir.path(), "edge-1", 1, "v1.33.4");
+
+    // By default a token lets the agent claim no label of its own: labels decide which
+    // workloads a cluster receives.
     let (token, pin) = hub.token("edge-1", &["--labels", "region=eu"]);
+    let mut refused = Agent::start(
+        &hub,
+        &cluster,
+        &dir.path().join("refused"),
+        &[
+            "--token",
+            &token,
+            "--ca-pin",
+            &pin,
+            "--labels",
+            "team=payments",
+        ],
+    );
+    refused.proc.wait_exit(PATIENCE);
+    assert!(
+        refused.proc.log_text().contains("may not")
+            || refused
+                .proc
+                .log_text()
+                .contains("does not let the cluster claim label"),
+        "{}",
+        refused.proc.log_text()
+    );
+    assert!(hub.cluster("edge-1").is_none(), "the join must not happen");
+
+    let (token, pin) = hub.token(
+        "edge-1",
+        &["--labels", "region=eu", "--allow-labels", "site,region"],
+    );
     // What the chart's cluster.labels value becomes.
     let _agent = Agent::start(
         &hub,

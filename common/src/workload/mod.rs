@@ -241,6 +241,47 @@ fn problem(field: impl Into<String>, message: impl Into<String>) -> Problem {
     (field.into(), message.into())
 }
 
+/// Checks an object's name as the member's API server will, so that a name it refuses is
+/// refused here, before anything is stored or sent: RBAC kinds take path-segment names
+/// (`system:aggregate-to-view` is one), everything else a DNS-1123 subdomain (at most 253
+/// characters of lowercase letters, digits, '-' and '.').
+pub fn validate_object_name(kind: &str, name: &str) -> Result<(), String> {
+    let quoted = crate::text::quote_short(name, 64);
+    if name.len() > 253 {
+        return Err(format!("name {quoted} is longer than 253 characters"));
+    }
+    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '%']) {
+        return Err(format!(
+            "name {quoted} may not be empty, '.', '..' or contain '/' or '%'"
+        ));
+    }
+    if matches!(
+        kind,
+        "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding"
+    ) {
+        return if name.chars().any(char::is_control) {
+            Err(format!("name {quoted} contains control characters"))
+        } else {
+            Ok(())
+        };
+    }
+    let label_ok = |l: &str| {
+        let b = l.as_bytes();
+        !b.is_empty()
+            && b.len() <= 63
+            && b[0].is_ascii_alphanumeric()
+            && b[b.len() - 1].is_ascii_alphanumeric()
+            && b.iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+    };
+    if !name.split('.').all(label_ok) {
+        return Err(format!(
+            "name {quoted} must be lowercase letters, digits, '-' and '.', starting and ending with a letter or digit (a DNS-1123 subdomain)"
+        ));
+    }
+    Ok(())
+}
+
 /// The identity of a manifest: `apiVersion/kind namespace/name`.
 pub fn object_key(m: &Value) -> String {
     let s = |p: &str| m.pointer(p).and_then(Value::as_str).unwrap_or("");
@@ -306,6 +347,11 @@ impl Workload {
                 {
                     return Err(problem(field(what), "required"));
                 }
+            }
+            if let Some(name) = m.pointer("/metadata/name").and_then(Value::as_str)
+                && let Err(e) = validate_object_name(m["kind"].as_str().unwrap_or_default(), name)
+            {
+                return Err(problem(field(".metadata.name"), e));
             }
             if m["kind"] == KIND && m["apiVersion"] == API_VERSION {
                 return Err(problem(

@@ -167,6 +167,10 @@ pub enum TokenCommand {
         /// Allow more than one join with this token (re-installs of the same cluster).
         #[arg(long)]
         reusable: bool,
+        /// Label keys the agent may ask for itself with its --labels (k1,k2). None by
+        /// default: labels decide which workloads a cluster receives.
+        #[arg(long, value_delimiter = ',')]
+        allow_labels: Vec<String>,
         #[arg(short, long, value_enum, default_value = "table")]
         output: Format,
     },
@@ -273,11 +277,11 @@ pub fn run(cli: Cli) -> ExitCode {
     };
     match runtime.block_on(dispatch(cli)) {
         Ok(out) => {
-            print!("{out}");
+            print!("{}", tether_common::text::terminal_safe(&out));
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {}", e.message);
+            eprintln!("error: {}", tether_common::text::terminal_safe(&e.message));
             ExitCode::from(e.code)
         }
     }

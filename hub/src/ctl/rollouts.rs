@@ -160,7 +160,7 @@ pub(super) async fn events(
         if !follow {
             return Ok(text);
         }
-        print!("{text}");
+        print!("{}", tether_common::text::terminal_safe(&text));
         // Followers are often pipes: each batch must leave now.
         let _ = std::io::Write::flush(&mut std::io::stdout());
         first = false;

@@ -69,8 +69,13 @@ pub(super) async fn run(
             labels,
             ttl,
             reusable,
+            allow_labels,
             output: format,
         } => {
+            for k in &allow_labels {
+                tether_common::labels::validate_key(k)
+                    .map_err(|e| CtlError::usage(format!("invalid --allow-labels: {e}")))?;
+            }
             tether_common::identity::validate_name(&cluster)
                 .map_err(|e| CtlError::usage(format!("invalid --cluster: {e}")))?;
             let labels = parse_labels(&labels)
@@ -81,6 +86,7 @@ pub(super) async fn run(
                     labels: labels.into_iter().collect(),
                     ttl_seconds: ttl.map_or(0, |d| d.as_secs().max(1)),
                     reusable,
+                    allow_labels,
                 })
                 .await?
                 .into_inner();
@@ -90,8 +96,10 @@ pub(super) async fn run(
             } else {
                 resp.hub_address
             };
+            // The token goes in the environment (or a file: --token-file), never in the
+            // agent's argv, where `ps` would show it for the agent's whole life.
             let command = format!(
-                "tether-agent --hub {hub} --token {} --ca-pin {}",
+                "TETHER_TOKEN={} tether-agent --hub {hub} --ca-pin {}",
                 resp.token, resp.ca_pin
             );
             let helm = format!(
@@ -101,12 +109,13 @@ pub(super) async fn run(
             );
             Ok(match format {
                 Format::Table => format!(
-                    "Token:    {}\nCluster:  {}\nLabels:   {}\nExpires:  {} (in {})\nReusable: {}\nCA pin:   {}\n\n\
+                    "Token:    {}\nCluster:  {}\nLabels:   {}\nAgent may claim: {}\nExpires:  {} (in {})\nReusable: {}\nCA pin:   {}\n\n\
                      Install the agent in the member cluster (the token is shown only once):\n  {helm}\n\n\
                      or run it directly:\n  {command}\n",
                     resp.token,
                     info.cluster,
                     output::or_none(&format_labels(&info.labels.clone().into_iter().collect())),
+                    output::or_none(&info.allow_labels.join(",")),
                     rfc3339(info.expires_unix),
                     expires_in(info.expires_unix),
                     info.reusable,
@@ -120,6 +129,7 @@ pub(super) async fn run(
                         "labels": info.labels.iter().collect::<std::collections::BTreeMap<_, _>>(),
                         "expires": rfc3339(info.expires_unix),
                         "reusable": info.reusable,
+                        "allowLabels": info.allow_labels,
                         "caPin": resp.ca_pin,
                         "hub": hub,
                         "agentCommand": command,

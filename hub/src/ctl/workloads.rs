@@ -384,7 +384,7 @@ pub(super) async fn wait(
             }
         );
         if line != last {
-            eprintln!("{line}");
+            eprintln!("{}", tether_common::text::terminal_safe(&line));
             last = line;
         }
         if !placed.is_empty() && waiting.is_empty() {

@@ -111,6 +111,11 @@ impl Durable {
         &self.inner.stats
     }
 
+    /// Whether the store can write (false after a failure until it recovers).
+    pub fn healthy(&self) -> bool {
+        self.inner.store.healthy()
+    }
+
     /// Writes waiting for the writer thread.
     pub fn queued(&self) -> usize {
         self.inner.queue.max_capacity() - self.inner.queue.capacity()
@@ -165,7 +170,12 @@ impl Durable {
     }
 }
 
+/// Writes nobody waits for (statuses) that failed, kept to go with the next commit once the
+/// store works again; past this many the oldest are dropped (agents send statuses again).
+const PENDING: usize = 100_000;
+
 fn writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>, stats: Arc<CommitStats>) {
+    let mut pending: std::collections::VecDeque<Batch> = std::collections::VecDeque::new();
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = vec![first];
         while jobs.len() < GROUP {
@@ -174,10 +184,18 @@ fn writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>, stats: Arc<CommitS
                 Err(_) => break,
             }
         }
-        let batches: Vec<&Batch> = jobs.iter().filter_map(|j| j.batch.as_ref()).collect();
-        // Only syncs: everything before them was committed durably by an earlier group.
+        let batches: Vec<&Batch> = pending
+            .iter()
+            .chain(jobs.iter().filter_map(|j| j.batch.as_ref()))
+            .collect();
+        // Only syncs: everything before them was committed durably by an earlier group (or,
+        // after a failure, they are what tries to bring the store back).
         let result = if batches.is_empty() {
-            Ok(())
+            if store.healthy() {
+                Ok(())
+            } else {
+                store.recover().map_err(|e| e.to_string())
+            }
         } else {
             let r = store.commit(&batches).map_err(|e| e.to_string());
             match &r {
@@ -194,7 +212,20 @@ fn writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>, stats: Arc<CommitS
             }
             r
         };
+        if result.is_ok() {
+            pending.clear();
+        }
         for j in jobs {
+            if result.is_err()
+                && j.done.is_none()
+                && let Some(b) = j.batch
+            {
+                if pending.len() >= PENDING {
+                    pending.pop_front();
+                }
+                pending.push_back(b);
+                continue;
+            }
             if let Some(done) = j.done {
                 let _ = done.send(result.clone());
             }

@@ -176,4 +176,14 @@ pub trait Store: Send + Sync + 'static {
     /// Writes a consistent snapshot of every tree to a new store at `to`, while writers carry
     /// on. Returns the number of records copied.
     fn backup(&self, to: &std::path::Path) -> Result<u64, StoreError>;
+    /// False after a failed commit until [`Store::recover`] succeeds: the hub is not ready
+    /// meanwhile.
+    fn healthy(&self) -> bool {
+        true
+    }
+    /// Makes a store that failed usable again (reopening it if it must). Called by the
+    /// writer before it tries again.
+    fn recover(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

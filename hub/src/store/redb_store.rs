@@ -9,6 +9,9 @@
 //! in [`super::Durable`] shares between writers.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -24,9 +27,13 @@ fn io(e: impl std::fmt::Display) -> StoreError {
     StoreError::Io(e.to_string())
 }
 
+/// After an I/O error (a full disk, say) a redb `Database` refuses every later write
+/// ("Previous I/O error occurred") until it is opened again, which also rolls back to the last
+/// durable commit: [`Store::recover`] does that, and the hub is not ready until it has.
 pub struct RedbStore {
-    db: Database,
+    db: RwLock<Option<Arc<Database>>>,
     path: PathBuf,
+    failed: AtomicBool,
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -52,11 +59,7 @@ impl RedbStore {
             ));
         }
         let db = Database::create(path).map_err(|e| open(e.to_string()))?;
-        let store = RedbStore {
-            db,
-            path: path.to_path_buf(),
-        };
-        let tx = store.db.begin_write().map_err(io)?;
+        let tx = db.begin_write().map_err(io)?;
         let found = {
             for t in Tree::ALL {
                 tx.open_table(table(t)).map_err(io)?;
@@ -73,6 +76,11 @@ impl RedbStore {
             found
         };
         tx.commit().map_err(io)?;
+        let store = RedbStore {
+            db: RwLock::new(Some(Arc::new(db))),
+            path: path.to_path_buf(),
+            failed: AtomicBool::new(false),
+        };
         if let Some(v) = found {
             let found = <[u8; 4]>::try_from(v.as_slice())
                 .map(u32::from_be_bytes)
@@ -91,6 +99,17 @@ impl RedbStore {
         Ok(store)
     }
 
+    /// The open database, unless it is being reopened.
+    fn db(&self) -> Result<Arc<Database>, StoreError> {
+        self.db
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| {
+                StoreError::Io("the store is being reopened after a write failure".into())
+            })
+    }
+
     fn read<T>(
         &self,
         tree: Tree,
@@ -98,17 +117,48 @@ impl RedbStore {
             &redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
         ) -> Result<T, redb::StorageError>,
     ) -> Result<T, StoreError> {
-        let tx = self.db.begin_read().map_err(io)?;
+        let tx = self.db()?.begin_read().map_err(io)?;
         let t = tx.open_table(table(tree)).map_err(io)?;
         f(&t).map_err(io)
     }
 
     /// Compacts the file (drops free pages). Needs exclusive access: call before serving.
-    pub fn compact(mut self) -> Result<(u64, u64), StoreError> {
+    pub fn compact(self) -> Result<(u64, u64), StoreError> {
         let before = self.size_on_disk()?;
-        while self.db.compact().map_err(io)? {}
+        let db = self.db.write().unwrap_or_else(|e| e.into_inner()).take();
+        let mut db = db
+            .and_then(|a| Arc::try_unwrap(a).ok())
+            .ok_or_else(|| StoreError::Io("the store is in use".into()))?;
+        while db.compact().map_err(io)? {}
+        drop(db);
         let after = self.size_on_disk()?;
         Ok((before, after))
+    }
+
+    fn write(&self, batches: &[&Batch]) -> Result<(), StoreError> {
+        let db = self.db()?;
+        let mut tx = db.begin_write().map_err(io)?;
+        tx.set_durability(Durability::Immediate).map_err(io)?;
+        {
+            let mut tables = Tree::ALL
+                .iter()
+                .map(|t| tx.open_table(table(*t)))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(io)?;
+            for op in batches.iter().flat_map(|b| &b.ops) {
+                match op {
+                    Op::Put { tree, key, value } => {
+                        tables[tree.index()]
+                            .insert(key.as_slice(), value.as_slice())
+                            .map_err(io)?;
+                    }
+                    Op::Delete { tree, key } => {
+                        tables[tree.index()].remove(key.as_slice()).map_err(io)?;
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(|e| StoreError::Flush(e.to_string()))
     }
 }
 
@@ -164,28 +214,60 @@ impl Store for RedbStore {
     }
 
     fn commit(&self, batches: &[&Batch]) -> Result<(), StoreError> {
-        let mut tx = self.db.begin_write().map_err(io)?;
-        tx.set_durability(Durability::Immediate).map_err(io)?;
-        {
-            let mut tables = Tree::ALL
-                .iter()
-                .map(|t| tx.open_table(table(*t)))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(io)?;
-            for op in batches.iter().flat_map(|b| &b.ops) {
-                match op {
-                    Op::Put { tree, key, value } => {
-                        tables[tree.index()]
-                            .insert(key.as_slice(), value.as_slice())
-                            .map_err(io)?;
+        if self.failed.load(Ordering::SeqCst) {
+            self.recover()?;
+        }
+        let result = self.write(batches);
+        if result.is_err() {
+            self.failed.store(true, Ordering::SeqCst);
+        }
+        result
+    }
+
+    fn healthy(&self) -> bool {
+        !self.failed.load(Ordering::SeqCst)
+    }
+
+    fn recover(&self) -> Result<(), StoreError> {
+        if !self.failed.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let mut slot = self.db.write().unwrap_or_else(|e| e.into_inner());
+        // redb allows one open Database per file: readers hold clones only briefly.
+        if let Some(mut old) = slot.take() {
+            let mut tries = 0;
+            loop {
+                match Arc::try_unwrap(old) {
+                    Ok(db) => {
+                        drop(db);
+                        break;
                     }
-                    Op::Delete { tree, key } => {
-                        tables[tree.index()].remove(key.as_slice()).map_err(io)?;
+                    Err(still) if tries < 100 => {
+                        old = still;
+                        tries += 1;
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    Err(still) => {
+                        *slot = Some(still);
+                        return Err(StoreError::Io(
+                            "the store is still in use; reopening later".into(),
+                        ));
                     }
                 }
             }
         }
-        tx.commit().map_err(|e| StoreError::Flush(e.to_string()))
+        match Database::create(&self.path) {
+            Ok(db) => {
+                *slot = Some(Arc::new(db));
+                self.failed.store(false, Ordering::SeqCst);
+                tracing::info!(path = %self.path.display(), "store reopened after a write failure");
+                Ok(())
+            }
+            Err(e) => Err(StoreError::Open {
+                path: self.path.display().to_string(),
+                detail: e.to_string(),
+            }),
+        }
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
@@ -196,7 +278,7 @@ impl Store for RedbStore {
 
     fn backup(&self, to: &Path) -> Result<u64, StoreError> {
         // One read transaction: a consistent snapshot while writers carry on.
-        let snapshot = self.db.begin_read().map_err(io)?;
+        let snapshot = self.db()?.begin_read().map_err(io)?;
         let out = Database::create(to).map_err(|e| StoreError::Open {
             path: to.display().to_string(),
             detail: e.to_string(),

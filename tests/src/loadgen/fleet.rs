@@ -320,6 +320,7 @@ impl Fleet {
                             labels,
                             ttl_seconds: 3600,
                             reusable: false,
+                            ..Default::default()
                         })
                         .await
                         .with_context(|| format!("creating a token for {cluster}"))?

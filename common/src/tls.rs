@@ -30,6 +30,10 @@ pub enum TlsError {
     Verifier(#[from] rustls::client::VerifierBuilderError),
     #[error("invalid hub address {0:?}: expected HOST:PORT")]
     Address(String),
+    #[error("no {0} found")]
+    NoCertificate(&'static str),
+    #[error("{0}")]
+    Invalid(String),
     #[error("cannot reach hub at {addr}: {detail}")]
     Connect {
         addr: String,
@@ -93,6 +97,58 @@ pub fn server_config(
         .with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// What a certificate is for, when [`verify_issued`] checks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertUse {
+    /// The hub's serving certificate (checked for the name `localhost`, always among its
+    /// names).
+    Server,
+    /// A client credential (an agent's or a user's).
+    Client,
+}
+
+/// Checks that `chain_pem`'s first certificate was issued by (chains to) `ca_pem`, is valid
+/// now for `purpose`, and that `key_pem` is its private key: what a restore or an init
+/// checks before it replaces a working hub.
+pub fn verify_issued(
+    ca_pem: &str,
+    chain_pem: &str,
+    key_pem: &str,
+    purpose: CertUse,
+) -> Result<(), TlsError> {
+    let chain = certs_from_pem(chain_pem, "certificate")?;
+    let key = key_from_pem(key_pem, "key")?;
+    let roots = Arc::new(root_store(ca_pem)?);
+    let (end, intermediates) = chain
+        .split_first()
+        .ok_or(TlsError::NoCertificate("certificate"))?;
+    let now = rustls::pki_types::UnixTime::now();
+    match purpose {
+        CertUse::Client => {
+            let v = rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider())
+                .build()
+                .map_err(|e| TlsError::Invalid(e.to_string()))?;
+            v.verify_client_cert(end, intermediates, now)?;
+        }
+        CertUse::Server => {
+            let v = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider())
+                .build()?;
+            use rustls::client::danger::ServerCertVerifier;
+            let name = rustls::pki_types::ServerName::try_from("localhost")
+                .map_err(|e| TlsError::Invalid(e.to_string()))?;
+            v.verify_server_cert(end, intermediates, &name, &[], now)?;
+        }
+    }
+    // rustls refuses a certified key whose private key does not match the certificate.
+    let signing = provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| TlsError::Invalid(format!("unusable key: {e}")))?;
+    rustls::sign::CertifiedKey::new(chain.clone(), signing)
+        .keys_match()
+        .map_err(|_| TlsError::Invalid("the private key does not belong to the certificate".into()))
 }
 
 /// A root store holding the CA certificates of a PEM bundle.
@@ -448,6 +504,28 @@ pub fn peer_refused_certificate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn issued_credentials_are_verified_and_foreign_or_mismatched_ones_refused() {
+        use std::time::Duration;
+        let (ca, _) = pki::CertificateAuthority::generate(Duration::from_secs(3600)).unwrap();
+        let (other, _) = pki::CertificateAuthority::generate(Duration::from_secs(3600)).unwrap();
+        let id = crate::identity::Identity::User("admin".into());
+        let (cred, _) = ca.issue_client(&id, Duration::from_secs(3600)).unwrap();
+        let (foreign, _) = other.issue_client(&id, Duration::from_secs(3600)).unwrap();
+        verify_issued(ca.cert_pem(), &cred.cert_pem, &cred.key_pem, CertUse::Client).unwrap();
+        assert!(verify_issued(ca.cert_pem(), &foreign.cert_pem, &foreign.key_pem, CertUse::Client).is_err());
+        assert!(
+            verify_issued(ca.cert_pem(), &cred.cert_pem, &foreign.key_pem, CertUse::Client)
+                .unwrap_err()
+                .to_string()
+                .contains("does not belong"),
+        );
+        let server = ca.issue_server(&["localhost".into()], Duration::from_secs(3600)).unwrap();
+        let chain = format!("{}{}", server.cert_pem, ca.cert_pem());
+        verify_issued(ca.cert_pem(), &chain, &server.key_pem, CertUse::Server).unwrap();
+        assert!(verify_issued(other.cert_pem(), &chain, &server.key_pem, CertUse::Server).is_err());
+    }
 
     #[test]
     fn refusals_are_recognised_typed_or_as_text() {

@@ -9,7 +9,7 @@
 
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use flate2::Compression;
 use flate2::read::GzDecoder;
@@ -56,6 +56,8 @@ pub enum BackupError {
         "the store in {0} is in use (is the hub running?); stop the hub before restoring or compacting"
     )]
     InUse(String),
+    #[error(transparent)]
+    Lock(#[from] crate::datadir::LockError),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
@@ -90,66 +92,78 @@ pub fn write_archive(
     snapshot: impl FnOnce(&Path) -> Result<u64, StoreError>,
     out: &Path,
 ) -> Result<Report, BackupError> {
-    let tmp_store = scratch(dir.root(), "snapshot.redb");
-    let result = (|| {
-        let records = snapshot(&tmp_store)?;
-        let created_unix = tether_common::time::unix_now();
-        let manifest = Manifest {
-            format: FORMAT,
-            created_unix,
-            hub_version: env!("CARGO_PKG_VERSION").to_string(),
-            records,
-        };
-        let partial = partial_path(out);
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&partial)
-            .map_err(io(&partial))?;
-        let mut tar = tar::Builder::new(GzEncoder::new(file, Compression::fast()));
-        let manifest_json = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
-        append(&mut tar, MANIFEST, &manifest_json, 0o644).map_err(io(&partial))?;
-        for (name, mode) in FILES {
-            let path = dir.root().join(name);
-            match std::fs::read(&path) {
-                Ok(bytes) => append(&mut tar, name, &bytes, *mode).map_err(io(&partial))?,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io(&path)(e)),
-            }
-        }
-        let mut f = std::fs::File::open(&tmp_store).map_err(io(&tmp_store))?;
-        let len = f.metadata().map_err(io(&tmp_store))?.len();
-        let mut header = header(STORE, len, 0o600);
-        tar.append_data(&mut header, STORE, &mut f)
-            .map_err(io(&partial))?;
-        let gz = tar.into_inner().map_err(io(&partial))?;
-        let file = gz.finish().map_err(io(&partial))?;
-        file.sync_all().map_err(io(&partial))?;
-        let bytes = file.metadata().map_err(io(&partial))?.len();
-        std::fs::rename(&partial, out).map_err(io(out))?;
-        Ok(Report {
-            records,
-            bytes,
-            created_unix,
-        })
-    })();
-    let _ = std::fs::remove_file(&tmp_store);
-    result
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    // Created O_EXCL under a random name, 0600; renamed into place once complete.
+    let mut file = tempfile::Builder::new()
+        .prefix(".tether-backup-")
+        .suffix(".partial")
+        .tempfile_in(parent)
+        .map_err(io(parent))?;
+    let report = write_to(dir, snapshot, file.as_file_mut())?;
+    file.persist(out).map_err(|e| io(out)(e.error))?;
+    Ok(report)
 }
 
-/// An online backup of the running hub, as an open file already unlinked from the data
-/// directory: the caller reads it to the end and nothing is left behind.
+/// Writes the archive of `dir` into `file` (from its start).
+fn write_to(
+    dir: &DataDir,
+    snapshot: impl FnOnce(&Path) -> Result<u64, StoreError>,
+    file: &mut std::fs::File,
+) -> Result<Report, BackupError> {
+    // The store snapshot goes to a private scratch directory inside the data directory: a
+    // crash leaves it for the next start of the hub to remove.
+    let scratch = dir.staging(".backup-").map_err(io(dir.root()))?;
+    let tmp_store = scratch.path().join(STORE);
+    let records = snapshot(&tmp_store)?;
+    let created_unix = tether_common::time::unix_now();
+    let manifest = Manifest {
+        format: FORMAT,
+        created_unix,
+        hub_version: env!("CARGO_PKG_VERSION").to_string(),
+        records,
+    };
+    let what = Path::new("the backup archive");
+    let mut tar = tar::Builder::new(GzEncoder::new(&mut *file, Compression::fast()));
+    let manifest_json = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
+    append(&mut tar, MANIFEST, &manifest_json, 0o644).map_err(io(what))?;
+    for (name, mode) in FILES {
+        let path = dir.root().join(name);
+        match std::fs::read(&path) {
+            Ok(bytes) => append(&mut tar, name, &bytes, *mode).map_err(io(what))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&path)(e)),
+        }
+    }
+    let mut f = std::fs::File::open(&tmp_store).map_err(io(&tmp_store))?;
+    let len = f.metadata().map_err(io(&tmp_store))?.len();
+    let mut header = header(STORE, len, 0o600);
+    tar.append_data(&mut header, STORE, &mut f)
+        .map_err(io(what))?;
+    let gz = tar.into_inner().map_err(io(what))?;
+    gz.finish().map_err(io(what))?;
+    file.sync_all().map_err(io(what))?;
+    let bytes = file.metadata().map_err(io(what))?.len();
+    Ok(Report {
+        records,
+        bytes,
+        created_unix,
+    })
+}
+
+/// An online backup of the running hub, as a file with no name (unlinked from the start):
+/// the caller reads it to the end and nothing is ever left behind.
 pub fn archive_unlinked(
     dir: &DataDir,
     store: &crate::store::Durable,
 ) -> Result<(Report, std::fs::File), BackupError> {
-    let path = scratch(dir.root(), "backup.tgz");
-    let report = write_archive(dir, |to| store.backup(to), &path)?;
-    let file = std::fs::File::open(&path).map_err(io(&path));
-    let _ = std::fs::remove_file(&path);
-    Ok((report, file?))
+    let mut file = tempfile::tempfile_in(dir.root()).map_err(io(dir.root()))?;
+    let report = write_to(dir, |to| store.backup(to), &mut file)?;
+    use std::io::Seek;
+    file.rewind().map_err(io(dir.root()))?;
+    Ok((report, file))
 }
 
 /// An offline backup: opens the store itself (fails if the hub holds it).
@@ -172,48 +186,29 @@ pub fn records_in(archive: &Path) -> Result<u64, BackupError> {
 /// Restores a backup into `dir`. Refuses a data directory that holds a hub unless `force`,
 /// and one whose store is in use always.
 pub fn restore(from: &Path, dir: &DataDir, force: bool) -> Result<Report, BackupError> {
-    if dir.is_initialized() {
-        if !force {
-            return Err(BackupError::Exists(dir.root().display().to_string()));
-        }
-        if dir.store().is_file() {
-            drop(open_exclusive(dir)?);
-        }
+    if dir.is_initialized() && !force {
+        return Err(BackupError::Exists(dir.root().display().to_string()));
     }
-    files::create_private_dir(dir.root()).map_err(io(dir.root()))?;
-    let staging = scratch(dir.root(), "restore");
-    let result = (|| {
-        let (manifest, bytes) = unpack(from, &staging)?;
-        // The store must open (and be of a schema this binary reads) before anything moves.
-        drop(RedbStore::open(&staging.join(STORE))?);
-        for (name, _) in FILES {
-            let target = dir.root().join(name);
-            if target.exists() {
-                std::fs::remove_file(&target).map_err(io(&target))?;
-            }
-        }
-        if dir.store().is_dir() {
-            std::fs::remove_dir_all(dir.store()).map_err(io(&dir.store()))?;
-        }
-        for (name, _) in FILES.iter().chain([&(STORE, 0o600)]) {
-            let src = staging.join(name);
-            if src.exists() {
-                let dst = dir.root().join(name);
-                std::fs::rename(&src, &dst).map_err(io(&dst))?;
-            }
-        }
-        Ok(Report {
-            records: manifest.records,
-            bytes,
-            created_unix: manifest.created_unix,
-        })
-    })();
-    let _ = std::fs::remove_dir_all(&staging);
-    result
+    // Never under a serving hub; and the old hub stays as it was unless everything in the
+    // archive checks out.
+    let _lock = dir.lock("restore into it")?;
+    let staging = dir.staging(".restore-").map_err(io(dir.root()))?;
+    let (manifest, bytes) = unpack(from, staging.path())?;
+    let staged = DataDir::new(staging.path());
+    staged
+        .verify()
+        .map_err(|why| BackupError::NotABackup(from.display().to_string(), why))?;
+    dir.replace_with(&staged).map_err(io(dir.root()))?;
+    Ok(Report {
+        records: manifest.records,
+        bytes,
+        created_unix: manifest.created_unix,
+    })
 }
 
 /// Compacts the store file of a stopped hub: returns the sizes before and after.
 pub fn compact(dir: &DataDir) -> Result<(u64, u64), BackupError> {
+    let _lock = dir.lock("compact it")?;
     Ok(open_exclusive(dir)?.compact()?)
 }
 
@@ -253,6 +248,11 @@ fn read_archive(
             .map_err(|e| not_backup(e.to_string()))?
             .to_string_lossy()
             .into_owned();
+        if item.header().entry_type() != tar::EntryType::Regular {
+            return Err(not_backup(format!(
+                "entry {name:?} is not a regular file (links and directories are refused)"
+            )));
+        }
         if name == MANIFEST {
             let mut text = Vec::new();
             item.read_to_end(&mut text)
@@ -326,34 +326,23 @@ fn append<W: Write>(
     tar.append_data(&mut h, name, bytes)
 }
 
-/// Where a file is written before it is renamed to `out`.
-pub(crate) fn partial_path(out: &Path) -> PathBuf {
-    let mut s = out.as_os_str().to_owned();
-    s.push(".partial");
-    PathBuf::from(s)
-}
-
-/// A scratch path inside the data directory (same filesystem: renames are atomic).
-fn scratch(root: &Path, what: &str) -> PathBuf {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    root.join(format!(".{what}.{}.{n}", std::process::id()))
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::{Batch, Store, Tree};
 
+    /// A real hub's data directory (tether-hub init) with 100 more records in its store.
     fn hub_dir(root: &Path) -> DataDir {
         let dir = DataDir::new(root);
-        files::create_private_dir(root).unwrap();
-        for (name, _) in FILES
-            .iter()
-            .filter(|(n, _)| !n.contains("previous") && !n.contains("bundle"))
-        {
-            std::fs::write(root.join(name), format!("contents of {name}")).unwrap();
-        }
+        crate::init::init(&crate::init::InitOptions {
+            data_dir: dir.clone(),
+            sans: vec![],
+            advertise: None,
+            force: false,
+            ca: None,
+        })
+        .unwrap();
         let store = RedbStore::open(&dir.store()).unwrap();
         let mut b = Batch::new();
         for i in 0..100u32 {
@@ -365,6 +354,44 @@ mod tests {
         }
         store.commit(&[&b]).unwrap();
         dir
+    }
+
+    /// An archive made of `entries` as given: (name, contents, entry type).
+    fn craft(out: &Path, entries: &[(&str, Vec<u8>, tar::EntryType)]) {
+        let file = std::fs::File::create(out).unwrap();
+        let mut tar = tar::Builder::new(GzEncoder::new(file, Compression::fast()));
+        for (name, bytes, kind) in entries {
+            let mut h = header(name, bytes.len() as u64, 0o600);
+            h.set_entry_type(*kind);
+            if *kind == tar::EntryType::Symlink {
+                h.set_size(0);
+                h.set_link_name("/etc/passwd").unwrap();
+            }
+            h.set_cksum();
+            tar.append_data(&mut h, name, bytes.as_slice()).unwrap();
+        }
+        tar.into_inner().unwrap().finish().unwrap();
+    }
+
+    /// Every entry of a good backup, by name.
+    fn entries_of(archive: &Path) -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::new();
+        read_archive(archive, |name, _, data| {
+            let mut v = Vec::new();
+            data.read_to_end(&mut v).unwrap();
+            out.push((name.to_string(), v));
+            Ok(())
+        })
+        .unwrap();
+        let manifest = serde_json::to_vec(&Manifest {
+            format: FORMAT,
+            created_unix: 0,
+            hub_version: "test".into(),
+            records: 1,
+        })
+        .unwrap();
+        out.insert(0, (MANIFEST.to_string(), manifest));
+        out
     }
 
     #[test]
@@ -385,8 +412,9 @@ mod tests {
         assert_eq!(got.records, made.records);
         for name in ["ca.crt", "ca.key", "hub.crt", "hub.key", "admin.yaml"] {
             assert_eq!(
-                std::fs::read_to_string(target.root().join(name)).unwrap(),
-                format!("contents of {name}")
+                std::fs::read(target.root().join(name)).unwrap(),
+                std::fs::read(dir.root().join(name)).unwrap(),
+                "{name}"
             );
         }
         let key_mode = std::fs::metadata(target.ca_key())
@@ -429,14 +457,64 @@ mod tests {
     }
 
     #[test]
-    fn a_store_in_use_is_not_restored_over() {
+    fn archives_that_would_not_make_a_working_hub_change_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = hub_dir(&tmp.path().join("hub"));
+        let good = tmp.path().join("hub.backup");
+        backup_offline(&dir, &good).unwrap();
+        let snapshot = |dir: &DataDir| -> (Vec<Vec<u8>>, usize) {
+            let files = ["ca.key", "ca.crt", "hub.crt", "hub.key", "admin.yaml"]
+                .iter()
+                .map(|n| std::fs::read(dir.root().join(n)).unwrap())
+                .collect();
+            let store = RedbStore::open(&dir.store()).unwrap();
+            (files, store.scan_prefix(Tree::Meta, b"k").unwrap().len())
+        };
+        let before = snapshot(&dir);
+        let entries = entries_of(&good);
+        let other = hub_dir(&tmp.path().join("other"));
+        let cases: Vec<(&str, Vec<(&str, Vec<u8>, tar::EntryType)>)> = vec![
+            ("a garbage CA key", entries.iter().map(|(n, b)| {
+                let b = if n == "ca.key" { b"garbage".to_vec() } else { b.clone() };
+                (n.as_str(), b, tar::EntryType::Regular)
+            }).collect()),
+            ("another hub's CA key", entries.iter().map(|(n, b)| {
+                let b = if n == "ca.key" { std::fs::read(other.ca_key()).unwrap() } else { b.clone() };
+                (n.as_str(), b, tar::EntryType::Regular)
+            }).collect()),
+            ("a symlinked key", entries.iter().map(|(n, b)| {
+                let kind = if n == "hub.key" { tar::EntryType::Symlink } else { tar::EntryType::Regular };
+                (n.as_str(), b.clone(), kind)
+            }).collect()),
+            ("an empty store", entries.iter().map(|(n, b)| {
+                let b = if n == STORE {
+                    let p = tmp.path().join("empty.redb");
+                    drop(RedbStore::open(&p).unwrap());
+                    std::fs::read(&p).unwrap()
+                } else { b.clone() };
+                (n.as_str(), b, tar::EntryType::Regular)
+            }).collect()),
+        ];
+        for (what, entries) in cases {
+            let bad = tmp.path().join("bad.backup");
+            craft(&bad, &entries);
+            let e = restore(&bad, &dir, true);
+            assert!(e.is_err(), "{what} was restored");
+            assert!(snapshot(&dir) == before, "{what}: the working hub was changed");
+            dir.verify().unwrap();
+        }
+    }
+
+    #[test]
+    fn a_hub_serving_the_directory_is_not_restored_over() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = hub_dir(&tmp.path().join("hub"));
         let out = tmp.path().join("hub.backup");
         backup_offline(&dir, &out).unwrap();
-        let held = RedbStore::open(&dir.store()).unwrap();
+        let held = dir.lock("serve it").unwrap();
         let e = restore(&out, &dir, true).unwrap_err().to_string();
         assert!(e.contains("in use"), "{e}");
         drop(held);
+        restore(&out, &dir, true).unwrap();
     }
 }

@@ -175,6 +175,25 @@ pub struct ServeArgs {
     /// Largest request body the proxy forwards, in bytes; larger gets 413.
     #[arg(long, default_value_t = 10 << 20)]
     pub proxy_max_body: usize,
+    /// How long a proxied request's body may take to arrive; slower gets 408.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub proxy_body_timeout: Duration,
+    /// Connections without a client certificate (joins) open at once from one address.
+    #[arg(long, default_value_t = 32)]
+    pub anonymous_connections_per_address: usize,
+    /// Connections without a client certificate open at once in all.
+    #[arg(long, default_value_t = 1024)]
+    pub anonymous_connections: usize,
+    /// How long a connection without a client certificate may stay open.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub anonymous_connection_lifetime: Duration,
+    /// Client API calls one user may have in flight; more get RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = 8)]
+    pub calls_in_flight_per_user: usize,
+    /// Refused client API calls one identity may make per minute; then it is turned away
+    /// (unaudited) until the minute is over.
+    #[arg(long, default_value_t = 30)]
+    pub refused_calls_per_minute: u32,
     /// How often rollouts, deadlines and failovers are advanced.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub schedule_interval: Duration,
@@ -222,8 +241,20 @@ impl ServeArgs {
                 max_streams_per_cluster: self.proxy_max_streams.max(1),
                 max_streams_per_user: self.proxy_max_streams_per_user.max(1),
                 max_body: self.proxy_max_body,
+                body_timeout: self.proxy_body_timeout,
                 ..crate::proxy::ProxySettings::default()
             },
+            server: crate::server::ServerOptions {
+                anonymous: crate::server::AnonymousLimits {
+                    per_address: self.anonymous_connections_per_address.max(1),
+                    total: self.anonymous_connections.max(1),
+                    lifetime: self.anonymous_connection_lifetime.max(Duration::from_secs(1)),
+                    ..crate::server::AnonymousLimits::default()
+                },
+                ..crate::server::ServerOptions::default()
+            },
+            calls_in_flight_per_user: self.calls_in_flight_per_user.max(1),
+            refused_calls_per_minute: self.refused_calls_per_minute.max(1),
             schedule_interval: self.schedule_interval.max(Duration::from_millis(100)),
             failovers_per_minute: self.failovers_per_minute,
             ..Settings::default()
@@ -412,7 +443,6 @@ async fn backup_online(
     to: &std::path::Path,
 ) -> Result<(u64, u64), String> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     use tether_common::pb;
     let path = crate::ctl::config::ClientConfig::resolve_path(config);
     let config = crate::ctl::config::ClientConfig::load(&path).map_err(|e| e.to_string())?;
@@ -424,40 +454,38 @@ async fn backup_online(
         .await
         .map_err(|s| crate::ctl::client::status_error(&config.hub, s).message)?
         .into_inner();
-    let partial = crate::backup::partial_path(to);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&partial)
-        .map_err(|e| format!("{}: {e}", partial.display()))?;
+    // Created O_EXCL under a random name next to `to` (0600), renamed once complete; dropped
+    // (and so removed) on any failure.
+    let parent = match to.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    let mut partial = tempfile::Builder::new()
+        .prefix(".tether-backup-")
+        .suffix(".partial")
+        .tempfile_in(parent)
+        .map_err(|e| format!("{}: {e}", parent.display()))?;
+    let shown = partial.path().display().to_string();
     let mut bytes = 0u64;
-    let result = async {
-        while let Some(chunk) = stream
-            .message()
-            .await
-            .map_err(|s| crate::ctl::client::status_error(&config.hub, s).message)?
-        {
-            file.write_all(&chunk.data)
-                .map_err(|e| format!("{}: {e}", partial.display()))?;
-            bytes += chunk.data.len() as u64;
-        }
-        file.sync_all()
-            .map_err(|e| format!("{}: {e}", partial.display()))?;
-        Ok::<_, String>(())
+    while let Some(chunk) = stream
+        .message()
+        .await
+        .map_err(|s| crate::ctl::client::status_error(&config.hub, s).message)?
+    {
+        partial
+            .write_all(&chunk.data)
+            .map_err(|e| format!("{shown}: {e}"))?;
+        bytes += chunk.data.len() as u64;
     }
-    .await;
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&partial);
-        return Err(e);
-    }
+    partial
+        .as_file()
+        .sync_all()
+        .map_err(|e| format!("{shown}: {e}"))?;
     // Count what arrived by reading the archive's manifest back: proves it is whole.
-    let records = crate::backup::records_in(&partial).map_err(|e| {
-        let _ = std::fs::remove_file(&partial);
-        e.to_string()
-    })?;
-    std::fs::rename(&partial, to).map_err(|e| format!("{}: {e}", to.display()))?;
+    let records = crate::backup::records_in(partial.path()).map_err(|e| e.to_string())?;
+    partial
+        .persist(to)
+        .map_err(|e| format!("{}: {}", to.display(), e.error))?;
     Ok((records, bytes))
 }
 

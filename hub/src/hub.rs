@@ -128,6 +128,8 @@ pub enum StartError {
     },
     #[error("failed to build gRPC reflection: {0}")]
     Reflection(String),
+    #[error(transparent)]
+    Lock(#[from] crate::datadir::LockError),
 }
 
 fn read(path: &std::path::Path) -> Result<String, StartError> {
@@ -285,6 +287,15 @@ pub async fn serve(
     listen: Listen,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
+    if !dir.is_initialized() {
+        return Err(StartError::NotInitialized(dir.root().display().to_string()));
+    }
+    // One process owns the directory: no second hub, no admin command replacing it under us.
+    let _lock = dir.lock("serve it")?;
+    let leftovers = dir.clean_scratch();
+    if leftovers > 0 {
+        tracing::info!(entries = leftovers, "removed what an interrupted backup or admin command left in the data directory");
+    }
     let hub = Hub::open(dir, settings)?;
     let (chain, key) = hub.serving_cert(dir)?;
     let verifier = Arc::new(ClientVerifier::new(&hub.trust_pem, hub.access.clone())?);

@@ -6,6 +6,7 @@ use tether_common::identity::Identity;
 use tether_common::pki::{CertificateAuthority, PkiError};
 use tether_common::{files, tls};
 
+
 use crate::ctl::config::ClientConfig;
 use crate::datadir::DataDir;
 use crate::hub::{SERVING_CERT_LIFETIME, StartError, write_file};
@@ -55,6 +56,10 @@ pub enum InitError {
     Pki(#[from] PkiError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Lock(#[from] crate::datadir::LockError),
+    #[error("the new hub did not check out ({0}); nothing was changed")]
+    Verify(String),
 }
 
 /// What init made, for the operator.
@@ -71,29 +76,10 @@ pub fn init(opts: &InitOptions) -> Result<InitReport, InitError> {
         let path = path.display().to_string();
         move |source| InitError::Io { path, source }
     };
-    if dir.is_initialized() {
-        if !opts.force {
-            return Err(InitError::Exists(dir.root().display().to_string()));
-        }
-        for f in [
-            dir.ca_cert(),
-            dir.ca_key(),
-            dir.hub_cert(),
-            dir.hub_key(),
-            dir.admin_config(),
-        ] {
-            if f.exists() {
-                std::fs::remove_file(&f).map_err(io(&f))?;
-            }
-        }
-        if dir.store().is_dir() {
-            std::fs::remove_dir_all(dir.store()).map_err(io(&dir.store()))?;
-        } else if dir.store().exists() {
-            std::fs::remove_file(dir.store()).map_err(io(&dir.store()))?;
-        }
+    if dir.is_initialized() && !opts.force {
+        return Err(InitError::Exists(dir.root().display().to_string()));
     }
-    files::create_private_dir(dir.root()).map_err(io(dir.root()))?;
-
+    // Everything is checked and built before the old hub (if any) is touched.
     let mut sans = vec!["localhost".to_string(), "127.0.0.1".to_string()];
     for s in &opts.sans {
         if !sans.contains(s) {
@@ -112,7 +98,6 @@ pub fn init(opts: &InitOptions) -> Result<InitReport, InitError> {
     if !sans.contains(&host) {
         return Err(InitError::AdvertiseNotInSans { host, sans });
     }
-
     let (ca, ca_key) = match &opts.ca {
         Some((cert, key)) => {
             let cert_pem = std::fs::read_to_string(cert).map_err(io(cert))?;
@@ -121,19 +106,24 @@ pub fn init(opts: &InitOptions) -> Result<InitReport, InitError> {
         }
         None => CertificateAuthority::generate(CA_LIFETIME)?,
     };
-    files::write_with_mode(&dir.ca_cert(), ca.cert_pem().as_bytes(), 0o644)
-        .map_err(io(&dir.ca_cert()))?;
-    write_file(&dir.ca_key(), ca_key.as_bytes())?;
+    // A hub serving this directory (or another admin command) holds it: refused, not
+    // replaced under it.
+    let _lock = dir.lock("replace it with a new hub")?;
+    let staging = dir.staging(".init-").map_err(io(dir.root()))?;
+    let new = DataDir::new(staging.path());
+    files::write_with_mode(&new.ca_cert(), ca.cert_pem().as_bytes(), 0o644)
+        .map_err(io(&new.ca_cert()))?;
+    write_file(&new.ca_key(), ca_key.as_bytes())?;
     let serving = ca.issue_server(&sans, SERVING_CERT_LIFETIME)?;
-    write_file(&dir.hub_key(), serving.key_pem.as_bytes())?;
+    write_file(&new.hub_key(), serving.key_pem.as_bytes())?;
     write_file(
-        &dir.hub_cert(),
+        &new.hub_cert(),
         format!("{}{}", serving.cert_pem, ca.cert_pem()).as_bytes(),
     )?;
 
     let admin = Identity::User("admin".into());
     let (cred, signed) = ca.issue_client(&admin, ADMIN_CERT_LIFETIME)?;
-    let store = RedbStore::open(&dir.store())?;
+    let store = RedbStore::open(&new.store())?;
     let mut batch = Batch::new();
     batch
         .put_hub_meta(&HubMeta {
@@ -151,7 +141,6 @@ pub fn init(opts: &InitOptions) -> Result<InitReport, InitError> {
         });
     store.commit(&[&batch])?;
     drop(store);
-
     let config = ClientConfig::new(
         advertise.clone(),
         "admin".into(),
@@ -160,11 +149,13 @@ pub fn init(opts: &InitOptions) -> Result<InitReport, InitError> {
         cred.key_pem,
     );
     config
-        .save(&dir.admin_config())
+        .save(&new.admin_config())
         .map_err(|e| InitError::Io {
-            path: dir.admin_config().display().to_string(),
+            path: new.admin_config().display().to_string(),
             source: std::io::Error::other(e.to_string()),
         })?;
+    new.verify().map_err(InitError::Verify)?;
+    dir.replace_with(&new).map_err(io(dir.root()))?;
     Ok(InitReport {
         ca_pin: ca.pin()?,
         advertise,

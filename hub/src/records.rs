@@ -509,6 +509,14 @@ impl Records {
             .transpose()
     }
 
+    /// The hub settings in a store that is not serving (a restore or an init checking it).
+    pub fn hub_meta_in(store: &dyn crate::store::Store) -> Result<Option<HubMeta>, StoreError> {
+        store
+            .get(Tree::Meta, HUB_META_KEY)?
+            .map(|v| decode(Tree::Meta, HUB_META_KEY, &v))
+            .transpose()
+    }
+
     /// Applies `batch` and waits for the disk.
     pub async fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
         self.store.commit(batch).await

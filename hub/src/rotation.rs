@@ -23,6 +23,8 @@ const CA_LIFETIME: Duration = Duration::from_secs(10 * 365 * 86_400);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RotationError {
+    #[error(transparent)]
+    Lock(#[from] crate::datadir::LockError),
     #[error("data directory {0} is not initialized (run: tether-hub init --data-dir {0})")]
     NotInitialized(String),
     #[error("a CA rotation is already in progress; complete it first (tether-hub ca finish)")]
@@ -84,6 +86,7 @@ pub fn rotate(dir: &DataDir) -> Result<RotationReport, RotationError> {
             dir.root().display().to_string(),
         ));
     }
+    let _lock = dir.lock("rotate its CA")?;
     if dir.rotating() {
         return Err(RotationError::InProgress);
     }
@@ -185,6 +188,7 @@ pub fn finish(dir: &DataDir, force: bool) -> Result<RotationReport, RotationErro
     if !dir.rotating() {
         return Err(RotationError::NotRotating);
     }
+    let _lock = dir.lock("finish its CA rotation")?;
     let store = open_store(dir)?;
     let new = CertificateAuthority::load(&read(&dir.ca_cert())?, &read(&dir.ca_key())?)?;
     let pin = new.pin()?;

@@ -513,15 +513,36 @@ mod tests {
         let id = crate::identity::Identity::User("admin".into());
         let (cred, _) = ca.issue_client(&id, Duration::from_secs(3600)).unwrap();
         let (foreign, _) = other.issue_client(&id, Duration::from_secs(3600)).unwrap();
-        verify_issued(ca.cert_pem(), &cred.cert_pem, &cred.key_pem, CertUse::Client).unwrap();
-        assert!(verify_issued(ca.cert_pem(), &foreign.cert_pem, &foreign.key_pem, CertUse::Client).is_err());
+        verify_issued(
+            ca.cert_pem(),
+            &cred.cert_pem,
+            &cred.key_pem,
+            CertUse::Client,
+        )
+        .unwrap();
         assert!(
-            verify_issued(ca.cert_pem(), &cred.cert_pem, &foreign.key_pem, CertUse::Client)
-                .unwrap_err()
-                .to_string()
-                .contains("does not belong"),
+            verify_issued(
+                ca.cert_pem(),
+                &foreign.cert_pem,
+                &foreign.key_pem,
+                CertUse::Client
+            )
+            .is_err()
         );
-        let server = ca.issue_server(&["localhost".into()], Duration::from_secs(3600)).unwrap();
+        assert!(
+            verify_issued(
+                ca.cert_pem(),
+                &cred.cert_pem,
+                &foreign.key_pem,
+                CertUse::Client
+            )
+            .unwrap_err()
+            .to_string()
+            .contains("does not belong"),
+        );
+        let server = ca
+            .issue_server(&["localhost".into()], Duration::from_secs(3600))
+            .unwrap();
         let chain = format!("{}{}", server.cert_pem, ca.cert_pem());
         verify_issued(ca.cert_pem(), &chain, &server.key_pem, CertUse::Server).unwrap();
         assert!(verify_issued(other.cert_pem(), &chain, &server.key_pem, CertUse::Server).is_err());

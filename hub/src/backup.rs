@@ -326,7 +326,6 @@ fn append<W: Write>(
     tar.append_data(&mut h, name, bytes)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,8 +355,11 @@ mod tests {
         dir
     }
 
-    /// An archive made of `entries` as given: (name, contents, entry type).
-    fn craft(out: &Path, entries: &[(&str, Vec<u8>, tar::EntryType)]) {
+    /// One entry of a hand-made archive: name, contents, entry type.
+    type Crafted<'a> = (&'a str, Vec<u8>, tar::EntryType);
+
+    /// An archive made of `entries` as given.
+    fn craft(out: &Path, entries: &[Crafted]) {
         let file = std::fs::File::create(out).unwrap();
         let mut tar = tar::Builder::new(GzEncoder::new(file, Compression::fast()));
         for (name, bytes, kind) in entries {
@@ -473,34 +475,75 @@ mod tests {
         let before = snapshot(&dir);
         let entries = entries_of(&good);
         let other = hub_dir(&tmp.path().join("other"));
-        let cases: Vec<(&str, Vec<(&str, Vec<u8>, tar::EntryType)>)> = vec![
-            ("a garbage CA key", entries.iter().map(|(n, b)| {
-                let b = if n == "ca.key" { b"garbage".to_vec() } else { b.clone() };
-                (n.as_str(), b, tar::EntryType::Regular)
-            }).collect()),
-            ("another hub's CA key", entries.iter().map(|(n, b)| {
-                let b = if n == "ca.key" { std::fs::read(other.ca_key()).unwrap() } else { b.clone() };
-                (n.as_str(), b, tar::EntryType::Regular)
-            }).collect()),
-            ("a symlinked key", entries.iter().map(|(n, b)| {
-                let kind = if n == "hub.key" { tar::EntryType::Symlink } else { tar::EntryType::Regular };
-                (n.as_str(), b.clone(), kind)
-            }).collect()),
-            ("an empty store", entries.iter().map(|(n, b)| {
-                let b = if n == STORE {
-                    let p = tmp.path().join("empty.redb");
-                    drop(RedbStore::open(&p).unwrap());
-                    std::fs::read(&p).unwrap()
-                } else { b.clone() };
-                (n.as_str(), b, tar::EntryType::Regular)
-            }).collect()),
+        let cases: Vec<(&str, Vec<Crafted>)> = vec![
+            (
+                "a garbage CA key",
+                entries
+                    .iter()
+                    .map(|(n, b)| {
+                        let b = if n == "ca.key" {
+                            b"garbage".to_vec()
+                        } else {
+                            b.clone()
+                        };
+                        (n.as_str(), b, tar::EntryType::Regular)
+                    })
+                    .collect(),
+            ),
+            (
+                "another hub's CA key",
+                entries
+                    .iter()
+                    .map(|(n, b)| {
+                        let b = if n == "ca.key" {
+                            std::fs::read(other.ca_key()).unwrap()
+                        } else {
+                            b.clone()
+                        };
+                        (n.as_str(), b, tar::EntryType::Regular)
+                    })
+                    .collect(),
+            ),
+            (
+                "a symlinked key",
+                entries
+                    .iter()
+                    .map(|(n, b)| {
+                        let kind = if n == "hub.key" {
+                            tar::EntryType::Symlink
+                        } else {
+                            tar::EntryType::Regular
+                        };
+                        (n.as_str(), b.clone(), kind)
+                    })
+                    .collect(),
+            ),
+            (
+                "an empty store",
+                entries
+                    .iter()
+                    .map(|(n, b)| {
+                        let b = if n == STORE {
+                            let p = tmp.path().join("empty.redb");
+                            drop(RedbStore::open(&p).unwrap());
+                            std::fs::read(&p).unwrap()
+                        } else {
+                            b.clone()
+                        };
+                        (n.as_str(), b, tar::EntryType::Regular)
+                    })
+                    .collect(),
+            ),
         ];
         for (what, entries) in cases {
             let bad = tmp.path().join("bad.backup");
             craft(&bad, &entries);
             let e = restore(&bad, &dir, true);
             assert!(e.is_err(), "{what} was restored");
-            assert!(snapshot(&dir) == before, "{what}: the working hub was changed");
+            assert!(
+                snapshot(&dir) == before,
+                "{what}: the working hub was changed"
+            );
             dir.verify().unwrap();
         }
     }

@@ -39,7 +39,7 @@ pub enum Command {
     /// Create a hub in a data directory: CA, serving certificate, store, admin credential.
     Init(InitArgs),
     /// Run the hub.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Rotate the certificate authority (stop the hub first; see docs/operations.md).
     #[command(subcommand)]
     Ca(CaCommand),
@@ -248,7 +248,9 @@ impl ServeArgs {
                 anonymous: crate::server::AnonymousLimits {
                     per_address: self.anonymous_connections_per_address.max(1),
                     total: self.anonymous_connections.max(1),
-                    lifetime: self.anonymous_connection_lifetime.max(Duration::from_secs(1)),
+                    lifetime: self
+                        .anonymous_connection_lifetime
+                        .max(Duration::from_secs(1)),
                     ..crate::server::AnonymousLimits::default()
                 },
                 ..crate::server::ServerOptions::default()
@@ -257,7 +259,6 @@ impl ServeArgs {
             refused_calls_per_minute: self.refused_calls_per_minute.max(1),
             schedule_interval: self.schedule_interval.max(Duration::from_millis(100)),
             failovers_per_minute: self.failovers_per_minute,
-            ..Settings::default()
         })
     }
 }

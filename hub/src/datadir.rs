@@ -125,7 +125,9 @@ impl DataDir {
     /// A staging directory inside this one (same filesystem, so moving its files in is a
     /// rename), private and with an unpredictable name; removed when dropped.
     pub fn staging(&self, prefix: &str) -> std::io::Result<tempfile::TempDir> {
-        tempfile::Builder::new().prefix(prefix).tempdir_in(&self.root)
+        tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(&self.root)
     }
 
     /// Checks that the files in this directory make a working hub: the CA key is the CA's,
@@ -153,8 +155,13 @@ impl DataDir {
             Err(_) => ca.cert_pem().to_string(),
         };
         use tether_common::tls::{CertUse, verify_issued};
-        verify_issued(&trust, &read("hub.crt")?, &read("hub.key")?, CertUse::Server)
-            .map_err(|e| format!("hub.crt/hub.key: {e}"))?;
+        verify_issued(
+            &trust,
+            &read("hub.crt")?,
+            &read("hub.key")?,
+            CertUse::Server,
+        )
+        .map_err(|e| format!("hub.crt/hub.key: {e}"))?;
         if self.admin_config().exists() {
             let admin = crate::ctl::config::ClientConfig::load(&self.admin_config())
                 .map_err(|e| e.to_string())?;

@@ -294,7 +294,10 @@ pub async fn serve(
     let _lock = dir.lock("serve it")?;
     let leftovers = dir.clean_scratch();
     if leftovers > 0 {
-        tracing::info!(entries = leftovers, "removed what an interrupted backup or admin command left in the data directory");
+        tracing::info!(
+            entries = leftovers,
+            "removed what an interrupted backup or admin command left in the data directory"
+        );
     }
     let hub = Hub::open(dir, settings)?;
     let (chain, key) = hub.serving_cert(dir)?;
@@ -346,8 +349,10 @@ pub async fn serve(
         tls_listener,
         tls_config,
         router,
-        hub.access.clone(),
-        hub.calls.clone(),
+        server::Guards {
+            access: hub.access.clone(),
+            calls: hub.calls.clone(),
+        },
         hub.metrics.clone(),
         hub.settings.server.clone(),
         stop_servers.clone(),

@@ -6,7 +6,6 @@ use tether_common::identity::Identity;
 use tether_common::pki::{CertificateAuthority, PkiError};
 use tether_common::{files, tls};
 
-
 use crate::ctl::config::ClientConfig;
 use crate::datadir::DataDir;
 use crate::hub::{SERVING_CERT_LIFETIME, StartError, write_file};

@@ -172,16 +172,25 @@ impl Drop for AnonymousSlot {
 }
 
 /// Serves `router` on `listener` until `shutdown` is cancelled.
+/// Who decides what a connection may do before the router sees a request.
+#[derive(Clone)]
+pub struct Guards {
+    /// Which certificates are accepted.
+    pub access: Arc<Access>,
+    /// Calls in flight and refused, per identity.
+    pub calls: Arc<CallLimits>,
+}
+
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     router: axum::Router,
-    access: Arc<Access>,
-    calls: Arc<CallLimits>,
+    guards: Guards,
     metrics: Metrics,
     opts: ServerOptions,
     shutdown: CancellationToken,
 ) {
+    let Guards { access, calls } = guards;
     let acceptor = TlsAcceptor::from(tls);
     let anonymous = Arc::new(Anonymous::default());
     loop {

@@ -365,6 +365,11 @@ impl Hub {
         })
     }
 
+    /// The status code of the hub's `/readyz` (0 when nothing answers).
+    pub fn readyz(&self) -> u16 {
+        self.http("/readyz").0
+    }
+
     /// The hub's metrics text.
     pub fn metrics_text(&self) -> String {
         self.http("/metrics").1

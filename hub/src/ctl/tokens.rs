@@ -22,6 +22,8 @@ struct TokenView {
     uses: u32,
     state: &'static str,
     created_by: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    allow_labels: Vec<String>,
 }
 
 fn state(t: &pb::Token) -> &'static str {
@@ -47,6 +49,7 @@ fn view(t: pb::Token) -> TokenView {
         reusable: t.reusable,
         uses: t.uses,
         created_by: t.created_by,
+        allow_labels: t.allow_labels,
     }
 }
 

@@ -136,7 +136,7 @@ impl Durable {
             })
             .await
             .map_err(|_| closed())?;
-        rx.await.map_err(|_| closed())?.map_err(StoreError::Flush)
+        rx.await.map_err(|_| closed())?.map_err(StoreError::Failed)
     }
 
     /// Applies `batch` atomically and waits until it is durable.

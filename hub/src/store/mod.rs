@@ -89,6 +89,9 @@ pub enum StoreError {
     Io(String),
     #[error("failed to write the store to disk: {0}")]
     Flush(String),
+    /// A commit the writer thread reports as failed (its message already says what failed).
+    #[error("{0}")]
+    Failed(String),
     #[error(
         "the store was written by a newer tether-hub (schema {found}, this binary knows {known}); \
          run the newer version or restore a backup"

@@ -460,11 +460,16 @@ impl pb::hub_api_server::HubApi for ClientApi {
         &self,
         req: Request<pb::GetWorkloadRequest>,
     ) -> Result<Response<pb::WorkloadInfo>, Status> {
-        self.read(&req, "read workloads")?;
+        let (_, role) = self.read(&req, "read workloads")?;
         let (r, clusters) = self.hub.get_workload(&req.into_inner().name)?;
+        // Viewers look but never read Secret values.
+        let mut workload = r.workload;
+        if role < Role::Operator {
+            tether_common::workload::redact_secrets(&mut workload);
+        }
         Ok(Response::new(pb::WorkloadInfo {
             name: r.name,
-            workload_json: r.workload.to_string(),
+            workload_json: workload.to_string(),
             revision: r.revision,
             created_unix: r.created_unix,
             updated_unix: r.updated_unix,
@@ -501,9 +506,19 @@ impl pb::hub_api_server::HubApi for ClientApi {
         &self,
         req: Request<pb::GetWorkloadStatusRequest>,
     ) -> Result<Response<pb::WorkloadStatusResponse>, Status> {
-        self.read(&req, "read workload status")?;
+        let (_, role) = self.read(&req, "read workload status")?;
         let (record, clusters) = self.hub.workload_status(&req.into_inner().name)?;
-        let clusters = clusters.into_iter().map(cluster_workload_to_pb).collect();
+        let mut clusters: Vec<pb::ClusterWorkloadStatus> =
+            clusters.into_iter().map(cluster_workload_to_pb).collect();
+        if role < Role::Operator {
+            for c in &mut clusters {
+                for (k, v) in c.feedback.iter_mut() {
+                    if tether_common::workload::feedback_reads_secret(k) {
+                        *v = tether_common::workload::REDACTED.to_string();
+                    }
+                }
+            }
+        }
         Ok(Response::new(pb::WorkloadStatusResponse {
             name: record.name,
             revision: record.revision,

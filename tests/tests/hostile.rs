@@ -638,3 +638,48 @@ fn a_full_disk_makes_the_hub_unready_until_space_returns_and_agents_still_connec
     let v = c.get(&["configmap", "cfg"]).unwrap();
     assert_eq!(v["data"]["v"], "after");
 }
+
+#[test]
+fn viewers_never_see_secret_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(&dir.path().join("hub"), HubOptions::default());
+    let c = Cluster::start(dir.path(), "edge-1", 1, "v1.34.4");
+    let (token, pin) = hub.token("edge-1", &[]);
+    let _a = Agent::join(&hub, &c, &dir.path().join("edge-1-state"), &token, &pin);
+    hub.wait_status("edge-1", "Ready", PATIENCE);
+    hub.apply_ok(
+        "db",
+        "apiVersion: tether.dev/v1alpha1\nkind: Workload\nmetadata: { name: db }\nspec:\n  manifests:\n    - { apiVersion: v1, kind: Secret, metadata: { name: db }, stringData: { password: hunter2 }, data: { token: c2VjcmV0LXRva2Vu } }\n  placement: { clusters: [ edge-1 ] }\n  overrides:\n    - clusterSelector: {}\n      patches: [ { target: { kind: Secret, name: db }, merge: { stringData: { password: override-pass } } } ]\n  statusFeedback:\n    - { target: { kind: Secret, name: db }, jsonPath: .data.token }\n",
+    );
+    hub.wait_available("db", "60s");
+    let viewer = user(dir.path(), &hub, "vera", "viewer");
+    let as_viewer = |args: &[&str]| {
+        stdout(&run(Command::new(bin("tetherctl"))
+            .arg("--config")
+            .arg(&viewer)
+            .args(args)))
+    };
+    for secret in ["hunter2", "c2VjcmV0LXRva2Vu", "override-pass"] {
+        // Before: a viewer read them in `get workload -o yaml` and the status feedback.
+        let yaml = as_viewer(&["get", "workload", "db", "-o", "yaml"]);
+        assert!(!yaml.contains(secret), "{yaml}");
+        assert!(yaml.contains("<redacted>"), "{yaml}");
+        let status = as_viewer(&["status", "db", "-o", "json"]);
+        assert!(!status.contains(secret), "{status}");
+        let admin = stdout(&hub.ctl(&["get", "workload", "db", "-o", "yaml"]));
+        assert!(
+            admin.contains(secret),
+            "an admin sees the workload whole: {admin}"
+        );
+    }
+    let status = as_viewer(&["status", "db", "-o", "json"]);
+    assert!(
+        status.contains("<redacted>"),
+        "feedback from a Secret is shown redacted: {status}"
+    );
+    let admin = stdout(&hub.ctl(&["status", "db", "-o", "json"]));
+    assert!(
+        admin.contains("c2VjcmV0LXRva2Vu"),
+        "an admin sees the feedback: {admin}"
+    );
+}

@@ -241,6 +241,58 @@ fn problem(field: impl Into<String>, message: impl Into<String>) -> Problem {
     (field.into(), message.into())
 }
 
+/// What a viewer is shown instead of a Secret's values.
+pub const REDACTED: &str = "<redacted>";
+
+/// Replaces the values of every Secret in a Workload document (its manifests and the
+/// overrides that patch Secrets) with [`REDACTED`]: what a viewer may see of it.
+pub fn redact_secrets(workload: &mut Value) {
+    fn blank(map: Option<&mut Value>) {
+        if let Some(m) = map.and_then(Value::as_object_mut) {
+            for v in m.values_mut() {
+                *v = Value::from(REDACTED);
+            }
+        }
+    }
+    if let Some(ms) = workload
+        .pointer_mut("/spec/manifests")
+        .and_then(Value::as_array_mut)
+    {
+        for m in ms.iter_mut().filter(|m| m["kind"] == "Secret") {
+            blank(m.get_mut("data"));
+            blank(m.get_mut("stringData"));
+        }
+    }
+    if let Some(os) = workload
+        .pointer_mut("/spec/overrides")
+        .and_then(Value::as_array_mut)
+    {
+        for p in os
+            .iter_mut()
+            .filter_map(|o| o.get_mut("patches").and_then(Value::as_array_mut))
+            .flatten()
+            .filter(|p| p.pointer("/target/kind") == Some(&Value::from("Secret")))
+        {
+            if let Some(m) = p.get_mut("merge") {
+                blank(m.get_mut("data"));
+                blank(m.get_mut("stringData"));
+            }
+            if let Some(ops) = p.get_mut("json").and_then(Value::as_array_mut) {
+                for op in ops {
+                    if op.get("value").is_some() {
+                        op["value"] = Value::from(REDACTED);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether a status-feedback key (`Kind/name.path`) reads from a Secret.
+pub fn feedback_reads_secret(key: &str) -> bool {
+    key.starts_with("Secret/")
+}
+
 /// Checks an object's name as the member's API server will, so that a name it refuses is
 /// refused here, before anything is stored or sent: RBAC kinds take path-segment names
 /// (`system:aggregate-to-view` is one), everything else a DNS-1123 subdomain (at most 253

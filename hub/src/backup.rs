@@ -189,21 +189,30 @@ pub fn restore(from: &Path, dir: &DataDir, force: bool) -> Result<Report, Backup
     if dir.is_initialized() && !force {
         return Err(BackupError::Exists(dir.root().display().to_string()));
     }
+    let existed = dir.root().exists();
     // Never under a serving hub; and the old hub stays as it was unless everything in the
     // archive checks out.
-    let _lock = dir.lock("restore into it")?;
-    let staging = dir.staging(".restore-").map_err(io(dir.root()))?;
-    let (manifest, bytes) = unpack(from, staging.path())?;
-    let staged = DataDir::new(staging.path());
-    staged
-        .verify()
-        .map_err(|why| BackupError::NotABackup(from.display().to_string(), why))?;
-    dir.replace_with(&staged).map_err(io(dir.root()))?;
-    Ok(Report {
-        records: manifest.records,
-        bytes,
-        created_unix: manifest.created_unix,
-    })
+    let lock = dir.lock("restore into it")?;
+    let result = (|| {
+        let staging = dir.staging(".restore-").map_err(io(dir.root()))?;
+        let (manifest, bytes) = unpack(from, staging.path())?;
+        let staged = DataDir::new(staging.path());
+        staged
+            .verify()
+            .map_err(|why| BackupError::NotABackup(from.display().to_string(), why))?;
+        dir.replace_with(&staged).map_err(io(dir.root()))?;
+        Ok(Report {
+            records: manifest.records,
+            bytes,
+            created_unix: manifest.created_unix,
+        })
+    })();
+    drop(lock);
+    if result.is_err() && !existed {
+        // Nothing was there before: leave nothing behind.
+        let _ = std::fs::remove_dir_all(dir.root());
+    }
+    result
 }
 
 /// Compacts the store file of a stopped hub: returns the sizes before and after.

@@ -12,8 +12,10 @@ use tonic::{Request, Response, Status};
 
 use crate::agent_api::peer;
 use crate::clusters::ClusterView;
+use crate::error::HubError;
 use crate::hub::Hub;
 use crate::records::{Role, TokenRecord};
+use crate::tenancy::Scope;
 use crate::tokens::TokenSpec;
 use crate::workloads::ClusterWorkload;
 
@@ -92,9 +94,50 @@ impl ClientApi {
         Ok((name, user.role))
     }
 
-    /// Authorizes a read-only call.
-    fn read<T>(&self, req: &Request<T>, action: &str) -> Result<(String, Role), Status> {
-        self.authorize(&self.who(req), Role::Viewer, action)
+    /// What the caller may see and do, teams included (any existing user).
+    fn scope(&self, who: &Who) -> Result<Scope, Status> {
+        self.authorize(who, Role::None, "ask")?;
+        let name = who.user.clone().unwrap_or_default();
+        let user = self
+            .hub
+            .records
+            .user(&name)
+            .map_err(|e| Status::internal(e.to_string()))?
+            .ok_or_else(|| Status::unauthenticated(format!("user {name:?} no longer exists")))?;
+        Ok(self.hub.scope(&user)?)
+    }
+
+    /// The caller's role on workload `name` (not found when it may not even see it).
+    fn workload_role(&self, scope: &Scope, name: &str) -> Result<Role, Status> {
+        let rec = self
+            .hub
+            .records
+            .workload(name)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let role = rec
+            .as_ref()
+            .map_or(scope.global, |r| scope.role_on_workload(&r.team));
+        if role < Role::Viewer {
+            return Err(HubError::NotFound {
+                kind: "workload",
+                name: name.to_string(),
+                hint: " (see: tetherctl get workloads)",
+            }
+            .into());
+        }
+        Ok(role)
+    }
+
+    /// Refuses a change to workload `name` below the operator role on it.
+    fn may_change_workload(&self, scope: &Scope, name: &str, action: &str) -> Result<(), Status> {
+        let role = self.workload_role(scope, name)?;
+        if role < Role::Operator {
+            return Err(Status::permission_denied(format!(
+                "user {:?} (role {role} on workload {name:?}) may not {action}: it needs role operator",
+                scope.user
+            )));
+        }
+        Ok(())
     }
 
     /// Audits a mutating call (refused or not) durably before the caller hears back.
@@ -230,6 +273,49 @@ fn rollout_to_pb(v: crate::scheduler::RolloutView) -> pb::RolloutStatus {
     }
 }
 
+fn team_to_pb(t: crate::records::TeamRecord) -> pb::Team {
+    pb::Team {
+        name: t.name,
+        members: t.members.into_iter().collect(),
+        namespaces: t.namespaces.into_iter().collect(),
+        grants: t
+            .grants
+            .into_iter()
+            .map(|g| pb::Grant {
+                cluster_set: g.cluster_set,
+                role: g.role.to_string(),
+                cluster_scoped: g.cluster_scoped,
+            })
+            .collect(),
+        created_by: t.created_by,
+        created_unix: t.created_unix,
+    }
+}
+
+impl ClientApi {
+    fn cluster_set_to_pb(
+        &self,
+        s: crate::records::ClusterSetRecord,
+    ) -> Result<pb::ClusterSet, Status> {
+        let clusters = self
+            .hub
+            .records
+            .clusters()
+            .map_err(HubError::from)?
+            .into_iter()
+            .filter(|c| s.selector.matches(&c.labels))
+            .map(|c| c.name)
+            .collect();
+        Ok(pb::ClusterSet {
+            name: s.name,
+            selector: s.selector.to_string(),
+            clusters,
+            created_by: s.created_by,
+            created_unix: s.created_unix,
+        })
+    }
+}
+
 fn token_to_pb(t: TokenRecord) -> pb::Token {
     pb::Token {
         id: t.id,
@@ -315,11 +401,12 @@ impl pb::hub_api_server::HubApi for ClientApi {
         &self,
         req: Request<pb::ListClustersRequest>,
     ) -> Result<Response<pb::ListClustersResponse>, Status> {
-        self.read(&req, "list clusters")?;
+        let scope = self.scope(&self.who(&req))?;
         let clusters = self
             .hub
             .list_clusters()?
             .into_iter()
+            .filter(|c| scope.role_on_cluster(&c.record.labels) >= Role::Viewer)
             .map(cluster_to_pb)
             .collect();
         Ok(Response::new(pb::ListClustersResponse { clusters }))
@@ -329,8 +416,13 @@ impl pb::hub_api_server::HubApi for ClientApi {
         &self,
         req: Request<pb::GetClusterRequest>,
     ) -> Result<Response<pb::Cluster>, Status> {
-        self.read(&req, "read clusters")?;
-        let view = self.hub.get_cluster(&req.into_inner().name)?;
+        let scope = self.scope(&self.who(&req))?;
+        let name = req.into_inner().name;
+        let view = self.hub.get_cluster(&name)?;
+        // A cluster outside the caller's sets does not exist for them.
+        if scope.role_on_cluster(&view.record.labels) < Role::Viewer {
+            return Err(HubError::cluster_not_found(&name).into());
+        }
         Ok(Response::new(cluster_to_pb(view)))
     }
 
@@ -405,7 +497,8 @@ impl pb::hub_api_server::HubApi for ClientApi {
         req: Request<pb::ApplyWorkloadRequest>,
     ) -> Result<Response<pb::ApplyWorkloadResponse>, Status> {
         let who = self.who(&req);
-        let json = req.into_inner().workload_json;
+        let r = req.into_inner();
+        let (json, team) = (r.workload_json, r.team);
         let doc: Result<serde_json::Value, Status> = serde_json::from_str(&json)
             .map_err(|e| Status::invalid_argument(format!("the workload is not valid JSON: {e}")));
         let target = doc
@@ -418,7 +511,11 @@ impl pb::hub_api_server::HubApi for ClientApi {
             })
             .unwrap_or_else(|| "workload/?".into());
         let result = async {
-            let (user, _) = self.authorize(&who, Role::Operator, "apply workloads")?;
+            let scope = self.scope(&who)?;
+            let teams = self.hub.team_scopes()?;
+            let team = scope
+                .team_for_apply(&team, &teams)
+                .map_err(Status::permission_denied)?;
             let w = workload::from_value(doc?).map_err(|(field, msg)| {
                 Status::invalid_argument(if field.is_empty() {
                     msg
@@ -426,7 +523,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
                     format!("field {field}: {msg}")
                 })
             })?;
-            let applied = self.hub.apply_workload(w, &user).await?;
+            let applied = self.hub.apply_workload(w, &scope.user, team).await?;
             Ok(pb::ApplyWorkloadResponse {
                 name: applied.name,
                 revision: applied.revision,
@@ -446,7 +543,8 @@ impl pb::hub_api_server::HubApi for ClientApi {
         let who = self.who(&req);
         let name = req.into_inner().name;
         let result = async {
-            self.authorize(&who, Role::Operator, "delete workloads")?;
+            let scope = self.scope(&who)?;
+            self.may_change_workload(&scope, &name, "delete workloads")?;
             self.hub.delete_workload(&name).await?;
             Ok(pb::DeleteWorkloadResponse {})
         }
@@ -460,8 +558,10 @@ impl pb::hub_api_server::HubApi for ClientApi {
         &self,
         req: Request<pb::GetWorkloadRequest>,
     ) -> Result<Response<pb::WorkloadInfo>, Status> {
-        let (_, role) = self.read(&req, "read workloads")?;
-        let (r, clusters) = self.hub.get_workload(&req.into_inner().name)?;
+        let scope = self.scope(&self.who(&req))?;
+        let name = req.into_inner().name;
+        let role = self.workload_role(&scope, &name)?;
+        let (r, clusters) = self.hub.get_workload(&name)?;
         // Viewers look but never read Secret values.
         let mut workload = r.workload;
         if role < Role::Operator {
@@ -475,6 +575,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
             updated_unix: r.updated_unix,
             deleting: r.deleting,
             clusters,
+            team: r.team,
         }))
     }
 
@@ -482,11 +583,12 @@ impl pb::hub_api_server::HubApi for ClientApi {
         &self,
         req: Request<pb::ListWorkloadsRequest>,
     ) -> Result<Response<pb::ListWorkloadsResponse>, Status> {
-        self.read(&req, "list workloads")?;
+        let scope = self.scope(&self.who(&req))?;
         let workloads = self
             .hub
             .list_workloads()?
             .into_iter()
+            .filter(|s| scope.role_on_workload(&s.team) >= Role::Viewer)
             .map(|s| pb::WorkloadSummary {
                 name: s.name,
                 revision: s.revision,
@@ -497,6 +599,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
                 stale: s.stale,
                 pending: s.pending,
                 deleting: s.deleting,
+                team: s.team,
             })
             .collect();
         Ok(Response::new(pb::ListWorkloadsResponse { workloads }))
@@ -506,8 +609,10 @@ impl pb::hub_api_server::HubApi for ClientApi {
         &self,
         req: Request<pb::GetWorkloadStatusRequest>,
     ) -> Result<Response<pb::WorkloadStatusResponse>, Status> {
-        let (_, role) = self.read(&req, "read workload status")?;
-        let (record, clusters) = self.hub.workload_status(&req.into_inner().name)?;
+        let scope = self.scope(&self.who(&req))?;
+        let name = req.into_inner().name;
+        let role = self.workload_role(&scope, &name)?;
+        let (record, clusters) = self.hub.workload_status(&name)?;
         let mut clusters: Vec<pb::ClusterWorkloadStatus> =
             clusters.into_iter().map(cluster_workload_to_pb).collect();
         if role < Role::Operator {
@@ -539,9 +644,10 @@ impl pb::hub_api_server::HubApi for ClientApi {
                 "admin" => Role::Admin,
                 "operator" => Role::Operator,
                 "viewer" => Role::Viewer,
+                "none" => Role::None,
                 other => {
                     return Err(Status::invalid_argument(format!(
-                        "unknown role {other:?} (admin, operator or viewer)"
+                        "unknown role {other:?} (admin, operator, viewer or none)"
                     )));
                 }
             };
@@ -603,7 +709,29 @@ impl pb::hub_api_server::HubApi for ClientApi {
         &self,
         req: Request<pb::ListAuditRequest>,
     ) -> Result<Response<pb::ListAuditResponse>, Status> {
-        self.authorize(&self.who(&req), Role::Admin, "read the audit log")?;
+        // Admins read everything; a team member the entries of their teams' members.
+        let scope = self.scope(&self.who(&req))?;
+        let members: Option<std::collections::BTreeSet<String>> = if scope.global >= Role::Admin {
+            None
+        } else if scope.teams.is_empty() {
+            return Err(Status::permission_denied(format!(
+                "user {:?} (role {}) may not read the audit log: it needs role admin, or a team",
+                scope.user, scope.global
+            )));
+        } else {
+            let mine: Vec<String> = scope.teams.iter().map(|t| t.name.clone()).collect();
+            Some(
+                self.hub
+                    .records
+                    .teams()
+                    .map_err(|e| Status::internal(e.to_string()))?
+                    .into_iter()
+                    .filter(|t| mine.contains(&t.name))
+                    .flat_map(|t| t.members)
+                    .map(|m| format!("user/{m}"))
+                    .collect(),
+            )
+        };
         let r = req.into_inner();
         let limit = if r.limit == 0 {
             1000
@@ -614,6 +742,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
             .hub
             .audit_since(r.since_unix_ms, limit)?
             .into_iter()
+            .filter(|a| members.as_ref().is_none_or(|m| m.contains(&a.actor)))
             .map(|a| pb::AuditEntry {
                 unix_ms: a.unix_ms,
                 actor: a.actor,
@@ -630,8 +759,10 @@ impl pb::hub_api_server::HubApi for ClientApi {
         &self,
         req: Request<pb::RolloutRequest>,
     ) -> Result<Response<pb::RolloutStatus>, Status> {
-        self.read(&req, "read rollouts")?;
-        let view = self.hub.rollout_status(&req.into_inner().name)?;
+        let scope = self.scope(&self.who(&req))?;
+        let name = req.into_inner().name;
+        self.workload_role(&scope, &name)?;
+        let view = self.hub.rollout_status(&name)?;
         Ok(Response::new(rollout_to_pb(view)))
     }
 
@@ -642,7 +773,9 @@ impl pb::hub_api_server::HubApi for ClientApi {
         let who = self.who(&req);
         let r = req.into_inner();
         let result = async {
-            let (user, _) = self.authorize(&who, Role::Operator, "control rollouts")?;
+            let scope = self.scope(&who)?;
+            self.may_change_workload(&scope, &r.name, "control rollouts")?;
+            let user = scope.user.clone();
             match r.action.as_str() {
                 "pause" => self.hub.set_rollout_paused(&r.name, true).await?,
                 "resume" => self.hub.set_rollout_paused(&r.name, false).await?,
@@ -672,12 +805,27 @@ impl pb::hub_api_server::HubApi for ClientApi {
         &self,
         req: Request<pb::ListEventsRequest>,
     ) -> Result<Response<pb::ListEventsResponse>, Status> {
-        self.read(&req, "read events")?;
+        let scope = self.scope(&self.who(&req))?;
         let r = req.into_inner();
+        // A team sees the events of its own workloads.
+        let teams: std::collections::HashMap<String, String> = self
+            .hub
+            .records
+            .workloads()
+            .map_err(|e| Status::internal(e.to_string()))?
+            .into_iter()
+            .map(|w| (w.name, w.team))
+            .collect();
         let events = self
             .hub
             .events_since(r.since_unix_ms, &r.workload, 10_000)?
             .into_iter()
+            .filter(|e| {
+                scope.global >= Role::Viewer
+                    || teams
+                        .get(&e.workload)
+                        .is_some_and(|t| scope.role_on_workload(t) >= Role::Viewer)
+            })
             .map(|e| pb::Event {
                 unix_ms: e.unix_ms,
                 workload: e.workload,
@@ -737,14 +885,175 @@ impl pb::hub_api_server::HubApi for ClientApi {
         )))
     }
 
+    async fn create_cluster_set(
+        &self,
+        req: Request<pb::CreateClusterSetRequest>,
+    ) -> Result<Response<pb::ClusterSet>, Status> {
+        let who = self.who(&req);
+        let r = req.into_inner();
+        let result = async {
+            let (user, _) = self.authorize(&who, Role::Admin, "create cluster sets")?;
+            let set = self
+                .hub
+                .create_cluster_set(&r.name, &r.selector, &user)
+                .await?;
+            self.cluster_set_to_pb(set)
+        }
+        .await;
+        self.record(
+            &who,
+            "CreateClusterSet",
+            &format!("clusterset/{}", r.name),
+            &result,
+        )
+        .await;
+        result.map(Response::new)
+    }
+
+    async fn list_cluster_sets(
+        &self,
+        req: Request<pb::ListClusterSetsRequest>,
+    ) -> Result<Response<pb::ListClusterSetsResponse>, Status> {
+        let scope = self.scope(&self.who(&req))?;
+        let granted: std::collections::BTreeSet<String> = scope
+            .teams
+            .iter()
+            .flat_map(|t| t.grants.iter().map(|g| g.cluster_set.clone()))
+            .collect();
+        let mut cluster_sets = Vec::new();
+        for s in self.hub.records.cluster_sets().map_err(HubError::from)? {
+            if scope.global >= Role::Viewer || granted.contains(&s.name) {
+                cluster_sets.push(self.cluster_set_to_pb(s)?);
+            }
+        }
+        Ok(Response::new(pb::ListClusterSetsResponse { cluster_sets }))
+    }
+
+    async fn delete_cluster_set(
+        &self,
+        req: Request<pb::DeleteClusterSetRequest>,
+    ) -> Result<Response<pb::DeleteClusterSetResponse>, Status> {
+        let who = self.who(&req);
+        let name = req.into_inner().name;
+        let result = async {
+            self.authorize(&who, Role::Admin, "delete cluster sets")?;
+            self.hub.delete_cluster_set(&name).await?;
+            Ok(pb::DeleteClusterSetResponse {})
+        }
+        .await;
+        self.record(
+            &who,
+            "DeleteClusterSet",
+            &format!("clusterset/{name}"),
+            &result,
+        )
+        .await;
+        result.map(Response::new)
+    }
+
+    async fn create_team(
+        &self,
+        req: Request<pb::CreateTeamRequest>,
+    ) -> Result<Response<pb::Team>, Status> {
+        let who = self.who(&req);
+        let r = req.into_inner();
+        let result = async {
+            let (user, _) = self.authorize(&who, Role::Admin, "create teams")?;
+            Ok(team_to_pb(
+                self.hub.create_team(&r.name, &r.namespaces, &user).await?,
+            ))
+        }
+        .await;
+        self.record(&who, "CreateTeam", &format!("team/{}", r.name), &result)
+            .await;
+        result.map(Response::new)
+    }
+
+    async fn update_team(
+        &self,
+        req: Request<pb::UpdateTeamRequest>,
+    ) -> Result<Response<pb::Team>, Status> {
+        let who = self.who(&req);
+        let r = req.into_inner();
+        let name = r.name.clone();
+        let result = async {
+            self.authorize(&who, Role::Admin, "change teams")?;
+            let mut grants = Vec::new();
+            for g in r.add_grants {
+                let role = match g.role.as_str() {
+                    "viewer" => Role::Viewer,
+                    "operator" => Role::Operator,
+                    other => {
+                        return Err(Status::invalid_argument(format!(
+                            "a team's role on a cluster set is viewer or operator, not {other:?}"
+                        )));
+                    }
+                };
+                grants.push(crate::records::Grant {
+                    cluster_set: g.cluster_set,
+                    role,
+                    cluster_scoped: g.cluster_scoped,
+                });
+            }
+            let change = crate::teams::TeamChange {
+                add_members: r.add_members,
+                remove_members: r.remove_members,
+                add_namespaces: r.add_namespaces,
+                remove_namespaces: r.remove_namespaces,
+                add_grants: grants,
+                remove_grants: r.remove_grants,
+            };
+            Ok(team_to_pb(self.hub.update_team(&r.name, change).await?))
+        }
+        .await;
+        self.record(&who, "UpdateTeam", &format!("team/{name}"), &result)
+            .await;
+        result.map(Response::new)
+    }
+
+    async fn list_teams(
+        &self,
+        req: Request<pb::ListTeamsRequest>,
+    ) -> Result<Response<pb::ListTeamsResponse>, Status> {
+        let scope = self.scope(&self.who(&req))?;
+        let teams = self
+            .hub
+            .records
+            .teams()
+            .map_err(HubError::from)?
+            .into_iter()
+            .filter(|t| scope.global >= Role::Viewer || t.members.contains(&scope.user))
+            .map(team_to_pb)
+            .collect();
+        Ok(Response::new(pb::ListTeamsResponse { teams }))
+    }
+
+    async fn delete_team(
+        &self,
+        req: Request<pb::DeleteTeamRequest>,
+    ) -> Result<Response<pb::DeleteTeamResponse>, Status> {
+        let who = self.who(&req);
+        let name = req.into_inner().name;
+        let result = async {
+            self.authorize(&who, Role::Admin, "delete teams")?;
+            self.hub.delete_team(&name).await?;
+            Ok(pb::DeleteTeamResponse {})
+        }
+        .await;
+        self.record(&who, "DeleteTeam", &format!("team/{name}"), &result)
+            .await;
+        result.map(Response::new)
+    }
+
     async fn who_am_i(
         &self,
         req: Request<pb::WhoAmIRequest>,
     ) -> Result<Response<pb::WhoAmIResponse>, Status> {
-        let (user, role) = self.read(&req, "ask")?;
+        let scope = self.scope(&self.who(&req))?;
         Ok(Response::new(pb::WhoAmIResponse {
-            user,
-            role: role.to_string(),
+            user: scope.user.clone(),
+            role: scope.global.to_string(),
+            teams: scope.teams.iter().map(|t| t.name.clone()).collect(),
         }))
     }
 }

@@ -28,6 +28,8 @@ pub mod scheduler;
 pub mod server;
 pub mod sessions;
 pub mod store;
+pub mod teams;
+pub mod tenancy;
 pub mod tls_auth;
 pub mod tokens;
 pub mod users;

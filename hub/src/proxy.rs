@@ -274,8 +274,8 @@ pub async fn handle(hub: Arc<Hub>, req: Request<Body>) -> Response {
             );
         }
     };
-    let role = match hub.records.user(&user) {
-        Ok(Some(u)) => u.role,
+    let user_record = match hub.records.user(&user) {
+        Ok(Some(u)) => u,
         _ => {
             return status(
                 StatusCode::UNAUTHORIZED,
@@ -284,6 +284,40 @@ pub async fn handle(hub: Arc<Hub>, req: Request<Body>) -> Response {
             );
         }
     };
+    let unknown = || {
+        status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("cluster {cluster:?} is not known to this hub (see: tetherctl cluster list)"),
+        )
+    };
+    let record = match hub.records.cluster(&cluster) {
+        Ok(Some(r)) => r,
+        Ok(None) => return unknown(),
+        Err(e) => {
+            return status(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                e.to_string(),
+            );
+        }
+    };
+    // Hub-wide role, or a team's role on this cluster's sets; a cluster outside them does
+    // not exist for the caller.
+    let scope = match hub.scope(&user_record) {
+        Ok(s) => s,
+        Err(e) => {
+            return status(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                e.to_string(),
+            );
+        }
+    };
+    let role = scope.role_on_cluster(&record.labels);
+    if role < Role::Viewer {
+        return unknown();
+    }
     // Reviews ("who am I", "can I") are created, but change nothing.
     let review = method == Method::POST
         && (api_path.ends_with("/selfsubjectreviews")
@@ -365,25 +399,6 @@ pub async fn handle(hub: Arc<Hub>, req: Request<Body>) -> Response {
             "connection upgrades need HTTP/1.1".into(),
         );
     }
-    let record = match hub.records.cluster(&cluster) {
-        Ok(Some(r)) => r,
-        Ok(None) => {
-            return status(
-                StatusCode::NOT_FOUND,
-                "NotFound",
-                format!(
-                    "cluster {cluster:?} is not known to this hub (see: tetherctl cluster list)"
-                ),
-            );
-        }
-        Err(e) => {
-            return status(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalError",
-                e.to_string(),
-            );
-        }
-    };
     let settings = hub.settings.proxy.clone();
     // The user's own share first, so that a user at their limit takes nothing from others.
     let Some(user_permit) = hub
@@ -478,7 +493,12 @@ pub async fn handle(hub: Arc<Hub>, req: Request<Body>) -> Response {
         }
     };
     // The request always runs as the caller, never as the agent (see PROXY_USER).
-    let impersonate_groups = vec![format!("tether:{role}")];
+    // The member binds these names: the hub-wide role's group (cluster-wide), and each team's
+    // group (bound in the team's namespaces).
+    let mut impersonate_groups = scope.proxy_groups(&record.labels);
+    if scope.global >= Role::Viewer {
+        impersonate_groups.insert(0, format!("tether:{}", scope.global));
+    }
     let mut headers: Vec<pb::HttpHeader> = parts
         .headers
         .iter()

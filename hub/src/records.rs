@@ -79,6 +79,8 @@ pub struct TokenRecord {
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// Nothing hub-wide: what the user may do comes from their teams.
+    None,
     /// Read everything, change nothing.
     #[default]
     Viewer,
@@ -91,6 +93,7 @@ pub enum Role {
 impl std::fmt::Display for Role {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            Role::None => "none",
             Role::Viewer => "viewer",
             Role::Operator => "operator",
             Role::Admin => "admin",
@@ -152,6 +155,41 @@ pub struct WorkloadRecord {
     /// The workload as it was before this revision, for `rollout undo`.
     pub previous: Option<serde_json::Value>,
     pub rollout: RolloutState,
+    /// The team that owns it (empty: none; only hub-wide operators manage it).
+    pub team: String,
+}
+
+/// A named label selector over clusters: what teams are granted roles on.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClusterSetRecord {
+    pub name: String,
+    pub selector: tether_common::workload::selector::LabelSelector,
+    pub created_by: String,
+    pub created_unix: i64,
+}
+
+/// A role on the clusters of one cluster set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Grant {
+    pub cluster_set: String,
+    /// Viewer or Operator.
+    pub role: Role,
+    /// Workloads may hold cluster-scoped objects on those clusters.
+    pub cluster_scoped: bool,
+}
+
+/// A team: its members, the namespaces its workloads live in, its grants.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TeamRecord {
+    pub name: String,
+    pub members: std::collections::BTreeSet<String>,
+    pub namespaces: std::collections::BTreeSet<String>,
+    pub grants: Vec<Grant>,
+    pub created_by: String,
+    pub created_unix: i64,
 }
 
 /// Where the rollout of the current revision stands.
@@ -336,6 +374,22 @@ impl Records {
 
     pub fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
         self.list(Tree::Users)
+    }
+
+    pub fn team(&self, name: &str) -> Result<Option<TeamRecord>, StoreError> {
+        self.get(Tree::Teams, name)
+    }
+
+    pub fn teams(&self) -> Result<Vec<TeamRecord>, StoreError> {
+        self.list(Tree::Teams)
+    }
+
+    pub fn cluster_set(&self, name: &str) -> Result<Option<ClusterSetRecord>, StoreError> {
+        self.get(Tree::ClusterSets, name)
+    }
+
+    pub fn cluster_sets(&self) -> Result<Vec<ClusterSetRecord>, StoreError> {
+        self.list(Tree::ClusterSets)
     }
 
     pub fn workload(&self, name: &str) -> Result<Option<WorkloadRecord>, StoreError> {
@@ -544,6 +598,8 @@ pub trait Put {
     fn put_token(&mut self, r: &TokenRecord) -> &mut Self;
     fn put_user(&mut self, r: &UserRecord) -> &mut Self;
     fn put_hub_meta(&mut self, r: &HubMeta) -> &mut Self;
+    fn put_team(&mut self, r: &TeamRecord) -> &mut Self;
+    fn put_cluster_set(&mut self, r: &ClusterSetRecord) -> &mut Self;
 }
 
 impl Put for Batch {
@@ -608,6 +664,12 @@ impl Put for Batch {
     }
     fn put_hub_meta(&mut self, r: &HubMeta) -> &mut Self {
         self.put(Tree::Meta, HUB_META_KEY, encode(r))
+    }
+    fn put_team(&mut self, r: &TeamRecord) -> &mut Self {
+        self.put(Tree::Teams, r.name.as_bytes(), encode(r))
+    }
+    fn put_cluster_set(&mut self, r: &ClusterSetRecord) -> &mut Self {
+        self.put(Tree::ClusterSets, r.name.as_bytes(), encode(r))
     }
 }
 

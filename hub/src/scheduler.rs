@@ -82,7 +82,67 @@ pub struct RolloutView {
     pub waves: Vec<RolloutWave>,
 }
 
+/// Where a workload may be placed: anywhere (no team), or where its team's operator grants
+/// reach; and the confinement its copies carry.
+pub(crate) struct PlacementScope {
+    team: Option<crate::tenancy::TeamScope>,
+    cluster_scoped: bool,
+    /// The team no longer permits the workload (its namespaces or grants changed): it is
+    /// placed nowhere.
+    revoked: bool,
+    pub(crate) confine: Option<tether_common::workload::bundle::Confinement>,
+}
+
+impl PlacementScope {
+    pub(crate) fn allows(&self, labels: &tether_common::labels::Labels) -> bool {
+        match &self.team {
+            None => !self.revoked,
+            Some(t) => !self.revoked && t.may_place(labels, self.cluster_scoped),
+        }
+    }
+}
+
 impl Hub {
+    /// The placement scope of a workload owned by `team` ("" for none).
+    pub(crate) fn placement_scope(
+        &self,
+        team: &str,
+        w: &Workload,
+    ) -> Result<PlacementScope, HubError> {
+        if team.is_empty() {
+            return Ok(PlacementScope {
+                team: None,
+                cluster_scoped: true,
+                revoked: false,
+                confine: None,
+            });
+        }
+        let sets = self.records.cluster_sets()?;
+        let Some(t) = self.records.team(team)? else {
+            tracing::warn!(workload = %w.metadata.name, team, "the workload's team is gone: placed nowhere");
+            return Ok(PlacementScope {
+                team: None,
+                cluster_scoped: false,
+                revoked: true,
+                confine: None,
+            });
+        };
+        let t = crate::tenancy::TeamScope::of(&t, &sets);
+        let (cluster_scoped, revoked) = match t.check(w) {
+            Ok(cs) => (cs, false),
+            Err(e) => {
+                tracing::warn!(workload = %w.metadata.name, team, error = %e, "the team no longer permits this workload: placed nowhere");
+                (false, true)
+            }
+        };
+        Ok(PlacementScope {
+            confine: Some(t.confinement()),
+            team: Some(t),
+            cluster_scoped,
+            revoked,
+        })
+    }
+
     /// The moment from which a cluster counts as Offline: after its last-seen time, and not
     /// before this hub started (after a restart, agents have not had a chance to return).
     fn offline_since(&self, c: &ClusterRecord) -> i64 {
@@ -161,8 +221,11 @@ impl Hub {
                 assignments.insert(c.clone(), a);
             }
         }
+        // A team's workload runs only where the team's operator grants reach.
+        let team = self.placement_scope(&rec.team, &w)?;
         let candidates: Vec<Candidate<'_>> = clusters
             .iter()
+            .filter(|c| team.allows(&c.labels))
             .map(|c| Candidate {
                 name: &c.name,
                 labels: &c.labels,
@@ -249,7 +312,7 @@ impl Hub {
                 .collect();
             schedule::shares(split, &members)
         });
-        let mut renderer = Renderer::new(&w, self.settings.max_bundle_size);
+        let mut renderer = Renderer::new(&w, self.settings.max_bundle_size, team.confine.clone());
         let rollout = w.spec.rollout.clone().unwrap_or_default();
         // Clusters that run an older copy: they move to their target as the rollout allows.
         let mut outdated: Vec<String> = Vec::new();
@@ -562,10 +625,14 @@ impl Hub {
             taints: &c.taints,
             cordoned: c.cordoned,
         };
-        if !p.selects(cluster, &c.labels) || !candidate.schedulable(&p.tolerations) {
+        let team = self.placement_scope(&rec.team, &w)?;
+        if !p.selects(cluster, &c.labels)
+            || !candidate.schedulable(&p.tolerations)
+            || !team.allows(&c.labels)
+        {
             return Ok(());
         }
-        let mut renderer = Renderer::new(&w, self.settings.max_bundle_size);
+        let mut renderer = Renderer::new(&w, self.settings.max_bundle_size, team.confine.clone());
         let copy = match renderer.copy_for(cluster, &c.labels, None) {
             Ok(copy) => copy,
             Err(e) => {
@@ -771,7 +838,14 @@ impl Hub {
         })?;
         let w: Workload = serde_json::from_value(previous)
             .map_err(|e| HubError::FailedPrecondition(e.to_string()))?;
-        let applied = self.apply_workload(w, by).await?;
+        let team = self.team_scopes()?.into_iter().find(|t| t.name == rec.team);
+        if !rec.team.is_empty() && team.is_none() {
+            return Err(HubError::FailedPrecondition(format!(
+                "workload {name:?} belongs to team {:?}, which is gone",
+                rec.team
+            )));
+        }
+        let applied = self.apply_workload(w, by, team.as_ref()).await?;
         let mut batch = Batch::new();
         event(
             &mut batch,

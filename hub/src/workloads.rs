@@ -79,14 +79,21 @@ type CopyKey = (Vec<bool>, Option<u32>);
 pub(crate) struct Renderer<'a> {
     workload: &'a Workload,
     max_size: usize,
+    /// A team's workload carries where its objects may go.
+    confine: Option<bundle::Confinement>,
     cache: HashMap<CopyKey, (String, std::sync::Arc<Vec<u8>>)>,
 }
 
 impl<'a> Renderer<'a> {
-    pub(crate) fn new(workload: &'a Workload, max_size: usize) -> Self {
+    pub(crate) fn new(
+        workload: &'a Workload,
+        max_size: usize,
+        confine: Option<bundle::Confinement>,
+    ) -> Self {
         Renderer {
             workload,
             max_size,
+            confine,
             cache: HashMap::new(),
         }
     }
@@ -113,7 +120,9 @@ impl<'a> Renderer<'a> {
         }
         let manifests = workload::render_with_share(self.workload, cluster, labels, share)
             .map_err(HubError::InvalidArgument)?;
-        let json = Bundle::new(self.workload, manifests).to_json();
+        let mut b = Bundle::new(self.workload, manifests);
+        b.confine = self.confine.clone();
+        let json = b.to_json();
         if json.len() > self.max_size {
             return Err(HubError::InvalidArgument(format!(
                 "workload {:?}: the copy rendered for cluster {cluster} is {} bytes, over this hub's limit of {} bytes (--max-bundle-size)",
@@ -131,9 +140,20 @@ impl<'a> Renderer<'a> {
 
 impl Hub {
     /// Stores a workload (a new revision if it changed) and every placed cluster's copy.
-    pub async fn apply_workload(&self, w: Workload, by: &str) -> Result<Applied, HubError> {
+    pub async fn apply_workload(
+        &self,
+        w: Workload,
+        by: &str,
+        team: Option<&crate::tenancy::TeamScope>,
+    ) -> Result<Applied, HubError> {
         w.validate()
             .map_err(|(field, msg)| HubError::InvalidArgument(format!("field {field}: {msg}")))?;
+        // A team's workload keeps to the team's namespaces (and cluster-scoped kinds only
+        // with a grant); where it may run is decided by the scheduler from its sets.
+        if let Some(t) = team {
+            t.check(&w).map_err(HubError::PermissionDenied)?;
+        }
+        let team_name = team.map(|t| t.name.clone()).unwrap_or_default();
         let name = w.metadata.name.clone();
         let value =
             serde_json::to_value(&w).map_err(|e| HubError::InvalidArgument(e.to_string()))?;
@@ -141,6 +161,20 @@ impl Hub {
         let _w = self.write_lock.lock().await;
         let existing = self.records.workload(&name)?;
         if let Some(e) = &existing {
+            if e.team != team_name {
+                let owner = |t: &str| {
+                    if t.is_empty() {
+                        "no team".to_string()
+                    } else {
+                        format!("team {t:?}")
+                    }
+                };
+                return Err(HubError::PermissionDenied(format!(
+                    "workload {name:?} belongs to {}, not {}",
+                    owner(&e.team),
+                    owner(&team_name)
+                )));
+            }
             if e.deleting {
                 return Err(HubError::FailedPrecondition(format!(
                     "workload {name:?} is being deleted; apply it again once it is gone"
@@ -169,13 +203,15 @@ impl Hub {
             deleting: false,
             previous: None,
             rollout: RolloutState::default(),
+            team: team_name.clone(),
         };
         // The copy without overrides must fit even if no cluster is placed yet.
-        Renderer::new(&w, self.settings.max_bundle_size).copy_for(
-            "(unplaced)",
-            &Labels::new(),
-            None,
-        )?;
+        Renderer::new(
+            &w,
+            self.settings.max_bundle_size,
+            team.map(|t| t.confinement()),
+        )
+        .copy_for("(unplaced)", &Labels::new(), None)?;
         let record = WorkloadRecord {
             previous: existing.as_ref().map(|e| e.workload.clone()),
             rollout: RolloutState {
@@ -400,6 +436,7 @@ impl Hub {
                 name: record.name.clone(),
                 revision: record.revision,
                 deleting: record.deleting,
+                team: record.team.clone(),
                 ..Default::default()
             };
             for c in clusters.iter().filter(|c| !c.assignment.deleting) {
@@ -494,6 +531,7 @@ pub struct WorkloadSummary {
     pub stale: u32,
     pub pending: u32,
     pub deleting: bool,
+    pub team: String,
 }
 
 /// Caps on what an agent may store in one status report.

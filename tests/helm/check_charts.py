@@ -239,6 +239,17 @@ def agent_chart(bin_dir: pathlib.Path) -> None:
             check(not any("impersonate" in r.get("verbs", []) for r in cr.get("rules", [])),
                   f"{ctx}: ClusterRole {name} may impersonate (only the proxy role may)")
         check(want_admin or len(cluster_roles) == 1, f"{ctx}: expected the scoped ClusterRole")
+        teams = (values.get("proxy") or {}).get("teams") or []
+        group_rule = [r for r in proxy_role.get("rules", []) if r.get("resources") == ["groups"]]
+        names = group_rule[0].get("resourceNames", []) if group_rule else []
+        for team in teams:
+            check(f"tether:team:{team['name']}" in names, f"{ctx}: team {team['name']} not impersonable")
+            for ns in team["namespaces"]:
+                found = [b for b in of_kind(objs, "RoleBinding")
+                         if b["metadata"]["name"] == f"tether-team-{team['name']}"
+                         and b["metadata"].get("namespace") == ns]
+                check(len(found) == 1 and found[0]["roleRef"]["name"] == team["clusterRole"],
+                      f"{ctx}: team {team['name']} not bound in namespace {ns}")
         wanted = {"viewer": "view", "operator": "edit", "admin": "admin"}
         wanted.update(((values.get("proxy") or {}).get("bindings") or {}))
         for role, cluster_role in wanted.items():

@@ -275,6 +275,7 @@ fn refused_calls_cost_the_store_nothing_and_are_throttled() {
             let r = client
                 .apply_workload(tether_common::pb::ApplyWorkloadRequest {
                     workload_json: doc.to_string(),
+                    ..Default::default()
                 })
                 .await;
             codes.push(r.err().map_or(tonic::Code::Ok, |s| s.code()));

@@ -901,8 +901,10 @@ fn both_charts_install_into_a_real_api_server_and_the_proxy_never_lends_the_agen
     let hub = hub(dir.path());
     let c = real::start(dir.path(), "real-1", 1);
 
-    // g. Every ci values file of both charts passes the real server's validation.
+    // g. Every ci values file of both charts passes the real server's validation (one binds
+    // a team in its namespace).
     kubectl_ok(&c, &["create", "namespace", "tether-system"]);
+    kubectl_ok(&c, &["create", "namespace", "payments"]);
     let mut skipped = Vec::new();
     for chart in ["tether-hub", "tether-agent"] {
         let ci = real::repo_root().join("deploy/helm").join(chart).join("ci");

@@ -79,6 +79,19 @@ impl Worker {
             m.remove("namespace");
         }
         let r = ObjRef::of(&obj);
+        // A team's workload keeps to the team's namespaces, judged by what this cluster says
+        // the kind is (the hub could only guess for custom kinds).
+        if let Some(why) = bundle
+            .confine
+            .as_ref()
+            .and_then(|c| c.refuses(&r.kind, &r.name, &r.namespace, namespaced))
+        {
+            return Outcome {
+                state: state(&r, Health::Failed, why),
+                reference: None,
+                live: None,
+            };
+        }
         let live = match api.get(&r).await {
             Ok(l) => l,
             Err(e) => {

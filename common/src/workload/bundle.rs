@@ -22,6 +22,47 @@ pub struct Bundle {
     pub delete_policy: DeletePolicy,
     #[serde(default)]
     pub status_feedback: Vec<FeedbackRule>,
+    /// Set for a team's workload: where its objects may go. The hub checks it at apply; the
+    /// agent checks it again against what the member's API says about each kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confine: Option<Confinement>,
+}
+
+/// The namespaces (and whether cluster-scoped kinds) a team's workload may touch.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Confinement {
+    pub team: String,
+    pub namespaces: Vec<String>,
+    #[serde(default)]
+    pub cluster_scoped: bool,
+}
+
+impl Confinement {
+    /// Why an object of this kind, name and (resolved) namespace may not be applied, if it
+    /// may not. `namespaced` is what the member's discovery says of the kind.
+    pub fn refuses(
+        &self,
+        kind: &str,
+        name: &str,
+        namespace: &str,
+        namespaced: bool,
+    ) -> Option<String> {
+        let ours = |ns: &str| self.namespaces.iter().any(|n| n == ns);
+        if namespaced {
+            return (!ours(namespace))
+                .then(|| format!("team {} may not use namespace {namespace:?}", self.team));
+        }
+        if kind == "Namespace" && ours(name) {
+            return None;
+        }
+        (!self.cluster_scoped).then(|| {
+            format!(
+                "team {} may not create cluster-scoped {kind} objects here (no cluster-scoped grant)",
+                self.team
+            )
+        })
+    }
 }
 
 /// A bundle ready to store and send.
@@ -54,6 +95,7 @@ impl Bundle {
             apply: w.spec.apply.clone(),
             delete_policy: w.spec.delete_policy,
             status_feedback: w.spec.status_feedback.clone(),
+            confine: None,
         }
     }
 

@@ -8,6 +8,7 @@ mod clusters;
 pub mod config;
 pub mod output;
 mod rollouts;
+mod teams;
 mod tokens;
 mod users;
 pub mod workloads;
@@ -78,6 +79,9 @@ pub enum Command {
             value_name = "FILE|DIR"
         )]
         files: Vec<PathBuf>,
+        /// The team that owns the workloads (its namespaces and cluster sets bound them).
+        #[arg(long, default_value = "")]
+        team: String,
     },
     /// Build a Workload from a folder of plain manifests.
     #[command(subcommand)]
@@ -117,6 +121,12 @@ pub enum Command {
     /// API users and their roles.
     #[command(subcommand)]
     User(UserCommand),
+    /// Teams: members, the namespaces they own, their roles per cluster set.
+    #[command(subcommand)]
+    Team(TeamCommand),
+    /// Cluster sets: named label selectors over clusters, granted to teams.
+    #[command(subcommand, name = "clusterset")]
+    ClusterSet(ClusterSetCommand),
     /// Rollouts of new revisions: status, pause, resume, undo.
     Rollout {
         /// status | pause | resume | undo
@@ -196,9 +206,84 @@ pub enum WorkloadCommand {
         /// Place on this cluster (repeatable).
         #[arg(long = "cluster")]
         clusters: Vec<String>,
+        /// The team that owns the workload.
+        #[arg(long, default_value = "")]
+        team: String,
         /// Print the Workload instead of applying it.
         #[arg(short, long, value_enum)]
         output: Option<Format>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TeamCommand {
+    /// Create a team that owns these namespaces.
+    Create {
+        name: String,
+        /// Namespaces the team's workloads may use: a,b.
+        #[arg(long, value_delimiter = ',')]
+        namespaces: Vec<String>,
+    },
+    /// Add users to a team.
+    AddMember {
+        name: String,
+        #[arg(required = true)]
+        users: Vec<String>,
+    },
+    RemoveMember {
+        name: String,
+        #[arg(required = true)]
+        users: Vec<String>,
+    },
+    /// Give a team namespaces (or take them with --remove).
+    Namespaces {
+        name: String,
+        #[arg(required = true, value_delimiter = ',')]
+        namespaces: Vec<String>,
+        #[arg(long)]
+        remove: bool,
+    },
+    /// Grant a team a role on a cluster set (replaces its grant there).
+    Grant {
+        name: String,
+        #[arg(long = "clusterset")]
+        cluster_set: String,
+        /// viewer or operator.
+        #[arg(long)]
+        role: String,
+        /// Its workloads may hold cluster-scoped objects (CRDs, ClusterRoles) there.
+        #[arg(long)]
+        cluster_scoped: bool,
+    },
+    /// Take a team's grant on a cluster set away.
+    Revoke {
+        name: String,
+        #[arg(long = "clusterset")]
+        cluster_set: String,
+    },
+    List {
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
+    Delete {
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterSetCommand {
+    /// Create a cluster set from a label selector (k=v,k2 in (a,b),...).
+    Create {
+        name: String,
+        #[arg(long)]
+        selector: String,
+    },
+    List {
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
+    Delete {
+        name: String,
     },
 }
 
@@ -290,7 +375,7 @@ pub fn run(cli: Cli) -> ExitCode {
 async fn dispatch(cli: Cli) -> Result<String, CtlError> {
     // Mistakes in local files are reported before the config or the hub is needed.
     match &cli.command {
-        Command::Apply { files } => {
+        Command::Apply { files, .. } => {
             workloads::load_workloads(files)?;
         }
         Command::Workload(WorkloadCommand::Create {
@@ -299,6 +384,7 @@ async fn dispatch(cli: Cli) -> Result<String, CtlError> {
             selector,
             clusters,
             output: Some(f),
+            ..
         }) => {
             let w = workloads::workload_from_dir(name, from, selector.as_deref(), clusters)?;
             return Ok(output::structured(&w, *f));
@@ -317,7 +403,7 @@ async fn dispatch(cli: Cli) -> Result<String, CtlError> {
         Command::Cluster(cmd) => clusters::run(&mut api, cmd)
             .await
             .map_err(|e| e.or_status(&fail)),
-        Command::Apply { files } => workloads::apply(&mut api, &files)
+        Command::Apply { files, team } => workloads::apply(&mut api, &files, &team)
             .await
             .map_err(|e| e.or_status(&fail)),
         Command::Workload(WorkloadCommand::Create {
@@ -325,6 +411,7 @@ async fn dispatch(cli: Cli) -> Result<String, CtlError> {
             from,
             selector,
             clusters,
+            team,
             output,
         }) => workloads::create(
             &mut api,
@@ -332,6 +419,7 @@ async fn dispatch(cli: Cli) -> Result<String, CtlError> {
             &from,
             selector.as_deref(),
             &clusters,
+            &team,
             output,
         )
         .await
@@ -365,6 +453,12 @@ async fn dispatch(cli: Cli) -> Result<String, CtlError> {
             ttl,
             output,
         }) => users::create(&mut api, &config, &name, &role, ttl, output)
+            .await
+            .map_err(|e| e.or_status(&fail)),
+        Command::Team(cmd) => teams::team(&mut api, cmd)
+            .await
+            .map_err(|e| e.or_status(&fail)),
+        Command::ClusterSet(cmd) => teams::cluster_set(&mut api, cmd)
             .await
             .map_err(|e| e.or_status(&fail)),
         Command::User(UserCommand::List { output }) => users::list(&mut api, output)
@@ -427,9 +521,19 @@ async fn dispatch(cli: Cli) -> Result<String, CtlError> {
                 .map_err(&fail)?
                 .into_inner();
             Ok(match output {
-                Format::Table => format!("user {} (role {}) at {}\n", me.user, me.role, config.hub),
+                Format::Table => format!(
+                    "user {} (role {}{}) at {}\n",
+                    me.user,
+                    me.role,
+                    if me.teams.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; teams {}", me.teams.join(", "))
+                    },
+                    config.hub
+                ),
                 f => output::structured(
-                    &serde_json::json!({ "user": me.user, "role": me.role, "hub": config.hub }),
+                    &serde_json::json!({ "user": me.user, "role": me.role, "teams": me.teams, "hub": config.hub }),
                     f,
                 ),
             })

@@ -24,9 +24,9 @@ pub(super) async fn create(
 ) -> Result<String, Failure> {
     tether_common::identity::validate_name(name)
         .map_err(|e| CtlError::usage(format!("invalid user name: {e}")))?;
-    if !matches!(role, "admin" | "operator" | "viewer") {
+    if !matches!(role, "admin" | "operator" | "viewer" | "none") {
         return Err(CtlError::usage(format!(
-            "invalid --role {role:?}: admin, operator or viewer"
+            "invalid --role {role:?}: admin, operator, viewer, or none (a team member with no hub-wide role)"
         ))
         .into());
     }

@@ -63,11 +63,13 @@ pub fn load_workloads(paths: &[PathBuf]) -> Result<Vec<Workload>, CtlError> {
 async fn send(
     api: &mut HubApiClient<Channel>,
     w: &Workload,
+    team: &str,
 ) -> Result<pb::ApplyWorkloadResponse, tonic::Status> {
     let json = serde_json::to_string(w).unwrap_or_default();
     Ok(api
         .apply_workload(pb::ApplyWorkloadRequest {
             workload_json: json,
+            team: team.to_string(),
         })
         .await?
         .into_inner())
@@ -91,11 +93,12 @@ fn applied_line(r: &pb::ApplyWorkloadResponse) -> String {
 pub(super) async fn apply(
     api: &mut HubApiClient<Channel>,
     paths: &[PathBuf],
+    team: &str,
 ) -> Result<String, Failure> {
     let workloads = load_workloads(paths)?;
     let mut out = String::new();
     for w in &workloads {
-        let r = send(api, w).await?;
+        let r = send(api, w, team).await?;
         out.push_str(&applied_line(&r));
     }
     Ok(out)
@@ -172,13 +175,14 @@ pub(super) async fn create(
     from: &Path,
     selector: Option<&str>,
     clusters: &[String],
+    team: &str,
     print: Option<Format>,
 ) -> Result<String, Failure> {
     let w = workload_from_dir(name, from, selector, clusters)?;
     if let Some(f) = print {
         return Ok(output::structured(&w, f));
     }
-    Ok(applied_line(&send(api, &w).await?))
+    Ok(applied_line(&send(api, &w, team).await?))
 }
 
 pub(super) async fn list(
@@ -192,11 +196,12 @@ pub(super) async fn list(
         .workloads;
     Ok(match format {
         Format::Table => {
-            let mut t = Table::new(&["NAME", "REVISION", "CLUSTERS", "AVAILABLE", "PROGRESSING", "DEGRADED", "PENDING", "STALE"]);
+            let mut t = Table::new(&["NAME", "TEAM", "REVISION", "CLUSTERS", "AVAILABLE", "PROGRESSING", "DEGRADED", "PENDING", "STALE"]);
             for w in ws {
                 let name = if w.deleting { format!("{} (deleting)", w.name) } else { w.name };
                 t.row(vec![
                     name,
+                    output::or_none(&w.team),
                     w.revision.to_string(),
                     w.clusters.to_string(),
                     w.available.to_string(),
@@ -215,6 +220,7 @@ pub(super) async fn list(
                         "name": w.name, "revision": w.revision, "clusters": w.clusters,
                         "available": w.available, "progressing": w.progressing, "degraded": w.degraded,
                         "pending": w.pending, "stale": w.stale, "deleting": w.deleting,
+                        "team": w.team,
                     })
                 })
                 .collect::<Vec<_>>(),

@@ -40,10 +40,14 @@ pub enum Tree {
     Audit,
     /// Scheduling decisions, keyed by time.
     Events,
+    /// Teams by name.
+    Teams,
+    /// Cluster sets by name.
+    ClusterSets,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 12] = [
+    pub const ALL: [Tree; 14] = [
         Tree::Meta,
         Tree::Clusters,
         Tree::Tokens,
@@ -56,6 +60,8 @@ impl Tree {
         Tree::Status,
         Tree::Audit,
         Tree::Events,
+        Tree::Teams,
+        Tree::ClusterSets,
     ];
 
     /// Position in [`Tree::ALL`].
@@ -77,6 +83,8 @@ impl Tree {
             Tree::Status => "status",
             Tree::Audit => "audit",
             Tree::Events => "events",
+            Tree::Teams => "teams",
+            Tree::ClusterSets => "cluster_sets",
         }
     }
 }

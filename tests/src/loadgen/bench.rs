@@ -497,6 +497,7 @@ async fn apply(fleet: &Fleet, workload: serde_json::Value) -> anyhow::Result<u64
             .admin()
             .apply_workload(pb::ApplyWorkloadRequest {
                 workload_json: json.clone(),
+                ..Default::default()
             })
             .await;
         match r {
@@ -702,6 +703,7 @@ async fn agent_footprint(hub: &Hub, opts: &BenchOptions) -> anyhow::Result<Agent
             "spec": {"manifests": manifests, "placement": {"clusters": ["footprint"]}}
         })
         .to_string(),
+        ..Default::default()
     })
     .await
     .map_err(|s| anyhow!("apply failed: {}", s.message()))?;

@@ -390,8 +390,9 @@ for req in [b"GET /clusters/../../etc/passwd HTTP/1.1\r\nHost: h\r\n\r\n",
             b"\x00\x01garbage\r\n\r\n"]:
     s = ctx.wrap_socket(socket.create_connection(("{host}", {port})), server_hostname="{host}")
     s.settimeout(10)
-    s.sendall(req)
     try:
+        # The hub may close before all of an oversized request is sent.
+        s.sendall(req)
         codes.append(s.recv(64).split(b" ")[1].decode())
     except Exception as e:
         codes.append("closed")

@@ -23,7 +23,7 @@ while [ $# -gt 0 ]; do
 done
 
 if [ -z "$bin_dir" ]; then
-  cargo build --release --locked -p tether-hub -p tether-agent --bins
+  cargo build --release --locked -p tether-hub -p tetherctl -p tether-agent --bins
   bin_dir=target/release
 fi
 for b in tether-hub tetherctl tether-agent; do

@@ -10,6 +10,7 @@ pub mod identity;
 pub mod labels;
 pub mod pb;
 pub mod pki;
+#[cfg(feature = "probes")]
 pub mod probes;
 pub mod proxy;
 pub mod telemetry;

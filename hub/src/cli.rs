@@ -445,15 +445,15 @@ async fn backup_online(
 ) -> Result<(u64, u64), String> {
     use std::io::Write;
     use tether_common::pb;
-    let path = crate::ctl::config::ClientConfig::resolve_path(config);
-    let config = crate::ctl::config::ClientConfig::load(&path).map_err(|e| e.to_string())?;
-    let mut client = crate::ctl::client::connect(&config)
+    let path = tether_client::ClientConfig::resolve_path(config);
+    let config = tether_client::ClientConfig::load(&path).map_err(|e| e.to_string())?;
+    let mut client = tether_client::connect(&config)
         .await
         .map_err(|e| e.message)?;
     let mut stream = client
         .backup(pb::BackupRequest {})
         .await
-        .map_err(|s| crate::ctl::client::status_error(&config.hub, s).message)?
+        .map_err(|s| tether_client::status_error(&config.hub, s).message)?
         .into_inner();
     // Created O_EXCL under a random name next to `to` (0600), renamed once complete; dropped
     // (and so removed) on any failure.
@@ -471,7 +471,7 @@ async fn backup_online(
     while let Some(chunk) = stream
         .message()
         .await
-        .map_err(|s| crate::ctl::client::status_error(&config.hub, s).message)?
+        .map_err(|s| tether_client::status_error(&config.hub, s).message)?
     {
         partial
             .write_all(&chunk.data)

@@ -163,7 +163,7 @@ impl DataDir {
         )
         .map_err(|e| format!("hub.crt/hub.key: {e}"))?;
         if self.admin_config().exists() {
-            let admin = crate::ctl::config::ClientConfig::load(&self.admin_config())
+            let admin = tether_client::ClientConfig::load(&self.admin_config())
                 .map_err(|e| e.to_string())?;
             verify_issued(&trust, &admin.cert, &admin.key, CertUse::Client)
                 .map_err(|e| format!("admin.yaml: {e}"))?;

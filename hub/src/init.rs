@@ -6,11 +6,11 @@ use tether_common::identity::Identity;
 use tether_common::pki::{CertificateAuthority, PkiError};
 use tether_common::{files, tls};
 
-use crate::ctl::config::ClientConfig;
 use crate::datadir::DataDir;
 use crate::hub::{SERVING_CERT_LIFETIME, StartError, write_file};
 use crate::records::{HubMeta, Put, Role, UserRecord};
 use crate::store::{Batch, RedbStore, Store};
+use tether_client::ClientConfig;
 
 const CA_LIFETIME: Duration = Duration::from_secs(10 * 365 * 86_400);
 /// The admin credential written by init.

@@ -12,7 +12,7 @@ pub mod backup;
 pub mod cli;
 pub mod client_api;
 pub mod clusters;
-pub mod ctl;
+
 pub mod datadir;
 pub mod delivery;
 pub mod error;

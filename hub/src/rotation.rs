@@ -12,12 +12,12 @@ use tether_common::files;
 use tether_common::identity::Identity;
 use tether_common::pki::CertificateAuthority;
 
-use crate::ctl::config::ClientConfig;
 use crate::datadir::DataDir;
 use crate::hub::{SERVING_CERT_LIFETIME, StartError, write_file};
 use crate::init::{ADMIN_CERT_LIFETIME, InitError};
 use crate::records::{ClusterRecord, HubMeta, Put, Role, UserRecord, decode};
 use crate::store::{Batch, RedbStore, Store, Tree};
+use tether_client::ClientConfig;
 
 const CA_LIFETIME: Duration = Duration::from_secs(10 * 365 * 86_400);
 

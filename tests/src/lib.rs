@@ -1,11 +1,9 @@
 //! `tether-tests`: what the end-to-end suites need.
 //!
-//! - [`emulator`]: the Kubernetes API emulator behind `tether-kube-emulator`.
 //! - [`harness`]: starting real `tether-hub`, `tether-agent` and emulator processes, and
 //!   polling them with deadlines.
 //! - [`real`]: real Kubernetes control planes (`scripts/real-cluster`) as member clusters.
 
-pub mod emulator;
 pub mod harness;
 pub mod loadgen;
 pub mod netns;

@@ -260,10 +260,10 @@ fn refused_calls_cost_the_store_nothing_and_are_throttled() {
     let store = dir.path().join("hub/store.redb");
     let size = || std::fs::metadata(&store).map(|m| m.len()).unwrap_or(0);
     let before = size();
-    let config = tether_hub::ctl::config::ClientConfig::load(&viewer).unwrap();
+    let config = tether_client::ClientConfig::load(&viewer).unwrap();
     let rt = tether_tests::rogue::runtime();
     let codes: Vec<tonic::Code> = rt.block_on(async {
-        let mut client = tether_hub::ctl::client::connect(&config).await.unwrap();
+        let mut client = tether_client::connect(&config).await.unwrap();
         let name = "x".repeat(5 << 20);
         let doc = serde_json::json!({
             "apiVersion": "tether.dev/v1alpha1", "kind": "Workload",

@@ -690,8 +690,8 @@ async fn agent_footprint(hub: &Hub, opts: &BenchOptions) -> anyhow::Result<Agent
         });
     }
     let admin = {
-        let config = tether_hub::ctl::config::ClientConfig::load(&hub.admin_config())?;
-        tether_hub::ctl::client::connect(&config)
+        let config = tether_client::ClientConfig::load(&hub.admin_config())?;
+        tether_client::connect(&config)
             .await
             .map_err(|e| anyhow!("{}", e.message))?
     };

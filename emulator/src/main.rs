@@ -1,12 +1,11 @@
-//! `tether-kube-emulator`: an emulated member cluster's API server (see
-//! `tether_tests::emulator`).
+//! `tether-kube-emulator`: an emulated member cluster's API server (see the library).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tether_tests::emulator::{self, Emulator, Options};
+use tether_kube_emulator::{self as emulator, Emulator, Options};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -35,7 +34,13 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tether_common::telemetry::init(tether_common::telemetry::LogFormat::Text, "warn");
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -50,12 +55,8 @@ fn main() -> ExitCode {
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cli.listen))?;
         let addr = listener.local_addr()?;
         if let Some(path) = &cli.kubeconfig_out {
-            tether_common::files::write_with_mode(
-                path,
-                emulator::kubeconfig(addr, &cli.name).as_bytes(),
-                0o600,
-            )
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+            write_private(path, emulator::kubeconfig(addr, &cli.name).as_bytes())
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
         }
         println!("listening on http://{addr}");
         let ready_after = match cli.ready_after.as_str() {
@@ -83,4 +84,20 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Writes the kubeconfig owner-only, whole (a temporary file renamed into place).
+fn write_private(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    tmp.write_all(contents)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }

@@ -6,8 +6,8 @@ use tether_common::pb::hub_api_client::HubApiClient;
 use tether_common::tls::{self, ChannelOptions};
 use tonic::transport::Channel;
 
-use super::config::ClientConfig;
-use super::{CtlError, EXIT_RUNTIME, EXIT_USAGE};
+use crate::config::ClientConfig;
+use crate::{EXIT_RUNTIME, EXIT_USAGE, Error as CtlError};
 
 pub async fn connect(config: &ClientConfig) -> Result<HubApiClient<Channel>, CtlError> {
     let tls_config = tls::mtls_client_config(&config.ca, &config.cert, &config.key)

@@ -206,7 +206,7 @@ pub(super) async fn run(
 /// A kubeconfig for `/clusters/NAME` on the hub with the caller's own credential.
 pub(super) async fn kubeconfig(
     api: &mut HubApiClient<Channel>,
-    config: &super::config::ClientConfig,
+    config: &tether_client::ClientConfig,
     name: &str,
     output: Option<std::path::PathBuf>,
 ) -> Result<String, Failure> {

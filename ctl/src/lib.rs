@@ -3,9 +3,7 @@
 //! [`Cli`] declares every command; [`run`] loads the config, connects and dispatches to the
 //! command modules ([`clusters`], [`tokens`]). Output goes through [`output`].
 
-pub mod client;
 mod clusters;
-pub mod config;
 pub mod output;
 mod rollouts;
 mod teams;
@@ -19,34 +17,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tether_common::pb;
 
-use self::config::ClientConfig;
 use self::output::Format;
-
-pub const EXIT_RUNTIME: u8 = 1;
-pub const EXIT_USAGE: u8 = 2;
-
-/// A failed command: one line and an exit code.
-#[derive(Debug)]
-pub struct CtlError {
-    pub message: String,
-    pub code: u8,
-}
-
-impl CtlError {
-    pub fn runtime(message: impl Into<String>) -> Self {
-        CtlError {
-            message: message.into(),
-            code: EXIT_RUNTIME,
-        }
-    }
-
-    pub fn usage(message: impl Into<String>) -> Self {
-        CtlError {
-            message: message.into(),
-            code: EXIT_USAGE,
-        }
-    }
-}
+use tether_client::ClientConfig;
+pub use tether_client::Error as CtlError;
+use tether_client::connect as client;
+pub use tether_client::{EXIT_RUNTIME, EXIT_USAGE};
 
 #[derive(Debug, Parser)]
 #[command(

@@ -497,7 +497,7 @@ mod tests {
     use super::*;
 
     fn cm_type() -> ResourceType {
-        super::super::resources::builtin()
+        crate::resources::builtin()
             .into_iter()
             .find(|t| t.plural == "configmaps")
             .unwrap()
@@ -505,7 +505,7 @@ mod tests {
 
     fn store() -> Store {
         let mut s = Store::new();
-        let ns = super::super::resources::builtin()
+        let ns = crate::resources::builtin()
             .into_iter()
             .find(|t| t.plural == "namespaces")
             .unwrap();
@@ -690,9 +690,9 @@ mod hostile_input {
         #[test]
         fn applies_of_arbitrary_objects_never_panic(a in json_tree(), b in json_tree(), force in any::<bool>()) {
             let mut s = Store::new();
-            let ns = crate::emulator::resources::builtin().into_iter().find(|t| t.plural == "namespaces").unwrap();
+            let ns = crate::resources::builtin().into_iter().find(|t| t.plural == "namespaces").unwrap();
             let _ = s.create(&ns, "", json!({"metadata": {"name": "default"}}));
-            let t = crate::emulator::resources::builtin().into_iter().find(|t| t.plural == "configmaps").unwrap();
+            let t = crate::resources::builtin().into_iter().find(|t| t.plural == "configmaps").unwrap();
             let mut first = json!({"metadata": {"name": "c"}});
             first["data"] = a;
             let _ = apply(&mut s, &t, "default", "c", None, first, "one", false);
@@ -703,7 +703,7 @@ mod hostile_input {
 
         #[test]
         fn selectors_never_panic(text in "\\PC{0,60}") {
-            if let Ok(sel) = crate::emulator::selector::Selector::parse(&text) {
+            if let Ok(sel) = crate::selector::Selector::parse(&text) {
                 let _ = sel.matches(Some(&json!({"a": "b"})));
             }
         }

@@ -4,7 +4,9 @@
 //! clusters are emulated: discovery (plain and aggregated), CRUD for any resource including
 //! CRDs and their custom resources, label and field selectors, watch, the status subresource,
 //! merge and JSON patch, server-side apply with managed fields and conflicts, and `Table`
-//! output for kubectl. It lives in `tests/` and never ships.
+//! output for kubectl. It is a test tool (the fast suite, the quick start, the load
+//! generator) and never ships; it depends on nothing of Tether. docs/emulator.md says what it
+//! still lacks compared with a real API server.
 //!
 //! Start at [`Emulator::serve`]; requests are routed in [`http`], objects kept in [`store`].
 

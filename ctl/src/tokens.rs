@@ -6,9 +6,9 @@ use tether_common::pb::{self, hub_api_client::HubApiClient};
 use tether_common::time::{rfc3339, unix_now};
 use tonic::transport::Channel;
 
-use super::config::ClientConfig;
 use super::output::{self, Format, Table};
 use super::{CtlError, Failure, TokenCommand};
+use tether_client::ClientConfig;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]

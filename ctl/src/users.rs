@@ -9,9 +9,9 @@ use tether_common::pki;
 use tether_common::time::{rfc3339, unix_now_ms};
 use tonic::transport::Channel;
 
-use super::config::ClientConfig;
 use super::output::{self, Format, Table};
 use super::{CtlError, Failure};
+use tether_client::ClientConfig;
 
 /// Creates a user: the key is made here and never sent; the hub signs a CSR for it.
 pub(super) async fn create(

@@ -10,9 +10,9 @@ use tether_common::telemetry::{self, LogFormat};
 use tether_common::time::parse_duration;
 use tokio_util::sync::CancellationToken;
 
-use crate::datadir::DataDir;
+use crate::admin::datadir::DataDir;
+use crate::admin::init::{InitOptions, init};
 use crate::hub::{self, Listen, Settings};
-use crate::init::{InitOptions, init};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -237,23 +237,23 @@ impl ServeArgs {
             join_failures_per_minute: self.join_failures_per_minute.max(1),
             audit_retention: self.audit_retention,
             event_retention: self.event_retention,
-            proxy: crate::proxy::ProxySettings {
+            proxy: crate::api::proxy::ProxySettings {
                 max_streams_per_cluster: self.proxy_max_streams.max(1),
                 max_streams_per_user: self.proxy_max_streams_per_user.max(1),
                 max_body: self.proxy_max_body,
                 body_timeout: self.proxy_body_timeout,
-                ..crate::proxy::ProxySettings::default()
+                ..crate::api::proxy::ProxySettings::default()
             },
-            server: crate::server::ServerOptions {
-                anonymous: crate::server::AnonymousLimits {
+            server: crate::api::server::ServerOptions {
+                anonymous: crate::api::server::AnonymousLimits {
                     per_address: self.anonymous_connections_per_address.max(1),
                     total: self.anonymous_connections.max(1),
                     lifetime: self
                         .anonymous_connection_lifetime
                         .max(Duration::from_secs(1)),
-                    ..crate::server::AnonymousLimits::default()
+                    ..crate::api::server::AnonymousLimits::default()
                 },
-                ..crate::server::ServerOptions::default()
+                ..crate::api::server::ServerOptions::default()
             },
             calls_in_flight_per_user: self.calls_in_flight_per_user.max(1),
             refused_calls_per_minute: self.refused_calls_per_minute.max(1),
@@ -308,7 +308,7 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         }
         Command::Ca(CaCommand::Rotate { data_dir }) => {
-            match crate::rotation::rotate(&DataDir::new(&data_dir)) {
+            match crate::admin::rotation::rotate(&DataDir::new(&data_dir)) {
                 Ok(r) => {
                     println!(
                         "New CA {} signs every certificate issued from now on.",
@@ -329,7 +329,7 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         }
         Command::Ca(CaCommand::Finish { data_dir, force }) => {
-            match crate::rotation::finish(&DataDir::new(&data_dir), force) {
+            match crate::admin::rotation::finish(&DataDir::new(&data_dir), force) {
                 Ok(r) => {
                     println!(
                         "The new CA {} now serves and is the only one trusted.",
@@ -356,7 +356,7 @@ pub fn run(cli: Cli) -> ExitCode {
             data_dir,
             from,
             force,
-        } => match crate::backup::restore(&from, &DataDir::new(&data_dir), force) {
+        } => match crate::admin::backup::restore(&from, &DataDir::new(&data_dir), force) {
             Ok(r) => {
                 println!(
                     "Restored {} records from {} (taken {}) into {}",
@@ -370,16 +370,18 @@ pub fn run(cli: Cli) -> ExitCode {
             }
             Err(e) => fail(&e),
         },
-        Command::Compact { data_dir } => match crate::backup::compact(&DataDir::new(&data_dir)) {
-            Ok((before, after)) => {
-                println!(
-                    "Compacted {}: {before} -> {after} bytes",
-                    data_dir.display()
-                );
-                ExitCode::SUCCESS
+        Command::Compact { data_dir } => {
+            match crate::admin::backup::compact(&DataDir::new(&data_dir)) {
+                Ok((before, after)) => {
+                    println!(
+                        "Compacted {}: {before} -> {after} bytes",
+                        data_dir.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
             }
-            Err(e) => fail(&e),
-        },
+        }
         Command::Serve(a) => {
             let settings = match a.settings() {
                 Ok(s) => s,
@@ -412,7 +414,7 @@ pub fn run(cli: Cli) -> ExitCode {
 
 fn backup(a: BackupArgs) -> ExitCode {
     let report = match (&a.config, &a.data_dir) {
-        (_, Some(dir)) => crate::backup::backup_offline(&DataDir::new(dir), &a.to)
+        (_, Some(dir)) => crate::admin::backup::backup_offline(&DataDir::new(dir), &a.to)
             .map(|r| (r.records, r.bytes))
             .map_err(|e| e.to_string()),
         (config, None) => {
@@ -483,7 +485,7 @@ async fn backup_online(
         .sync_all()
         .map_err(|e| format!("{shown}: {e}"))?;
     // Count what arrived by reading the archive's manifest back: proves it is whole.
-    let records = crate::backup::records_in(partial.path()).map_err(|e| e.to_string())?;
+    let records = crate::admin::backup::records_in(partial.path()).map_err(|e| e.to_string())?;
     partial
         .persist(to)
         .map_err(|e| format!("{}: {}", to.display(), e.error))?;

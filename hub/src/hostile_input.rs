@@ -2,9 +2,9 @@
 
 use proptest::prelude::*;
 
-use crate::records::{ClusterRecord, StatusRecord, decode};
+use crate::control::workloads::{MAX_STATUS_TEXT, cap_feedback, cap_text};
 use crate::store::Tree;
-use crate::workloads::{MAX_STATUS_TEXT, cap_feedback, cap_text};
+use crate::store::records::{ClusterRecord, StatusRecord, decode};
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
@@ -26,6 +26,6 @@ proptest! {
 
     #[test]
     fn feedback_is_bounded(pairs in prop::collection::vec(("\\PC{0,50}", "\\PC{0,50}"), 0..200)) {
-        prop_assert!(cap_feedback(pairs).len() <= crate::workloads::MAX_STATUS_FEEDBACK);
+        prop_assert!(cap_feedback(pairs).len() <= crate::control::workloads::MAX_STATUS_FEEDBACK);
     }
 }

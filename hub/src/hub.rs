@@ -1,8 +1,8 @@
 //! The hub's shared state and its `serve` loop.
 //!
 //! [`Hub`] is what every gRPC handler holds: the records, the CA, the live sessions and the
-//! access list. Operations on it live in their own modules ([`crate::joins`],
-//! [`crate::clusters`], [`crate::tokens`]); this module opens it and runs the ports.
+//! access list. Operations on it live in their own modules ([`crate::control::joins`],
+//! [`crate::control::clusters`], [`crate::control::tokens`]); this module opens it and runs the ports.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,16 +15,16 @@ use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::access::Access;
-use crate::datadir::DataDir;
+use crate::admin::datadir::DataDir;
+use crate::api::server::{self, ServerOptions};
+use crate::api::tls_auth::ClientVerifier;
+use crate::api::{agent, client};
+use crate::control::ratelimit::FailureLimiter;
 use crate::metrics::Metrics;
-use crate::ratelimit::FailureLimiter;
-use crate::records::{HubMeta, Records};
-use crate::server::{self, ServerOptions};
+use crate::sessions::access::Access;
 use crate::sessions::{EndReason, Sessions};
+use crate::store::records::{HubMeta, Records};
 use crate::store::{Durable, RedbStore, StoreError};
-use crate::tls_auth::ClientVerifier;
-use crate::{agent_api, client_api};
 
 /// How often a store that failed to write is tried again.
 const STORE_RETRY: Duration = Duration::from_secs(2);
@@ -59,7 +59,7 @@ pub struct Settings {
     pub audit_retention: Duration,
     /// How long scheduling events (`tetherctl events`) are kept.
     pub event_retention: Duration,
-    pub proxy: crate::proxy::ProxySettings,
+    pub proxy: crate::api::proxy::ProxySettings,
     /// How often rollouts and failovers are advanced.
     pub schedule_interval: Duration,
     /// Failovers allowed per minute across the hub.
@@ -85,7 +85,7 @@ impl Default for Settings {
             join_failures_per_minute: 10,
             audit_retention: Duration::from_secs(90 * 86_400),
             event_retention: Duration::from_secs(7 * 86_400),
-            proxy: crate::proxy::ProxySettings::default(),
+            proxy: crate::api::proxy::ProxySettings::default(),
             schedule_interval: Duration::from_secs(2),
             failovers_per_minute: 10,
             server: ServerOptions::default(),
@@ -129,7 +129,7 @@ pub enum StartError {
     #[error("failed to build gRPC reflection: {0}")]
     Reflection(String),
     #[error(transparent)]
-    Lock(#[from] crate::datadir::LockError),
+    Lock(#[from] crate::admin::datadir::LockError),
 }
 
 fn read(path: &std::path::Path) -> Result<String, StartError> {
@@ -164,11 +164,11 @@ pub struct Hub {
     /// Failed joins per source address.
     pub join_limiter: FailureLimiter,
     /// Client API calls in flight and refused, per identity.
-    pub calls: Arc<crate::ratelimit::CallLimits>,
+    pub calls: Arc<crate::control::ratelimit::CallLimits>,
     /// Proxied Kubernetes API requests waiting for their agent streams.
-    pub proxy: crate::proxy::Proxy,
+    pub proxy: crate::api::proxy::Proxy,
     /// Failovers allowed per minute, hub-wide.
-    pub failover_budget: crate::scheduler::FailoverBudget,
+    pub failover_budget: crate::control::scheduler::FailoverBudget,
     /// When this hub process started (Offline time is not counted from before it).
     pub started_unix: i64,
 }
@@ -220,11 +220,13 @@ impl Hub {
             FailureLimiter::new(settings.join_failures_per_minute, Duration::from_secs(60));
         Ok(Arc::new(Hub {
             dir: dir.clone(),
-            failover_budget: crate::scheduler::FailoverBudget::new(settings.failovers_per_minute),
+            failover_budget: crate::control::scheduler::FailoverBudget::new(
+                settings.failovers_per_minute,
+            ),
             started_unix: tether_common::time::unix_now(),
-            proxy: crate::proxy::Proxy::default(),
+            proxy: crate::api::proxy::Proxy::default(),
             join_limiter,
-            calls: Arc::new(crate::ratelimit::CallLimits::new(
+            calls: Arc::new(crate::control::ratelimit::CallLimits::new(
                 settings.calls_in_flight_per_user,
                 settings.refused_calls_per_minute,
             )),
@@ -358,7 +360,7 @@ pub async fn serve(
         stop_servers.clone(),
     ));
     let maintenance = tokio::spawn(maintain(hub.clone(), stop_servers.clone()));
-    let scheduler = tokio::spawn(crate::scheduler::run(
+    let scheduler = tokio::spawn(crate::control::scheduler::run(
         hub.clone(),
         hub.settings.schedule_interval,
         stop_servers.clone(),
@@ -434,10 +436,10 @@ async fn routes(hub: Arc<Hub>) -> Result<axum::Router, StartError> {
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
-        .set_serving::<AgentServiceServer<agent_api::AgentApi>>()
+        .set_serving::<AgentServiceServer<agent::AgentApi>>()
         .await;
     health
-        .set_serving::<HubApiServer<client_api::ClientApi>>()
+        .set_serving::<HubApiServer<client::ClientApi>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(tether_common::pb::FILE_DESCRIPTOR_SET)
@@ -447,13 +449,13 @@ async fn routes(hub: Arc<Hub>) -> Result<axum::Router, StartError> {
     let routes = tonic::service::Routes::new(health_service)
         .add_service(reflection)
         .add_service(
-            AgentServiceServer::new(agent_api::AgentApi::new(hub.clone()))
+            AgentServiceServer::new(agent::AgentApi::new(hub.clone()))
                 .max_decoding_message_size(AGENT_MESSAGE_LIMIT),
         )
         .add_service(
             // A workload may be as large as the bundle limit, sent as JSON, plus slack for
             // the envelope.
-            HubApiServer::new(client_api::ClientApi::new(hub.clone()))
+            HubApiServer::new(client::ClientApi::new(hub.clone()))
                 .max_decoding_message_size(hub.settings.max_bundle_size + (64 << 10)),
         )
         .prepare();
@@ -461,7 +463,7 @@ async fn routes(hub: Arc<Hub>) -> Result<axum::Router, StartError> {
     Ok(routes.into_axum_router().route(
         "/clusters/{*rest}",
         axum::routing::any(move |req: axum::extract::Request| {
-            crate::proxy::handle(proxy_hub.clone(), req)
+            crate::api::proxy::handle(proxy_hub.clone(), req)
         }),
     ))
 }

@@ -1,39 +1,28 @@
-//! `tether-hub`: the hub server and the `tetherctl` client.
+//! `tether-hub`: the hub server.
 //!
-//! Where to start reading: [`hub`] opens the state and runs the ports; [`server`] is the one
-//! TLS port; [`agent_api`] and [`client_api`] are the gRPC edges, which call the operations in
-//! [`joins`], [`clusters`] and [`tokens`]; [`sessions`] holds live agent streams; [`store`] and
-//! [`records`] are the durable state; [`access`] and [`tls_auth`] decide who gets in.
+//! The hub is built in layers, each a folder, each importing only the ones below it:
+//!
+//! - [`api`] — the edges: the one TLS port ([`api::server`]), the gRPC services for agents
+//!   ([`api::agent`]) and clients ([`api::client`]), the Kubernetes proxy ([`api::proxy`]).
+//!   The only place `pb::` types appear.
+//! - [`control`] — the operations: tokens, joins, clusters, users, teams, workloads, and the
+//!   scheduler, which owns every placement decision. No transport types.
+//! - [`sessions`] — live agent streams, the delivery hints sent on them, and which
+//!   certificates are accepted.
+//! - [`store`] — the durable records (redb behind the `Store` trait, group commit).
+//!
+//! Beside them: [`hub`] builds the layers and runs the ports (start reading there), [`cli`] is
+//! the `tether-hub` command, [`admin`] the commands that work on a data directory (init,
+//! backup, restore, CA rotation), [`metrics`] what every layer counts.
 
-pub mod access;
-pub mod agent_api;
-pub mod audit;
-pub mod backup;
+pub mod admin;
+pub mod api;
 pub mod cli;
-pub mod client_api;
-pub mod clusters;
-
-pub mod datadir;
-pub mod delivery;
-pub mod error;
+pub mod control;
 pub mod hub;
-pub mod init;
-pub mod joins;
 pub mod metrics;
-pub mod proxy;
-pub mod ratelimit;
-pub mod records;
-pub mod rotation;
-pub mod scheduler;
-pub mod server;
 pub mod sessions;
 pub mod store;
-pub mod teams;
-pub mod tenancy;
-pub mod tls_auth;
-pub mod tokens;
-pub mod users;
-pub mod workloads;
 
 #[cfg(test)]
 mod hostile_input;

@@ -241,6 +241,39 @@ fn problem(field: impl Into<String>, message: impl Into<String>) -> Problem {
     (field.into(), message.into())
 }
 
+/// How a workload is doing in one cluster, as its agent judges it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Phase {
+    /// Applied; health not known yet (or not applicable).
+    Applied,
+    Progressing,
+    Available,
+    /// An object failed to apply or is unhealthy.
+    Degraded,
+    /// Nothing reported (yet), or a value this build does not know.
+    #[default]
+    #[serde(other)]
+    Unknown,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Unknown => "Unknown",
+            Phase::Applied => "Applied",
+            Phase::Progressing => "Progressing",
+            Phase::Available => "Available",
+            Phase::Degraded => "Degraded",
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What a viewer is shown instead of a Secret's values.
 pub const REDACTED: &str = "<redacted>";
 

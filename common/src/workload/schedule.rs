@@ -94,6 +94,11 @@ pub struct Failover {
     /// Offline this long before a cluster is replaced.
     #[serde(default = "default_after")]
     pub after_seconds: u64,
+    /// Also replace a cluster whose member API has been unreachable, or whose copy has been
+    /// Degraded, this long (off when unset). The old copy stays until its replacement is
+    /// Available.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unhealthy_seconds: Option<u64>,
 }
 
 fn default_after() -> u64 {
@@ -291,6 +296,9 @@ pub struct Candidate<'a> {
     pub labels: &'a Labels,
     pub taints: &'a [Taint],
     pub cordoned: bool,
+    /// Connected, and its member API reachable: new placements go only to such clusters
+    /// (placements already there stay while it is away).
+    pub available: bool,
 }
 
 impl Candidate<'_> {
@@ -346,7 +354,7 @@ pub fn choose(
     keep.sort_by_cached_key(|c| rank(workload, c.name));
     let mut fresh: Vec<&Candidate<'_>> = selected
         .iter()
-        .filter(|c| !placed.contains(c.name) && c.schedulable(&p.tolerations))
+        .filter(|c| !placed.contains(c.name) && c.available && c.schedulable(&p.tolerations))
         .copied()
         .collect();
     fresh.sort_by_cached_key(|c| rank(workload, c.name));
@@ -378,21 +386,26 @@ pub fn choose(
     chosen.into_iter().map(|c| c.name.to_string()).collect()
 }
 
-/// A replacement for `lost`: a schedulable, selected, live cluster not already placed,
-/// preferring the lost one's `spreadBy` value.
+/// A replacement for `lost`: a schedulable, selected, available cluster not already placed
+/// (nor `excluded`), preferring the lost one's `spreadBy` value.
 pub fn replacement<'a>(
     workload: &str,
     spec: &Spec,
     lost: &Candidate<'_>,
     clusters: &'a [Candidate<'a>],
     placed: &BTreeSet<String>,
-    live: &BTreeSet<String>,
+    excluded: &BTreeSet<String>,
 ) -> Option<&'a str> {
     let p = &spec.placement;
     let value = |c: &Candidate<'_>| p.spread_by.as_ref().and_then(|k| c.labels.get(k)).cloned();
     let mut options: Vec<&Candidate<'_>> = clusters
         .iter()
-        .filter(|c| c.name != lost.name && !placed.contains(c.name) && live.contains(c.name))
+        .filter(|c| {
+            c.name != lost.name
+                && !placed.contains(c.name)
+                && !excluded.contains(c.name)
+                && c.available
+        })
         .filter(|c| p.selects(c.name, c.labels) && c.schedulable(&p.tolerations))
         .collect();
     options.sort_by_cached_key(|c| (value(c) != value(lost), rank(workload, c.name)));
@@ -494,6 +507,7 @@ mod tests {
                 labels: l,
                 taints: &[],
                 cordoned: false,
+                available: true,
             })
             .collect();
         let s = spec(
@@ -512,6 +526,7 @@ mod tests {
                 labels: l,
                 taints: &[],
                 cordoned: false,
+                available: true,
             })
             .collect();
         let placed: BTreeSet<String> = chosen.iter().cloned().collect();
@@ -531,6 +546,7 @@ mod tests {
             labels: &l,
             taints: &taint,
             cordoned: false,
+            available: true,
         };
         assert!(!c.schedulable(&[]));
         let tol = Toleration {
@@ -545,6 +561,7 @@ mod tests {
             labels: &l,
             taints: &[],
             cordoned: true,
+            available: true,
         };
         assert!(!cordoned.schedulable(&[]));
         let all = Toleration {

@@ -7,6 +7,7 @@
 //!   into one transaction and one fsync (group commit).
 
 mod commit;
+pub mod records;
 mod redb_store;
 
 pub use commit::{CommitStats, Durable};

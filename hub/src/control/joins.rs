@@ -9,12 +9,12 @@ use tether_common::pki::SignedCert;
 use tether_common::time::{rfc3339, unix_now};
 use tether_common::token::JoinToken;
 
-use crate::error::HubError;
+use crate::api::server::PeerCert;
+use crate::control::error::HubError;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
-use crate::records::{ClusterRecord, Facts, Put};
-use crate::server::PeerCert;
 use crate::store::Batch;
+use crate::store::records::{ClusterRecord, Facts, Put};
 
 /// A join as the agent asked for it.
 #[derive(Debug)]

@@ -1,14 +1,14 @@
-//! Operations on teams and cluster sets (the policy they make is in [`crate::tenancy`]).
+//! Operations on teams and cluster sets (the policy they make is in [`crate::control::tenancy`]).
 
 use tether_common::identity::validate_name;
 use tether_common::time::unix_now;
 use tether_common::workload::selector::LabelSelector;
 
-use crate::error::HubError;
+use crate::control::error::HubError;
+use crate::control::tenancy::{Scope, TeamScope};
 use crate::hub::Hub;
-use crate::records::{ClusterSetRecord, Grant, Put, Role, TeamRecord, UserRecord};
+use crate::store::records::{ClusterSetRecord, Grant, Put, Role, TeamRecord, UserRecord};
 use crate::store::{Batch, Tree};
-use crate::tenancy::{Scope, TeamScope};
 
 /// A change to a team; empty fields change nothing.
 #[derive(Debug, Default)]

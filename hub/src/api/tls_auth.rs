@@ -14,7 +14,7 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use tether_common::{pki, tls};
 
-use crate::access::Access;
+use crate::sessions::access::Access;
 
 #[derive(Debug)]
 pub struct ClientVerifier {

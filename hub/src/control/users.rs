@@ -6,9 +6,9 @@ use tether_common::identity::{Identity, validate_name};
 use tether_common::pki::SignedCert;
 use tether_common::time::unix_now;
 
-use crate::error::HubError;
+use crate::control::error::HubError;
 use crate::hub::Hub;
-use crate::records::{Put, Role, UserRecord};
+use crate::store::records::{Put, Role, UserRecord};
 use crate::store::{Batch, Tree};
 
 /// Default and longest lifetime of a user certificate.

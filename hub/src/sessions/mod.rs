@@ -1,8 +1,12 @@
-//! Live agent sessions: at most one per cluster, fenced by a monotonic epoch.
+//! Live agent sessions: at most one per cluster, fenced by a monotonic epoch; [`delivery`]
+//! is the per-session queue of hints; [`access`] which certificates may connect.
 //!
 //! Opening a session for a cluster that already has one tells the older session it was
 //! superseded and ends it. A [`SessionHandle`] unregisters its session when dropped, but only
 //! if no newer session has taken its place.
+
+pub mod access;
+pub mod delivery;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,8 +17,8 @@ use tether_common::time::{unix_now, unix_now_ms};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::delivery::{Hint, Outbox};
 use crate::metrics::Metrics;
+use crate::sessions::delivery::{Hint, Outbox};
 
 /// Why the hub ends a session on purpose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

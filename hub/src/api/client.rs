@@ -10,14 +10,14 @@ use tether_common::pb;
 use tether_common::workload;
 use tonic::{Request, Response, Status};
 
-use crate::agent_api::peer;
-use crate::clusters::ClusterView;
-use crate::error::HubError;
+use crate::api::agent::peer;
+use crate::control::clusters::ClusterView;
+use crate::control::error::HubError;
+use crate::control::tenancy::Scope;
+use crate::control::tokens::TokenSpec;
+use crate::control::workloads::ClusterWorkload;
 use crate::hub::Hub;
-use crate::records::{Role, TokenRecord};
-use crate::tenancy::Scope;
-use crate::tokens::TokenSpec;
-use crate::workloads::ClusterWorkload;
+use crate::store::records::{Role, TokenRecord};
 
 pub struct ClientApi {
     hub: Arc<Hub>,
@@ -243,7 +243,7 @@ fn capitalize(s: &str) -> String {
         .unwrap_or_default()
 }
 
-fn rollout_to_pb(v: crate::scheduler::RolloutView) -> pb::RolloutStatus {
+fn rollout_to_pb(v: crate::control::scheduler::RolloutView) -> pb::RolloutStatus {
     pb::RolloutStatus {
         name: v.workload,
         revision: v.revision,
@@ -273,7 +273,7 @@ fn rollout_to_pb(v: crate::scheduler::RolloutView) -> pb::RolloutStatus {
     }
 }
 
-fn team_to_pb(t: crate::records::TeamRecord) -> pb::Team {
+fn team_to_pb(t: crate::store::records::TeamRecord) -> pb::Team {
     pb::Team {
         name: t.name,
         members: t.members.into_iter().collect(),
@@ -295,7 +295,7 @@ fn team_to_pb(t: crate::records::TeamRecord) -> pb::Team {
 impl ClientApi {
     fn cluster_set_to_pb(
         &self,
-        s: crate::records::ClusterSetRecord,
+        s: crate::store::records::ClusterSetRecord,
     ) -> Result<pb::ClusterSet, Status> {
         let clusters = self
             .hub
@@ -480,7 +480,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
                     "proxied requests always run as the hub user; the agent's own service account is never lent",
                 ));
             }
-            let change = crate::clusters::ClusterChange {
+            let change = crate::control::clusters::ClusterChange {
                 cordoned: r.cordoned,
                 add_taints: r.add_taints,
                 remove_taints: r.remove_taints,
@@ -848,7 +848,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
             self.authorize(&who, Role::Admin, "back up the hub")?;
             let hub = self.hub.clone();
             tokio::task::spawn_blocking(move || {
-                crate::backup::archive_unlinked(&hub.dir, hub.records.store())
+                crate::admin::backup::archive_unlinked(&hub.dir, hub.records.store())
             })
             .await
             .map_err(|e| Status::internal(e.to_string()))?
@@ -989,13 +989,13 @@ impl pb::hub_api_server::HubApi for ClientApi {
                         )));
                     }
                 };
-                grants.push(crate::records::Grant {
+                grants.push(crate::store::records::Grant {
                     cluster_set: g.cluster_set,
                     role,
                     cluster_scoped: g.cluster_scoped,
                 });
             }
-            let change = crate::teams::TeamChange {
+            let change = crate::control::teams::TeamChange {
                 add_members: r.add_members,
                 remove_members: r.remove_members,
                 add_namespaces: r.add_namespaces,

@@ -169,7 +169,7 @@ impl DataDir {
                 .map_err(|e| format!("admin.yaml: {e}"))?;
         }
         let store = crate::store::RedbStore::open(&self.store()).map_err(|e| e.to_string())?;
-        crate::records::Records::hub_meta_in(&store)
+        crate::store::records::Records::hub_meta_in(&store)
             .map_err(|e| e.to_string())?
             .ok_or("the store holds no hub settings")?;
         Ok(())

@@ -8,10 +8,10 @@ use tether_common::time::unix_now;
 
 use tether_common::workload::schedule::Taint;
 
-use crate::error::HubError;
+use crate::control::error::HubError;
 use crate::hub::Hub;
-use crate::records::{ClusterRecord, Facts, Put};
 use crate::sessions::{EndReason, SessionInfo};
+use crate::store::records::{ClusterRecord, Facts, Put};
 use crate::store::{Batch, Tree};
 
 /// How long a removed cluster's live session gets to receive its goodbye before its

@@ -22,9 +22,9 @@ use tether_common::pb::{self, proxy_frame};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tonic::{Status, Streaming};
 
+use crate::api::server::Peer;
 use crate::hub::Hub;
-use crate::records::Role;
-use crate::server::Peer;
+use crate::store::records::Role;
 
 /// Limits of the proxy.
 #[derive(Debug, Clone)]

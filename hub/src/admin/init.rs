@@ -6,9 +6,9 @@ use tether_common::identity::Identity;
 use tether_common::pki::{CertificateAuthority, PkiError};
 use tether_common::{files, tls};
 
-use crate::datadir::DataDir;
+use crate::admin::datadir::DataDir;
 use crate::hub::{SERVING_CERT_LIFETIME, StartError, write_file};
-use crate::records::{HubMeta, Put, Role, UserRecord};
+use crate::store::records::{HubMeta, Put, Role, UserRecord};
 use crate::store::{Batch, RedbStore, Store};
 use tether_client::ClientConfig;
 
@@ -56,7 +56,7 @@ pub enum InitError {
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
-    Lock(#[from] crate::datadir::LockError),
+    Lock(#[from] crate::admin::datadir::LockError),
     #[error("the new hub did not check out ({0}); nothing was changed")]
     Verify(String),
 }

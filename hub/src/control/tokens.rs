@@ -7,10 +7,10 @@ use tether_common::labels::{self, Labels};
 use tether_common::time::unix_now;
 use tether_common::token::{self, JoinToken};
 
-use crate::error::HubError;
+use crate::control::error::HubError;
 use crate::hub::Hub;
-use crate::records::{Put, TokenRecord};
 use crate::store::Batch;
+use crate::store::records::{Put, TokenRecord};
 
 /// What a new token is for.
 #[derive(Debug)]

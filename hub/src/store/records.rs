@@ -234,6 +234,12 @@ pub struct AssignmentRecord {
     /// The bundle this cluster should end up with; differs from `bundle` while a rollout
     /// has not reached it yet.
     pub target: String,
+    /// Replaced by failover: it keeps running here until `replaced_by` is Available there,
+    /// then it is taken off (no gap in between).
+    pub retiring: bool,
+    pub replaced_by: String,
+    /// When this cluster was given its current copy (a rollout's deadline counts from here).
+    pub since_unix: i64,
 }
 
 impl AssignmentRecord {
@@ -277,7 +283,7 @@ pub struct StatusRecord {
     pub cluster: String,
     pub workload: String,
     pub revision: u64,
-    pub phase: String,
+    pub phase: tether_common::workload::Phase,
     pub message: String,
     pub ready: u32,
     pub total: u32,

@@ -18,13 +18,13 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::delivery::Hint;
+use crate::api::server::{Peer, PeerCert};
+use crate::control::joins::JoinRequest;
+use crate::control::workloads::{MAX_STATUS_DRIFT, MAX_STATUS_OBJECTS, cap_feedback, cap_text};
 use crate::hub::Hub;
-use crate::joins::JoinRequest;
-use crate::records::{AssignmentRecord, DriftRecord, Facts, ObjectStatus, StatusRecord};
-use crate::server::{Peer, PeerCert};
+use crate::sessions::delivery::Hint;
 use crate::sessions::{Control, EndReason, SessionHandle};
-use crate::workloads::{MAX_STATUS_DRIFT, MAX_STATUS_OBJECTS, cap_feedback, cap_text};
+use crate::store::records::{AssignmentRecord, DriftRecord, Facts, ObjectStatus, StatusRecord};
 
 /// How long a new stream may take to send its `Hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(15);
@@ -181,7 +181,7 @@ impl pb::agent_service_server::AgentService for AgentApi {
         self.hub.proxy.arrived(
             &cluster,
             id,
-            crate::proxy::AgentStream {
+            crate::api::proxy::AgentStream {
                 inbound,
                 outbound: tx,
             },
@@ -605,19 +605,20 @@ impl Session {
 
 fn status_from_pb(cluster: &str, s: pb::WorkloadStatus) -> StatusRecord {
     use pb::object_status::Health;
-    use pb::workload_status::Phase;
-    let phase = match Phase::try_from(s.phase).unwrap_or(Phase::Unspecified) {
-        Phase::Applied => "Applied",
-        Phase::Progressing => "Progressing",
-        Phase::Available => "Available",
-        Phase::Degraded => "Degraded",
-        Phase::Unspecified => "Unknown",
+    use pb::workload_status::Phase as P;
+    use tether_common::workload::Phase;
+    let phase = match P::try_from(s.phase).unwrap_or(P::Unspecified) {
+        P::Applied => Phase::Applied,
+        P::Progressing => Phase::Progressing,
+        P::Available => Phase::Available,
+        P::Degraded => Phase::Degraded,
+        P::Unspecified => Phase::Unknown,
     };
     StatusRecord {
         cluster: cluster.to_string(),
         workload: s.workload,
         revision: s.revision,
-        phase: phase.to_string(),
+        phase,
         message: cap_text(s.message),
         ready: s.ready,
         total: s.total,

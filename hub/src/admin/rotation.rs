@@ -12,10 +12,10 @@ use tether_common::files;
 use tether_common::identity::Identity;
 use tether_common::pki::CertificateAuthority;
 
-use crate::datadir::DataDir;
+use crate::admin::datadir::DataDir;
+use crate::admin::init::{ADMIN_CERT_LIFETIME, InitError};
 use crate::hub::{SERVING_CERT_LIFETIME, StartError, write_file};
-use crate::init::{ADMIN_CERT_LIFETIME, InitError};
-use crate::records::{ClusterRecord, HubMeta, Put, Role, UserRecord, decode};
+use crate::store::records::{ClusterRecord, HubMeta, Put, Role, UserRecord, decode};
 use crate::store::{Batch, RedbStore, Store, Tree};
 use tether_client::ClientConfig;
 
@@ -24,7 +24,7 @@ const CA_LIFETIME: Duration = Duration::from_secs(10 * 365 * 86_400);
 #[derive(Debug, thiserror::Error)]
 pub enum RotationError {
     #[error(transparent)]
-    Lock(#[from] crate::datadir::LockError),
+    Lock(#[from] crate::admin::datadir::LockError),
     #[error("data directory {0} is not initialized (run: tether-hub init --data-dir {0})")]
     NotInitialized(String),
     #[error("a CA rotation is already in progress; complete it first (tether-hub ca finish)")]

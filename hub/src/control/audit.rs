@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use tether_common::time::unix_now_ms;
 
-use crate::error::HubError;
+use crate::control::error::HubError;
 use crate::hub::Hub;
-use crate::records::{AuditRecord, Put};
+use crate::store::records::{AuditRecord, Put};
 use crate::store::{Batch, Tree};
 
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);

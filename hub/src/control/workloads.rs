@@ -2,7 +2,7 @@
 //! storing each cluster's copy, and the status views the API serves.
 //!
 //! Every change is one atomic batch, durable before the caller hears back; live sessions are
-//! then hinted (see [`crate::delivery`]). Identical copies share one stored bundle, counted
+//! then hinted (see [`crate::sessions::delivery`]). Identical copies share one stored bundle, counted
 //! by reference.
 
 use std::collections::{BTreeMap, HashMap};
@@ -12,11 +12,11 @@ use tether_common::time::unix_now;
 use tether_common::workload::bundle::{self, Bundle};
 use tether_common::workload::{self, Workload};
 
-use crate::clusters::Connectivity;
-use crate::delivery::Hint;
-use crate::error::HubError;
+use crate::control::clusters::Connectivity;
+use crate::control::error::HubError;
 use crate::hub::Hub;
-use crate::records::{AssignmentRecord, Put, RolloutState, StatusRecord, WorkloadRecord};
+use crate::sessions::delivery::Hint;
+use crate::store::records::{AssignmentRecord, Put, RolloutState, StatusRecord, WorkloadRecord};
 use crate::store::{Batch, Tree};
 
 /// The result of an apply.
@@ -144,7 +144,7 @@ impl Hub {
         &self,
         w: Workload,
         by: &str,
-        team: Option<&crate::tenancy::TeamScope>,
+        team: Option<&crate::control::tenancy::TeamScope>,
     ) -> Result<Applied, HubError> {
         w.validate()
             .map_err(|(field, msg)| HubError::InvalidArgument(format!("field {field}: {msg}")))?;
@@ -483,7 +483,9 @@ impl ClusterWorkload {
                 "Removing".to_string(),
                 "waiting for the cluster to remove it".to_string(),
             ),
-            Some(s) if s.revision == assignment.revision => (s.phase.clone(), s.message.clone()),
+            Some(s) if s.revision == assignment.revision => {
+                (s.phase.to_string(), s.message.clone())
+            }
             Some(s) => (
                 "Pending".to_string(),
                 format!(

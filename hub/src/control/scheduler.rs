@@ -17,14 +17,14 @@ use tether_common::workload::bundle;
 use tether_common::workload::schedule::{self, Candidate, Rollout};
 use tokio_util::sync::CancellationToken;
 
-use crate::delivery::Hint;
-use crate::error::HubError;
+use crate::control::error::HubError;
+use crate::control::workloads::{Ledger, Renderer};
 use crate::hub::Hub;
-use crate::records::{
+use crate::sessions::delivery::Hint;
+use crate::store::records::{
     AssignmentRecord, ClusterRecord, EventRecord, Put, RolloutState, WorkloadRecord,
 };
 use crate::store::{Batch, Tree};
-use crate::workloads::{Ledger, Renderer};
 
 static EVENT_SEQ: AtomicU64 = AtomicU64::new(0);
 
@@ -85,7 +85,7 @@ pub struct RolloutView {
 /// Where a workload may be placed: anywhere (no team), or where its team's operator grants
 /// reach; and the confinement its copies carry.
 pub(crate) struct PlacementScope {
-    team: Option<crate::tenancy::TeamScope>,
+    team: Option<crate::control::tenancy::TeamScope>,
     cluster_scoped: bool,
     /// The team no longer permits the workload (its namespaces or grants changed): it is
     /// placed nowhere.
@@ -127,7 +127,7 @@ impl Hub {
                 confine: None,
             });
         };
-        let t = crate::tenancy::TeamScope::of(&t, &sets);
+        let t = crate::control::tenancy::TeamScope::of(&t, &sets);
         let (cluster_scoped, revoked) = match t.check(w) {
             Ok(cs) => (cs, false),
             Err(e) => {
@@ -161,7 +161,9 @@ impl Hub {
                 .status(&a.cluster, &a.workload)
                 .ok()
                 .flatten()
-                .is_some_and(|s| s.revision == a.revision && s.phase == "Available")
+                .is_some_and(|s| {
+                    s.revision == a.revision && s.phase == tether_common::workload::Phase::Available
+                })
     }
 
     /// Of `placed`, the clusters that are live and Available on their revision (statuses
@@ -182,8 +184,9 @@ impl Hub {
             .into_iter()
             .zip(statuses)
             .filter(|(a, s)| {
-                s.as_ref()
-                    .is_some_and(|s| s.revision == a.revision && s.phase == "Available")
+                s.as_ref().is_some_and(|s| {
+                    s.revision == a.revision && s.phase == tether_common::workload::Phase::Available
+                })
             })
             .map(|(a, _)| a.cluster.clone())
             .collect())
@@ -231,6 +234,7 @@ impl Hub {
                 labels: &c.labels,
                 taints: &c.taints,
                 cordoned: c.cordoned,
+                available: self.live(&c.name),
             })
             .collect();
         let mut placed: BTreeSet<String> = assignments
@@ -339,6 +343,7 @@ impl Hub {
                         bundle: copy.hash.clone(),
                         deleting: false,
                         target: copy.hash.clone(),
+                        ..Default::default()
                     };
                     batch.put_assignment(&a);
                     event(
@@ -624,6 +629,7 @@ impl Hub {
             labels: &c.labels,
             taints: &c.taints,
             cordoned: c.cordoned,
+            available: self.live(&c.name),
         };
         let team = self.placement_scope(&rec.team, &w)?;
         if !p.selects(cluster, &c.labels)
@@ -651,6 +657,7 @@ impl Hub {
             bundle: copy.hash.clone(),
             deleting: false,
             target: copy.hash.clone(),
+            ..Default::default()
         });
         event(
             &mut batch,
@@ -765,7 +772,7 @@ impl Hub {
                 phase: status
                     .map(|s| {
                         if s.revision == a.revision {
-                            s.phase
+                            s.phase.to_string()
                         } else {
                             "Pending".into()
                         }

@@ -17,7 +17,7 @@ use flate2::write::GzEncoder;
 use serde::{Deserialize, Serialize};
 use tether_common::files;
 
-use crate::datadir::DataDir;
+use crate::admin::datadir::DataDir;
 use crate::store::{RedbStore, StoreError};
 
 /// The archive layout version written into every backup.
@@ -57,7 +57,7 @@ pub enum BackupError {
     )]
     InUse(String),
     #[error(transparent)]
-    Lock(#[from] crate::datadir::LockError),
+    Lock(#[from] crate::admin::datadir::LockError),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
@@ -343,7 +343,7 @@ mod tests {
     /// A real hub's data directory (tether-hub init) with 100 more records in its store.
     fn hub_dir(root: &Path) -> DataDir {
         let dir = DataDir::new(root);
-        crate::init::init(&crate::init::InitOptions {
+        crate::admin::init::init(&crate::admin::init::InitOptions {
             data_dir: dir.clone(),
             sans: vec![],
             advertise: None,

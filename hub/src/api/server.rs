@@ -21,9 +21,9 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::access::Access;
+use crate::control::ratelimit::CallLimits;
 use crate::metrics::Metrics;
-use crate::ratelimit::CallLimits;
+use crate::sessions::access::Access;
 
 /// The client API's path prefix: calls there are limited per identity.
 const CLIENT_API: &str = "/tether.v1.HubApi/";
@@ -470,7 +470,7 @@ fn not_ours(req: &http::Request<Incoming>) -> Option<http::Response<Body>> {
     if grpc || req.uri().path().starts_with("/clusters/") {
         return None;
     }
-    Some(crate::proxy::not_found(format!(
+    Some(crate::api::proxy::not_found(format!(
         "the hub serves member clusters' APIs under /clusters/NAME/ (see: tetherctl kubeconfig NAME); {} is not one",
         req.uri().path()
     )))
@@ -504,7 +504,7 @@ fn gate(peer: &Peer, path: &str, access: &Access) -> Option<http::Response<Body>
         Some(c) => format!("the certificate of {} is no longer accepted", c.identity),
     };
     if path.starts_with("/clusters/") {
-        return Some(crate::proxy::unauthorized(message));
+        return Some(crate::api::proxy::unauthorized(message));
     }
     Some(tonic::Status::unauthenticated(message).into_http())
 }

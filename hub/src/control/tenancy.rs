@@ -17,7 +17,7 @@ use tether_common::workload::Workload;
 use tether_common::workload::bundle::Confinement;
 use tether_common::workload::selector::LabelSelector;
 
-use crate::records::{ClusterSetRecord, Role, TeamRecord, UserRecord};
+use crate::store::records::{ClusterSetRecord, Role, TeamRecord, UserRecord};
 
 /// Kinds that live outside namespaces in every Kubernetes release (custom kinds are judged by
 /// the namespace they declare, and by the agent from the member's discovery).
@@ -322,12 +322,12 @@ mod tests {
             members: ["alice".to_string()].into(),
             namespaces: ["payments".to_string()].into(),
             grants: vec![
-                crate::records::Grant {
+                crate::store::records::Grant {
                     cluster_set: "eu".into(),
                     role: Role::Operator,
                     cluster_scoped: false,
                 },
-                crate::records::Grant {
+                crate::store::records::Grant {
                     cluster_set: "lab".into(),
                     role: Role::Viewer,
                     cluster_scoped: false,

@@ -1,0 +1,14 @@
+//! The edges: everything a peer talks to, and the only place the generated `pb::` types
+//! appear. Each edge authenticates (the identity comes from the verified certificate),
+//! authorizes, converts to domain types and calls [`crate::control`].
+//!
+//! [`server`] accepts connections on the TLS port and routes requests; [`agent`] serves
+//! `tether.v1.AgentService` (join, renew, the session stream, proxy streams); [`client`]
+//! serves `tether.v1.HubApi`; [`proxy`] serves `/clusters/NAME/...`; [`tls_auth`] verifies
+//! client certificates during the handshake.
+
+pub mod agent;
+pub mod client;
+pub mod proxy;
+pub mod server;
+pub mod tls_auth;

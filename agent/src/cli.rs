@@ -72,9 +72,13 @@ pub struct Cli {
     /// How often a workload that is not Available yet is looked at again.
     #[arg(long, default_value = "2s", value_parser = parse_duration, env = "TETHER_PROGRESS_INTERVAL")]
     pub progress_interval: Duration,
-    /// Cap of the reconnect backoff.
+    /// Cap of the reconnect backoff (jitter included).
     #[arg(long, default_value = "30s", value_parser = parse_duration, env = "TETHER_RECONNECT_MAX_DELAY")]
     pub reconnect_max_delay: Duration,
+    /// How often cluster facts (version, nodes, whether the Kubernetes API answers) are
+    /// read and sent when they changed. Health-aware failover reacts no faster than this.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, env = "TETHER_FACTS_INTERVAL")]
+    pub facts_interval: Duration,
     /// Log line format (filter with RUST_LOG).
     #[arg(long, value_enum, default_value = "text", env = "TETHER_LOG_FORMAT")]
     pub log_format: LogFormat,
@@ -236,7 +240,8 @@ async fn join_with_token(
     client: &kube::Client,
     store: &CredentialStore,
     cli: &Cli,
-) -> Result<Credential, Failure> {
+    shutdown: &CancellationToken,
+) -> Result<Option<Credential>, Failure> {
     let (Some(token), Some(pin)) = (&checked.token, &checked.ca_pin) else {
         return Err(usage(format!(
             "no credential in {} and no --token/--ca-pin to join with (create one: tetherctl token create --cluster NAME)",
@@ -258,16 +263,23 @@ async fn join_with_token(
         facts,
         &cli.labels,
         &ChannelOptions::default(),
-        cli.reconnect_max_delay,
+        join::Retry {
+            max_delay: cli.reconnect_max_delay,
+            stop: shutdown,
+        },
     )
     .await
     .map_err(|e| runtime(e.to_string()))?;
+    let Some(cred) = cred else {
+        tracing::info!("stopped before the join completed");
+        return Ok(None);
+    };
     store
         .save(&cred)
         .await
         .map_err(|e| runtime(e.to_string()))?;
     tracing::info!(cluster = %cred.cluster, store = %store.location(), "joined the hub; credential saved");
-    Ok(cred)
+    Ok(Some(cred))
 }
 
 /// The namespace of the agent's own objects.
@@ -431,7 +443,10 @@ async fn run_agent(
         }
         _ => {
             joined_now = true;
-            join_with_token(checked, client, &store, cli).await?
+            match join_with_token(checked, client, &store, cli, &shutdown).await? {
+                Some(c) => c,
+                None => return Ok(()),
+            }
         }
     };
     loop {
@@ -448,6 +463,7 @@ async fn run_agent(
         ));
         let mut opts = SessionOptions::new(checked.hub.clone());
         opts.max_backoff = cli.reconnect_max_delay;
+        opts.facts_interval = cli.facts_interval;
         opts.metrics = metrics.clone();
         let result = session::run(
             opts,
@@ -472,13 +488,19 @@ async fn run_agent(
                 if checked.token.is_some() && !joined_now =>
             {
                 tracing::warn!(%reason, "the hub refused the stored credential; joining again with the given token");
-                cred = join_with_token(checked, client, &store, cli).await?;
+                cred = match join_with_token(checked, client, &store, cli, &shutdown).await? {
+                    Some(c) => c,
+                    None => return Ok(()),
+                };
                 joined_now = true;
             }
             Err(fatal) => return Err(runtime(fatal.to_string())),
         }
     }
 }
+
+/// How long the agent may take to stop after SIGTERM (Kubernetes gives 30 s by default).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 /// Exit codes: 0 stopped by a signal, 1 runtime failure, 2 usage error.
 pub fn run(cli: Cli) -> ExitCode {
@@ -510,7 +532,18 @@ pub fn run(cli: Cli) -> ExitCode {
                 shutdown.clone(),
             ));
         }
-        run_elected(cli, metrics, shutdown).await
+        // Every stage stops on SIGTERM; whatever does not within the grace is cut short.
+        let work = run_elected(cli, metrics, shutdown.clone());
+        tokio::select! {
+            r = work => r,
+            _ = async {
+                shutdown.cancelled().await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } => {
+                tracing::warn!("still busy {}s after the signal; exiting", SHUTDOWN_GRACE.as_secs());
+                Ok(())
+            }
+        }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -125,7 +125,15 @@ pub async fn join_once(
     })
 }
 
-/// Joins, retrying while the hub is unreachable (an edge site may boot before its uplink).
+/// How a join retries: up to `max_delay` apart, until `stop`.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry<'a> {
+    pub max_delay: Duration,
+    pub stop: &'a tokio_util::sync::CancellationToken,
+}
+
+/// Joins, retrying while the hub is unreachable (an edge site may boot before its uplink);
+/// `None` if `stop` came first (SIGTERM while waiting for the hub).
 pub async fn join(
     hub: &str,
     token: &str,
@@ -133,16 +141,24 @@ pub async fn join(
     facts: pb::ClusterFacts,
     labels: &Labels,
     opts: &ChannelOptions,
-    max_delay: Duration,
-) -> Result<Credential, JoinError> {
+    retry: Retry<'_>,
+) -> Result<Option<Credential>, JoinError> {
+    let Retry { max_delay, stop } = retry;
     let mut backoff = crate::session::reconnect_backoff(max_delay);
     loop {
-        match join_once(hub, token, ca_pin, facts.clone(), labels, opts).await {
-            Ok(c) => return Ok(c),
+        let attempt = tokio::select! {
+            _ = stop.cancelled() => return Ok(None),
+            r = join_once(hub, token, ca_pin, facts.clone(), labels, opts) => r,
+        };
+        match attempt {
+            Ok(c) => return Ok(Some(c)),
             Err(e) if e.is_retryable() => {
                 let delay = backoff.next().unwrap_or(max_delay);
                 tracing::warn!(error = %e, "join failed; retrying in {}", humantime::format_duration(delay));
-                tokio::time::sleep(delay).await;
+                tokio::select! {
+                    _ = stop.cancelled() => return Ok(None),
+                    _ = tokio::time::sleep(delay) => {}
+                }
             }
             Err(e) => return Err(e),
         }

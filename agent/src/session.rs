@@ -79,14 +79,22 @@ pub enum Fatal {
 }
 
 /// The reconnect backoff: exponential from 500 ms, capped, jittered, never giving up.
+///
+/// backon's own jitter adds up to one more delay on top (so up to twice the cap), which
+/// broke the promise of `--reconnect-max-delay`; here each delay is drawn from its upper
+/// half instead ("equal jitter"), so the cap holds and a fleet still spreads out.
 pub fn reconnect_backoff(max_delay: Duration) -> impl Iterator<Item = Duration> {
+    use rand::RngExt;
     backon::ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(500))
         .with_max_delay(max_delay)
         .with_factor(2.0)
-        .with_jitter()
         .without_max_times()
         .build()
+        .map(move |d| {
+            let d = d.min(max_delay);
+            d.mul_f64(rand::rng().random_range(0.5..=1.0))
+        })
 }
 
 /// Where the session gets the facts it reports.
@@ -243,6 +251,7 @@ impl Session<'_> {
         let mut facts_tick = tokio::time::interval(self.opts.facts_interval);
         facts_tick.tick().await;
         let mut last_facts = facts;
+        let mut gathering: Option<futures::future::BoxFuture<'_, pb::ClusterFacts>> = None;
         let mut last_heard = Instant::now();
         // The hub may have missed reports while we were away: send every status again.
         let board = self.workloads.board();
@@ -279,8 +288,18 @@ impl Session<'_> {
                         return End::Retry("the stream to the hub closed".into());
                     }
                 }
-                _ = facts_tick.tick() => {
-                    let facts = self.facts.gather().await;
+                _ = facts_tick.tick(), if gathering.is_none() => {
+                    // Gathered beside the loop: a hung API server must not stop heartbeats
+                    // (the hub would take "cannot reach its API" for "agent gone").
+                    gathering = Some(self.facts.gather());
+                }
+                facts = async {
+                    match gathering.as_mut() {
+                        Some(f) => f.await,
+                        None => std::future::pending().await,
+                    }
+                }, if gathering.is_some() => {
+                    gathering = None;
                     if facts != last_facts {
                         let update = pb::AgentMessage {
                             msg: Some(agent_message::Msg::Facts(pb::FactsUpdate { facts: Some(facts.clone()) })),
@@ -426,14 +445,14 @@ mod tests {
             50,
             "the reconnect loop must not run out of retries"
         );
-        assert!(delays[0] < Duration::from_secs(1) + Duration::from_millis(1));
+        assert!(delays[0] <= Duration::from_millis(500));
         assert!(
-            delays.iter().all(|d| *d <= cap * 2),
-            "jitter is at most the delay itself"
+            delays.iter().all(|d| *d <= cap),
+            "--reconnect-max-delay is a cap, jitter included: {delays:?}"
         );
         assert!(
-            delays[10..].iter().all(|d| *d >= cap),
-            "late delays sit at the cap: {delays:?}"
+            delays[10..].iter().all(|d| *d >= cap / 2),
+            "late delays sit in the upper half below the cap: {delays:?}"
         );
     }
 

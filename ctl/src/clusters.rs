@@ -131,13 +131,18 @@ pub(super) async fn run(
                 f => output::structured(&view(c), f),
             })
         }
-        ClusterCommand::Label { name, changes } => {
+        ClusterCommand::Label {
+            name,
+            changes,
+            overwrite,
+        } => {
             let changes = parse_label_changes(&changes).map_err(CtlError::usage)?;
             let c = api
                 .label_cluster(pb::LabelClusterRequest {
                     name,
                     set: changes.set.into_iter().collect(),
                     remove: changes.remove,
+                    overwrite,
                 })
                 .await?
                 .into_inner();
@@ -193,12 +198,58 @@ pub(super) async fn run(
                 output::or_none(&c.taints.join(","))
             ))
         }
-        ClusterCommand::Remove { name } => {
-            api.remove_cluster(pb::RemoveClusterRequest { name: name.clone() })
-                .await?;
+        ClusterCommand::Remove {
+            name,
+            cleanup: false,
+            ..
+        } => {
+            api.remove_cluster(pb::RemoveClusterRequest {
+                name: name.clone(),
+                cleanup: false,
+            })
+            .await?;
             Ok(format!(
-                "cluster {name} removed; its certificate no longer works\n"
+                "cluster {name} removed; its certificate no longer works (what it runs stays on the member)\n"
             ))
+        }
+        ClusterCommand::Remove {
+            name,
+            cleanup: true,
+            timeout,
+        } => {
+            let deadline = std::time::Instant::now() + timeout;
+            let mut last = u32::MAX;
+            loop {
+                let r = api
+                    .remove_cluster(pb::RemoveClusterRequest {
+                        name: name.clone(),
+                        cleanup: true,
+                    })
+                    .await?
+                    .into_inner();
+                if r.removed {
+                    return Ok(format!(
+                        "cluster {name}: its agent removed every workload; cluster removed and its certificate no longer works\n"
+                    ));
+                }
+                if r.remaining != last {
+                    eprintln!(
+                        "cluster {}: waiting for its agent to remove {} workload(s)",
+                        tether_common::text::terminal_safe(&name),
+                        r.remaining
+                    );
+                    last = r.remaining;
+                }
+                if std::time::Instant::now() >= deadline {
+                    return Err(CtlError::runtime(format!(
+                        "timed out after {} with {} workload(s) still on cluster {name} (is its agent connected?); it stays in the hub, being removed: run this again, or `tetherctl cluster remove {name}` to forget it and leave its objects",
+                        humantime::format_duration(timeout),
+                        r.remaining
+                    ))
+                    .into());
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
         }
     }
 }

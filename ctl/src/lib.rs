@@ -78,7 +78,9 @@ pub enum Command {
     /// Wait until a workload is available on every cluster it is placed on.
     Wait {
         name: String,
-        /// Only `available` is supported.
+        /// `available`: every placed cluster runs the current revision and is Available
+        /// (fails at once if its rollout halted); `available=any`: every placed cluster is
+        /// Available on whatever revision it runs (a rollout may still be under way).
         #[arg(long = "for", default_value = "available")]
         condition: String,
         #[arg(long, default_value = "5m", value_parser = tether_common::time::parse_duration)]
@@ -102,11 +104,25 @@ pub enum Command {
     /// Cluster sets: named label selectors over clusters, granted to teams.
     #[command(subcommand, name = "clusterset")]
     ClusterSet(ClusterSetCommand),
-    /// Rollouts of new revisions: status, pause, resume, undo.
+    /// Rollouts of new revisions: status, history, pause, resume, undo.
+    ///
+    /// `status` watches until the rollout is Complete (exit 0) or Halted (exit 1), as
+    /// `kubectl rollout status` does; `--watch=false` (the default with `-o json|yaml`)
+    /// prints the current state once. A pause holds across new revisions until `resume`.
     Rollout {
-        /// status | pause | resume | undo
+        /// status | history | pause | resume | undo
         action: String,
         name: String,
+        /// For undo: the revision to go back to (see `rollout history`) [default: the one
+        /// before the current].
+        #[arg(long)]
+        to_revision: Option<u64>,
+        /// For status: keep watching until Complete or Halted.
+        #[arg(short, long, num_args = 0..=1, default_missing_value = "true")]
+        watch: Option<bool>,
+        /// For status --watch: give up (exit 1) after this long.
+        #[arg(long, default_value = "10m", value_parser = tether_common::time::parse_duration)]
+        timeout: std::time::Duration,
         #[arg(short, long, value_enum, default_value = "table")]
         output: Format,
     },
@@ -302,10 +318,22 @@ pub enum ClusterCommand {
         name: String,
         #[arg(required = true, value_name = "k=v|k-")]
         changes: Vec<String>,
+        /// Allow changing a label's value (workloads may move at once), as kubectl.
+        #[arg(long)]
+        overwrite: bool,
     },
-    /// Remove a member cluster: revokes its certificate and closes its live stream.
+    /// Remove a member cluster: revokes its certificate and closes its live stream. What it
+    /// runs stays on the member unless --cleanup.
     Remove {
         name: String,
+        /// First have its agent remove every workload it applied, then forget the cluster
+        /// (the agent must be connected).
+        #[arg(long)]
+        cleanup: bool,
+        /// With --cleanup: give up after this long (the cluster stays, being removed; run
+        /// again, or without --cleanup to forget it and leave its objects).
+        #[arg(long, default_value = "5m", value_parser = tether_common::time::parse_duration)]
+        timeout: std::time::Duration,
     },
     /// No new placements on this cluster (what runs there stays).
     Cordon {
@@ -450,10 +478,21 @@ async fn dispatch(cli: Cli) -> Result<String, CtlError> {
         Command::Rollout {
             action,
             name,
+            to_revision,
+            watch,
+            timeout,
             output,
-        } => rollouts::rollout(&mut api, &action, &name, output)
-            .await
-            .map_err(|e| e.or_status(&fail)),
+        } => {
+            let opts = rollouts::Options {
+                to_revision,
+                watch: watch.unwrap_or(output == Format::Table),
+                timeout,
+                format: output,
+            };
+            rollouts::rollout(&mut api, &action, &name, opts)
+                .await
+                .map_err(|e| e.or_status(&fail))
+        }
         Command::Events {
             workload,
             follow,
@@ -472,12 +511,16 @@ async fn dispatch(cli: Cli) -> Result<String, CtlError> {
             condition,
             timeout,
         } => {
-            if condition != "available" {
-                return Err(CtlError::usage(format!(
-                    "--for {condition:?} is not supported (use --for available)"
-                )));
-            }
-            workloads::wait(&mut api, &name, timeout)
+            let any = match condition.as_str() {
+                "available" | "available=current" => false,
+                "available=any" => true,
+                _ => {
+                    return Err(CtlError::usage(format!(
+                        "--for {condition:?} is not supported (use --for available or --for available=any)"
+                    )));
+                }
+            };
+            workloads::wait(&mut api, &name, timeout, any)
                 .await
                 .map_err(|e| e.or_status(&fail))
         }

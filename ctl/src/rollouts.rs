@@ -78,29 +78,151 @@ fn to_json(s: &pb::RolloutStatus) -> serde_json::Value {
     })
 }
 
+/// How `rollout` runs.
+pub(super) struct Options {
+    pub(super) to_revision: Option<u64>,
+    pub(super) watch: bool,
+    pub(super) timeout: Duration,
+    pub(super) format: Format,
+}
+
+fn show(status: &pb::RolloutStatus, format: Format) -> String {
+    match format {
+        Format::Table => render(status),
+        f => output::structured(&to_json(status), f),
+    }
+}
+
+/// A one-line summary for progress on stderr.
+fn progress(s: &pb::RolloutStatus) -> String {
+    let clusters: Vec<&pb::RolloutCluster> = s.waves.iter().flat_map(|w| &w.clusters).collect();
+    let updated = clusters.iter().filter(|c| c.updated).count();
+    let available = clusters.iter().filter(|c| c.updated && c.available).count();
+    format!(
+        "workload/{} revision {}: {} (wave {} of {}): {updated}/{} updated, {available}/{} available",
+        s.name,
+        s.revision,
+        s.state,
+        s.current_wave + 1,
+        s.waves.len(),
+        clusters.len(),
+        clusters.len()
+    )
+}
+
+/// Halted is a failure, as `kubectl rollout status` fails on a progress deadline: the
+/// status still goes to stdout.
+fn halted(status: &pb::RolloutStatus, format: Format) -> Failure {
+    print!(
+        "{}",
+        tether_common::text::terminal_safe(&show(status, format))
+    );
+    CtlError::runtime(format!(
+        "rollout of workload/{} revision {} halted: {} (fix the workload and apply it, `tetherctl rollout undo {}`, or `tetherctl rollout resume {}` to try again)",
+        status.name, status.revision, status.reason, status.name, status.name
+    ))
+    .into()
+}
+
 pub(super) async fn rollout(
     api: &mut HubApiClient<Channel>,
     action: &str,
     name: &str,
-    format: Format,
+    opts: Options,
 ) -> Result<String, Failure> {
+    if opts.to_revision.is_some() && action != "undo" {
+        return Err(CtlError::usage("--to-revision goes with `rollout undo`").into());
+    }
     let req = pb::RolloutRequest {
         name: name.to_string(),
         action: action.to_string(),
+        to_revision: opts.to_revision.unwrap_or_default(),
     };
     let status = match action {
-        "status" => api.get_rollout(req).await?.into_inner(),
+        "status" => return status(api, req, &opts).await,
+        "history" => return history(api, req, opts.format).await,
         "pause" | "resume" | "undo" => api.control_rollout(req).await?.into_inner(),
         other => {
             return Err(CtlError::usage(format!(
-                "unknown rollout action {other:?} (status, pause, resume, undo)"
+                "unknown rollout action {other:?} (status, history, pause, resume, undo)"
             ))
             .into());
         }
     };
+    Ok(show(&status, opts.format))
+}
+
+async fn status(
+    api: &mut HubApiClient<Channel>,
+    req: pb::RolloutRequest,
+    opts: &Options,
+) -> Result<String, Failure> {
+    let deadline = tokio::time::Instant::now() + opts.timeout;
+    let mut last = String::new();
+    loop {
+        let s = api.get_rollout(req.clone()).await?.into_inner();
+        if s.state == "Halted" {
+            return Err(halted(&s, opts.format));
+        }
+        if !opts.watch || s.state == "Complete" {
+            return Ok(show(&s, opts.format));
+        }
+        let line = progress(&s);
+        if line != last {
+            eprintln!("{}", tether_common::text::terminal_safe(&line));
+            last = line;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            print!(
+                "{}",
+                tether_common::text::terminal_safe(&show(&s, opts.format))
+            );
+            return Err(CtlError::runtime(format!(
+                "timed out after {} waiting for the rollout of workload/{} to complete ({})",
+                humantime::format_duration(opts.timeout),
+                s.name,
+                s.state
+            ))
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn history(
+    api: &mut HubApiClient<Channel>,
+    req: pb::RolloutRequest,
+    format: Format,
+) -> Result<String, Failure> {
+    let h = api.get_rollout_history(req).await?.into_inner();
     Ok(match format {
-        Format::Table => render(&status),
-        f => output::structured(&to_json(&status), f),
+        Format::Table => {
+            let mut out = format!("{:<9} {:<21} {:<16} CHANGE\n", "REVISION", "APPLIED", "BY");
+            for r in &h.revisions {
+                out.push_str(&format!(
+                    "{:<9} {:<21} {:<16} {}\n",
+                    r.revision,
+                    rfc3339(r.unix),
+                    r.by,
+                    r.change
+                ));
+            }
+            out.push_str(&format!(
+                "current revision: {} (revisions in between changed placements or copies, not the spec)\n",
+                h.revision
+            ));
+            out
+        }
+        f => output::structured(
+            &json!({
+                "name": h.name,
+                "revision": h.revision,
+                "revisions": h.revisions.iter().map(|r| json!({
+                    "revision": r.revision, "applied": rfc3339(r.unix), "by": r.by, "change": r.change,
+                })).collect::<Vec<_>>(),
+            }),
+            f,
+        ),
     })
 }
 

@@ -334,11 +334,13 @@ pub(super) async fn status(
     })
 }
 
-/// Waits until every placed cluster reports Available on its current revision.
+/// Waits until every placed cluster reports Available: on the workload's current revision
+/// (failing at once if its rollout halted), or with `any` on whatever revision it runs.
 pub(super) async fn wait(
     api: &mut HubApiClient<Channel>,
     name: &str,
     timeout: Duration,
+    any: bool,
 ) -> Result<String, Failure> {
     let deadline = Instant::now() + timeout;
     let mut last = String::new();
@@ -352,34 +354,45 @@ pub(super) async fn wait(
         let placed: Vec<&pb::ClusterWorkloadStatus> = s
             .clusters
             .iter()
-            .filter(|c| c.phase != "Removing")
+            .filter(|c| c.phase != "Removing" && c.phase != "Retiring")
             .collect();
-        let available = placed
-            .iter()
-            .filter(|c| {
-                c.phase == "Available"
-                    && !c.stale
-                    && !c.outdated
-                    && c.reported_revision == c.revision
-            })
-            .count();
+        let ready = |c: &pb::ClusterWorkloadStatus| {
+            c.phase == "Available"
+                && !c.stale
+                && c.reported_revision == c.revision
+                && (any || !c.outdated)
+        };
+        let available = placed.iter().filter(|c| ready(c)).count();
         let waiting: Vec<String> = placed
             .iter()
-            .filter(|c| {
-                c.phase != "Available" || c.stale || c.outdated || c.reported_revision != c.revision
-            })
+            .filter(|c| !ready(c))
             .map(|c| {
-                format!(
-                    "{}: {}",
-                    c.cluster,
-                    if c.stale {
-                        format!("{} (stale)", c.phase)
-                    } else {
-                        c.phase.clone()
-                    }
-                )
+                let why = if c.stale {
+                    format!("{} (stale)", c.phase)
+                } else if c.outdated && c.phase == "Available" {
+                    "Available on an older revision; the new one waits in the rollout".to_string()
+                } else {
+                    c.phase.clone()
+                };
+                format!("{}: {why}", c.cluster)
             })
             .collect();
+        if !any && !waiting.is_empty() {
+            let r = api
+                .get_rollout(pb::RolloutRequest {
+                    name: name.to_string(),
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            if r.state == "Halted" {
+                return Err(CtlError::runtime(format!(
+                    "workload/{name} will not become available: its rollout of revision {} halted: {} (see: tetherctl rollout status {name})",
+                    r.revision, r.reason
+                ))
+                .into());
+            }
+        }
         let line = format!(
             "workload/{name}: {available}/{} clusters available{}",
             placed.len(),

@@ -200,6 +200,10 @@ pub struct ServeArgs {
     /// Failovers allowed per minute across the hub.
     #[arg(long, default_value_t = 10)]
     pub failovers_per_minute: u32,
+    /// How often connected clusters' last contact is written down (LAST SEEN after a crash
+    /// is at most this old). Heartbeats themselves cost no writes.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub last_contact_interval: Duration,
 }
 
 impl ServeArgs {
@@ -259,6 +263,7 @@ impl ServeArgs {
             refused_calls_per_minute: self.refused_calls_per_minute.max(1),
             schedule_interval: self.schedule_interval.max(Duration::from_millis(100)),
             failovers_per_minute: self.failovers_per_minute,
+            last_contact_interval: self.last_contact_interval.max(Duration::from_secs(1)),
         })
     }
 }

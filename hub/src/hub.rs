@@ -64,6 +64,8 @@ pub struct Settings {
     pub schedule_interval: Duration,
     /// Failovers allowed per minute across the hub.
     pub failovers_per_minute: u32,
+    /// How often live clusters' last contact is persisted.
+    pub last_contact_interval: Duration,
     pub server: ServerOptions,
     /// Client API calls one user may have in flight.
     pub calls_in_flight_per_user: usize,
@@ -88,6 +90,7 @@ impl Default for Settings {
             proxy: crate::api::proxy::ProxySettings::default(),
             schedule_interval: Duration::from_secs(2),
             failovers_per_minute: 10,
+            last_contact_interval: Duration::from_secs(60),
             server: ServerOptions::default(),
             calls_in_flight_per_user: 8,
             refused_calls_per_minute: 30,
@@ -130,6 +133,8 @@ pub enum StartError {
     Reflection(String),
     #[error(transparent)]
     Lock(#[from] crate::admin::datadir::LockError),
+    #[error("this hub is already serving")]
+    AlreadyServing,
 }
 
 fn read(path: &std::path::Path) -> Result<String, StartError> {
@@ -160,15 +165,17 @@ pub struct Hub {
     pub access: Arc<Access>,
     pub metrics: Metrics,
     /// Serializes read-modify-write of records (the store holds one writer: this process).
-    pub write_lock: Mutex<()>,
+    pub write_lock: Arc<Mutex<()>>,
     /// Failed joins per source address.
     pub join_limiter: FailureLimiter,
     /// Client API calls in flight and refused, per identity.
     pub calls: Arc<crate::control::ratelimit::CallLimits>,
     /// Proxied Kubernetes API requests waiting for their agent streams.
     pub proxy: crate::api::proxy::Proxy,
-    /// Failovers allowed per minute, hub-wide.
-    pub failover_budget: crate::control::scheduler::FailoverBudget,
+    /// The scheduler's handle: every workload and assignment write goes through it.
+    pub scheduler: crate::control::scheduler::Scheduler,
+    /// The scheduler's task, until `serve` starts it.
+    controller: std::sync::Mutex<Option<crate::control::scheduler::Controller>>,
     /// When this hub process started (Offline time is not counted from before it).
     pub started_unix: i64,
 }
@@ -218,12 +225,25 @@ impl Hub {
         metrics.clusters.set(clusters.len() as i64);
         let join_limiter =
             FailureLimiter::new(settings.join_failures_per_minute, Duration::from_secs(60));
+        let started_unix = tether_common::time::unix_now();
+        let sessions = Sessions::new(metrics.clone());
+        let write_lock = Arc::new(Mutex::new(()));
+        let (scheduler, controller) = crate::control::scheduler::Scheduler::new(
+            records.clone(),
+            sessions.clone(),
+            write_lock.clone(),
+            crate::control::scheduler::Config {
+                max_bundle_size: settings.max_bundle_size,
+                interval: settings.schedule_interval,
+                failovers_per_minute: settings.failovers_per_minute,
+                started_unix,
+            },
+        );
         Ok(Arc::new(Hub {
             dir: dir.clone(),
-            failover_budget: crate::control::scheduler::FailoverBudget::new(
-                settings.failovers_per_minute,
-            ),
-            started_unix: tether_common::time::unix_now(),
+            scheduler,
+            controller: std::sync::Mutex::new(Some(controller)),
+            started_unix,
             proxy: crate::api::proxy::Proxy::default(),
             join_limiter,
             calls: Arc::new(crate::control::ratelimit::CallLimits::new(
@@ -238,10 +258,10 @@ impl Hub {
             ca_pin,
             meta,
             settings,
-            sessions: Sessions::new(metrics.clone()),
+            sessions,
             access,
             metrics,
-            write_lock: Mutex::new(()),
+            write_lock,
         }))
     }
 
@@ -360,11 +380,13 @@ pub async fn serve(
         stop_servers.clone(),
     ));
     let maintenance = tokio::spawn(maintain(hub.clone(), stop_servers.clone()));
-    let scheduler = tokio::spawn(crate::control::scheduler::run(
-        hub.clone(),
-        hub.settings.schedule_interval,
-        stop_servers.clone(),
-    ));
+    let controller = hub
+        .controller
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .ok_or(StartError::AlreadyServing)?;
+    let scheduler = tokio::spawn(controller.run(stop_servers.clone()));
     hub.metrics.set_ready(true);
     tracing::info!(
         listen = %listen.tls,
@@ -400,9 +422,15 @@ pub async fn serve(
 async fn maintain(hub: Arc<Hub>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     let mut retry = tokio::time::interval(STORE_RETRY);
+    let mut contact = tokio::time::interval(hub.settings.last_contact_interval);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
+            _ = contact.tick() => {
+                if let Err(e) = hub.persist_last_contact().await {
+                    tracing::warn!(error = %e, "cannot record when clusters were last heard");
+                }
+            }
             _ = retry.tick() => {
                 let store = hub.records.store();
                 if !store.healthy() {

@@ -241,6 +241,9 @@ impl Workloads for Reconciler {
             Some(tx) => {
                 let _ = tx.send(Command::Remove);
             }
+            // Its worker is still removing it: it reports when done (reporting now would let
+            // the hub forget objects that are still there).
+            None if self.revisions().contains_key(workload) => {}
             // Nothing here to remove: say so, so the hub can forget it.
             None => self.shared.board.removed(workload),
         }

@@ -56,8 +56,12 @@ impl Worker {
             let cmd = rx.borrow_and_update().clone();
             match cmd {
                 Command::Remove => {
-                    if let Some(rec) = record.take() {
-                        self.remove(&rec).await;
+                    if let Some(rec) = record.take()
+                        && !self.remove(&rec).await
+                    {
+                        // Stopped before everything was deleted: the cached record stays,
+                        // and the next start removes the rest.
+                        return;
                     }
                     if let Err(e) = self.shared.store.delete(&self.workload).await {
                         tracing::error!(workload = %self.workload, error = %e, "cannot delete cached desired state");
@@ -230,15 +234,57 @@ impl Worker {
         if ours { api.delete(r).await } else { Ok(()) }
     }
 
+    /// Namespaces that other workloads on this cluster have objects in, or declare objects
+    /// in. If the cache cannot be read, every namespace counts as held (`*`): deleting
+    /// nothing is the safe mistake.
+    async fn namespaces_of_other_workloads(&self) -> BTreeSet<String> {
+        let records = match self.shared.store.load_all().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the desired-state cache; keeping every Namespace");
+                return BTreeSet::from(["*".to_string()]);
+            }
+        };
+        let mut out = BTreeSet::new();
+        for rec in records.iter().filter(|r| r.workload != self.workload) {
+            out.extend(rec.inventory.iter().map(|o| o.namespace.clone()));
+            if let Ok(b) = Bundle::decode(&rec.bundle) {
+                out.extend(b.manifests.iter().map(|m| ObjRef::of(m).namespace));
+            }
+        }
+        out.remove("");
+        out
+    }
+
     /// Takes the workload off the cluster: deletes its objects (or leaves them, for Orphan).
-    async fn remove(&mut self, rec: &DesiredRecord) {
+    /// A deletion that fails (the API server is down) is retried until it succeeds: the hub
+    /// hears "removed" only then. Returns false if the agent is stopping first.
+    async fn remove(&mut self, rec: &DesiredRecord) -> bool {
         let policy = Bundle::decode(&rec.bundle)
             .map(|b| b.delete_policy)
             .unwrap_or_default();
         if policy == DeletePolicy::Orphan {
             tracing::info!(workload = %self.workload, objects = rec.inventory.len(), "workload removed; objects orphaned");
-            return;
+            return true;
         }
+        let mut backoff = crate::session::reconnect_backoff(Duration::from_secs(30));
+        loop {
+            let failed = self.delete_all(rec).await;
+            if failed == 0 {
+                tracing::info!(workload = %self.workload, objects = rec.inventory.len(), "workload removed");
+                return true;
+            }
+            let delay = backoff.next().unwrap_or(Duration::from_secs(30));
+            tracing::warn!(workload = %self.workload, failed, "some objects could not be deleted; retrying in {}", humantime::format_duration(delay));
+            tokio::select! {
+                _ = self.shared.shutdown.cancelled() => return false,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    /// Deletes the workload's objects once; returns how many deletions failed.
+    async fn delete_all(&mut self, rec: &DesiredRecord) -> usize {
         // Custom resources before their definitions, namespaces last.
         let mut order: Vec<&ObjRef> = rec.inventory.iter().collect();
         order.sort_by_key(|r| match r.kind.as_str() {
@@ -246,12 +292,29 @@ impl Worker {
             "CustomResourceDefinition" => 1,
             _ => 0,
         });
+        let mut held: Option<BTreeSet<String>> = None;
+        let mut failed = 0;
         for r in order {
+            if r.kind == "Namespace" && r.api_version == "v1" {
+                // Deleting a Namespace deletes everything in it: never while another workload
+                // still has objects there (on a real cluster, its PersistentVolumeClaims).
+                if held.is_none() {
+                    held = Some(self.namespaces_of_other_workloads().await);
+                }
+                if held
+                    .as_ref()
+                    .is_some_and(|h| h.contains(&r.name) || h.contains("*"))
+                {
+                    tracing::warn!(workload = %self.workload, namespace = %r.name, "not deleting the Namespace: another workload still has objects in it");
+                    continue;
+                }
+            }
             if let Err(e) = self.delete_if_ours(r).await {
                 tracing::warn!(workload = %self.workload, object = %r, error = %e, "cannot delete");
+                failed += 1;
             }
         }
-        tracing::info!(workload = %self.workload, objects = rec.inventory.len(), "workload removed");
+        failed
     }
 }
 

@@ -619,6 +619,8 @@ fn status_from_pb(cluster: &str, s: pb::WorkloadStatus) -> StatusRecord {
         workload: s.workload,
         revision: s.revision,
         phase,
+        // Set when stored, from the report before.
+        phase_since_unix: 0,
         message: cap_text(s.message),
         ready: s.ready,
         total: s.total,

@@ -243,7 +243,7 @@ fn capitalize(s: &str) -> String {
         .unwrap_or_default()
 }
 
-fn rollout_to_pb(v: crate::control::scheduler::RolloutView) -> pb::RolloutStatus {
+fn rollout_to_pb(v: crate::control::scheduler::views::RolloutView) -> pb::RolloutStatus {
     pb::RolloutStatus {
         name: v.workload,
         revision: v.revision,
@@ -440,7 +440,9 @@ impl pb::hub_api_server::HubApi for ClientApi {
                 remove: r.remove,
             };
             Ok(cluster_to_pb(
-                self.hub.label_cluster(&r.name, changes).await?,
+                self.hub
+                    .label_cluster(&r.name, changes, r.overwrite)
+                    .await?,
             ))
         }
         .await;
@@ -453,11 +455,15 @@ impl pb::hub_api_server::HubApi for ClientApi {
         req: Request<pb::RemoveClusterRequest>,
     ) -> Result<Response<pb::RemoveClusterResponse>, Status> {
         let who = self.who(&req);
-        let name = req.into_inner().name;
+        let r = req.into_inner();
+        let name = r.name;
         let result = async {
             self.authorize(&who, Role::Admin, "remove clusters")?;
-            self.hub.remove_cluster(&name).await?;
-            Ok(pb::RemoveClusterResponse {})
+            let remaining = self.hub.remove_cluster(&name, r.cleanup).await?;
+            Ok(pb::RemoveClusterResponse {
+                removed: remaining == 0,
+                remaining: remaining as u32,
+            })
         }
         .await;
         self.record(&who, "RemoveCluster", &format!("cluster/{name}"), &result)
@@ -766,6 +772,30 @@ impl pb::hub_api_server::HubApi for ClientApi {
         Ok(Response::new(rollout_to_pb(view)))
     }
 
+    async fn get_rollout_history(
+        &self,
+        req: Request<pb::RolloutRequest>,
+    ) -> Result<Response<pb::RolloutHistory>, Status> {
+        let scope = self.scope(&self.who(&req))?;
+        let name = req.into_inner().name;
+        self.workload_role(&scope, &name)?;
+        let revisions = self.hub.rollout_history(&name)?;
+        let current = self.hub.rollout_status(&name)?.revision;
+        Ok(Response::new(pb::RolloutHistory {
+            name,
+            revision: current,
+            revisions: revisions
+                .into_iter()
+                .map(|r| pb::RevisionEntry {
+                    revision: r.revision,
+                    unix: r.unix,
+                    by: r.by,
+                    change: r.change,
+                })
+                .collect(),
+        }))
+    }
+
     async fn control_rollout(
         &self,
         req: Request<pb::RolloutRequest>,
@@ -780,7 +810,8 @@ impl pb::hub_api_server::HubApi for ClientApi {
                 "pause" => self.hub.set_rollout_paused(&r.name, true).await?,
                 "resume" => self.hub.set_rollout_paused(&r.name, false).await?,
                 "undo" => {
-                    self.hub.undo_rollout(&r.name, &user).await?;
+                    let to = (r.to_revision > 0).then_some(r.to_revision);
+                    self.hub.undo_rollout(&r.name, to, &user).await?;
                 }
                 other => {
                     return Err(Status::invalid_argument(format!(

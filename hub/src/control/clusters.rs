@@ -11,8 +11,8 @@ use tether_common::workload::schedule::Taint;
 use crate::control::error::HubError;
 use crate::hub::Hub;
 use crate::sessions::{EndReason, SessionInfo};
+use crate::store::Batch;
 use crate::store::records::{ClusterRecord, Facts, Put};
-use crate::store::{Batch, Tree};
 
 /// How long a removed cluster's live session gets to receive its goodbye before its
 /// connection is cut.
@@ -98,10 +98,13 @@ impl Hub {
         Ok(self.view(record))
     }
 
+    /// Sets and removes labels. Changing a label's value needs `overwrite` (as `kubectl
+    /// label --overwrite`): it may move workloads at once.
     pub async fn label_cluster(
         &self,
         name: &str,
         changes: LabelChanges,
+        overwrite: bool,
     ) -> Result<ClusterView, HubError> {
         for (k, v) in &changes.set {
             labels::validate_key(k).map_err(HubError::InvalidArgument)?;
@@ -112,6 +115,25 @@ impl Hub {
             .records
             .cluster(name)?
             .ok_or_else(|| HubError::cluster_not_found(name))?;
+        if !overwrite {
+            let clash: Vec<String> = changes
+                .set
+                .iter()
+                .filter_map(|(k, v)| {
+                    record
+                        .labels
+                        .get(k)
+                        .filter(|old| *old != v)
+                        .map(|old| format!("{k}={old}"))
+                })
+                .collect();
+            if !clash.is_empty() {
+                return Err(HubError::FailedPrecondition(format!(
+                    "cluster {name:?} already has {}; pass --overwrite to change it (workloads may move at once)",
+                    clash.join(", ")
+                )));
+            }
+        }
         for k in &changes.remove {
             record.labels.remove(k);
         }
@@ -122,7 +144,7 @@ impl Hub {
         self.records.commit(&batch).await?;
         drop(_w);
         // New labels may place or unplace workloads, or change which overrides apply.
-        self.reschedule_all().await?;
+        self.reschedule_all();
         Ok(self.view(record))
     }
 
@@ -169,49 +191,45 @@ impl Hub {
         if scheduling {
             // Taints and cordons only keep new placements away, but placements waiting for
             // a spot may now find one.
-            self.reschedule_all().await?;
+            self.reschedule_all();
         }
         Ok(self.view(record))
     }
 
-    /// Forgets a cluster: its certificates stop working at once (new handshakes and requests
-    /// are refused), its live session is told why and closed, and its connections are cut.
-    pub async fn remove_cluster(&self, name: &str) -> Result<(), HubError> {
-        let identity = Identity::Cluster(name.to_string());
-        {
-            let _w = self.write_lock.lock().await;
-            if self.records.cluster(name)?.is_none() {
-                return Err(HubError::cluster_not_found(name));
-            }
-            let mut batch = Batch::new();
-            batch.delete(Tree::Clusters, name);
-            // Nobody is left to tell: its assignments and statuses go with it.
-            let workloads = self.forget_cluster_assignments(name, &mut batch)?;
-            let gone: Vec<(String, String)> = workloads
-                .iter()
-                .map(|w| (name.to_string(), w.clone()))
-                .collect();
-            self.finish_deleted_workloads(&workloads, &gone, &mut batch)?;
-            // Its tokens go too: a reusable one must not bring the removed cluster back.
-            let mut revoked = 0;
-            for mut t in self.records.tokens()? {
-                if t.cluster == name && !t.revoked {
-                    t.revoked = true;
-                    batch.put_token(&t);
-                    revoked += 1;
+    /// Removes a cluster. Without `cleanup` it is forgotten at once: its certificates stop
+    /// working (new handshakes and requests are refused), its live session is told why and
+    /// closed, and whatever it runs stays on the member. With `cleanup` its agent is first
+    /// told to remove every workload; the cluster is forgotten on the call that finds none
+    /// left. Returns how many workloads are left to remove (0: removed).
+    pub async fn remove_cluster(&self, name: &str, cleanup: bool) -> Result<usize, HubError> {
+        if cleanup {
+            let left = {
+                let _w = self.write_lock.lock().await;
+                let mut record = self
+                    .records
+                    .cluster(name)?
+                    .ok_or_else(|| HubError::cluster_not_found(name))?;
+                if !record.removing {
+                    record.removing = true;
+                    let mut batch = Batch::new();
+                    batch.put_cluster(&record);
+                    self.records.commit(&batch).await?;
+                    tracing::info!(
+                        cluster = name,
+                        "cluster removal started: its agent removes every workload first"
+                    );
+                    self.scheduler.enqueue_all();
                 }
+                self.records.assignments_of_cluster(name)?.len()
+            };
+            if left > 0 {
+                return Ok(left);
             }
-            self.records.commit(&batch).await?;
-            if revoked > 0 {
-                tracing::info!(
-                    cluster = name,
-                    tokens = revoked,
-                    "join tokens of a removed cluster revoked"
-                );
-            }
-            self.access.deny_new(identity.clone(), Vec::new());
-            self.metrics.clusters.dec();
         }
+        let identity = Identity::Cluster(name.to_string());
+        self.scheduler.forget_cluster(name).await?;
+        self.access.deny_new(identity.clone(), Vec::new());
+        self.metrics.clusters.dec();
         if let Some(ended) = self.sessions.end(
             name,
             EndReason::Removed,
@@ -221,7 +239,7 @@ impl Hub {
         }
         self.access.remove(&identity);
         tracing::info!(cluster = name, "cluster removed");
-        Ok(())
+        Ok(0)
     }
 
     /// Stores the facts an agent reported.
@@ -232,6 +250,12 @@ impl Hub {
         };
         if record.facts.as_ref() == Some(&facts) {
             return Ok(());
+        }
+        let reachable_before = record.facts.as_ref().is_none_or(|f| f.api_reachable);
+        if reachable_before != facts.api_reachable {
+            // A change of the member API's reachability changes where workloads may go.
+            record.api_unreachable_since = if facts.api_reachable { 0 } else { unix_now() };
+            self.reschedule_all();
         }
         record.facts = Some(facts);
         let mut batch = Batch::new();
@@ -251,12 +275,42 @@ impl Hub {
         let Some(mut record) = self.records.cluster(name)? else {
             return Ok(());
         };
+        if !facts.api_reachable && record.facts.as_ref().is_none_or(|f| f.api_reachable) {
+            record.api_unreachable_since = unix_now();
+        } else if facts.api_reachable {
+            record.api_unreachable_since = 0;
+        }
         record.facts = Some(facts);
         record.last_seen_unix = unix.max(record.last_seen_unix).min(unix_now());
         let mut batch = Batch::new();
         batch.put_cluster(&record);
         self.records.commit(&batch).await?;
+        // Connected again: placements waiting for an available cluster may go there.
+        self.reschedule_all();
         Ok(())
+    }
+
+    /// Writes down when each live cluster was last heard, for those whose record is behind
+    /// (one batch for all; run every `--last-contact-interval`).
+    pub async fn persist_last_contact(&self) -> Result<usize, HubError> {
+        let _w = self.write_lock.lock().await;
+        let mut batch = Batch::new();
+        let mut n = 0;
+        for mut record in self.records.clusters()? {
+            let Some(s) = self.sessions.get(&record.name) else {
+                continue;
+            };
+            let heard = s.last_heard_unix.min(unix_now());
+            if heard > record.last_seen_unix {
+                record.last_seen_unix = heard;
+                batch.put_cluster(&record);
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.records.commit(&batch).await?;
+        }
+        Ok(n)
     }
 
     /// Records when a session's agent was last heard, as the session ends.

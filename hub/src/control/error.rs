@@ -22,6 +22,9 @@ pub enum HubError {
     ResourceExhausted(String),
     #[error("{0}")]
     FailedPrecondition(String),
+    /// Try again: the hub is starting or stopping.
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -56,6 +59,7 @@ impl From<HubError> for tonic::Status {
             HubError::PermissionDenied(_) => tonic::Status::permission_denied(msg),
             HubError::ResourceExhausted(_) => tonic::Status::resource_exhausted(msg),
             HubError::FailedPrecondition(_) => tonic::Status::failed_precondition(msg),
+            HubError::Unavailable(_) => tonic::Status::unavailable(msg),
             HubError::Store(_) | HubError::Pki(_) => {
                 tracing::error!(error = %msg, "internal error");
                 tonic::Status::internal(msg)

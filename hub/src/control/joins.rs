@@ -125,7 +125,6 @@ impl Hub {
             })?;
         let existing = self.records.cluster(&rec.cluster)?;
         let rejoin = existing.is_some();
-        let labels_before = existing.as_ref().map(|c| c.labels.clone());
         let mut cluster = existing.unwrap_or_else(|| ClusterRecord {
             name: rec.cluster.clone(),
             joined_unix: now,
@@ -162,15 +161,9 @@ impl Hub {
             self.metrics.clusters.inc();
         }
         drop(_w);
-        // Workloads whose placement selects the new cluster (or its token's labels). A
-        // re-join that changed labels may move other workloads too: everything is looked at
-        // again. One that did not (the usual case: a new credential) changes no placement,
-        // so it costs what a new join costs, however many clusters there are.
-        if labels_before.is_some_and(|before| before != cluster.labels) {
-            self.reschedule_all().await?;
-        } else {
-            self.place_joined_cluster(&cluster.name).await?;
-        }
+        // Any workload may now choose it (or, after a re-join with new labels, drop it).
+        // The scheduler's queue coalesces a burst of joins into one pass per workload.
+        self.reschedule_all();
         Metrics::count(&self.metrics.joins, "ok");
         tracing::info!(cluster = %cluster.name, token_id = %id, source = %req.source, rejoin, "cluster joined");
         Ok(Joined {

@@ -192,7 +192,7 @@ impl Hub {
         };
         tracing::info!(team = name, "team changed");
         // Where the team's workloads may run may have changed.
-        self.reschedule_all().await?;
+        self.reschedule_all();
         Ok(record)
     }
 

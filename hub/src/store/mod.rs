@@ -45,10 +45,13 @@ pub enum Tree {
     Teams,
     /// Cluster sets by name.
     ClusterSets,
+    /// Each workload's recent specs, for `rollout history` and `undo --to-revision`:
+    /// `workload/revision` (20 digits).
+    Revisions,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 14] = [
+    pub const ALL: [Tree; 15] = [
         Tree::Meta,
         Tree::Clusters,
         Tree::Tokens,
@@ -63,6 +66,7 @@ impl Tree {
         Tree::Events,
         Tree::Teams,
         Tree::ClusterSets,
+        Tree::Revisions,
     ];
 
     /// Position in [`Tree::ALL`].
@@ -86,6 +90,7 @@ impl Tree {
             Tree::Events => "events",
             Tree::Teams => "teams",
             Tree::ClusterSets => "cluster_sets",
+            Tree::Revisions => "revisions",
         }
     }
 }

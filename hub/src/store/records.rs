@@ -42,6 +42,11 @@ pub struct ClusterRecord {
     /// No new placements (existing ones stay).
     pub cordoned: bool,
     pub taints: Vec<tether_common::workload::schedule::Taint>,
+    /// Since when its agent has reported the member API unreachable (0: reachable).
+    pub api_unreachable_since: i64,
+    /// `cluster remove --cleanup` is under way: its agent removes every workload, then the
+    /// cluster is forgotten.
+    pub removing: bool,
 }
 
 /// A join token. Only the hash of its secret is kept.
@@ -204,7 +209,29 @@ pub struct RolloutState {
     /// The wave being rolled out, and since when.
     pub wave: usize,
     pub wave_started_unix: i64,
+    /// `wave` has been announced (a WaveStarted event): the first wave is announced too.
+    pub started: bool,
     pub complete: bool,
+}
+
+/// One applied spec of a workload, for `rollout history` and `rollout undo --to-revision`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RevisionRecord {
+    pub workload: String,
+    pub revision: u64,
+    pub unix: i64,
+    pub by: String,
+    /// What changed from the spec before, in words.
+    pub change: String,
+    /// The Workload as applied (JSON).
+    pub spec: serde_json::Value,
+}
+
+impl RevisionRecord {
+    pub fn key(workload: &str, revision: u64) -> String {
+        format!("{workload}/{revision:020}")
+    }
 }
 
 /// A scheduling decision, for `tetherctl events`.
@@ -284,6 +311,8 @@ pub struct StatusRecord {
     pub workload: String,
     pub revision: u64,
     pub phase: tether_common::workload::Phase,
+    /// Since when the cluster has reported this phase on this revision.
+    pub phase_since_unix: i64,
     pub message: String,
     pub ready: u32,
     pub total: u32,
@@ -578,6 +607,16 @@ impl Records {
     }
 
     /// Applies `batch` and waits for the disk.
+    /// A workload's stored revisions, oldest first.
+    pub fn revisions(&self, workload: &str) -> Result<Vec<RevisionRecord>, StoreError> {
+        let prefix = format!("{workload}/");
+        self.store
+            .scan_prefix(Tree::Revisions, prefix.as_bytes())?
+            .iter()
+            .map(|(k, v)| decode(Tree::Revisions, k, v))
+            .collect()
+    }
+
     pub async fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
         self.store.commit(batch).await
     }
@@ -606,6 +645,7 @@ pub trait Put {
     fn put_hub_meta(&mut self, r: &HubMeta) -> &mut Self;
     fn put_team(&mut self, r: &TeamRecord) -> &mut Self;
     fn put_cluster_set(&mut self, r: &ClusterSetRecord) -> &mut Self;
+    fn put_revision(&mut self, r: &RevisionRecord) -> &mut Self;
 }
 
 impl Put for Batch {
@@ -676,6 +716,13 @@ impl Put for Batch {
     }
     fn put_cluster_set(&mut self, r: &ClusterSetRecord) -> &mut Self {
         self.put(Tree::ClusterSets, r.name.as_bytes(), encode(r))
+    }
+    fn put_revision(&mut self, r: &RevisionRecord) -> &mut Self {
+        self.put(
+            Tree::Revisions,
+            RevisionRecord::key(&r.workload, r.revision).as_bytes(),
+            encode(r),
+        )
     }
 }
 

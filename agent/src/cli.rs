@@ -560,17 +560,6 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 async fn shutdown_on_signal(token: CancellationToken) {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
+    tether_common::signal::terminated().await;
     token.cancel();
 }

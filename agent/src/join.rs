@@ -91,11 +91,7 @@ pub async fn join_once(
             | tonic::Code::PermissionDenied => JoinError::Refused(s.message().to_string()),
             _ => JoinError::Unreachable {
                 hub: hub.to_string(),
-                detail: if s.message().is_empty() {
-                    tls::root_cause(&s)
-                } else {
-                    s.message().to_string()
-                },
+                detail: tls::status_detail(&s),
             },
         })?
         .into_inner();

@@ -41,13 +41,7 @@ async fn renew_once(
     let resp = AgentServiceClient::new(channel)
         .renew(pb::RenewRequest { csr_der })
         .await
-        .map_err(|s| {
-            if s.message().is_empty() {
-                tls::root_cause(&s)
-            } else {
-                s.message().to_string()
-            }
-        })?
+        .map_err(|s| tls::status_detail(&s))?
         .into_inner();
     let issued = resp
         .credential

@@ -164,8 +164,7 @@ fn classify_status(status: &tonic::Status) -> End {
             End::Fatal(Fatal::CredentialRejected(status.message().to_string()))
         }
         Some(e) => End::Retry(e.to_string()),
-        None if status.message().is_empty() => End::Retry(tls::root_cause(status)),
-        None => End::Retry(status.message().to_string()),
+        None => End::Retry(tls::status_detail(status)),
     }
 }
 

@@ -55,9 +55,10 @@ pub struct Drift {
     pub unix: i64,
 }
 
-/// How objects in a status are capped.
-pub const MAX_OBJECTS: usize = 50;
-pub const MAX_DRIFT: usize = 10;
+/// How objects in a status are capped (the hub caps what it keeps the same way).
+pub use tether_common::workload::limits::{
+    MAX_STATUS_DRIFT as MAX_DRIFT, MAX_STATUS_OBJECTS as MAX_OBJECTS,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkloadStatus {

@@ -30,11 +30,7 @@ pub fn status_error(hub: &str, status: tonic::Status) -> CtlError {
         Code::InvalidArgument => EXIT_USAGE,
         _ => EXIT_RUNTIME,
     };
-    let detail = if status.message().is_empty() {
-        tls::root_cause(&status)
-    } else {
-        status.message().to_string()
-    };
+    let detail = tls::status_detail(&status);
     let message = match status.code() {
         Code::Unavailable | Code::Unknown
             if status.message().contains("transport") || status.message().is_empty() =>

@@ -13,6 +13,7 @@ pub mod pki;
 #[cfg(feature = "probes")]
 pub mod probes;
 pub mod proxy;
+pub mod signal;
 pub mod telemetry;
 pub mod text;
 pub mod time;

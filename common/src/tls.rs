@@ -429,6 +429,16 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Prefixed<T> {
     }
 }
 
+/// What a failed gRPC call says: the hub's message, or, when there is none (the call never
+/// reached it), the root cause of the transport error.
+pub fn status_detail(status: &tonic::Status) -> String {
+    if status.message().is_empty() {
+        root_cause(status)
+    } else {
+        status.message().to_string()
+    }
+}
+
 /// The most specific message in an error's source chain, for one-line reports.
 pub fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     let mut last = err.to_string();

@@ -504,17 +504,6 @@ fn fail(e: &dyn std::fmt::Display) -> ExitCode {
 
 /// Cancels `token` on SIGINT or SIGTERM.
 pub async fn shutdown_on_signal(token: CancellationToken) {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
+    tether_common::signal::terminated().await;
     token.cancel();
 }

@@ -1,8 +1,7 @@
-//! The hub's shared state and its `serve` loop.
-//!
-//! [`Hub`] is what every gRPC handler holds: the records, the CA, the live sessions and the
-//! access list. Operations on it live in their own modules ([`crate::control::joins`],
-//! [`crate::control::clusters`], [`crate::control::tokens`]); this module opens it and runs the ports.
+//! The composition root and the `serve` loop: [`Hub::open`] builds every part of the hub
+//! from its data directory and settings, each given exactly what it needs (see
+//! [`crate::api::state::Hub`]); [`serve`] runs the ports, the scheduler's task and the
+//! housekeeping until shutdown.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,20 +9,28 @@ use std::time::Duration;
 
 use tether_common::identity::Identity;
 use tether_common::pki::{self, CertificateAuthority};
-use tether_common::{files, tls};
+use tether_common::tls;
 use tokio::net::TcpListener;
-use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::datadir::DataDir;
-use crate::api::server::{self, ServerOptions};
+use crate::admin::datadir::{DataDir, write_file};
+use crate::api::server;
+pub use crate::api::state::{Hub, Settings};
 use crate::api::tls_auth::ClientVerifier;
 use crate::api::{agent, client};
+use crate::control::RecordLock;
+use crate::control::audit::Audit;
+use crate::control::clusters::Clusters;
+use crate::control::joins::{Joins, JoinsDeps};
 use crate::control::ratelimit::FailureLimiter;
+use crate::control::teams::Teams;
+use crate::control::tokens::Tokens;
+use crate::control::users::Users;
+use crate::control::workloads::Workloads;
 use crate::metrics::Metrics;
 use crate::sessions::access::Access;
 use crate::sessions::{EndReason, Sessions};
-use crate::store::records::{HubMeta, Records};
+use crate::store::records::Records;
 use crate::store::{Durable, RedbStore, StoreError};
 
 /// How often a store that failed to write is tried again.
@@ -36,67 +43,7 @@ const AGENT_MESSAGE_LIMIT: usize = 4 << 20;
 /// Serving certificates are renewed at start-up when they have less than this left.
 const SERVING_CERT_RENEW_BEFORE: Duration = Duration::from_secs(30 * 86_400);
 /// Lifetime of a (re)issued serving certificate.
-pub const SERVING_CERT_LIFETIME: Duration = Duration::from_secs(365 * 86_400);
-
-/// Tunables of a running hub.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// Lifetime of the client certificates issued to agents.
-    pub cert_lifetime: Duration,
-    pub token_default_ttl: Duration,
-    pub token_max_ttl: Duration,
-    /// How often agents and the hub send heartbeats on the stream.
-    pub heartbeat_interval: Duration,
-    /// A session silent for this long is closed and its cluster becomes Offline.
-    pub offline_grace: Duration,
-    /// How often each session compares what its agent acknowledged with what it should run.
-    pub resync_interval: Duration,
-    /// The largest rendered copy of a workload for one cluster (uncompressed JSON).
-    pub max_bundle_size: usize,
-    /// Failed joins allowed per source address per minute.
-    pub join_failures_per_minute: u32,
-    /// How long audit entries are kept.
-    pub audit_retention: Duration,
-    /// How long scheduling events (`tetherctl events`) are kept.
-    pub event_retention: Duration,
-    pub proxy: crate::api::proxy::ProxySettings,
-    /// How often rollouts and failovers are advanced.
-    pub schedule_interval: Duration,
-    /// Failovers allowed per minute across the hub.
-    pub failovers_per_minute: u32,
-    /// How often live clusters' last contact is persisted.
-    pub last_contact_interval: Duration,
-    pub server: ServerOptions,
-    /// Client API calls one user may have in flight.
-    pub calls_in_flight_per_user: usize,
-    /// Refused client API calls one identity may make per minute before it is turned away
-    /// (unaudited) for the rest of the minute.
-    pub refused_calls_per_minute: u32,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            cert_lifetime: Duration::from_secs(30 * 86_400),
-            token_default_ttl: Duration::from_secs(3600),
-            token_max_ttl: Duration::from_secs(7 * 86_400),
-            heartbeat_interval: Duration::from_secs(10),
-            offline_grace: Duration::from_secs(30),
-            resync_interval: Duration::from_secs(60),
-            max_bundle_size: 8 << 20,
-            join_failures_per_minute: 10,
-            audit_retention: Duration::from_secs(90 * 86_400),
-            event_retention: Duration::from_secs(7 * 86_400),
-            proxy: crate::api::proxy::ProxySettings::default(),
-            schedule_interval: Duration::from_secs(2),
-            failovers_per_minute: 10,
-            last_contact_interval: Duration::from_secs(60),
-            server: ServerOptions::default(),
-            calls_in_flight_per_user: 8,
-            refused_calls_per_minute: 30,
-        }
-    }
-}
+pub use crate::admin::datadir::SERVING_CERT_LIFETIME;
 
 /// Why the hub could not start.
 #[derive(Debug, thiserror::Error)]
@@ -109,12 +56,8 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-    #[error("failed to write {path}: {source}")]
-    Write {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Write(#[from] crate::admin::datadir::WriteError),
     #[error("{0}")]
     Pki(#[from] pki::PkiError),
     #[error("{0}")]
@@ -142,48 +85,6 @@ fn read(path: &std::path::Path) -> Result<String, StartError> {
         path: path.display().to_string(),
         source,
     })
-}
-
-/// The hub's shared state.
-pub struct Hub {
-    /// The data directory (backups read its files).
-    pub dir: DataDir,
-    pub records: Records,
-    /// Signs every new client certificate.
-    pub ca: CertificateAuthority,
-    /// Pin of `ca`: certificates issued by another CA are renewed at the next connection.
-    pub signing_pin: String,
-    /// The CA being replaced during a rotation (it still signs the serving certificate).
-    pub ca_previous: Option<CertificateAuthority>,
-    /// Every CA peers are trusted from, PEM; also what agents and users are given to trust.
-    pub trust_pem: String,
-    /// Pin of the CA that signed the serving certificate: what joining agents must pin.
-    pub ca_pin: String,
-    pub meta: HubMeta,
-    pub settings: Settings,
-    pub sessions: Arc<Sessions>,
-    pub access: Arc<Access>,
-    pub metrics: Metrics,
-    /// Serializes read-modify-write of records (the store holds one writer: this process).
-    pub write_lock: Arc<Mutex<()>>,
-    /// Failed joins per source address.
-    pub join_limiter: FailureLimiter,
-    /// Client API calls in flight and refused, per identity.
-    pub calls: Arc<crate::control::ratelimit::CallLimits>,
-    /// Proxied Kubernetes API requests waiting for their agent streams.
-    pub proxy: crate::api::proxy::Proxy,
-    /// The scheduler's handle: every workload and assignment write goes through it.
-    pub scheduler: crate::control::scheduler::Scheduler,
-    /// The scheduler's task, until `serve` starts it.
-    controller: std::sync::Mutex<Option<crate::control::scheduler::Controller>>,
-    /// When this hub process started (Offline time is not counted from before it).
-    pub started_unix: i64,
-}
-
-impl std::fmt::Debug for Hub {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hub").finish_non_exhaustive()
-    }
 }
 
 impl Hub {
@@ -223,11 +124,14 @@ impl Hub {
         }
         let metrics = Metrics::new();
         metrics.clusters.set(clusters.len() as i64);
-        let join_limiter =
-            FailureLimiter::new(settings.join_failures_per_minute, Duration::from_secs(60));
+        let join_limiter = Arc::new(FailureLimiter::new(
+            settings.join_failures_per_minute,
+            Duration::from_secs(60),
+        ));
         let started_unix = tether_common::time::unix_now();
         let sessions = Sessions::new(metrics.clone());
-        let write_lock = Arc::new(Mutex::new(()));
+        let write_lock = RecordLock::default();
+        let ca = Arc::new(ca);
         let (scheduler, controller) = crate::control::scheduler::Scheduler::new(
             records.clone(),
             sessions.clone(),
@@ -241,11 +145,45 @@ impl Hub {
         );
         Ok(Arc::new(Hub {
             dir: dir.clone(),
+            tokens: Tokens::new(
+                records.clone(),
+                write_lock.clone(),
+                settings.token_default_ttl,
+                settings.token_max_ttl,
+            ),
+            users: Users::new(
+                records.clone(),
+                write_lock.clone(),
+                ca.clone(),
+                signing_pin.clone(),
+                access.clone(),
+            ),
+            teams: Teams::new(records.clone(), write_lock.clone(), scheduler.clone()),
+            joins: Joins::new(JoinsDeps {
+                records: records.clone(),
+                write_lock: write_lock.clone(),
+                ca: ca.clone(),
+                signing_pin: signing_pin.clone(),
+                cert_lifetime: settings.cert_lifetime,
+                access: access.clone(),
+                metrics: metrics.clone(),
+                join_limiter,
+                scheduler: scheduler.clone(),
+            }),
+            clusters: Clusters::new(
+                records.clone(),
+                write_lock.clone(),
+                sessions.clone(),
+                access.clone(),
+                metrics.clone(),
+                scheduler.clone(),
+            ),
+            workloads: Workloads::new(records.clone(), sessions.clone(), scheduler.clone()),
+            audit: Audit::new(records.clone()),
             scheduler,
             controller: std::sync::Mutex::new(Some(controller)),
             started_unix,
             proxy: crate::api::proxy::Proxy::default(),
-            join_limiter,
             calls: Arc::new(crate::control::ratelimit::CallLimits::new(
                 settings.calls_in_flight_per_user,
                 settings.refused_calls_per_minute,
@@ -261,7 +199,6 @@ impl Hub {
             sessions,
             access,
             metrics,
-            write_lock,
         }))
     }
 
@@ -286,13 +223,6 @@ impl Hub {
         write_file(&dir.hub_cert(), chain.as_bytes())?;
         Ok((chain, issued.key_pem))
     }
-}
-
-pub(crate) fn write_file(path: &std::path::Path, contents: &[u8]) -> Result<(), StartError> {
-    files::write_private(path, contents).map_err(|source| StartError::Write {
-        path: path.display().to_string(),
-        source,
-    })
 }
 
 /// Listening addresses of a running hub.
@@ -427,7 +357,7 @@ async fn maintain(hub: Arc<Hub>, stop: CancellationToken) {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = contact.tick() => {
-                if let Err(e) = hub.persist_last_contact().await {
+                if let Err(e) = hub.clusters.persist_last_contact().await {
                     tracing::warn!(error = %e, "cannot record when clusters were last heard");
                 }
             }
@@ -441,12 +371,12 @@ async fn maintain(hub: Arc<Hub>, stop: CancellationToken) {
                 }
             }
             _ = tick.tick() => {
-                match hub.prune_audit(hub.settings.audit_retention).await {
+                match hub.audit.prune_audit(hub.settings.audit_retention).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(entries = n, "pruned old audit entries"),
                     Err(e) => tracing::warn!(error = %e, "cannot prune the audit log"),
                 }
-                match hub.prune_events(hub.settings.event_retention).await {
+                match hub.workloads.prune_events(hub.settings.event_retention).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(events = n, "pruned old scheduling events"),
                     Err(e) => tracing::warn!(error = %e, "cannot prune scheduling events"),

@@ -241,6 +241,19 @@ fn problem(field: impl Into<String>, message: impl Into<String>) -> Problem {
     (field.into(), message.into())
 }
 
+/// What one status report may carry: the agent sends at most this much, and the hub keeps
+/// at most this much of whatever arrives.
+pub mod limits {
+    /// Objects listed per report (`objectsTotal` counts all).
+    pub const MAX_STATUS_OBJECTS: usize = 50;
+    /// Recent drift corrections listed per report.
+    pub const MAX_STATUS_DRIFT: usize = 10;
+    /// Status-feedback values per report.
+    pub const MAX_STATUS_FEEDBACK: usize = 50;
+    /// Bytes of any one text (a message, a name, a value).
+    pub const MAX_STATUS_TEXT: usize = 1024;
+}
+
 /// How a workload is doing in one cluster, as its agent judges it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Phase {

@@ -257,3 +257,23 @@ pub enum LockError {
         source: std::io::Error,
     },
 }
+
+/// Lifetime of the hub's serving certificate (reissued at start-up when under 30 days left).
+pub const SERVING_CERT_LIFETIME: std::time::Duration = std::time::Duration::from_secs(365 * 86_400);
+
+/// A file of the data directory could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to write {path}: {source}")]
+pub struct WriteError {
+    pub path: String,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Writes a data-directory file holding secrets (0600, replaced atomically).
+pub fn write_file(path: &std::path::Path, contents: &[u8]) -> Result<(), WriteError> {
+    tether_common::files::write_private(path, contents).map_err(|source| WriteError {
+        path: path.display().to_string(),
+        source,
+    })
+}

@@ -7,7 +7,7 @@ use tether_common::pki::{CertificateAuthority, PkiError};
 use tether_common::{files, tls};
 
 use crate::admin::datadir::DataDir;
-use crate::hub::{SERVING_CERT_LIFETIME, StartError, write_file};
+use crate::admin::datadir::{SERVING_CERT_LIFETIME, WriteError, write_file};
 use crate::store::records::{HubMeta, Put, Role, UserRecord};
 use crate::store::{Batch, RedbStore, Store};
 use tether_client::ClientConfig;
@@ -50,7 +50,7 @@ pub enum InitError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Start(#[from] StartError),
+    Write(#[from] WriteError),
     #[error(transparent)]
     Pki(#[from] PkiError),
     #[error(transparent)]

@@ -13,8 +13,8 @@ use tether_common::identity::Identity;
 use tether_common::pki::CertificateAuthority;
 
 use crate::admin::datadir::DataDir;
+use crate::admin::datadir::{SERVING_CERT_LIFETIME, WriteError, write_file};
 use crate::admin::init::{ADMIN_CERT_LIFETIME, InitError};
-use crate::hub::{SERVING_CERT_LIFETIME, StartError, write_file};
 use crate::store::records::{ClusterRecord, HubMeta, Put, Role, UserRecord, decode};
 use crate::store::{Batch, RedbStore, Store, Tree};
 use tether_client::ClientConfig;
@@ -45,7 +45,7 @@ pub enum RotationError {
         detail: String,
     },
     #[error(transparent)]
-    Start(#[from] StartError),
+    Write(#[from] WriteError),
     #[error(transparent)]
     Init(#[from] InitError),
     #[error(transparent)]

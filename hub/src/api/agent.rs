@@ -19,9 +19,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::api::server::{Peer, PeerCert};
+use crate::api::state::Hub;
 use crate::control::joins::JoinRequest;
 use crate::control::workloads::{MAX_STATUS_DRIFT, MAX_STATUS_OBJECTS, cap_feedback, cap_text};
-use crate::hub::Hub;
 use crate::sessions::delivery::Hint;
 use crate::sessions::{Control, EndReason, SessionHandle};
 use crate::store::records::{AssignmentRecord, DriftRecord, Facts, ObjectStatus, StatusRecord};
@@ -134,6 +134,7 @@ impl pb::agent_service_server::AgentService for AgentApi {
         let r = req.into_inner();
         let joined = self
             .hub
+            .joins
             .join(JoinRequest {
                 token: r.token,
                 csr_der: r.csr_der,
@@ -153,7 +154,11 @@ impl pb::agent_service_server::AgentService for AgentApi {
         req: Request<pb::RenewRequest>,
     ) -> Result<Response<pb::RenewResponse>, Status> {
         let (_, cert, _) = cluster_peer(&req)?;
-        let signed = self.hub.renew(&cert, &req.into_inner().csr_der).await?;
+        let signed = self
+            .hub
+            .joins
+            .renew(&cert, &req.into_inner().csr_der)
+            .await?;
         Ok(Response::new(pb::RenewResponse {
             credential: Some(credential(&signed, &self.hub.trust_pem)),
         }))
@@ -213,6 +218,7 @@ impl pb::agent_service_server::AgentService for AgentApi {
         // full disk the agent still connects (and its statuses wait in memory).
         if let Err(e) = self
             .hub
+            .clusters
             .record_session_start(&cluster, facts_from_pb(hello.facts), unix_now())
             .await
         {
@@ -380,7 +386,7 @@ impl Session {
                 if a.deleting {
                     if held.is_none() {
                         // The agent never had it: nothing to remove there.
-                        if let Err(e) = self.hub.assignment_removed(&cluster, &w).await {
+                        if let Err(e) = self.hub.workloads.assignment_removed(&cluster, &w).await {
                             tracing::warn!(cluster, workload = %w, error = %e, "cannot drop assignment");
                         }
                         return None;
@@ -509,6 +515,7 @@ impl Session {
             Some(agent_message::Msg::Facts(f)) => {
                 if let Err(e) = self
                     .hub
+                    .clusters
                     .record_facts(&cluster, facts_from_pb(f.facts))
                     .await
                 {
@@ -545,13 +552,18 @@ impl Session {
             }
             Some(agent_message::Msg::Removed(r)) => {
                 self.acked().remove(&r.workload);
-                if let Err(e) = self.hub.assignment_removed(&cluster, &r.workload).await {
+                if let Err(e) = self
+                    .hub
+                    .workloads
+                    .assignment_removed(&cluster, &r.workload)
+                    .await
+                {
                     tracing::warn!(cluster, workload = %r.workload, error = %e, "cannot record removal");
                 }
             }
             Some(agent_message::Msg::Status(s)) => {
                 let record = status_from_pb(&cluster, s);
-                match self.hub.record_status(record).await {
+                match self.hub.workloads.record_status(record).await {
                     Ok(true) => {
                         self.hub.metrics.status_reports.inc();
                     }
@@ -596,7 +608,7 @@ impl Session {
             .load(std::sync::atomic::Ordering::Relaxed)
             / 1000;
         if !matches!(ended, Ended::Told(EndReason::Removed))
-            && let Err(e) = self.hub.record_last_seen(cluster, last).await
+            && let Err(e) = self.hub.clusters.record_last_seen(cluster, last).await
         {
             tracing::warn!(cluster, error = %e, "failed to record last-seen time");
         }

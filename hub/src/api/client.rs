@@ -11,12 +11,12 @@ use tether_common::workload;
 use tonic::{Request, Response, Status};
 
 use crate::api::agent::peer;
+use crate::api::state::Hub;
 use crate::control::clusters::ClusterView;
 use crate::control::error::HubError;
 use crate::control::tenancy::Scope;
 use crate::control::tokens::TokenSpec;
 use crate::control::workloads::ClusterWorkload;
-use crate::hub::Hub;
 use crate::store::records::{Role, TokenRecord};
 
 pub struct ClientApi {
@@ -104,7 +104,7 @@ impl ClientApi {
             .user(&name)
             .map_err(|e| Status::internal(e.to_string()))?
             .ok_or_else(|| Status::unauthenticated(format!("user {name:?} no longer exists")))?;
-        Ok(self.hub.scope(&user)?)
+        Ok(self.hub.teams.scope(&user)?)
     }
 
     /// The caller's role on workload `name` (not found when it may not even see it).
@@ -154,6 +154,7 @@ impl ClientApi {
             self.hub.calls.refusals.failed(&who.actor);
         }
         self.hub
+            .audit
             .audit(&who.actor, action, target, &outcome, &who.source)
             .await;
     }
@@ -247,7 +248,7 @@ fn rollout_to_pb(v: crate::control::scheduler::views::RolloutView) -> pb::Rollou
     pb::RolloutStatus {
         name: v.workload,
         revision: v.revision,
-        state: v.state,
+        state: v.state.as_str().to_string(),
         reason: v.reason,
         current_wave: v.current_wave as u32,
         max_unavailable: v.max_unavailable as u32,
@@ -344,6 +345,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
             let (user, _) = self.authorize(&who, Role::Admin, "create join tokens")?;
             let (token, record) = self
                 .hub
+                .tokens
                 .create_token(TokenSpec {
                     cluster: r.cluster,
                     labels: r.labels.into_iter().collect(),
@@ -373,6 +375,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
         self.authorize(&self.who(&req), Role::Admin, "list join tokens")?;
         let tokens = self
             .hub
+            .tokens
             .list_tokens()?
             .into_iter()
             .map(token_to_pb)
@@ -388,7 +391,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
         let id = req.into_inner().id;
         let result = async {
             self.authorize(&who, Role::Admin, "revoke join tokens")?;
-            self.hub.revoke_token(&id).await?;
+            self.hub.tokens.revoke_token(&id).await?;
             Ok(pb::RevokeTokenResponse {})
         }
         .await;
@@ -404,6 +407,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
         let scope = self.scope(&self.who(&req))?;
         let clusters = self
             .hub
+            .clusters
             .list_clusters()?
             .into_iter()
             .filter(|c| scope.role_on_cluster(&c.record.labels) >= Role::Viewer)
@@ -418,7 +422,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
     ) -> Result<Response<pb::Cluster>, Status> {
         let scope = self.scope(&self.who(&req))?;
         let name = req.into_inner().name;
-        let view = self.hub.get_cluster(&name)?;
+        let view = self.hub.clusters.get_cluster(&name)?;
         // A cluster outside the caller's sets does not exist for them.
         if scope.role_on_cluster(&view.record.labels) < Role::Viewer {
             return Err(HubError::cluster_not_found(&name).into());
@@ -441,6 +445,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
             };
             Ok(cluster_to_pb(
                 self.hub
+                    .clusters
                     .label_cluster(&r.name, changes, r.overwrite)
                     .await?,
             ))
@@ -459,7 +464,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
         let name = r.name;
         let result = async {
             self.authorize(&who, Role::Admin, "remove clusters")?;
-            let remaining = self.hub.remove_cluster(&name, r.cleanup).await?;
+            let remaining = self.hub.clusters.remove_cluster(&name, r.cleanup).await?;
             Ok(pb::RemoveClusterResponse {
                 removed: remaining == 0,
                 remaining: remaining as u32,
@@ -491,7 +496,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
                 add_taints: r.add_taints,
                 remove_taints: r.remove_taints,
             };
-            Ok(cluster_to_pb(self.hub.set_cluster(&r.name, change).await?))
+            Ok(cluster_to_pb(self.hub.clusters.set_cluster(&r.name, change).await?))
         }
         .await;
         self.record(&who, "SetCluster", &target, &result).await;
@@ -518,7 +523,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
             .unwrap_or_else(|| "workload/?".into());
         let result = async {
             let scope = self.scope(&who)?;
-            let teams = self.hub.team_scopes()?;
+            let teams = self.hub.teams.team_scopes()?;
             let team = scope
                 .team_for_apply(&team, &teams)
                 .map_err(Status::permission_denied)?;
@@ -529,7 +534,11 @@ impl pb::hub_api_server::HubApi for ClientApi {
                     format!("field {field}: {msg}")
                 })
             })?;
-            let applied = self.hub.apply_workload(w, &scope.user, team).await?;
+            let applied = self
+                .hub
+                .workloads
+                .apply_workload(w, &scope.user, team)
+                .await?;
             Ok(pb::ApplyWorkloadResponse {
                 name: applied.name,
                 revision: applied.revision,
@@ -551,7 +560,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
         let result = async {
             let scope = self.scope(&who)?;
             self.may_change_workload(&scope, &name, "delete workloads")?;
-            self.hub.delete_workload(&name).await?;
+            self.hub.workloads.delete_workload(&name).await?;
             Ok(pb::DeleteWorkloadResponse {})
         }
         .await;
@@ -567,7 +576,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
         let scope = self.scope(&self.who(&req))?;
         let name = req.into_inner().name;
         let role = self.workload_role(&scope, &name)?;
-        let (r, clusters) = self.hub.get_workload(&name)?;
+        let (r, clusters) = self.hub.workloads.get_workload(&name)?;
         // Viewers look but never read Secret values.
         let mut workload = r.workload;
         if role < Role::Operator {
@@ -592,6 +601,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
         let scope = self.scope(&self.who(&req))?;
         let workloads = self
             .hub
+            .workloads
             .list_workloads()?
             .into_iter()
             .filter(|s| scope.role_on_workload(&s.team) >= Role::Viewer)
@@ -618,7 +628,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
         let scope = self.scope(&self.who(&req))?;
         let name = req.into_inner().name;
         let role = self.workload_role(&scope, &name)?;
-        let (record, clusters) = self.hub.workload_status(&name)?;
+        let (record, clusters) = self.hub.workloads.workload_status(&name)?;
         let mut clusters: Vec<pb::ClusterWorkloadStatus> =
             clusters.into_iter().map(cluster_workload_to_pb).collect();
         if role < Role::Operator {
@@ -660,6 +670,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
             let ttl = (r.ttl_seconds > 0).then(|| Duration::from_secs(r.ttl_seconds));
             let cert = self
                 .hub
+                .users
                 .create_user(&r.name, role, &r.csr_der, ttl, &me)
                 .await?;
             Ok(pb::CreateUserResponse {
@@ -682,6 +693,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
         self.authorize(&self.who(&req), Role::Admin, "list users")?;
         let users = self
             .hub
+            .users
             .list_users()?
             .into_iter()
             .map(|u| pb::User {
@@ -702,7 +714,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
         let name = req.into_inner().name;
         let result = async {
             let (me, _) = self.authorize(&who, Role::Admin, "remove users")?;
-            self.hub.remove_user(&name, &me).await?;
+            self.hub.users.remove_user(&name, &me).await?;
             Ok(pb::RemoveUserResponse {})
         }
         .await;
@@ -746,6 +758,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
         } as usize;
         let entries = self
             .hub
+            .audit
             .audit_since(r.since_unix_ms, limit)?
             .into_iter()
             .filter(|a| members.as_ref().is_none_or(|m| m.contains(&a.actor)))
@@ -768,7 +781,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
         let scope = self.scope(&self.who(&req))?;
         let name = req.into_inner().name;
         self.workload_role(&scope, &name)?;
-        let view = self.hub.rollout_status(&name)?;
+        let view = self.hub.workloads.rollout_status(&name)?;
         Ok(Response::new(rollout_to_pb(view)))
     }
 
@@ -779,8 +792,8 @@ impl pb::hub_api_server::HubApi for ClientApi {
         let scope = self.scope(&self.who(&req))?;
         let name = req.into_inner().name;
         self.workload_role(&scope, &name)?;
-        let revisions = self.hub.rollout_history(&name)?;
-        let current = self.hub.rollout_status(&name)?.revision;
+        let revisions = self.hub.workloads.rollout_history(&name)?;
+        let current = self.hub.workloads.rollout_status(&name)?.revision;
         Ok(Response::new(pb::RolloutHistory {
             name,
             revision: current,
@@ -807,11 +820,16 @@ impl pb::hub_api_server::HubApi for ClientApi {
             self.may_change_workload(&scope, &r.name, "control rollouts")?;
             let user = scope.user.clone();
             match r.action.as_str() {
-                "pause" => self.hub.set_rollout_paused(&r.name, true).await?,
-                "resume" => self.hub.set_rollout_paused(&r.name, false).await?,
+                "pause" => self.hub.workloads.set_rollout_paused(&r.name, true).await?,
+                "resume" => {
+                    self.hub
+                        .workloads
+                        .set_rollout_paused(&r.name, false)
+                        .await?
+                }
                 "undo" => {
                     let to = (r.to_revision > 0).then_some(r.to_revision);
-                    self.hub.undo_rollout(&r.name, to, &user).await?;
+                    self.hub.workloads.undo_rollout(&r.name, to, &user).await?;
                 }
                 other => {
                     return Err(Status::invalid_argument(format!(
@@ -819,7 +837,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
                     )));
                 }
             }
-            Ok(rollout_to_pb(self.hub.rollout_status(&r.name)?))
+            Ok(rollout_to_pb(self.hub.workloads.rollout_status(&r.name)?))
         }
         .await;
         self.record(
@@ -849,6 +867,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
             .collect();
         let events = self
             .hub
+            .workloads
             .events_since(r.since_unix_ms, &r.workload, 10_000)?
             .into_iter()
             .filter(|e| {
@@ -926,6 +945,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
             let (user, _) = self.authorize(&who, Role::Admin, "create cluster sets")?;
             let set = self
                 .hub
+                .teams
                 .create_cluster_set(&r.name, &r.selector, &user)
                 .await?;
             self.cluster_set_to_pb(set)
@@ -968,7 +988,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
         let name = req.into_inner().name;
         let result = async {
             self.authorize(&who, Role::Admin, "delete cluster sets")?;
-            self.hub.delete_cluster_set(&name).await?;
+            self.hub.teams.delete_cluster_set(&name).await?;
             Ok(pb::DeleteClusterSetResponse {})
         }
         .await;
@@ -991,7 +1011,10 @@ impl pb::hub_api_server::HubApi for ClientApi {
         let result = async {
             let (user, _) = self.authorize(&who, Role::Admin, "create teams")?;
             Ok(team_to_pb(
-                self.hub.create_team(&r.name, &r.namespaces, &user).await?,
+                self.hub
+                    .teams
+                    .create_team(&r.name, &r.namespaces, &user)
+                    .await?,
             ))
         }
         .await;
@@ -1034,7 +1057,9 @@ impl pb::hub_api_server::HubApi for ClientApi {
                 add_grants: grants,
                 remove_grants: r.remove_grants,
             };
-            Ok(team_to_pb(self.hub.update_team(&r.name, change).await?))
+            Ok(team_to_pb(
+                self.hub.teams.update_team(&r.name, change).await?,
+            ))
         }
         .await;
         self.record(&who, "UpdateTeam", &format!("team/{name}"), &result)
@@ -1067,7 +1092,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
         let name = req.into_inner().name;
         let result = async {
             self.authorize(&who, Role::Admin, "delete teams")?;
-            self.hub.delete_team(&name).await?;
+            self.hub.teams.delete_team(&name).await?;
             Ok(pb::DeleteTeamResponse {})
         }
         .await;

@@ -23,7 +23,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tonic::{Status, Streaming};
 
 use crate::api::server::Peer;
-use crate::hub::Hub;
+use crate::api::state::Hub;
 use crate::store::records::Role;
 
 /// Limits of the proxy.
@@ -304,7 +304,7 @@ pub async fn handle(hub: Arc<Hub>, req: Request<Body>) -> Response {
     };
     // Hub-wide role, or a team's role on this cluster's sets; a cluster outside them does
     // not exist for the caller.
-    let scope = match hub.scope(&user_record) {
+    let scope = match hub.teams.scope(&user_record) {
         Ok(s) => s,
         Err(e) => {
             return status(
@@ -337,14 +337,15 @@ pub async fn handle(hub: Arc<Hub>, req: Request<Body>) -> Response {
         );
         async move {
             if !read_only || secret_read {
-                hub.audit(
-                    &actor,
-                    &format!("proxy {method}"),
-                    &target,
-                    &code.to_string(),
-                    &source,
-                )
-                .await;
+                hub.audit
+                    .audit(
+                        &actor,
+                        &format!("proxy {method}"),
+                        &target,
+                        &code.to_string(),
+                        &source,
+                    )
+                    .await;
             }
         }
     };

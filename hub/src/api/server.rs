@@ -41,13 +41,7 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a connection whose certificate was revoked may take to finish its last writes.
 const REVOKED_DRAIN: Duration = Duration::from_secs(2);
 
-/// A verified client certificate's facts.
-#[derive(Debug, Clone)]
-pub struct PeerCert {
-    pub identity: Identity,
-    pub serial: String,
-    pub not_after: i64,
-}
+pub use crate::control::PeerCert;
 
 /// Who is calling: attached to every request.
 #[derive(Debug, Clone)]

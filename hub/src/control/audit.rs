@@ -8,7 +8,7 @@ use std::time::Duration;
 use tether_common::time::unix_now_ms;
 
 use crate::control::error::HubError;
-use crate::hub::Hub;
+use crate::store::records::Records;
 use crate::store::records::{AuditRecord, Put};
 use crate::store::{Batch, Tree};
 
@@ -42,7 +42,19 @@ fn time_key(unix_ms: i64) -> Vec<u8> {
     (unix_ms.max(0) as u64).to_be_bytes().to_vec()
 }
 
-impl Hub {
+/// The audit log's operations.
+#[derive(Debug, Clone)]
+pub struct Audit {
+    records: Records,
+}
+
+impl Audit {
+    pub fn new(records: Records) -> Self {
+        Audit { records }
+    }
+}
+
+impl Audit {
     /// Records one call. Failing to record is logged, not hidden: the call's own result stands.
     pub async fn audit(&self, actor: &str, action: &str, target: &str, result: &str, source: &str) {
         // Every field may come from a caller (a name, a path, an error quoting them): what is

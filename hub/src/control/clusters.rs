@@ -8,11 +8,17 @@ use tether_common::time::unix_now;
 
 use tether_common::workload::schedule::Taint;
 
+use crate::control::RecordLock;
 use crate::control::error::HubError;
-use crate::hub::Hub;
+use crate::control::scheduler::Scheduler;
+use crate::metrics::Metrics;
+use crate::sessions::Sessions;
+use crate::sessions::access::Access;
 use crate::sessions::{EndReason, SessionInfo};
 use crate::store::Batch;
+use crate::store::records::Records;
 use crate::store::records::{ClusterRecord, Facts, Put};
+use std::sync::Arc;
 
 /// How long a removed cluster's live session gets to receive its goodbye before its
 /// connection is cut.
@@ -56,29 +62,72 @@ pub struct ClusterView {
     pub last_seen_unix: i64,
 }
 
-impl Hub {
-    /// Whether the hub can hear a cluster's agent now.
-    pub fn connectivity(&self, record: &ClusterRecord) -> Connectivity {
-        match self.sessions.get(&record.name) {
-            Some(_) => Connectivity::Ready,
-            None if record.last_seen_unix == 0 => Connectivity::Pending,
-            None => Connectivity::Offline,
+/// Whether the hub can hear a cluster's agent now.
+pub fn connectivity(sessions: &Sessions, record: &ClusterRecord) -> Connectivity {
+    match sessions.get(&record.name) {
+        Some(_) => Connectivity::Ready,
+        None if record.last_seen_unix == 0 => Connectivity::Pending,
+        None => Connectivity::Offline,
+    }
+}
+
+/// A cluster's record joined with its live session.
+pub fn view(sessions: &Sessions, record: ClusterRecord) -> ClusterView {
+    let session = sessions.get(&record.name);
+    let (status, last_seen_unix) = match &session {
+        Some(s) => (Connectivity::Ready, s.last_heard_unix),
+        None if record.last_seen_unix == 0 => (Connectivity::Pending, 0),
+        None => (Connectivity::Offline, record.last_seen_unix),
+    };
+    ClusterView {
+        record,
+        session,
+        status,
+        last_seen_unix,
+    }
+}
+
+/// Member clusters' operations.
+#[derive(Clone)]
+pub struct Clusters {
+    records: Records,
+    /// Held while reading, changing and writing back records other operations change too.
+    write_lock: RecordLock,
+    sessions: Arc<Sessions>,
+    access: Arc<Access>,
+    metrics: Metrics,
+    scheduler: Scheduler,
+}
+
+impl std::fmt::Debug for Clusters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Clusters").finish_non_exhaustive()
+    }
+}
+
+impl Clusters {
+    pub fn new(
+        records: Records,
+        write_lock: RecordLock,
+        sessions: Arc<Sessions>,
+        access: Arc<Access>,
+        metrics: Metrics,
+        scheduler: Scheduler,
+    ) -> Self {
+        Clusters {
+            records,
+            write_lock,
+            sessions,
+            access,
+            metrics,
+            scheduler,
         }
     }
+}
 
+impl Clusters {
     fn view(&self, record: ClusterRecord) -> ClusterView {
-        let session = self.sessions.get(&record.name);
-        let (status, last_seen_unix) = match &session {
-            Some(s) => (Connectivity::Ready, s.last_heard_unix),
-            None if record.last_seen_unix == 0 => (Connectivity::Pending, 0),
-            None => (Connectivity::Offline, record.last_seen_unix),
-        };
-        ClusterView {
-            record,
-            session,
-            status,
-            last_seen_unix,
-        }
+        view(&self.sessions, record)
     }
 
     pub fn list_clusters(&self) -> Result<Vec<ClusterView>, HubError> {
@@ -144,7 +193,7 @@ impl Hub {
         self.records.commit(&batch).await?;
         drop(_w);
         // New labels may place or unplace workloads, or change which overrides apply.
-        self.reschedule_all();
+        self.scheduler.enqueue_all();
         Ok(self.view(record))
     }
 
@@ -191,7 +240,7 @@ impl Hub {
         if scheduling {
             // Taints and cordons only keep new placements away, but placements waiting for
             // a spot may now find one.
-            self.reschedule_all();
+            self.scheduler.enqueue_all();
         }
         Ok(self.view(record))
     }
@@ -255,7 +304,7 @@ impl Hub {
         if reachable_before != facts.api_reachable {
             // A change of the member API's reachability changes where workloads may go.
             record.api_unreachable_since = if facts.api_reachable { 0 } else { unix_now() };
-            self.reschedule_all();
+            self.scheduler.enqueue_all();
         }
         record.facts = Some(facts);
         let mut batch = Batch::new();
@@ -286,7 +335,7 @@ impl Hub {
         batch.put_cluster(&record);
         self.records.commit(&batch).await?;
         // Connected again: placements waiting for an available cluster may go there.
-        self.reschedule_all();
+        self.scheduler.enqueue_all();
         Ok(())
     }
 

@@ -9,12 +9,18 @@ use tether_common::pki::SignedCert;
 use tether_common::time::{rfc3339, unix_now};
 use tether_common::token::JoinToken;
 
-use crate::api::server::PeerCert;
+use crate::control::PeerCert;
+use crate::control::RecordLock;
 use crate::control::error::HubError;
-use crate::hub::Hub;
+use crate::control::ratelimit::FailureLimiter;
+use crate::control::scheduler::Scheduler;
 use crate::metrics::Metrics;
+use crate::sessions::access::Access;
 use crate::store::Batch;
+use crate::store::records::Records;
 use crate::store::records::{ClusterRecord, Facts, Put};
+use std::sync::Arc;
+use tether_common::pki::CertificateAuthority;
 
 /// A join as the agent asked for it.
 #[derive(Debug)]
@@ -34,7 +40,57 @@ pub struct Joined {
     pub cert: SignedCert,
 }
 
-impl Hub {
+/// Joining and renewing.
+#[derive(Clone)]
+pub struct Joins {
+    records: Records,
+    /// Held while reading, changing and writing back records other operations change too.
+    write_lock: RecordLock,
+    ca: Arc<CertificateAuthority>,
+    signing_pin: String,
+    cert_lifetime: std::time::Duration,
+    access: Arc<Access>,
+    metrics: Metrics,
+    join_limiter: Arc<FailureLimiter>,
+    scheduler: Scheduler,
+}
+
+impl std::fmt::Debug for Joins {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Joins").finish_non_exhaustive()
+    }
+}
+
+/// What [`Joins`] works with.
+pub struct JoinsDeps {
+    pub records: Records,
+    pub write_lock: RecordLock,
+    pub ca: Arc<CertificateAuthority>,
+    pub signing_pin: String,
+    pub cert_lifetime: std::time::Duration,
+    pub access: Arc<Access>,
+    pub metrics: Metrics,
+    pub join_limiter: Arc<FailureLimiter>,
+    pub scheduler: Scheduler,
+}
+
+impl Joins {
+    pub fn new(d: JoinsDeps) -> Self {
+        Joins {
+            records: d.records,
+            write_lock: d.write_lock,
+            ca: d.ca,
+            signing_pin: d.signing_pin,
+            cert_lifetime: d.cert_lifetime,
+            access: d.access,
+            metrics: d.metrics,
+            join_limiter: d.join_limiter,
+            scheduler: d.scheduler,
+        }
+    }
+}
+
+impl Joins {
     fn join_refused(
         &self,
         result: &str,
@@ -118,7 +174,7 @@ impl Hub {
         let identity = Identity::Cluster(rec.cluster.clone());
         let cert = self
             .ca
-            .sign_csr(&req.csr_der, &identity, self.settings.cert_lifetime)
+            .sign_csr(&req.csr_der, &identity, self.cert_lifetime)
             .map_err(|e| {
                 Metrics::count(&self.metrics.joins, "bad_csr");
                 HubError::InvalidArgument(e.to_string())
@@ -163,7 +219,7 @@ impl Hub {
         drop(_w);
         // Any workload may now choose it (or, after a re-join with new labels, drop it).
         // The scheduler's queue coalesces a burst of joins into one pass per workload.
-        self.reschedule_all();
+        self.scheduler.enqueue_all();
         Metrics::count(&self.metrics.joins, "ok");
         tracing::info!(cluster = %cluster.name, token_id = %id, source = %req.source, rejoin, "cluster joined");
         Ok(Joined {
@@ -189,7 +245,7 @@ impl Hub {
             .ok_or_else(|| HubError::cluster_not_found(name))?;
         let cert = self
             .ca
-            .sign_csr(csr_der, &peer.identity, self.settings.cert_lifetime)
+            .sign_csr(csr_der, &peer.identity, self.cert_lifetime)
             .map_err(|e| {
                 Metrics::count(&self.metrics.renewals, "bad_csr");
                 HubError::InvalidArgument(e.to_string())

@@ -4,9 +4,11 @@ use tether_common::identity::validate_name;
 use tether_common::time::unix_now;
 use tether_common::workload::selector::LabelSelector;
 
+use crate::control::RecordLock;
 use crate::control::error::HubError;
+use crate::control::scheduler::Scheduler;
 use crate::control::tenancy::{Scope, TeamScope};
-use crate::hub::Hub;
+use crate::store::records::Records;
 use crate::store::records::{ClusterSetRecord, Grant, Put, Role, TeamRecord, UserRecord};
 use crate::store::{Batch, Tree};
 
@@ -29,7 +31,26 @@ fn not_found(kind: &'static str, name: &str, hint: &'static str) -> HubError {
     }
 }
 
-impl Hub {
+/// Teams' and cluster sets' operations.
+#[derive(Debug, Clone)]
+pub struct Teams {
+    records: Records,
+    /// Held while reading, changing and writing back records other operations change too.
+    write_lock: RecordLock,
+    scheduler: Scheduler,
+}
+
+impl Teams {
+    pub fn new(records: Records, write_lock: RecordLock, scheduler: Scheduler) -> Self {
+        Teams {
+            records,
+            write_lock,
+            scheduler,
+        }
+    }
+}
+
+impl Teams {
     /// What `user` may see and do, from the current teams and cluster sets.
     pub fn scope(&self, user: &UserRecord) -> Result<Scope, HubError> {
         Ok(Scope::new(
@@ -192,7 +213,7 @@ impl Hub {
         };
         tracing::info!(team = name, "team changed");
         // Where the team's workloads may run may have changed.
-        self.reschedule_all();
+        self.scheduler.enqueue_all();
         Ok(record)
     }
 

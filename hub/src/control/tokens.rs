@@ -7,9 +7,10 @@ use tether_common::labels::{self, Labels};
 use tether_common::time::unix_now;
 use tether_common::token::{self, JoinToken};
 
+use crate::control::RecordLock;
 use crate::control::error::HubError;
-use crate::hub::Hub;
 use crate::store::Batch;
+use crate::store::records::Records;
 use crate::store::records::{Put, TokenRecord};
 
 /// What a new token is for.
@@ -24,7 +25,34 @@ pub struct TokenSpec {
     pub allow_labels: Vec<String>,
 }
 
-impl Hub {
+/// Join tokens' operations.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    records: Records,
+    /// Held while reading, changing and writing back records other operations change too.
+    write_lock: RecordLock,
+    /// TTL of a token created without one, and the longest allowed.
+    default_ttl: Duration,
+    max_ttl: Duration,
+}
+
+impl Tokens {
+    pub fn new(
+        records: Records,
+        write_lock: RecordLock,
+        default_ttl: Duration,
+        max_ttl: Duration,
+    ) -> Self {
+        Tokens {
+            records,
+            write_lock,
+            default_ttl,
+            max_ttl,
+        }
+    }
+}
+
+impl Tokens {
     /// Mints a token; the secret is returned once and only its hash is stored.
     pub async fn create_token(
         &self,
@@ -42,12 +70,12 @@ impl Hub {
             labels::validate_key(k)
                 .map_err(|e| HubError::InvalidArgument(format!("--allow-labels: {e}")))?;
         }
-        let ttl = spec.ttl.unwrap_or(self.settings.token_default_ttl);
-        if ttl > self.settings.token_max_ttl {
+        let ttl = spec.ttl.unwrap_or(self.default_ttl);
+        if ttl > self.max_ttl {
             return Err(HubError::InvalidArgument(format!(
                 "token ttl {} exceeds this hub's maximum of {}",
                 humantime::format_duration(ttl),
-                humantime::format_duration(self.settings.token_max_ttl)
+                humantime::format_duration(self.max_ttl)
             )));
         }
         if ttl.is_zero() {

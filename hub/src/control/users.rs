@@ -6,16 +6,55 @@ use tether_common::identity::{Identity, validate_name};
 use tether_common::pki::SignedCert;
 use tether_common::time::unix_now;
 
+use crate::control::RecordLock;
 use crate::control::error::HubError;
-use crate::hub::Hub;
+use crate::sessions::access::Access;
+use crate::store::records::Records;
 use crate::store::records::{Put, Role, UserRecord};
 use crate::store::{Batch, Tree};
+use std::sync::Arc;
+use tether_common::pki::CertificateAuthority;
 
 /// Default and longest lifetime of a user certificate.
 pub const USER_CERT_LIFETIME: Duration = Duration::from_secs(365 * 86_400);
 pub const USER_CERT_MAX_LIFETIME: Duration = Duration::from_secs(2 * 365 * 86_400);
 
-impl Hub {
+/// API users' operations.
+#[derive(Clone)]
+pub struct Users {
+    records: Records,
+    /// Held while reading, changing and writing back records other operations change too.
+    write_lock: RecordLock,
+    ca: Arc<CertificateAuthority>,
+    signing_pin: String,
+    access: Arc<Access>,
+}
+
+impl std::fmt::Debug for Users {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Users").finish_non_exhaustive()
+    }
+}
+
+impl Users {
+    pub fn new(
+        records: Records,
+        write_lock: RecordLock,
+        ca: Arc<CertificateAuthority>,
+        signing_pin: String,
+        access: Arc<Access>,
+    ) -> Self {
+        Users {
+            records,
+            write_lock,
+            ca,
+            signing_pin,
+            access,
+        }
+    }
+}
+
+impl Users {
     /// Creates a user and signs their CSR.
     pub async fn create_user(
         &self,

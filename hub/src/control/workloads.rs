@@ -8,13 +8,52 @@ use tether_common::workload::Workload;
 
 use crate::control::clusters::Connectivity;
 use crate::control::error::HubError;
-use crate::hub::Hub;
+use crate::control::scheduler::Scheduler;
+use crate::sessions::Sessions;
 use crate::store::Batch;
+use crate::store::records::Records;
 use crate::store::records::{AssignmentRecord, Put, StatusRecord, WorkloadRecord};
+use std::sync::Arc;
 
 pub use crate::control::scheduler::Applied;
 
-impl Hub {
+/// Workloads' operations as the API sees them (the writes go through the scheduler).
+#[derive(Clone)]
+pub struct Workloads {
+    records: Records,
+    sessions: Arc<Sessions>,
+    scheduler: Scheduler,
+}
+
+impl std::fmt::Debug for Workloads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workloads").finish_non_exhaustive()
+    }
+}
+
+impl Workloads {
+    pub fn new(records: Records, sessions: Arc<Sessions>, scheduler: Scheduler) -> Self {
+        Workloads {
+            records,
+            sessions,
+            scheduler,
+        }
+    }
+
+    pub(crate) fn records(&self) -> &Records {
+        &self.records
+    }
+
+    pub(crate) fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
+    pub(crate) fn scheduler(&self) -> &Scheduler {
+        &self.scheduler
+    }
+}
+
+impl Workloads {
     /// Stores a workload (a new revision if it changed) and places it, in one commit.
     pub async fn apply_workload(
         &self,
@@ -108,7 +147,7 @@ impl Hub {
             let connectivity = self
                 .records
                 .cluster(&cluster)?
-                .map(|c| self.connectivity(&c))
+                .map(|c| crate::control::clusters::connectivity(&self.sessions, &c))
                 .unwrap_or(Connectivity::Offline);
             out.push(ClusterWorkload::new(assignment, status, connectivity));
         }
@@ -236,11 +275,10 @@ pub struct WorkloadSummary {
     pub team: String,
 }
 
-/// Caps on what an agent may store in one status report.
-pub const MAX_STATUS_OBJECTS: usize = 50;
-pub const MAX_STATUS_DRIFT: usize = 10;
-pub const MAX_STATUS_FEEDBACK: usize = 50;
-pub const MAX_STATUS_TEXT: usize = 1024;
+/// Caps on what an agent may store in one status report (the agent sends no more).
+pub use tether_common::workload::limits::{
+    MAX_STATUS_DRIFT, MAX_STATUS_FEEDBACK, MAX_STATUS_OBJECTS, MAX_STATUS_TEXT,
+};
 
 /// Truncates text for storage.
 pub fn cap_text(s: String) -> String {

@@ -28,6 +28,18 @@ enum Command {
     Run(RunArgs),
     /// Run the benchmark scenarios against a hub this command starts (see ./scripts/bench).
     Bench(BenchArgs),
+    /// Time the scheduler's placement decisions alone (JSON on stdout).
+    Placement(PlacementArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct PlacementArgs {
+    #[arg(long, default_value_t = 10_000)]
+    clusters: usize,
+    #[arg(long, default_value_t = 100)]
+    workloads: usize,
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -122,6 +134,12 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => run(args).await,
             Command::Bench(args) => bench(args).await,
+            Command::Placement(a) => {
+                let p =
+                    tether_tests::loadgen::placement::measure(a.clusters, a.workloads, a.repeats);
+                println!("{}", serde_json::to_string_pretty(&p)?);
+                Ok(())
+            }
         }
     });
     // Sessions and subscribers may still be winding down: do not wait for them.

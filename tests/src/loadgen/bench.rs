@@ -60,6 +60,8 @@ pub struct Report {
     pub ingest: Option<Ingest>,
     pub joins: Vec<Joins>,
     pub agent: Option<AgentFootprint>,
+    /// The scheduler's placement decision alone (no network or store).
+    pub placement: Vec<super::placement::Placement>,
     pub elapsed_s: f64,
 }
 
@@ -228,8 +230,15 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
         ingest: None,
         joins: Vec::new(),
         agent: None,
+        placement: Vec::new(),
         elapsed_s: 0.0,
     };
+    for clusters in [1_000, 10_000] {
+        eprintln!("placement decisions: {clusters} clusters, 100 workloads");
+        report
+            .placement
+            .push(super::placement::measure(clusters, 100, opts.repeats));
+    }
 
     // Baselines first, each alone on the machine.
     let mut mqtt_runs: BTreeMap<usize, Runs> = BTreeMap::new();

@@ -287,6 +287,44 @@ pub fn render(r: &Report, command: &str, date: &str) -> String {
             mib(a.hub_binary_bytes as f64),
         );
     }
+    if !r.placement.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n## Placement decisions\n\n\
+             The scheduler's planner alone (`hub/src/control/scheduler/plan.rs`), timed in \
+             process: each workload selects every cluster and takes 3 spread over 8 regions. \
+             *First* places it; *steady* plans it again with nothing to change, which is what \
+             every scheduling pass over an unchanged workload costs. The ratio compares the \
+             largest fleet's per-workload time with the smallest's (linear scaling: the ratio \
+             of the fleet sizes).\n\n\
+             | clusters | workloads | first (median / p99) | steady (median / p99) | all placed, one pass |\n\
+             |---:|---:|---:|---:|---:|"
+        );
+        for p in &r.placement {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} / {} | {} / {} | {} |",
+                p.clusters,
+                p.workloads,
+                ms(p.place_median_ms),
+                ms(p.place_p99_ms),
+                ms(p.steady_median_ms),
+                ms(p.steady_p99_ms),
+                ms(p.place_all_ms)
+            );
+        }
+        if let (Some(a), Some(b)) = (r.placement.first(), r.placement.last())
+            && a.clusters < b.clusters
+            && a.place_median_ms > 0.0
+        {
+            let _ = writeln!(
+                s,
+                "\n{}x the clusters: {:.1}x the time per placement.",
+                b.clusters / a.clusters,
+                b.place_median_ms / a.place_median_ms
+            );
+        }
+    }
     s.push_str(METHOD);
     s
 }
@@ -341,6 +379,7 @@ mod tests {
             ingest: None,
             joins: Vec::new(),
             agent: None,
+            placement: Vec::new(),
             elapsed_s: 1.0,
         };
         let md = render(&r, "./scripts/bench", "today");

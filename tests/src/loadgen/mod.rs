@@ -13,5 +13,6 @@ pub mod etcd;
 pub mod fleet;
 pub mod markdown;
 pub mod mqtt;
+pub mod placement;
 pub mod procs;
 pub mod stats;

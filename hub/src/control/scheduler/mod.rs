@@ -167,6 +167,7 @@ enum Request {
 }
 
 /// The rest of the hub's way to the scheduler.
+#[derive(Clone)]
 pub struct Scheduler {
     requests: mpsc::Sender<Request>,
     queue: Arc<Queue>,
@@ -187,7 +188,7 @@ impl Scheduler {
     pub fn new(
         records: Records,
         sessions: Arc<Sessions>,
-        write_lock: Arc<tokio::sync::Mutex<()>>,
+        write_lock: crate::control::RecordLock,
         config: Config,
     ) -> (Scheduler, Controller) {
         let (tx, rx) = mpsc::channel(256);
@@ -307,7 +308,7 @@ pub struct Controller {
     records: Records,
     sessions: Arc<Sessions>,
     /// Held while changing cluster and token records, which other operations change too.
-    write_lock: Arc<tokio::sync::Mutex<()>>,
+    write_lock: crate::control::RecordLock,
     config: Config,
     budget: FailoverBudget,
     /// Which workload declares each object (built on first use; this task is the only one
@@ -982,9 +983,9 @@ impl Controller {
     }
 }
 
-impl crate::hub::Hub {
+impl crate::control::workloads::Workloads {
     pub async fn set_rollout_paused(&self, name: &str, paused: bool) -> Result<(), HubError> {
-        self.scheduler.set_paused(name, paused).await
+        self.scheduler().set_paused(name, paused).await
     }
 
     pub async fn undo_rollout(
@@ -993,15 +994,15 @@ impl crate::hub::Hub {
         to: Option<u64>,
         by: &str,
     ) -> Result<u64, HubError> {
-        self.scheduler.undo(name, to, by).await
+        self.scheduler().undo(name, to, by).await
     }
 
     pub fn rollout_status(&self, name: &str) -> Result<views::RolloutView, HubError> {
-        views::rollout_status(&self.records, &self.sessions, name)
+        views::rollout_status(self.records(), self.sessions(), name)
     }
 
     pub fn rollout_history(&self, name: &str) -> Result<Vec<RevisionRecord>, HubError> {
-        views::history(&self.records, name)
+        views::history(self.records(), name)
     }
 
     pub fn events_since(
@@ -1010,16 +1011,11 @@ impl crate::hub::Hub {
         workload: &str,
         limit: usize,
     ) -> Result<Vec<EventRecord>, HubError> {
-        views::events_since(&self.records, since_ms, workload, limit)
+        views::events_since(self.records(), since_ms, workload, limit)
     }
 
     pub async fn prune_events(&self, retention: Duration) -> Result<usize, HubError> {
-        views::prune_events(&self.records, retention).await
-    }
-
-    /// Looks at every workload again (a cluster joined, left or changed).
-    pub fn reschedule_all(&self) {
-        self.scheduler.enqueue_all();
+        views::prune_events(self.records(), retention).await
     }
 }
 

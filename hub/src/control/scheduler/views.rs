@@ -29,12 +29,32 @@ pub struct RolloutWave {
     pub clusters: Vec<RolloutCluster>,
 }
 
+/// Where a rollout stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RolloutPhase {
+    Progressing,
+    Paused,
+    /// Stopped by itself: a cluster missed the progress deadline (see `reason`).
+    Halted,
+    Complete,
+}
+
+impl RolloutPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RolloutPhase::Progressing => "Progressing",
+            RolloutPhase::Paused => "Paused",
+            RolloutPhase::Halted => "Halted",
+            RolloutPhase::Complete => "Complete",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RolloutView {
     pub workload: String,
     pub revision: u64,
-    /// Progressing, Paused, Halted or Complete.
-    pub state: String,
+    pub state: RolloutPhase,
     pub reason: String,
     pub current_wave: usize,
     pub max_unavailable: usize,
@@ -112,18 +132,18 @@ pub fn rollout_status(
         waves[rollout.wave_of(&labels)].clusters.push(entry);
     }
     let state = if rec.rollout.complete && rec.rollout.revision == rec.revision {
-        "Complete"
+        RolloutPhase::Complete
     } else if !rec.rollout.halted.is_empty() {
-        "Halted"
+        RolloutPhase::Halted
     } else if rec.rollout.paused {
-        "Paused"
+        RolloutPhase::Paused
     } else {
-        "Progressing"
+        RolloutPhase::Progressing
     };
     Ok(RolloutView {
         workload: name.to_string(),
         revision: rec.revision,
-        state: state.into(),
+        state,
         reason: rec.rollout.halted.clone(),
         current_wave: rec.rollout.wave,
         max_unavailable: rollout.max_unavailable.of(placed).unwrap_or(1),

@@ -451,11 +451,9 @@ pub fn shares(split: &ReplicaSplit, clusters: &[(&str, &Labels)]) -> BTreeMap<St
             } else {
                 (rest * w, total_weight)
             };
-            (
-                name.to_string(),
-                u64::from(min) + num / den,
-                num % den * 1_000_000 / den.max(1),
-            )
+            // Every cluster's fraction has the same denominator: the remainders compare
+            // as the fractions do.
+            (name.to_string(), u64::from(min) + num / den, num % den)
         })
         .collect();
     let assigned: u64 = out.iter().map(|(_, s, _)| *s).sum();
@@ -500,16 +498,7 @@ mod tests {
         .iter()
         .map(|(n, r)| (n.to_string(), labels(&[("region", r), ("tier", "prod")])))
         .collect();
-        let cands: Vec<Candidate<'_>> = ls
-            .iter()
-            .map(|(n, l)| Candidate {
-                name: n,
-                labels: l,
-                taints: &[],
-                cordoned: false,
-                available: true,
-            })
-            .collect();
+        let cands = candidates(&ls);
         let s = spec(
             "manifests: []\nplacement: { clusterSelector: { matchLabels: { tier: prod } }, maxClusters: 3, spreadBy: region }\n",
         );
@@ -519,16 +508,7 @@ mod tests {
         // A new matching cluster moves nothing.
         let mut more = ls.clone();
         more.push(("eu-3".into(), labels(&[("region", "eu"), ("tier", "prod")])));
-        let cands2: Vec<Candidate<'_>> = more
-            .iter()
-            .map(|(n, l)| Candidate {
-                name: n,
-                labels: l,
-                taints: &[],
-                cordoned: false,
-                available: true,
-            })
-            .collect();
+        let cands2 = candidates(&more);
         let placed: BTreeSet<String> = chosen.iter().cloned().collect();
         let again = choose("web", &s, &cands2, &placed, &BTreeSet::new());
         assert_eq!(
@@ -619,5 +599,339 @@ mod tests {
         assert_eq!(IntOrPercent::Str("25%".into()).of(3).unwrap(), 1);
         assert_eq!(IntOrPercent::Int(3).of(10).unwrap(), 3);
         assert!(IntOrPercent::Str("lots".into()).of(3).is_err());
+    }
+
+    fn taint(s: &str) -> Taint {
+        Taint::parse(s).unwrap()
+    }
+
+    fn toleration(
+        key: &str,
+        operator: TolerationOperator,
+        value: &str,
+        effect: &str,
+    ) -> Toleration {
+        Toleration {
+            key: key.into(),
+            operator,
+            value: value.into(),
+            effect: effect.into(),
+        }
+    }
+
+    #[test]
+    fn taints_print_as_they_parse() {
+        assert_eq!(
+            taint("dedicated=pay:NoSchedule").to_string(),
+            "dedicated=pay:NoSchedule"
+        );
+        assert_eq!(taint("gpu:NoSchedule").to_string(), "gpu:NoSchedule");
+        assert!(Taint::parse("gpu:NoExecute").is_err());
+        assert!(Taint::parse("gpu").is_err());
+    }
+
+    #[test]
+    fn tolerations_match_as_in_kubernetes() {
+        use TolerationOperator::{Equal, Exists};
+        let t = taint("dedicated=pay:NoSchedule");
+        let cases = [
+            (toleration("dedicated", Equal, "pay", ""), true),
+            (toleration("dedicated", Equal, "pay", "NoSchedule"), true),
+            (toleration("dedicated", Equal, "pay", "NoExecute"), false),
+            (toleration("dedicated", Equal, "web", ""), false),
+            (toleration("other", Equal, "pay", ""), false),
+            (toleration("dedicated", Exists, "", ""), true),
+            (toleration("other", Exists, "", ""), false),
+            (toleration("", Exists, "", ""), true),
+            (toleration("", Exists, "", "NoExecute"), false),
+        ];
+        for (tol, want) in cases {
+            assert_eq!(tol.tolerates(&t), want, "{tol:?}");
+        }
+    }
+
+    #[test]
+    fn defaults_are_five_minutes_of_failover_and_ten_of_progress() {
+        let f: Failover = serde_saphyr::from_str("enabled: true\n").unwrap();
+        assert_eq!(f.after_seconds, 300);
+        assert_eq!(f.unhealthy_seconds, None);
+        let r: Rollout = serde_saphyr::from_str("{}\n").unwrap();
+        assert_eq!(r.progress_deadline_seconds, 600);
+        assert_eq!(r.max_unavailable, IntOrPercent::Int(1));
+    }
+
+    #[test]
+    fn a_cluster_is_in_the_first_wave_it_matches_or_the_last() {
+        let r: Rollout = serde_saphyr::from_str(
+            "waves: [ { clusterSelector: { matchLabels: { ring: canary } } }, { clusterSelector: { matchLabels: { region: eu } } } ]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            r.wave_of(&labels(&[("ring", "canary"), ("region", "eu")])),
+            0
+        );
+        assert_eq!(r.wave_of(&labels(&[("region", "eu")])), 1);
+        assert_eq!(r.wave_of(&labels(&[("region", "us")])), 2);
+    }
+
+    const DEPLOYMENT: &str =
+        "manifests: [ { apiVersion: apps/v1, kind: Deployment, metadata: { name: web } } ]\n";
+
+    #[test]
+    fn validate_names_the_field_of_every_mistake() {
+        let ok = [
+            "placement: { maxClusters: 1, spreadBy: region }\n",
+            "placement: { tolerations: [ { key: a, operator: Exists } ] }\n",
+            "placement: { tolerations: [ { operator: Exists, effect: NoSchedule } ] }\n",
+            "placement: { tolerations: [ { key: a, value: b, effect: NoSchedule } ] }\n",
+            "placement: { failover: { enabled: true, afterSeconds: 5 } }\n",
+            "placement: { failover: { enabled: false, afterSeconds: 0 } }\n",
+            "replicas: { target: { kind: Deployment, name: web }, total: 3, weights: { region=eu: 2 } }\n",
+            "rollout: { maxUnavailable: 25%, progressDeadlineSeconds: 10, waves: [ { clusterSelector: { matchLabels: { a: b } } } ] }\n",
+        ];
+        for extra in ok {
+            assert_eq!(
+                validate(&spec(&format!("{DEPLOYMENT}{extra}"))),
+                Ok(()),
+                "{extra}"
+            );
+        }
+        let bad = [
+            (
+                "placement: { maxClusters: 0 }\n",
+                "spec.placement.maxClusters",
+            ),
+            (
+                "placement: { spreadBy: \"bad key!\" }\n",
+                "spec.placement.spreadBy",
+            ),
+            (
+                "placement: { tolerations: [ { key: a, operator: Exists, value: b } ] }\n",
+                "spec.placement.tolerations[0]",
+            ),
+            (
+                "placement: { tolerations: [ { value: b } ] }\n",
+                "spec.placement.tolerations[0].key",
+            ),
+            (
+                "placement: { tolerations: [ { key: a, effect: NoExecute } ] }\n",
+                "spec.placement.tolerations[0].effect",
+            ),
+            (
+                "placement: { failover: { enabled: true, afterSeconds: 0 } }\n",
+                "spec.placement.failover.afterSeconds",
+            ),
+            (
+                "replicas: { target: { kind: ConfigMap, name: web }, total: 3 }\n",
+                "spec.replicas.target.kind",
+            ),
+            (
+                "replicas: { target: { kind: Deployment, name: other }, total: 3 }\n",
+                "spec.replicas.target",
+            ),
+            (
+                "replicas: { target: { kind: Deployment, name: web }, total: 3, weights: { eu: 2 } }\n",
+                "spec.replicas.weights",
+            ),
+            (
+                "rollout: { maxUnavailable: 0 }\n",
+                "spec.rollout.maxUnavailable",
+            ),
+            (
+                "rollout: { maxUnavailable: lots }\n",
+                "spec.rollout.maxUnavailable",
+            ),
+            (
+                "rollout: { progressDeadlineSeconds: 0 }\n",
+                "spec.rollout.progressDeadlineSeconds",
+            ),
+            (
+                "rollout: { waves: [ { clusterSelector: { matchExpressions: [ { key: a, operator: In } ] } } ] }\n",
+                "spec.rollout.waves[0].clusterSelector",
+            ),
+        ];
+        for (extra, field) in bad {
+            let err = validate(&spec(&format!("{DEPLOYMENT}{extra}"))).unwrap_err();
+            assert_eq!(err.0, field, "{extra}: {err:?}");
+        }
+    }
+
+    fn candidates<'a>(ls: &'a [(String, Labels)]) -> Vec<Candidate<'a>> {
+        ls.iter()
+            .map(|(n, l)| Candidate {
+                name: n,
+                labels: l,
+                taints: &[],
+                cordoned: false,
+                available: true,
+            })
+            .collect()
+    }
+
+    fn fleet(n: usize) -> Vec<(String, Labels)> {
+        (0..n)
+            .map(|i| {
+                (
+                    format!("c-{i:02}"),
+                    labels(&[("region", ["eu", "us"][i % 2])]),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn different_workloads_prefer_different_clusters_and_the_same_one_always_the_same() {
+        let ls = fleet(20);
+        let cands = candidates(&ls);
+        let s = spec("manifests: []\nplacement: { clusterSelector: {}, maxClusters: 1 }\n");
+        let none = BTreeSet::new();
+        let firsts: BTreeSet<String> = (0..10)
+            .map(|w| choose(&format!("w{w}"), &s, &cands, &none, &none)[0].clone())
+            .collect();
+        assert!(
+            firsts.len() > 3,
+            "rendezvous ranks spread workloads: {firsts:?}"
+        );
+        assert_eq!(
+            choose("w1", &s, &cands, &none, &none),
+            choose("w1", &s, &cands, &none, &none)
+        );
+    }
+
+    #[test]
+    fn choose_never_takes_an_excluded_unselected_unavailable_or_unschedulable_cluster() {
+        let ls = fleet(6);
+        let mut cands = candidates(&ls);
+        let t = [taint("dedicated=pay:NoSchedule")];
+        cands[2].available = false;
+        cands[3].taints = &t;
+        cands[4].cordoned = true;
+        let s = spec(
+            "manifests: []\nplacement: { clusterSelector: { matchLabels: { region: eu } } }\n",
+        );
+        let excluded = BTreeSet::from(["c-00".to_string()]);
+        // Selected (eu): c-00 (excluded), c-02 (unavailable), c-04 (cordoned).
+        assert!(choose("w", &s, &cands, &BTreeSet::new(), &excluded).is_empty());
+        // Already placed there: it stays, whatever its state (nothing is evicted).
+        let placed = BTreeSet::from(["c-02".to_string(), "c-04".to_string()]);
+        let kept: BTreeSet<String> = choose("w", &s, &cands, &placed, &excluded)
+            .into_iter()
+            .collect();
+        assert_eq!(kept, placed);
+        // The tainted us cluster is not selected, the tainted one tolerated is.
+        let all = spec(
+            "manifests: []\nplacement: { clusterSelector: {}, tolerations: [ { key: dedicated, value: pay } ] }\n",
+        );
+        let chosen: BTreeSet<String> = choose("w", &all, &cands, &BTreeSet::new(), &excluded)
+            .into_iter()
+            .collect();
+        assert_eq!(chosen, ["c-01", "c-03", "c-05"].map(String::from).into());
+    }
+
+    #[test]
+    fn a_replacement_is_available_selected_schedulable_new_and_prefers_the_same_spread_value() {
+        let ls: Vec<(String, Labels)> = [
+            ("lost", "eu"),
+            ("placed", "eu"),
+            ("excluded", "eu"),
+            ("down", "eu"),
+            ("tainted", "eu"),
+            ("us-1", "us"),
+            ("eu-9", "eu"),
+            ("other", "ap"),
+        ]
+        .iter()
+        .map(|(n, r)| {
+            let tier = if *n == "other" { "dev" } else { "prod" };
+            (n.to_string(), labels(&[("region", r), ("tier", tier)]))
+        })
+        .collect();
+        let mut cands = candidates(&ls);
+        let t = [taint("dedicated=pay:NoSchedule")];
+        cands[3].available = false;
+        cands[4].taints = &t;
+        let s = spec(
+            "manifests: []\nplacement: { clusterSelector: { matchLabels: { tier: prod } }, spreadBy: region }\n",
+        );
+        let placed = BTreeSet::from(["lost".to_string(), "placed".to_string()]);
+        let excluded = BTreeSet::from(["excluded".to_string()]);
+        let lost = cands[0].clone();
+        assert_eq!(
+            replacement("w", &s, &lost, &cands, &placed, &excluded),
+            Some("eu-9")
+        );
+        // Without eu-9, another region will do; never the dev cluster.
+        let without: Vec<Candidate<'_>> =
+            cands.iter().filter(|c| c.name != "eu-9").cloned().collect();
+        assert_eq!(
+            replacement("w", &s, &lost, &without, &placed, &excluded),
+            Some("us-1")
+        );
+        let only_bad: Vec<Candidate<'_>> = without
+            .iter()
+            .filter(|c| c.name != "us-1")
+            .cloned()
+            .collect();
+        assert_eq!(
+            replacement("w", &s, &lost, &only_bad, &placed, &excluded),
+            None
+        );
+    }
+
+    fn split(yaml: &str) -> ReplicaSplit {
+        serde_saphyr::from_str(yaml).unwrap()
+    }
+
+    fn share_of(s: &ReplicaSplit, ls: &[(&str, &[(&str, &str)])]) -> Vec<u32> {
+        let owned: Vec<(String, Labels)> =
+            ls.iter().map(|(n, l)| (n.to_string(), labels(l))).collect();
+        let refs: Vec<(&str, &Labels)> = owned.iter().map(|(n, l)| (n.as_str(), l)).collect();
+        let out = shares(s, &refs);
+        owned.iter().map(|(n, _)| out[n]).collect()
+    }
+
+    #[test]
+    fn shares_follow_weights_minimums_and_largest_remainders() {
+        let t = "target: { kind: Deployment, name: web }, ";
+        type Pairs<'a> = &'a [(&'a str, &'a str)];
+        let (a, b, c): (Pairs<'_>, Pairs<'_>, Pairs<'_>) =
+            (&[("x", "a")], &[("x", "b")], &[("x", "c")]);
+        // One each by default when there are enough, the rest by weight.
+        let s = split(&format!("{{ {t}total: 3, weights: {{ x=a: 1 }} }}"));
+        assert_eq!(share_of(&s, &[("a", a), ("b", b), ("c", c)]), vec![1, 1, 1]);
+        // A minimum is capped so the shares still add up.
+        let s = split(&format!(
+            "{{ {t}total: 10, minPerCluster: 5, weights: {{ x=a: 1 }} }}"
+        ));
+        assert_eq!(share_of(&s, &[("a", a), ("b", b), ("c", c)]), vec![4, 3, 3]);
+        // Weighted, no minimum: 8 in 3:1.
+        let s = split(&format!(
+            "{{ {t}total: 8, minPerCluster: 0, weights: {{ x=a: 3, x=b: 1 }} }}"
+        ));
+        assert_eq!(share_of(&s, &[("a", a), ("b", b)]), vec![6, 2]);
+        // The leftover goes to the largest remainder, not the largest share: 10 in 5:2 is
+        // 7.14 and 2.86, so 7 and 3.
+        let s = split(&format!(
+            "{{ {t}total: 10, minPerCluster: 0, weights: {{ x=a: 5, x=b: 2 }} }}"
+        ));
+        assert_eq!(share_of(&s, &[("a", a), ("b", b)]), vec![7, 3]);
+        // 5 in 1:3 is 1.25 and 3.75: 1 and 4.
+        let s = split(&format!(
+            "{{ {t}total: 5, minPerCluster: 0, weights: {{ x=a: 1, x=b: 3 }} }}"
+        ));
+        assert_eq!(share_of(&s, &[("a", a), ("b", b)]), vec![1, 4]);
+        // The largest weights and totals do not overflow.
+        let s = split(&format!(
+            "{{ {t}total: 4000000000, minPerCluster: 0, weights: {{ x=a: 4000000000, x=b: 1 }} }}"
+        ));
+        assert_eq!(share_of(&s, &[("a", a), ("b", b)]), vec![3_999_999_999, 1]);
+        // Fewer replicas than clusters: no minimum, some get none.
+        let s = split(&format!("{{ {t}total: 2 }}"));
+        assert_eq!(
+            share_of(&s, &[("a", a), ("b", b), ("c", c)])
+                .iter()
+                .sum::<u32>(),
+            2
+        );
     }
 }

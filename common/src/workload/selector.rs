@@ -55,10 +55,6 @@ impl std::fmt::Display for LabelSelector {
 }
 
 impl LabelSelector {
-    pub fn is_empty(&self) -> bool {
-        self.match_labels.is_empty() && self.match_expressions.is_empty()
-    }
-
     /// Checks keys, values and operators; the error names the offending part.
     pub fn validate(&self) -> Result<(), String> {
         for (k, v) in &self.match_labels {
@@ -217,5 +213,32 @@ mod tests {
             ..Default::default()
         };
         assert!(s.validate().unwrap_err().contains("matchExpressions[0]"));
+    }
+
+    #[test]
+    fn a_selector_prints_in_the_form_it_parses() {
+        for text in ["a=b,c in (x,y),d notin (z),e,!f", "a=b", ""] {
+            let sel = LabelSelector::parse(text).unwrap();
+            assert_eq!(sel.to_string(), text);
+            assert_eq!(LabelSelector::parse(&sel.to_string()).unwrap(), sel);
+        }
+    }
+
+    #[test]
+    fn operators_take_values_or_not_as_kubernetes_says() {
+        let req = |operator, values: &[&str]| LabelSelector {
+            match_labels: Default::default(),
+            match_expressions: vec![Requirement {
+                key: "k".into(),
+                operator,
+                values: values.iter().map(|v| v.to_string()).collect(),
+            }],
+        };
+        assert!(req(Operator::In, &[]).validate().is_err());
+        assert!(req(Operator::NotIn, &[]).validate().is_err());
+        assert!(req(Operator::In, &["a"]).validate().is_ok());
+        assert!(req(Operator::Exists, &["a"]).validate().is_err());
+        assert!(req(Operator::DoesNotExist, &["a"]).validate().is_err());
+        assert!(req(Operator::Exists, &[]).validate().is_ok());
     }
 }

@@ -304,7 +304,9 @@ impl Clusters {
         if reachable_before != facts.api_reachable {
             // A change of the member API's reachability changes where workloads may go.
             record.api_unreachable_since = if facts.api_reachable { 0 } else { unix_now() };
-            self.scheduler.enqueue_all();
+            if facts.api_reachable {
+                self.scheduler.cluster_available();
+            }
         }
         record.facts = Some(facts);
         let mut batch = Batch::new();
@@ -335,7 +337,7 @@ impl Clusters {
         batch.put_cluster(&record);
         self.records.commit(&batch).await?;
         // Connected again: placements waiting for an available cluster may go there.
-        self.scheduler.enqueue_all();
+        self.scheduler.cluster_available();
         Ok(())
     }
 

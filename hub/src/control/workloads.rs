@@ -99,7 +99,9 @@ impl Workloads {
         {
             return Ok(false);
         }
-        let before = self.records.status(&status.cluster, &status.workload)?;
+        let before = self
+            .records
+            .status_phase(&status.cluster, &status.workload)?;
         let same = before
             .as_ref()
             .filter(|b| b.revision == status.revision && b.phase == status.phase);

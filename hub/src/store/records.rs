@@ -214,6 +214,16 @@ pub struct RolloutState {
     pub complete: bool,
 }
 
+/// The phase part of a [`StatusRecord`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct PhaseOf {
+    pub revision: u64,
+    pub phase: tether_common::workload::Phase,
+    pub phase_since_unix: i64,
+    pub received_unix: i64,
+}
+
 /// One applied spec of a workload, for `rollout history` and `rollout undo --to-revision`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -541,6 +551,16 @@ impl Records {
         cluster: &str,
         workload: &str,
     ) -> Result<Option<StatusRecord>, StoreError> {
+        self.get(Tree::Status, &AssignmentRecord::key(cluster, workload))
+    }
+
+    /// Only the phase of a stored report (the rest of it is skipped, not decoded): what every
+    /// incoming report is compared with.
+    pub fn status_phase(
+        &self,
+        cluster: &str,
+        workload: &str,
+    ) -> Result<Option<PhaseOf>, StoreError> {
         self.get(Tree::Status, &AssignmentRecord::key(cluster, workload))
     }
 

@@ -95,38 +95,51 @@ pub struct Config {
     pub started_unix: i64,
 }
 
-/// Workload names waiting for a pass; `all` stands for every workload.
+/// What waits for a pass: every workload, the ones short of clusters, or these names.
+#[derive(Default)]
+struct Pending {
+    all: bool,
+    short: bool,
+    names: BTreeSet<String>,
+}
+
+/// The coalescing queue: pushing what is already queued costs nothing.
 #[derive(Default)]
 struct Queue {
-    pending: Mutex<(bool, BTreeSet<String>)>,
+    pending: Mutex<Pending>,
     wake: Notify,
 }
 
 impl Queue {
-    fn lock(&self) -> std::sync::MutexGuard<'_, (bool, BTreeSet<String>)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn push(&self, name: &str) {
         {
             let mut q = self.lock();
-            if !q.0 {
-                q.1.insert(name.to_string());
+            if !q.all {
+                q.names.insert(name.to_string());
             }
         }
+        self.wake.notify_one();
+    }
+
+    fn push_short(&self) {
+        self.lock().short = true;
         self.wake.notify_one();
     }
 
     fn push_all(&self) {
         {
             let mut q = self.lock();
-            q.0 = true;
-            q.1.clear();
+            q.all = true;
+            q.names.clear();
         }
         self.wake.notify_one();
     }
 
-    fn take(&self) -> (bool, BTreeSet<String>) {
+    fn take(&self) -> Pending {
         std::mem::take(&mut *self.lock())
     }
 }
@@ -202,6 +215,7 @@ impl Scheduler {
             budget: FailoverBudget::new(config.failovers_per_minute),
             config,
             owners: None,
+            short: BTreeSet::new(),
         };
         (
             Scheduler {
@@ -226,6 +240,13 @@ impl Scheduler {
     /// Looks at every workload again soon (a cluster joined, left or changed).
     pub fn enqueue_all(&self) {
         self.queue.push_all();
+    }
+
+    /// A cluster became available (connected, its API answering): looks again at the
+    /// workloads that are short of clusters — a reconnect storm of ten thousand clusters
+    /// does not plan every workload ten thousand times.
+    pub fn cluster_available(&self) {
+        self.queue.push_short();
     }
 
     /// Stores a workload as a new revision (if it changed) and its placement, in one commit.
@@ -314,6 +335,8 @@ pub struct Controller {
     /// Which workload declares each object (built on first use; this task is the only one
     /// that changes workloads, so it stays true).
     owners: Option<HashMap<ObjectKey, String>>,
+    /// Workloads whose last plan was short of clusters.
+    short: BTreeSet<String>,
 }
 
 impl Controller {
@@ -353,8 +376,8 @@ impl Controller {
                 continue;
             }
             fleet = None;
-            let (all, names) = self.queue.take();
-            if all {
+            let pending = self.queue.take();
+            if pending.all {
                 match self.records.workloads() {
                     Ok(ws) => round.extend(ws.into_iter().filter(|w| !w.deleting).map(|w| w.name)),
                     Err(e) => {
@@ -362,6 +385,10 @@ impl Controller {
                     }
                 }
             } else {
+                let mut names = pending.names;
+                if pending.short {
+                    names.extend(self.short.iter().cloned());
+                }
                 round.extend(names);
             }
             if !round.is_empty() {
@@ -536,6 +563,11 @@ impl Controller {
         }
         for cluster in &plan.deferred {
             tracing::warn!(workload = name, cluster = %cluster, "failover deferred: the hub-wide failover rate (--failovers-per-minute) is exhausted");
+        }
+        if plan.short {
+            self.short.insert(name.to_string());
+        } else {
+            self.short.remove(name);
         }
         if plan.is_empty() && batch.is_empty() {
             return Ok(());

@@ -112,9 +112,12 @@ pub struct Plan {
     pub deferred: Vec<String>,
     /// Clusters that could not be given a copy, and why (logged; retried on the next pass).
     pub problems: Vec<(String, String)>,
+    /// The workload has fewer clusters than it would take if more were available.
+    pub short: bool,
 }
 
 impl Plan {
+    /// Nothing to write.
     pub fn is_empty(&self) -> bool {
         self.record.is_none() && self.assignments.is_empty() && self.events.is_empty()
     }
@@ -269,11 +272,13 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// Clusters the workload may be placed on: in its team's reach, not being removed.
     fn candidates(&self) -> Vec<Candidate<'a>> {
+        let out = self.input.out_of_scope;
         self.input
             .clusters
             .iter()
-            .filter(|c| !c.removing)
+            .filter(|c| !c.removing && !out.contains(&c.name))
             .map(|c| Candidate {
                 name: &c.name,
                 labels: &c.labels,
@@ -389,12 +394,7 @@ impl<'a> Planner<'a> {
 
     /// Rule 3.
     fn choose(&mut self) -> Vec<String> {
-        let out = self.input.out_of_scope;
-        let candidates: Vec<Candidate<'_>> = self
-            .candidates()
-            .into_iter()
-            .filter(|c| !out.contains(c.name))
-            .collect();
+        let candidates = self.candidates();
         let placed = self.placed();
         let mut excluded: BTreeSet<String> = self
             .assignments
@@ -416,6 +416,18 @@ impl<'a> Planner<'a> {
                 chosen.push(with.clone());
             }
         }
+        // Short of clusters because some it would take cannot take it now: a cluster that
+        // becomes available should bring the scheduler back here.
+        let p = &self.input.workload.spec.placement;
+        self.plan.short = match p.max_clusters {
+            Some(m) => chosen.len() < m as usize,
+            None => candidates.iter().any(|c| {
+                !c.available
+                    && !placed.contains(c.name)
+                    && !excluded.contains(c.name)
+                    && p.selects(c.name, c.labels)
+            }),
+        };
         chosen
     }
 

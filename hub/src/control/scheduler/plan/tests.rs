@@ -719,3 +719,40 @@ fn divided_replicas_add_up_after_a_failover() {
     assert!(!w.placed().contains(&lost.as_str()));
     assert!(w.reasons().contains(&"Replaced"));
 }
+
+#[test]
+fn a_workload_short_of_clusters_says_so_until_one_is_available() {
+    let mut w = World::new(&[("eu-1", "region=eu"), ("eu-2", "region=eu")], ONE_IN_EU);
+    w.c("eu-1").connected = false;
+    w.c("eu-2").connected = false;
+    assert!(w.step().short, "maxClusters 1 and nothing available");
+    w.c("eu-2").connected = true;
+    let p = w.step();
+    assert!(!p.short);
+    assert_eq!(w.placed(), vec!["eu-2"]);
+    // Without maxClusters: short while a selected cluster cannot take it.
+    let mut w = World::new(&[("a", ""), ("b", "")], ALL);
+    w.c("b").unreachable_since = Some(T0);
+    assert!(w.step().short);
+    w.c("b").unreachable_since = None;
+    assert!(!w.step().short);
+    assert_eq!(w.placed(), vec!["a", "b"]);
+}
+
+#[test]
+fn a_failover_never_picks_a_cluster_outside_the_team_s_reach() {
+    let spec = "  placement: { clusterSelector: {}, maxClusters: 1, failover: { enabled: true, afterSeconds: 10 } }\n";
+    let mut w = World::new(&[("a", ""), ("b", ""), ("c", "")], spec);
+    w.settle();
+    let lost = w.placed()[0].to_string();
+    let others: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .filter(|c| **c != lost)
+        .map(|c| c.to_string())
+        .collect();
+    w.out_of_scope.insert(others[0].clone());
+    w.c(&lost).connected = false;
+    w.now += 10;
+    w.step();
+    assert_eq!(w.placed(), vec![others[1].as_str()]);
+}

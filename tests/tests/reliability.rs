@@ -406,6 +406,16 @@ fn a_reconnect_storm_after_a_hub_restart_is_spread_by_jitter() {
 
     let restarted = Instant::now();
     hub.stop();
+    // Down long enough that every agent has failed to reconnect twice, as in any real
+    // outage: each is then in its third, widest backoff window ([1 s, 2 s] with equal jitter).
+    // Restarting faster would measure the hub's own start-up (connections queue while it
+    // comes up and are served together), not the agents' jitter.
+    eventually(PATIENCE, "every agent retrying", || {
+        agents
+            .iter()
+            .all(|a| a.proc.log_text().matches("reconnecting in").count() >= 3)
+            .then_some(())
+    });
     hub.serve();
     eventually(PATIENCE, "every agent back", || {
         let list = hub.ctl_json(&["cluster", "list"]);

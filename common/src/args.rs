@@ -8,7 +8,21 @@ use clap::error::ErrorKind;
 /// Parses the process arguments into `T`, or exits: 0 after help or version, 2 with one
 /// line naming the problem otherwise.
 pub fn parse<T: Parser>() -> T {
-    match T::try_parse() {
+    exit_on_error(T::try_parse())
+}
+
+/// [`parse`], with help and usage lines naming the program `bin_name` (`kubectl tether` when
+/// kubectl runs the binary as its plugin).
+pub fn parse_as<T: Parser>(bin_name: &'static str) -> T {
+    let parsed = T::command()
+        .bin_name(bin_name)
+        .try_get_matches()
+        .and_then(|m| T::from_arg_matches(&m));
+    exit_on_error(parsed)
+}
+
+fn exit_on_error<T>(parsed: Result<T, clap::Error>) -> T {
+    match parsed {
         Ok(t) => t,
         Err(e) => match e.kind() {
             ErrorKind::DisplayHelp

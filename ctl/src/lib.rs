@@ -45,20 +45,21 @@ pub enum Command {
     /// Member clusters.
     #[command(subcommand)]
     Cluster(ClusterCommand),
-    /// Create or update workloads from Workload files (a file or a directory of them).
+    /// Create or update workloads from Workload files (a file, a directory of them, or - for
+    /// standard input: `kustomize build DIR | tetherctl apply -f -`).
     Apply {
         #[arg(
             short = 'f',
             long = "filename",
             required = true,
-            value_name = "FILE|DIR"
+            value_name = "FILE|DIR|-"
         )]
         files: Vec<PathBuf>,
         /// The team that owns the workloads (its namespaces and cluster sets bound them).
         #[arg(long, default_value = "")]
         team: String,
     },
-    /// Build a Workload from a folder of plain manifests.
+    /// Build a Workload from plain manifests (a folder, a file or standard input).
     #[command(subcommand)]
     Workload(WorkloadCommand),
     /// Show workloads (`get workloads`), one workload (`get workload NAME`) or clusters.
@@ -186,10 +187,11 @@ pub enum TokenCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum WorkloadCommand {
-    /// Create (or update) a workload from a directory of ordinary manifests.
+    /// Create (or update) a workload from ordinary manifests: a directory, a file, or - for
+    /// standard input (`helm template CHART | tetherctl workload create NAME --from -`).
     Create {
         name: String,
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR|FILE|-")]
         from: PathBuf,
         /// Place on clusters matching this label selector (k=v,k2 in (a,b),...).
         #[arg(long)]
@@ -350,6 +352,23 @@ pub enum ClusterCommand {
     },
 }
 
+/// The plugin name kubectl looks for on PATH: `kubectl tether ...` runs it.
+pub const KUBECTL_PLUGIN: &str = "kubectl-tether";
+
+/// How the user invoked this binary, for help and usage lines: `kubectl tether` when kubectl
+/// runs it as its plugin (the `kubectl-tether` binary, or a link to tetherctl of that name),
+/// `tetherctl` otherwise.
+pub fn invoked_as(argv0: Option<&std::ffi::OsStr>) -> &'static str {
+    let stem = argv0
+        .map(std::path::Path::new)
+        .and_then(std::path::Path::file_stem);
+    if stem.is_some_and(|s| s == KUBECTL_PLUGIN) {
+        "kubectl tether"
+    } else {
+        "tetherctl"
+    }
+}
+
 /// Exit codes: 0 success, 1 runtime failure, 2 usage error.
 pub fn run(cli: Cli) -> ExitCode {
     tether_common::tls::install_default_provider();
@@ -376,24 +395,26 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> Result<String, CtlError> {
-    // Mistakes in local files are reported before the config or the hub is needed.
-    match &cli.command {
-        Command::Apply { files, .. } => {
-            workloads::load_workloads(files)?;
-        }
+    // Local inputs (files, standard input) are read and checked once, before the config or
+    // the hub is needed, so a mistake in them is a usage error that sends nothing.
+    let local = match &cli.command {
+        Command::Apply { files, .. } => workloads::load_workloads(files)?,
         Command::Workload(WorkloadCommand::Create {
             name,
             from,
             selector,
             clusters,
-            output: Some(f),
+            output,
             ..
         }) => {
-            let w = workloads::workload_from_dir(name, from, selector.as_deref(), clusters)?;
-            return Ok(output::structured(&w, *f));
+            let w = workloads::workload_from_manifests(name, from, selector.as_deref(), clusters)?;
+            if let Some(f) = output {
+                return Ok(output::structured(&w, *f));
+            }
+            vec![w]
         }
-        _ => {}
-    }
+        _ => Vec::new(),
+    };
     let path = ClientConfig::resolve_path(cli.config.as_deref());
     let config = ClientConfig::load(&path).map_err(|e| CtlError::runtime(e.to_string()))?;
     let mut api = client::connect(&config).await?;
@@ -406,27 +427,11 @@ async fn dispatch(cli: Cli) -> Result<String, CtlError> {
         Command::Cluster(cmd) => clusters::run(&mut api, cmd)
             .await
             .map_err(|e| e.or_status(&fail)),
-        Command::Apply { files, team } => workloads::apply(&mut api, &files, &team)
-            .await
-            .map_err(|e| e.or_status(&fail)),
-        Command::Workload(WorkloadCommand::Create {
-            name,
-            from,
-            selector,
-            clusters,
-            team,
-            output,
-        }) => workloads::create(
-            &mut api,
-            &name,
-            &from,
-            selector.as_deref(),
-            &clusters,
-            &team,
-            output,
-        )
-        .await
-        .map_err(|e| e.or_status(&fail)),
+        Command::Apply { team, .. } | Command::Workload(WorkloadCommand::Create { team, .. }) => {
+            workloads::apply(&mut api, &local, &team)
+                .await
+                .map_err(|e| e.or_status(&fail))
+        }
         Command::Get {
             resource,
             name,
@@ -583,5 +588,36 @@ impl From<tonic::Status> for Failure {
 impl From<CtlError> for Failure {
     fn from(e: CtlError) -> Self {
         Failure::Ctl(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn kubectl_plugin_names_are_recognised_by_the_file_name_only() {
+        let plugin = [
+            "kubectl-tether",
+            "/usr/local/bin/kubectl-tether",
+            "./kubectl-tether.exe",
+        ];
+        for argv0 in plugin {
+            assert_eq!(
+                invoked_as(Some(OsStr::new(argv0))),
+                "kubectl tether",
+                "{argv0}"
+            );
+        }
+        let own = [
+            "tetherctl",
+            "/opt/kubectl-tether/tetherctl",
+            "kubectl-tether-x",
+        ];
+        for argv0 in own {
+            assert_eq!(invoked_as(Some(OsStr::new(argv0))), "tetherctl", "{argv0}");
+        }
+        assert_eq!(invoked_as(None), "tetherctl");
     }
 }

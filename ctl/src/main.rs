@@ -1,5 +1,8 @@
-//! `tetherctl`: see the library ([`tetherctl::run`]).
+//! `tetherctl` (and `kubectl tether`, the same program as kubectl's plugin): see the library
+//! ([`tetherctl::run`]).
 
 fn main() -> std::process::ExitCode {
-    tetherctl::run(tether_common::args::parse::<tetherctl::Cli>())
+    let argv0 = std::env::args_os().next();
+    let name = tetherctl::invoked_as(argv0.as_deref());
+    tetherctl::run(tether_common::args::parse_as::<tetherctl::Cli>(name))
 }

@@ -12,48 +12,96 @@ use tonic::transport::Channel;
 use super::output::{self, Format, Table};
 use super::{CtlError, Failure};
 
-/// The files `-f` names: a file, or every .yaml/.yml/.json file in a directory (sorted).
-fn files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CtlError> {
+/// The name `-` stands for standard input wherever a file is accepted (`apply -f -`,
+/// `workload create --from -`), so rendered output pipes straight in:
+/// `helm template CHART | tetherctl workload create NAME --from -`.
+pub const STDIN: &str = "-";
+
+/// The most standard input may hold (the hub refuses far smaller workloads; this only keeps
+/// a runaway pipe from filling memory before that answer).
+const MAX_STDIN_BYTES: u64 = 64 << 20;
+
+/// One input of `-f`/`--from`: its name in messages and its text.
+struct Source {
+    name: String,
+    text: String,
+}
+
+/// The inputs `-f`/`--from` name: `-` is standard input (once), a directory every
+/// .yaml/.yml/.json file in it (sorted), anything else one file.
+fn sources(paths: &[PathBuf]) -> Result<Vec<Source>, CtlError> {
+    if paths.iter().filter(|p| p.as_os_str() == STDIN).count() > 1 {
+        return Err(CtlError::usage("standard input (-) can be read only once"));
+    }
     let mut out = Vec::new();
     for p in paths {
+        if p.as_os_str() == STDIN {
+            out.push(Source {
+                name: "<stdin>".into(),
+                text: read_stdin()?,
+            });
+            continue;
+        }
         let meta = std::fs::metadata(p)
             .map_err(|e| CtlError::usage(format!("cannot read {}: {e}", p.display())))?;
-        if meta.is_dir() {
-            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
-                .map_err(|e| CtlError::usage(format!("cannot read {}: {e}", p.display())))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| {
-                    f.extension()
-                        .and_then(|x| x.to_str())
-                        .is_some_and(|x| matches!(x, "yaml" | "yml" | "json"))
-                })
-                .collect();
-            entries.sort();
-            if entries.is_empty() {
-                return Err(CtlError::usage(format!(
-                    "{} holds no .yaml, .yml or .json file",
-                    p.display()
-                )));
-            }
-            out.extend(entries);
-        } else {
-            out.push(p.clone());
+        if !meta.is_dir() {
+            out.push(read(p)?);
+            continue;
+        }
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
+            .map_err(|e| CtlError::usage(format!("cannot read {}: {e}", p.display())))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|f| {
+                f.extension()
+                    .and_then(|x| x.to_str())
+                    .is_some_and(|x| matches!(x, "yaml" | "yml" | "json"))
+            })
+            .collect();
+        entries.sort();
+        if entries.is_empty() {
+            return Err(CtlError::usage(format!(
+                "{} holds no .yaml, .yml or .json file",
+                p.display()
+            )));
+        }
+        for f in entries {
+            out.push(read(&f)?);
         }
     }
     Ok(out)
 }
 
-fn read(p: &Path) -> Result<String, CtlError> {
-    std::fs::read_to_string(p)
-        .map_err(|e| CtlError::usage(format!("cannot read {}: {e}", p.display())))
+fn read(p: &Path) -> Result<Source, CtlError> {
+    let text = std::fs::read_to_string(p)
+        .map_err(|e| CtlError::usage(format!("cannot read {}: {e}", p.display())))?;
+    Ok(Source {
+        name: p.display().to_string(),
+        text,
+    })
 }
 
-/// Parses every Workload in the files; any mistake stops everything before anything is sent.
+fn read_stdin() -> Result<String, CtlError> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::io::stdin()
+        .lock()
+        .take(MAX_STDIN_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| CtlError::usage(format!("cannot read standard input: {e}")))?;
+    if text.len() as u64 > MAX_STDIN_BYTES {
+        return Err(CtlError::usage(format!(
+            "standard input holds more than {} MiB",
+            MAX_STDIN_BYTES >> 20
+        )));
+    }
+    Ok(text)
+}
+
+/// Parses every Workload in the inputs; any mistake stops everything before anything is sent.
 pub fn load_workloads(paths: &[PathBuf]) -> Result<Vec<Workload>, CtlError> {
     let mut out = Vec::new();
-    for f in files(paths)? {
-        let text = read(&f)?;
-        let ws = workload::parse_documents(&f.display().to_string(), &text)
+    for s in sources(paths)? {
+        let ws = workload::parse_documents(&s.name, &s.text)
             .map_err(|e| CtlError::usage(e.to_string()))?;
         out.extend(ws);
     }
@@ -90,34 +138,34 @@ fn applied_line(r: &pb::ApplyWorkloadResponse) -> String {
     )
 }
 
+/// Sends workloads already loaded and checked ([`load_workloads`], [`workload_from_manifests`]).
 pub(super) async fn apply(
     api: &mut HubApiClient<Channel>,
-    paths: &[PathBuf],
+    workloads: &[Workload],
     team: &str,
 ) -> Result<String, Failure> {
-    let workloads = load_workloads(paths)?;
     let mut out = String::new();
-    for w in &workloads {
+    for w in workloads {
         let r = send(api, w, team).await?;
         out.push_str(&applied_line(&r));
     }
     Ok(out)
 }
 
-/// Builds a Workload from a folder of plain manifests.
-pub fn workload_from_dir(
+/// Builds a Workload from plain manifests: a folder of them, one file, or standard input
+/// (`-`, what `helm template` or `kustomize build` print).
+pub fn workload_from_manifests(
     name: &str,
-    dir: &Path,
+    from: &Path,
     selector: Option<&str>,
     clusters: &[String],
 ) -> Result<Workload, CtlError> {
     let mut manifests = Vec::new();
-    for f in files(&[dir.to_path_buf()])? {
-        let text = read(&f)?;
-        let docs: Vec<Value> = serde_saphyr::from_multiple(&text).map_err(|e| {
+    for f in sources(&[from.to_path_buf()])? {
+        let docs: Vec<Value> = serde_saphyr::from_multiple(&f.text).map_err(|e| {
             CtlError::usage(format!(
                 "{}: not valid YAML: {}",
-                f.display(),
+                f.name,
                 e.to_string().lines().next().unwrap_or_default()
             ))
         })?;
@@ -134,12 +182,20 @@ pub fn workload_from_dir(
             if let Some(field) = missing {
                 return Err(CtlError::usage(format!(
                     "{}, document {}, field {field}: required",
-                    f.display(),
+                    f.name,
                     i + 1
                 )));
             }
             manifests.push(d);
         }
+    }
+    if manifests.is_empty() {
+        let from = if from.as_os_str() == STDIN {
+            "standard input".to_string()
+        } else {
+            from.display().to_string()
+        };
+        return Err(CtlError::usage(format!("{from} holds no manifest")));
     }
     let cluster_selector = selector
         .map(|s| {
@@ -167,22 +223,6 @@ pub fn workload_from_dir(
         CtlError::usage(format!("workload {name}, field {field}: {msg}"))
     })?;
     Ok(w)
-}
-
-pub(super) async fn create(
-    api: &mut HubApiClient<Channel>,
-    name: &str,
-    from: &Path,
-    selector: Option<&str>,
-    clusters: &[String],
-    team: &str,
-    print: Option<Format>,
-) -> Result<String, Failure> {
-    let w = workload_from_dir(name, from, selector, clusters)?;
-    if let Some(f) = print {
-        return Ok(output::structured(&w, f));
-    }
-    Ok(applied_line(&send(api, &w, team).await?))
 }
 
 pub(super) async fn list(

@@ -45,6 +45,23 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
+/// Whether Python with the Helm SDK (helm-python-sdk, PyYAML) is here; if not, the caller
+/// skips, except under CI, where the test command installs it and its absence is a failure.
+pub fn helm_python() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import helm_python, yaml"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "helm-python-sdk is not installed (./scripts/test installs it)"
+        );
+        eprintln!("skipping: pip install helm-python-sdk pyyaml");
+    }
+    ok
+}
+
 /// A free TCP port on loopback for a server a test starts (bound and released).
 ///
 /// Chosen below the kernel's ephemeral range (32768-60999 by default), so the many outgoing
@@ -186,6 +203,51 @@ pub fn run(cmd: &mut Command) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
 
+/// `producer | consumer`, through a real pipe as a shell makes it; the consumer's output.
+/// Panics if the producer fails (its output would be no test of the consumer).
+pub fn pipe(producer: &mut Command, consumer: &mut Command) -> Output {
+    let mut first = producer
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {producer:?}: {e}"));
+    let Some(through) = first.stdout.take() else {
+        panic!("{producer:?} has no stdout pipe");
+    };
+    let out = consumer
+        .stdin(Stdio::from(through))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {consumer:?}: {e}"));
+    let produced = first
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("cannot wait for {producer:?}: {e}"));
+    assert!(
+        produced.status.success(),
+        "{producer:?} failed: {}",
+        stderr(&produced)
+    );
+    out
+}
+
+/// Runs a command with `input` on its standard input.
+pub fn run_with_input(cmd: &mut Command, input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        // A consumer that stops reading early closes the pipe: not this helper's failure.
+        let _ = stdin.write_all(input);
+    }
+    child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("cannot wait for {cmd:?}: {e}"))
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -311,10 +373,14 @@ impl Hub {
 
     /// Runs tetherctl with the admin credential.
     pub fn ctl(&self, args: &[&str]) -> Output {
-        run(command(self.netns.as_deref(), bin("tetherctl"))
-            .arg("--config")
-            .arg(self.admin_config())
-            .args(args))
+        run(&mut self.ctl_command(args))
+    }
+
+    /// tetherctl with the admin credential, not yet run (to pipe into).
+    pub fn ctl_command(&self, args: &[&str]) -> Command {
+        let mut cmd = command(self.netns.as_deref(), bin("tetherctl"));
+        cmd.arg("--config").arg(self.admin_config()).args(args);
+        cmd
     }
 
     /// Runs tetherctl, asserts success, and parses its `-o json` output.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tether_tests::harness::{
     Agent, Cluster, ElectedAgent, Hub, HubOptions, Proc, bin, bin_dir, eventually, free_port,
-    http_get, lease_holder, run, stderr, stdout,
+    helm_python, http_get, lease_holder, run, stderr, stdout,
 };
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -46,26 +46,9 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Python with the Helm SDK, or a skip (a failure under CI, where the test command installs it).
-fn helm_python() -> Option<()> {
-    let ok = Command::new("python3")
-        .args(["-c", "import helm_python, yaml"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "helm-python-sdk is not installed (./scripts/test installs it)"
-        );
-        eprintln!("skipping: pip install helm-python-sdk pyyaml");
-        return None;
-    }
-    Some(())
-}
-
 #[test]
 fn both_helm_charts_lint_and_render_with_real_helm() {
-    if helm_python().is_none() {
+    if !helm_python() {
         return;
     }
     let out = run(Command::new("python3")

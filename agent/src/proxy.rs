@@ -11,7 +11,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use http_body_util::BodyExt;
-use tether_common::pb::{self, proxy_frame};
+use tether_common::pb::{self, proxy_request, proxy_response};
 use tether_common::proxy::{TUNNEL_CHUNK, frame, is_hop_by_hop};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -76,13 +76,13 @@ const CHUNK: usize = 256 << 10;
 /// How long the agent keeps a finished stream open for the hub to read its end.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(30);
 
-type Outbound = mpsc::Sender<pb::ProxyFrame>;
+type Outbound = mpsc::Sender<pb::ProxyRequest>;
 
 /// Serves one proxied request.
 pub async fn serve(channel: Channel, forward: Arc<dyn Forward>, request_id: u64) {
     let (tx, rx) = mpsc::channel(8);
     if tx
-        .send(frame(proxy_frame::Frame::Start(pb::ProxyStart {
+        .send(frame(proxy_request::Frame::Start(pb::ProxyStart {
             request_id,
         })))
         .await
@@ -99,20 +99,20 @@ pub async fn serve(channel: Channel, forward: Arc<dyn Forward>, request_id: u64)
         }
     };
     let request = match inbound.message().await {
-        Ok(Some(pb::ProxyFrame {
-            frame: Some(proxy_frame::Frame::Request(r)),
+        Ok(Some(pb::ProxyResponse {
+            frame: Some(proxy_response::Frame::Request(r)),
         })) => r,
         _ => return,
     };
     let mut body = Vec::new();
     loop {
         match inbound.message().await {
-            Ok(Some(pb::ProxyFrame {
-                frame: Some(proxy_frame::Frame::Data(d)),
+            Ok(Some(pb::ProxyResponse {
+                frame: Some(proxy_response::Frame::Data(d)),
             })) => {
                 if body.len() + d.len() > MAX_BODY {
                     let _ = tx
-                        .send(frame(proxy_frame::Frame::Error(
+                        .send(frame(proxy_request::Frame::Error(
                             "request body too large".into(),
                         )))
                         .await;
@@ -120,8 +120,8 @@ pub async fn serve(channel: Channel, forward: Arc<dyn Forward>, request_id: u64)
                 }
                 body.extend_from_slice(&d);
             }
-            Ok(Some(pb::ProxyFrame {
-                frame: Some(proxy_frame::Frame::End(_)),
+            Ok(Some(pb::ProxyResponse {
+                frame: Some(proxy_response::Frame::End(_)),
             })) => break,
             _ => return,
         }
@@ -130,7 +130,7 @@ pub async fn serve(channel: Channel, forward: Arc<dyn Forward>, request_id: u64)
         let _ = tx.send(refusal.0).await;
         let _ = tx.send(refusal.1).await;
         let _ = tx
-            .send(frame(proxy_frame::Frame::End(pb::ProxyEnd {})))
+            .send(frame(proxy_request::Frame::End(pb::ProxyEnd {})))
             .await;
         linger(&mut inbound).await;
         return;
@@ -138,7 +138,7 @@ pub async fn serve(channel: Channel, forward: Arc<dyn Forward>, request_id: u64)
     let req = match build_request(&request, body) {
         Ok(r) => r,
         Err(e) => {
-            let _ = tx.send(frame(proxy_frame::Frame::Error(e))).await;
+            let _ = tx.send(frame(proxy_request::Frame::Error(e))).await;
             return;
         }
     };
@@ -151,7 +151,7 @@ pub async fn serve(channel: Channel, forward: Arc<dyn Forward>, request_id: u64)
     let mut response = match response {
         Ok(r) => r,
         Err(e) => {
-            let _ = tx.send(frame(proxy_frame::Frame::Error(e))).await;
+            let _ = tx.send(frame(proxy_request::Frame::Error(e))).await;
             linger(&mut inbound).await;
             return;
         }
@@ -174,7 +174,7 @@ pub async fn serve(channel: Channel, forward: Arc<dyn Forward>, request_id: u64)
             })
         })
         .collect();
-    let head = frame(proxy_frame::Frame::Response(pb::ProxyResponse {
+    let head = frame(proxy_request::Frame::Response(pb::HttpResponseHead {
         status: u32::from(parts.status.as_u16()),
         headers,
     }));
@@ -186,7 +186,7 @@ pub async fn serve(channel: Channel, forward: Arc<dyn Forward>, request_id: u64)
             Ok(member) => tunnel(member, inbound, tx).await,
             Err(e) => {
                 let _ = tx
-                    .send(frame(proxy_frame::Frame::Error(format!(
+                    .send(frame(proxy_request::Frame::Error(format!(
                         "the member's upgraded connection failed: {e}"
                     ))))
                     .await;
@@ -203,9 +203,9 @@ const ADMIN_GROUP: &str = "tether:admin";
 /// names no user to run as (the agent never lends its own service account), or it reaches
 /// into a namespace holding the agent's credential and the caller is not a hub admin.
 fn refuse(
-    request: &pb::ProxyRequest,
+    request: &pb::HttpRequestHead,
     protected: &[String],
-) -> Option<(pb::ProxyFrame, pb::ProxyFrame)> {
+) -> Option<(pb::ProxyRequest, pb::ProxyRequest)> {
     let why = if request.impersonate_user.is_empty() {
         "this agent proxies requests only as the hub user they come from".to_string()
     } else if !request.impersonate_groups.iter().any(|g| g == ADMIN_GROUP)
@@ -223,14 +223,14 @@ fn refuse(
     })
     .to_string();
     Some((
-        frame(proxy_frame::Frame::Response(pb::ProxyResponse {
+        frame(proxy_request::Frame::Response(pb::HttpResponseHead {
             status: 403,
             headers: vec![pb::HttpHeader {
                 name: "content-type".into(),
                 value: "application/json".into(),
             }],
         })),
-        frame(proxy_frame::Frame::Data(body.into_bytes())),
+        frame(proxy_request::Frame::Data(body.into_bytes())),
     ))
 }
 
@@ -253,7 +253,7 @@ fn reaches(path: &str, ns: &str) -> bool {
 /// The member request: the hub's method, path and allowed headers, run as the user the hub
 /// names.
 fn build_request(
-    request: &pb::ProxyRequest,
+    request: &pb::HttpRequestHead,
     body: Vec<u8>,
 ) -> Result<http::Request<Vec<u8>>, String> {
     let mut req = http::Request::builder()
@@ -293,7 +293,11 @@ fn build_request(
 }
 
 /// Streams a response body to the hub, ending with `End` (or `Error`).
-async fn stream_body(mut body: ResponseBody, mut inbound: Streaming<pb::ProxyFrame>, tx: Outbound) {
+async fn stream_body(
+    mut body: ResponseBody,
+    mut inbound: Streaming<pb::ProxyResponse>,
+    tx: Outbound,
+) {
     loop {
         let next = tokio::select! {
             f = body.frame() => f,
@@ -304,14 +308,14 @@ async fn stream_body(mut body: ResponseBody, mut inbound: Streaming<pb::ProxyFra
                 let Ok(data) = f.into_data() else { continue };
                 for chunk in data.chunks(CHUNK) {
                     tokio::select! {
-                        r = tx.send(frame(proxy_frame::Frame::Data(chunk.to_vec()))) => if r.is_err() { return },
+                        r = tx.send(frame(proxy_request::Frame::Data(chunk.to_vec()))) => if r.is_err() { return },
                         _ = inbound.message() => return,
                     }
                 }
             }
             Some(Err(e)) => {
                 let _ = tx
-                    .send(frame(proxy_frame::Frame::Error(e.to_string())))
+                    .send(frame(proxy_request::Frame::Error(e.to_string())))
                     .await;
                 linger(&mut inbound).await;
                 return;
@@ -320,7 +324,7 @@ async fn stream_body(mut body: ResponseBody, mut inbound: Streaming<pb::ProxyFra
         }
     }
     let _ = tx
-        .send(frame(proxy_frame::Frame::End(pb::ProxyEnd {})))
+        .send(frame(proxy_request::Frame::End(pb::ProxyEnd {})))
         .await;
     linger(&mut inbound).await;
 }
@@ -329,22 +333,22 @@ async fn stream_body(mut body: ResponseBody, mut inbound: Streaming<pb::ProxyFra
 /// Data; the hub's End half-closes the member side; the member closing ends it all.
 async fn tunnel(
     member: hyper::upgrade::Upgraded,
-    mut inbound: Streaming<pb::ProxyFrame>,
+    mut inbound: Streaming<pb::ProxyResponse>,
     tx: Outbound,
 ) {
     let (mut rd, mut wr) = tokio::io::split(hyper_util::rt::TokioIo::new(member));
     let down = async {
         loop {
             match inbound.message().await {
-                Ok(Some(pb::ProxyFrame {
-                    frame: Some(proxy_frame::Frame::Data(d)),
+                Ok(Some(pb::ProxyResponse {
+                    frame: Some(proxy_response::Frame::Data(d)),
                 })) => {
                     if wr.write_all(&d).await.is_err() {
                         return;
                     }
                 }
-                Ok(Some(pb::ProxyFrame {
-                    frame: Some(proxy_frame::Frame::End(_)),
+                Ok(Some(pb::ProxyResponse {
+                    frame: Some(proxy_response::Frame::End(_)),
                 })) => {
                     let _ = wr.shutdown().await;
                     // The member may still answer; wait for the hub to go away.
@@ -361,13 +365,13 @@ async fn tunnel(
             match rd.read(&mut buf).await {
                 Ok(0) | Err(_) => {
                     let _ = tx
-                        .send(frame(proxy_frame::Frame::End(pb::ProxyEnd {})))
+                        .send(frame(proxy_request::Frame::End(pb::ProxyEnd {})))
                         .await;
                     return;
                 }
                 Ok(n) => {
                     if tx
-                        .send(frame(proxy_frame::Frame::Data(buf[..n].to_vec())))
+                        .send(frame(proxy_request::Frame::Data(buf[..n].to_vec())))
                         .await
                         .is_err()
                     {
@@ -386,7 +390,7 @@ async fn tunnel(
 
 /// Dropping the call at once would reset the HTTP/2 stream and could discard frames the hub
 /// has not read yet: wait (bounded) for the hub to finish with it.
-async fn linger(inbound: &mut Streaming<pb::ProxyFrame>) {
+async fn linger(inbound: &mut Streaming<pb::ProxyResponse>) {
     let _ = tokio::time::timeout(LINGER, async {
         while let Ok(Some(_)) = inbound.message().await {}
     })
@@ -397,8 +401,8 @@ async fn linger(inbound: &mut Streaming<pb::ProxyFrame>) {
 mod tests {
     use super::*;
 
-    fn request(path: &str, groups: &[&str]) -> pb::ProxyRequest {
-        pb::ProxyRequest {
+    fn request(path: &str, groups: &[&str]) -> pb::HttpRequestHead {
+        pb::HttpRequestHead {
             method: "GET".into(),
             path: path.into(),
             impersonate_user: "tether:proxy".into(),

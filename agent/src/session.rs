@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use backon::BackoffBuilder;
 use tether_common::pb::{
-    self, agent_message, agent_service_client::AgentServiceClient, hub_message,
+    self, agent_service_client::AgentServiceClient, connect_request, connect_response,
 };
 use tether_common::time::unix_now_ms;
 use tether_common::tls::{self, ChannelOptions, TlsError};
@@ -198,9 +198,9 @@ impl Session<'_> {
             },
         };
         let facts = self.facts.gather().await;
-        let (out, out_rx) = mpsc::channel::<pb::AgentMessage>(64);
-        let hello = pb::AgentMessage {
-            msg: Some(agent_message::Msg::Hello(pb::Hello {
+        let (out, out_rx) = mpsc::channel::<pb::ConnectRequest>(64);
+        let hello = pb::ConnectRequest {
+            msg: Some(connect_request::Msg::Hello(pb::Hello {
                 facts: Some(facts.clone()),
                 applied: self.workloads.applied(),
                 applied_bundles: self.workloads.applied_bundles(),
@@ -218,11 +218,11 @@ impl Session<'_> {
             },
         };
         let welcome = match tokio::time::timeout(Duration::from_secs(30), inbound.message()).await {
-            Ok(Ok(Some(pb::HubMessage {
-                msg: Some(hub_message::Msg::Welcome(w)),
+            Ok(Ok(Some(pb::ConnectResponse {
+                msg: Some(connect_response::Msg::Welcome(w)),
             }))) => w,
-            Ok(Ok(Some(pb::HubMessage {
-                msg: Some(hub_message::Msg::Goodbye(g)),
+            Ok(Ok(Some(pb::ConnectResponse {
+                msg: Some(connect_response::Msg::Goodbye(g)),
             }))) => return goodbye(g),
             Ok(Ok(_)) => return End::Retry("the hub did not answer Hello with Welcome".into()),
             Ok(Err(status)) => return classify_status(&status),
@@ -280,8 +280,8 @@ impl Session<'_> {
                     if last_heard.elapsed() > hub_silence_limit {
                         return End::Retry(format!("nothing heard from the hub for {}", humantime::format_duration(hub_silence_limit)));
                     }
-                    let hb = pb::AgentMessage {
-                        msg: Some(agent_message::Msg::Heartbeat(pb::Heartbeat { sent_unix_ms: unix_now_ms() })),
+                    let hb = pb::ConnectRequest {
+                        msg: Some(connect_request::Msg::Heartbeat(pb::Heartbeat { sent_unix_ms: unix_now_ms() })),
                     };
                     if out.send(hb).await.is_err() {
                         return End::Retry("the stream to the hub closed".into());
@@ -300,8 +300,8 @@ impl Session<'_> {
                 }, if gathering.is_some() => {
                     gathering = None;
                     if facts != last_facts {
-                        let update = pb::AgentMessage {
-                            msg: Some(agent_message::Msg::Facts(pb::FactsUpdate { facts: Some(facts.clone()) })),
+                        let update = pb::ConnectRequest {
+                            msg: Some(connect_request::Msg::Facts(pb::FactsUpdate { facts: Some(facts.clone()) })),
                         };
                         if out.send(update).await.is_err() {
                             return End::Retry("the stream to the hub closed".into());
@@ -314,16 +314,16 @@ impl Session<'_> {
                         last_heard = Instant::now();
                         self.opts.metrics.hub_contact();
                         match m.msg {
-                            Some(hub_message::Msg::Goodbye(g)) => return goodbye(g),
-                            Some(hub_message::Msg::Heartbeat(_)) | Some(hub_message::Msg::Welcome(_)) => {}
-                            Some(hub_message::Msg::Desired(d)) => {
+                            Some(connect_response::Msg::Goodbye(g)) => return goodbye(g),
+                            Some(connect_response::Msg::Heartbeat(_)) | Some(connect_response::Msg::Welcome(_)) => {}
+                            Some(connect_response::Msg::Desired(d)) => {
                                 let (workload, revision) = (d.workload.clone(), d.revision);
                                 let bundle_hash = d.bundle_hash.clone();
                                 match self.workloads.desired(d.workload, d.revision, d.bundle_hash, d.bundle).await {
                                     Ok(()) => {
                                         self.opts.metrics.revisions_received.inc();
-                                        let ack = pb::AgentMessage {
-                                            msg: Some(agent_message::Msg::Ack(pb::Ack { workload, revision, bundle_hash })),
+                                        let ack = pb::ConnectRequest {
+                                            msg: Some(connect_request::Msg::Ack(pb::Ack { workload, revision, bundle_hash })),
                                         };
                                         if out.send(ack).await.is_err() {
                                             return End::Retry("the stream to the hub closed".into());
@@ -333,8 +333,8 @@ impl Session<'_> {
                                     Err(e) => tracing::error!(workload = %workload, revision, error = %e, "cannot accept desired state"),
                                 }
                             }
-                            Some(hub_message::Msg::Remove(r)) => self.workloads.remove(&r.workload),
-                            Some(hub_message::Msg::ProxyOpen(p)) => match &self.forward {
+                            Some(connect_response::Msg::Remove(r)) => self.workloads.remove(&r.workload),
+                            Some(connect_response::Msg::ProxyOpen(p)) => match &self.forward {
                                 // Each request on its own stream and task: the control stream
                                 // never waits for a proxied one.
                                 Some(f) => {
@@ -342,7 +342,7 @@ impl Session<'_> {
                                 }
                                 None => tracing::warn!("the hub asked for a proxy stream, but this agent has no API to forward to"),
                             },
-                            Some(hub_message::Msg::Assigned(a)) => self.workloads.assigned(&a.revisions),
+                            Some(connect_response::Msg::Assigned(a)) => self.workloads.assigned(&a.revisions),
                             // A newer hub may send messages this agent does not know yet.
                             None => {}
                         }
@@ -364,14 +364,14 @@ pub fn agent_client(
 }
 
 /// The message that carries a report to the hub.
-pub fn report_message(r: &Report) -> pb::AgentMessage {
+pub fn report_message(r: &Report) -> pb::ConnectRequest {
     use pb::object_status::Health as PbHealth;
     use pb::workload_status::Phase as PbPhase;
     let msg = match r {
-        Report::Removed(w) => agent_message::Msg::Removed(pb::Removed {
+        Report::Removed(w) => connect_request::Msg::Removed(pb::Removed {
             workload: w.clone(),
         }),
-        Report::Status(s) => agent_message::Msg::Status(pb::WorkloadStatus {
+        Report::Status(s) => connect_request::Msg::Status(pb::WorkloadStatus {
             workload: s.workload.clone(),
             revision: s.revision,
             phase: match s.phase {
@@ -416,7 +416,7 @@ pub fn report_message(r: &Report) -> pb::AgentMessage {
             observed_unix_ms: unix_now_ms(),
         }),
     };
-    pb::AgentMessage { msg: Some(msg) }
+    pb::ConnectRequest { msg: Some(msg) }
 }
 
 fn goodbye(g: pb::Goodbye) -> End {

@@ -2,14 +2,14 @@
 
 use std::sync::Arc;
 
-use tether_common::pb::hub_api_client::HubApiClient;
+use tether_common::pb::hub_api_service_client::HubApiServiceClient;
 use tether_common::tls::{self, ChannelOptions};
 use tonic::transport::Channel;
 
 use crate::config::ClientConfig;
 use crate::{EXIT_RUNTIME, EXIT_USAGE, Error as CtlError};
 
-pub async fn connect(config: &ClientConfig) -> Result<HubApiClient<Channel>, CtlError> {
+pub async fn connect(config: &ClientConfig) -> Result<HubApiServiceClient<Channel>, CtlError> {
     let tls_config = tls::mtls_client_config(&config.ca, &config.cert, &config.key)
         .map_err(|e| CtlError::runtime(format!("invalid credential in config: {e}")))?;
     let channel = tls::connect(
@@ -20,7 +20,7 @@ pub async fn connect(config: &ClientConfig) -> Result<HubApiClient<Channel>, Ctl
     .await
     .map_err(|e| CtlError::runtime(e.to_string()))?;
     // Workload bundles can be large; the hub enforces its own limits.
-    Ok(HubApiClient::new(channel).max_decoding_message_size(64 << 20))
+    Ok(HubApiServiceClient::new(channel).max_decoding_message_size(64 << 20))
 }
 
 /// One line for a failed call, and the exit code that goes with it.

@@ -1,7 +1,7 @@
 //! What both ends of the Kubernetes API proxy agree on: the frames of a `Proxy` stream and
 //! the headers that describe one HTTP hop rather than the message.
 
-use crate::pb::{self, proxy_frame};
+use crate::pb::{self, proxy_request};
 
 /// Headers that belong to one connection, never copied from one hop to the next.
 pub const HOP_BY_HOP: &[&str] = &[
@@ -24,8 +24,8 @@ pub fn is_hop_by_hop(name: &str) -> bool {
 }
 
 /// Wraps one frame.
-pub fn frame(f: proxy_frame::Frame) -> pb::ProxyFrame {
-    pb::ProxyFrame { frame: Some(f) }
+pub fn frame(f: proxy_request::Frame) -> pb::ProxyRequest {
+    pb::ProxyRequest { frame: Some(f) }
 }
 
 /// Bytes of an upgraded connection carried in one Data frame at most.

@@ -2,12 +2,12 @@
 
 use serde::Serialize;
 use tether_common::labels::{format_labels, parse_label_changes};
-use tether_common::pb::{self, hub_api_client::HubApiClient};
+use tether_common::pb::{self, hub_api_service_client::HubApiServiceClient};
 use tether_common::time::{age, rfc3339};
 use tonic::transport::Channel;
 
 use super::output::{self, Format, Table};
-use super::{ClusterCommand, CtlError, Failure};
+use super::{ClusterCommand, CtlError, Failure, required};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -99,7 +99,7 @@ fn table(clusters: Vec<pb::Cluster>) -> String {
 }
 
 pub(super) async fn run(
-    api: &mut HubApiClient<Channel>,
+    api: &mut HubApiServiceClient<Channel>,
     cmd: ClusterCommand,
 ) -> Result<String, Failure> {
     let cmd_kind = match &cmd {
@@ -125,7 +125,9 @@ pub(super) async fn run(
             let c = api
                 .get_cluster(pb::GetClusterRequest { name })
                 .await?
-                .into_inner();
+                .into_inner()
+                .cluster;
+            let c = required(c, "cluster")?;
             Ok(match format {
                 Format::Table => table(vec![c]),
                 f => output::structured(&view(c), f),
@@ -145,7 +147,9 @@ pub(super) async fn run(
                     overwrite,
                 })
                 .await?
-                .into_inner();
+                .into_inner()
+                .cluster;
+            let c = required(c, "cluster")?;
             Ok(format!(
                 "cluster {} labeled: {}\n",
                 c.name,
@@ -161,7 +165,9 @@ pub(super) async fn run(
                     ..Default::default()
                 })
                 .await?
-                .into_inner();
+                .into_inner()
+                .cluster;
+            let c = required(c, "cluster")?;
             Ok(format!(
                 "cluster {} {}\n",
                 c.name,
@@ -191,7 +197,9 @@ pub(super) async fn run(
                     ..Default::default()
                 })
                 .await?
-                .into_inner();
+                .into_inner()
+                .cluster;
+            let c = required(c, "cluster")?;
             Ok(format!(
                 "cluster {} taints: {}\n",
                 c.name,
@@ -256,7 +264,7 @@ pub(super) async fn run(
 
 /// A kubeconfig for `/clusters/NAME` on the hub with the caller's own credential.
 pub(super) async fn kubeconfig(
-    api: &mut HubApiClient<Channel>,
+    api: &mut HubApiServiceClient<Channel>,
     config: &tether_client::ClientConfig,
     name: &str,
     output: Option<std::path::PathBuf>,

@@ -564,6 +564,16 @@ async fn dispatch(cli: Cli) -> Result<String, CtlError> {
     }
 }
 
+/// The object a response wraps. A hub that sends none is not the release this tetherctl
+/// speaks (the client API is versioned with the hub until it is frozen as v1).
+pub(crate) fn required<T>(v: Option<T>, what: &str) -> Result<T, CtlError> {
+    v.ok_or_else(|| {
+        CtlError::runtime(format!(
+            "the hub's answer holds no {what}: is the hub the same Tether release as this tetherctl?"
+        ))
+    })
+}
+
 /// A command's failure before mapping: a gRPC status or a ready message.
 pub(crate) enum Failure {
     Status(tonic::Status),

@@ -3,12 +3,12 @@
 use std::time::Duration;
 
 use serde_json::json;
-use tether_common::pb::{self, hub_api_client::HubApiClient};
+use tether_common::pb::{self, hub_api_service_client::HubApiServiceClient};
 use tether_common::time::rfc3339;
 use tonic::transport::Channel;
 
 use super::output::{self, Format};
-use super::{CtlError, Failure};
+use super::{CtlError, Failure, required};
 
 fn render(s: &pb::RolloutStatus) -> String {
     let mut out = format!(
@@ -125,7 +125,7 @@ fn halted(status: &pb::RolloutStatus, format: Format) -> Failure {
 }
 
 pub(super) async fn rollout(
-    api: &mut HubApiClient<Channel>,
+    api: &mut HubApiServiceClient<Channel>,
     action: &str,
     name: &str,
     opts: Options,
@@ -133,15 +133,20 @@ pub(super) async fn rollout(
     if opts.to_revision.is_some() && action != "undo" {
         return Err(CtlError::usage("--to-revision goes with `rollout undo`").into());
     }
-    let req = pb::RolloutRequest {
-        name: name.to_string(),
-        action: action.to_string(),
-        to_revision: opts.to_revision.unwrap_or_default(),
-    };
     let status = match action {
-        "status" => return status(api, req, &opts).await,
-        "history" => return history(api, req, opts.format).await,
-        "pause" | "resume" | "undo" => api.control_rollout(req).await?.into_inner(),
+        "status" => return status(api, name, &opts).await,
+        "history" => return history(api, name, opts.format).await,
+        "pause" | "resume" | "undo" => {
+            let req = pb::ControlRolloutRequest {
+                name: name.to_string(),
+                action: action.to_string(),
+                to_revision: opts.to_revision.unwrap_or_default(),
+            };
+            required(
+                api.control_rollout(req).await?.into_inner().rollout,
+                "rollout",
+            )?
+        }
         other => {
             return Err(CtlError::usage(format!(
                 "unknown rollout action {other:?} (status, history, pause, resume, undo)"
@@ -153,14 +158,20 @@ pub(super) async fn rollout(
 }
 
 async fn status(
-    api: &mut HubApiClient<Channel>,
-    req: pb::RolloutRequest,
+    api: &mut HubApiServiceClient<Channel>,
+    name: &str,
     opts: &Options,
 ) -> Result<String, Failure> {
+    let req = pb::GetRolloutRequest {
+        name: name.to_string(),
+    };
     let deadline = tokio::time::Instant::now() + opts.timeout;
     let mut last = String::new();
     loop {
-        let s = api.get_rollout(req.clone()).await?.into_inner();
+        let s = required(
+            api.get_rollout(req.clone()).await?.into_inner().rollout,
+            "rollout",
+        )?;
         if s.state == "Halted" {
             return Err(halted(&s, opts.format));
         }
@@ -190,10 +201,13 @@ async fn status(
 }
 
 async fn history(
-    api: &mut HubApiClient<Channel>,
-    req: pb::RolloutRequest,
+    api: &mut HubApiServiceClient<Channel>,
+    name: &str,
     format: Format,
 ) -> Result<String, Failure> {
+    let req = pb::GetRolloutHistoryRequest {
+        name: name.to_string(),
+    };
     let h = api.get_rollout_history(req).await?.into_inner();
     Ok(match format {
         Format::Table => {
@@ -227,7 +241,7 @@ async fn history(
 }
 
 pub(super) async fn events(
-    api: &mut HubApiClient<Channel>,
+    api: &mut HubApiServiceClient<Channel>,
     workload: Option<&str>,
     follow: bool,
     format: Format,

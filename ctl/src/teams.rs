@@ -1,12 +1,12 @@
 //! `tetherctl team ...` and `tetherctl clusterset ...`.
 
 use serde_json::json;
-use tether_common::pb::{self, hub_api_client::HubApiClient};
+use tether_common::pb::{self, hub_api_service_client::HubApiServiceClient};
 use tether_common::time::rfc3339;
 use tonic::transport::Channel;
 
 use super::output::{self, Format, Table};
-use super::{ClusterSetCommand, CtlError, Failure, TeamCommand};
+use super::{ClusterSetCommand, CtlError, Failure, TeamCommand, required};
 
 fn check_name(what: &str, name: &str) -> Result<(), CtlError> {
     tether_common::identity::validate_name(name)
@@ -46,14 +46,17 @@ fn grants(t: &pb::Team) -> String {
 }
 
 pub(super) async fn team(
-    api: &mut HubApiClient<Channel>,
+    api: &mut HubApiServiceClient<Channel>,
     cmd: TeamCommand,
 ) -> Result<String, Failure> {
     let update = |name: &str| pb::UpdateTeamRequest {
         name: name.to_string(),
         ..Default::default()
     };
-    let changed = |t: pb::Team| format!("team {} updated: {}\n", t.name, summary(&t));
+    let changed = |r: pb::UpdateTeamResponse| -> Result<String, Failure> {
+        let t = required(r.team, "team")?;
+        Ok(format!("team {} updated: {}\n", t.name, summary(&t)))
+    };
     match cmd {
         TeamCommand::Create { name, namespaces } => {
             check_name("team name", &name)?;
@@ -63,25 +66,27 @@ pub(super) async fn team(
             let t = api
                 .create_team(pb::CreateTeamRequest { name, namespaces })
                 .await?
-                .into_inner();
+                .into_inner()
+                .team;
+            let t = required(t, "team")?;
             Ok(format!("team {} created: {}\n", t.name, summary(&t)))
         }
-        TeamCommand::AddMember { name, users } => Ok(changed(
+        TeamCommand::AddMember { name, users } => changed(
             api.update_team(pb::UpdateTeamRequest {
                 add_members: users,
                 ..update(&name)
             })
             .await?
             .into_inner(),
-        )),
-        TeamCommand::RemoveMember { name, users } => Ok(changed(
+        ),
+        TeamCommand::RemoveMember { name, users } => changed(
             api.update_team(pb::UpdateTeamRequest {
                 remove_members: users,
                 ..update(&name)
             })
             .await?
             .into_inner(),
-        )),
+        ),
         TeamCommand::Namespaces {
             name,
             namespaces,
@@ -101,7 +106,7 @@ pub(super) async fn team(
                     ..update(&name)
                 }
             };
-            Ok(changed(api.update_team(req).await?.into_inner()))
+            changed(api.update_team(req).await?.into_inner())
         }
         TeamCommand::Grant {
             name,
@@ -115,7 +120,7 @@ pub(super) async fn team(
                 ))
                 .into());
             }
-            Ok(changed(
+            changed(
                 api.update_team(pb::UpdateTeamRequest {
                     add_grants: vec![pb::Grant {
                         cluster_set,
@@ -126,16 +131,16 @@ pub(super) async fn team(
                 })
                 .await?
                 .into_inner(),
-            ))
+            )
         }
-        TeamCommand::Revoke { name, cluster_set } => Ok(changed(
+        TeamCommand::Revoke { name, cluster_set } => changed(
             api.update_team(pb::UpdateTeamRequest {
                 remove_grants: vec![cluster_set],
                 ..update(&name)
             })
             .await?
             .into_inner(),
-        )),
+        ),
         TeamCommand::List { output: format } => {
             let teams = api
                 .list_teams(pb::ListTeamsRequest {})
@@ -176,7 +181,7 @@ fn summary(t: &pb::Team) -> String {
 }
 
 pub(super) async fn cluster_set(
-    api: &mut HubApiClient<Channel>,
+    api: &mut HubApiServiceClient<Channel>,
     cmd: ClusterSetCommand,
 ) -> Result<String, Failure> {
     match cmd {
@@ -187,7 +192,9 @@ pub(super) async fn cluster_set(
             let s = api
                 .create_cluster_set(pb::CreateClusterSetRequest { name, selector })
                 .await?
-                .into_inner();
+                .into_inner()
+                .cluster_set;
+            let s = required(s, "cluster set")?;
             Ok(format!(
                 "cluster set {} created: {} cluster{} now\n",
                 s.name,

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 use tether_common::labels::{format_labels, parse_labels};
-use tether_common::pb::{self, hub_api_client::HubApiClient};
+use tether_common::pb::{self, hub_api_service_client::HubApiServiceClient};
 use tether_common::time::{rfc3339, unix_now};
 use tonic::transport::Channel;
 
@@ -62,7 +62,7 @@ fn expires_in(unix: i64) -> String {
 }
 
 pub(super) async fn run(
-    api: &mut HubApiClient<Channel>,
+    api: &mut HubApiServiceClient<Channel>,
     cmd: TokenCommand,
     config: &ClientConfig,
 ) -> Result<String, Failure> {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::json;
-use tether_common::pb::{self, hub_api_client::HubApiClient};
+use tether_common::pb::{self, hub_api_service_client::HubApiServiceClient};
 use tether_common::pki;
 use tether_common::time::{rfc3339, unix_now_ms};
 use tonic::transport::Channel;
@@ -15,7 +15,7 @@ use tether_client::ClientConfig;
 
 /// Creates a user: the key is made here and never sent; the hub signs a CSR for it.
 pub(super) async fn create(
-    api: &mut HubApiClient<Channel>,
+    api: &mut HubApiServiceClient<Channel>,
     config: &ClientConfig,
     name: &str,
     role: &str,
@@ -62,7 +62,7 @@ pub(super) async fn create(
 }
 
 pub(super) async fn list(
-    api: &mut HubApiClient<Channel>,
+    api: &mut HubApiServiceClient<Channel>,
     format: Format,
 ) -> Result<String, Failure> {
     let users = api
@@ -88,7 +88,10 @@ pub(super) async fn list(
     })
 }
 
-pub(super) async fn remove(api: &mut HubApiClient<Channel>, name: &str) -> Result<String, Failure> {
+pub(super) async fn remove(
+    api: &mut HubApiServiceClient<Channel>,
+    name: &str,
+) -> Result<String, Failure> {
     api.remove_user(pb::RemoveUserRequest {
         name: name.to_string(),
     })
@@ -99,7 +102,7 @@ pub(super) async fn remove(api: &mut HubApiClient<Channel>, name: &str) -> Resul
 }
 
 pub(super) async fn audit(
-    api: &mut HubApiClient<Channel>,
+    api: &mut HubApiServiceClient<Channel>,
     since: Option<Duration>,
     format: Format,
 ) -> Result<String, Failure> {

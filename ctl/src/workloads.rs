@@ -4,13 +4,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tether_common::pb::{self, hub_api_client::HubApiClient};
+use tether_common::pb::{self, hub_api_service_client::HubApiServiceClient};
 use tether_common::time::{age, rfc3339};
 use tether_common::workload::{self, LabelSelector, Workload};
 use tonic::transport::Channel;
 
 use super::output::{self, Format, Table};
-use super::{CtlError, Failure};
+use super::{CtlError, Failure, required};
 
 /// The name `-` stands for standard input wherever a file is accepted (`apply -f -`,
 /// `workload create --from -`), so rendered output pipes straight in:
@@ -109,7 +109,7 @@ pub fn load_workloads(paths: &[PathBuf]) -> Result<Vec<Workload>, CtlError> {
 }
 
 async fn send(
-    api: &mut HubApiClient<Channel>,
+    api: &mut HubApiServiceClient<Channel>,
     w: &Workload,
     team: &str,
 ) -> Result<pb::ApplyWorkloadResponse, tonic::Status> {
@@ -140,7 +140,7 @@ fn applied_line(r: &pb::ApplyWorkloadResponse) -> String {
 
 /// Sends workloads already loaded and checked ([`load_workloads`], [`workload_from_manifests`]).
 pub(super) async fn apply(
-    api: &mut HubApiClient<Channel>,
+    api: &mut HubApiServiceClient<Channel>,
     workloads: &[Workload],
     team: &str,
 ) -> Result<String, Failure> {
@@ -226,7 +226,7 @@ pub fn workload_from_manifests(
 }
 
 pub(super) async fn list(
-    api: &mut HubApiClient<Channel>,
+    api: &mut HubApiServiceClient<Channel>,
     format: Format,
 ) -> Result<String, Failure> {
     let ws = api
@@ -270,7 +270,7 @@ pub(super) async fn list(
 }
 
 pub(super) async fn get(
-    api: &mut HubApiClient<Channel>,
+    api: &mut HubApiServiceClient<Channel>,
     name: &str,
     format: Format,
 ) -> Result<String, Failure> {
@@ -279,7 +279,9 @@ pub(super) async fn get(
             name: name.to_string(),
         })
         .await?
-        .into_inner();
+        .into_inner()
+        .workload;
+    let info = required(info, "workload")?;
     let mut w: Value = serde_json::from_str(&info.workload_json).unwrap_or(Value::Null);
     Ok(match format {
         Format::Table => {
@@ -305,7 +307,7 @@ pub(super) async fn get(
     })
 }
 
-fn status_json(s: &pb::WorkloadStatusResponse) -> Value {
+fn status_json(s: &pb::GetWorkloadStatusResponse) -> Value {
     json!({
         "name": s.name,
         "revision": s.revision,
@@ -337,7 +339,7 @@ fn status_json(s: &pb::WorkloadStatusResponse) -> Value {
 }
 
 pub(super) async fn status(
-    api: &mut HubApiClient<Channel>,
+    api: &mut HubApiServiceClient<Channel>,
     name: &str,
     format: Format,
 ) -> Result<String, Failure> {
@@ -377,7 +379,7 @@ pub(super) async fn status(
 /// Waits until every placed cluster reports Available: on the workload's current revision
 /// (failing at once if its rollout halted), or with `any` on whatever revision it runs.
 pub(super) async fn wait(
-    api: &mut HubApiClient<Channel>,
+    api: &mut HubApiServiceClient<Channel>,
     name: &str,
     timeout: Duration,
     any: bool,
@@ -419,12 +421,13 @@ pub(super) async fn wait(
             .collect();
         if !any && !waiting.is_empty() {
             let r = api
-                .get_rollout(pb::RolloutRequest {
+                .get_rollout(pb::GetRolloutRequest {
                     name: name.to_string(),
-                    ..Default::default()
                 })
                 .await?
-                .into_inner();
+                .into_inner()
+                .rollout;
+            let r = required(r, "rollout")?;
             if r.state == "Halted" {
                 return Err(CtlError::runtime(format!(
                     "workload/{name} will not become available: its rollout of revision {} halted: {} (see: tetherctl rollout status {name})",
@@ -469,7 +472,10 @@ pub(super) async fn wait(
     }
 }
 
-pub(super) async fn delete(api: &mut HubApiClient<Channel>, name: &str) -> Result<String, Failure> {
+pub(super) async fn delete(
+    api: &mut HubApiServiceClient<Channel>,
+    name: &str,
+) -> Result<String, Failure> {
     api.delete_workload(pb::DeleteWorkloadRequest {
         name: name.to_string(),
     })

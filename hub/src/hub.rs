@@ -389,7 +389,7 @@ async fn maintain(hub: Arc<Hub>, stop: CancellationToken) {
 /// Every gRPC service on the TLS port.
 async fn routes(hub: Arc<Hub>) -> Result<axum::Router, StartError> {
     use tether_common::pb::{
-        agent_service_server::AgentServiceServer, hub_api_server::HubApiServer,
+        agent_service_server::AgentServiceServer, hub_api_service_server::HubApiServiceServer,
     };
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -397,15 +397,23 @@ async fn routes(hub: Arc<Hub>) -> Result<axum::Router, StartError> {
         .set_serving::<AgentServiceServer<agent::AgentApi>>()
         .await;
     health
-        .set_serving::<HubApiServer<client::ClientApi>>()
+        .set_serving::<HubApiServiceServer<client::ClientApi>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(tether_common::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    // Reflection in both versions: grpcurl and Python's grpcio-reflection still ask v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(tether_common::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
         .build_v1()
         .map_err(|e| StartError::Reflection(e.to_string()))?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .map_err(|e| StartError::Reflection(e.to_string()))?;
     let routes = tonic::service::Routes::new(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(
             AgentServiceServer::new(agent::AgentApi::new(hub.clone()))
                 .max_decoding_message_size(AGENT_MESSAGE_LIMIT),
@@ -413,7 +421,7 @@ async fn routes(hub: Arc<Hub>) -> Result<axum::Router, StartError> {
         .add_service(
             // A workload may be as large as the bundle limit, sent as JSON, plus slack for
             // the envelope.
-            HubApiServer::new(client::ClientApi::new(hub.clone()))
+            HubApiServiceServer::new(client::ClientApi::new(hub.clone()))
                 .max_decoding_message_size(hub.settings.max_bundle_size + (64 << 10)),
         )
         .prepare();

@@ -663,7 +663,7 @@ fn call_without_certificate(hub: &Hub) -> tonic::Code {
             tether_common::tls::connect(&addr, std::sync::Arc::new(config), &Default::default())
                 .await
                 .expect("connect");
-        let mut api = tether_common::pb::hub_api_client::HubApiClient::new(channel);
+        let mut api = tether_common::pb::hub_api_service_client::HubApiServiceClient::new(channel);
         match api
             .list_clusters(tether_common::pb::ListClustersRequest {})
             .await

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use tether_common::pb::{self, agent_message};
+use tether_common::pb::{self, connect_request};
 use tether_tests::harness::{
     Agent, Cluster, Hub, HubOptions, bin, eventually, run, stderr, stdout,
 };
@@ -36,9 +36,9 @@ fn member(dir: &Path, hub: &Hub, name: &str) -> (Cluster, Agent) {
     (c, a)
 }
 
-fn hello() -> pb::AgentMessage {
-    pb::AgentMessage {
-        msg: Some(agent_message::Msg::Hello(pb::Hello::default())),
+fn hello() -> pb::ConnectRequest {
+    pb::ConnectRequest {
+        msg: Some(connect_request::Msg::Hello(pb::Hello::default())),
     }
 }
 
@@ -63,8 +63,8 @@ fn a_cluster_certificate_cannot_act_for_another_cluster() {
         let mut client = rogue::agent_client(rogue::mtls(&addr, &cred_a).await.unwrap());
         let messages = vec![
             hello(),
-            pb::AgentMessage {
-                msg: Some(agent_message::Msg::Status(pb::WorkloadStatus {
+            pb::ConnectRequest {
+                msg: Some(connect_request::Msg::Status(pb::WorkloadStatus {
                     workload: "b-only".into(),
                     revision: 1,
                     phase: pb::workload_status::Phase::Degraded as i32,
@@ -72,13 +72,13 @@ fn a_cluster_certificate_cannot_act_for_another_cluster() {
                     ..Default::default()
                 })),
             },
-            pb::AgentMessage {
-                msg: Some(agent_message::Msg::Removed(pb::Removed {
+            pb::ConnectRequest {
+                msg: Some(connect_request::Msg::Removed(pb::Removed {
                     workload: "b-only".into(),
                 })),
             },
-            pb::AgentMessage {
-                msg: Some(agent_message::Msg::Ack(pb::Ack {
+            pb::ConnectRequest {
+                msg: Some(connect_request::Msg::Ack(pb::Ack {
                     workload: "b-only".into(),
                     revision: 99,
                     bundle_hash: String::new(),
@@ -100,7 +100,7 @@ fn a_cluster_certificate_cannot_act_for_another_cluster() {
         seen
     });
     let welcome = forged.iter().find_map(|m| match &m.msg {
-        Some(pb::hub_message::Msg::Welcome(w)) => Some(w.clone()),
+        Some(pb::connect_response::Msg::Welcome(w)) => Some(w.clone()),
         _ => None,
     });
     assert_eq!(
@@ -109,7 +109,7 @@ fn a_cluster_certificate_cannot_act_for_another_cluster() {
         "identity comes from the certificate"
     );
     for m in &forged {
-        if let Some(pb::hub_message::Msg::Desired(d)) = &m.msg {
+        if let Some(pb::connect_response::Msg::Desired(d)) = &m.msg {
             panic!("cluster-a was sent {}", d.workload);
         }
     }
@@ -574,8 +574,8 @@ fn oversized_and_hostile_agent_messages_never_break_the_hub() {
     // One message over the hub's limit: refused, and the stream closed with a reason.
     let oversized = rt.block_on(async {
         let mut client = rogue::agent_client(rogue::mtls(&addr, &cred).await.unwrap());
-        let huge = pb::AgentMessage {
-            msg: Some(agent_message::Msg::Status(pb::WorkloadStatus {
+        let huge = pb::ConnectRequest {
+            msg: Some(connect_request::Msg::Status(pb::WorkloadStatus {
                 workload: "w".into(),
                 message: "x".repeat(5 << 20),
                 ..Default::default()
@@ -618,13 +618,13 @@ fn oversized_and_hostile_agent_messages_never_break_the_hub() {
             _ => format!("ghost-{i}"),
         };
         let msg = match next() % 6 {
-            0 => agent_message::Msg::Ack(pb::Ack {
+            0 => connect_request::Msg::Ack(pb::Ack {
                 workload: name,
                 revision: next(),
                 bundle_hash: format!("{:x}", next()),
             }),
-            1 => agent_message::Msg::Removed(pb::Removed { workload: name }),
-            2 => agent_message::Msg::Status(pb::WorkloadStatus {
+            1 => connect_request::Msg::Removed(pb::Removed { workload: name }),
+            2 => connect_request::Msg::Status(pb::WorkloadStatus {
                 workload: name,
                 revision: next(),
                 phase: (next() % 100) as i32,
@@ -640,21 +640,21 @@ fn oversized_and_hostile_agent_messages_never_break_the_hub() {
                     .collect(),
                 ..Default::default()
             }),
-            3 => agent_message::Msg::Hello(pb::Hello::default()),
-            4 => agent_message::Msg::Facts(pb::FactsUpdate {
+            3 => connect_request::Msg::Hello(pb::Hello::default()),
+            4 => connect_request::Msg::Facts(pb::FactsUpdate {
                 facts: Some(pb::ClusterFacts {
                     kubernetes_version: "v".repeat(100_000),
                     node_count: u32::MAX,
                     ..Default::default()
                 }),
             }),
-            _ => agent_message::Msg::Heartbeat(pb::Heartbeat {
+            _ => connect_request::Msg::Heartbeat(pb::Heartbeat {
                 sent_unix_ms: next() as i64,
             }),
         };
-        junk.push(pb::AgentMessage { msg: Some(msg) });
+        junk.push(pb::ConnectRequest { msg: Some(msg) });
     }
-    junk.push(pb::AgentMessage { msg: None });
+    junk.push(pb::ConnectRequest { msg: None });
     rt.block_on(async {
         let mut client = rogue::agent_client(rogue::mtls(&addr, &cred).await.unwrap());
         let mut inbound = client

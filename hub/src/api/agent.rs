@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tether_common::identity::Identity;
-use tether_common::pb::{self, agent_message, hub_message};
+use tether_common::pb::{self, connect_request, connect_response};
 use tether_common::time::{unix_now, unix_now_ms};
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
@@ -110,14 +110,14 @@ fn credential(cert: &tether_common::pki::SignedCert, ca_pem: &str) -> pb::Creden
     }
 }
 
-fn goodbye(reason: EndReason, message: String) -> pb::HubMessage {
+fn goodbye(reason: EndReason, message: String) -> pb::ConnectResponse {
     let reason = match reason {
         EndReason::Superseded => pb::goodbye::Reason::Superseded,
         EndReason::Removed => pb::goodbye::Reason::Removed,
         EndReason::Shutdown => pb::goodbye::Reason::Shutdown,
     };
-    pb::HubMessage {
-        msg: Some(hub_message::Msg::Goodbye(pb::Goodbye {
+    pb::ConnectResponse {
+        msg: Some(connect_response::Msg::Goodbye(pb::Goodbye {
             reason: reason as i32,
             message,
         })),
@@ -164,17 +164,17 @@ impl pb::agent_service_server::AgentService for AgentApi {
         }))
     }
 
-    type ProxyStream = ReceiverStream<Result<pb::ProxyFrame, Status>>;
+    type ProxyStream = ReceiverStream<Result<pb::ProxyResponse, Status>>;
 
     async fn proxy(
         &self,
-        req: Request<Streaming<pb::ProxyFrame>>,
+        req: Request<Streaming<pb::ProxyRequest>>,
     ) -> Result<Response<Self::ProxyStream>, Status> {
         let (cluster, _, _) = cluster_peer(&req)?;
         let mut inbound = req.into_inner();
         let id = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
-            Ok(Ok(Some(pb::ProxyFrame {
-                frame: Some(pb::proxy_frame::Frame::Start(s)),
+            Ok(Ok(Some(pb::ProxyRequest {
+                frame: Some(pb::proxy_request::Frame::Start(s)),
             }))) => s.request_id,
             _ => {
                 return Err(Status::failed_precondition(
@@ -194,17 +194,17 @@ impl pb::agent_service_server::AgentService for AgentApi {
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
-    type ConnectStream = ReceiverStream<Result<pb::HubMessage, Status>>;
+    type ConnectStream = ReceiverStream<Result<pb::ConnectResponse, Status>>;
 
     async fn connect(
         &self,
-        req: Request<Streaming<pb::AgentMessage>>,
+        req: Request<Streaming<pb::ConnectRequest>>,
     ) -> Result<Response<Self::ConnectStream>, Status> {
         let (cluster, _cert, peer) = cluster_peer(&req)?;
         let mut inbound = req.into_inner();
         let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
-            Ok(Ok(Some(pb::AgentMessage {
-                msg: Some(agent_message::Msg::Hello(h)),
+            Ok(Ok(Some(pb::ConnectRequest {
+                msg: Some(connect_request::Msg::Hello(h)),
             }))) => h,
             Ok(Err(status)) => return Err(status),
             Err(_) => return Err(Status::deadline_exceeded("no Hello within 15s")),
@@ -239,8 +239,8 @@ impl pb::agent_service_server::AgentService for AgentApi {
                 .sessions
                 .open(&cluster, peer.addr, session_id.clone());
         let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
-        let welcome = pb::HubMessage {
-            msg: Some(hub_message::Msg::Welcome(pb::Welcome {
+        let welcome = pb::ConnectResponse {
+            msg: Some(connect_response::Msg::Welcome(pb::Welcome {
                 cluster: cluster.clone(),
                 session_id,
                 epoch: handle.epoch,
@@ -363,7 +363,7 @@ impl Session {
     }
 
     /// The message a hint turns into, read from the store now (newest state wins).
-    async fn message_for(&self, hint: Hint) -> Option<pb::HubMessage> {
+    async fn message_for(&self, hint: Hint) -> Option<pb::ConnectResponse> {
         let cluster = self.cluster().to_string();
         match hint {
             Hint::AssignedList => {
@@ -376,8 +376,8 @@ impl Session {
                     .filter(|a| !a.deleting)
                     .map(|a| (a.workload, a.revision))
                     .collect();
-                Some(pb::HubMessage {
-                    msg: Some(hub_message::Msg::Assigned(pb::Assigned { revisions })),
+                Some(pb::ConnectResponse {
+                    msg: Some(connect_response::Msg::Assigned(pb::Assigned { revisions })),
                 })
             }
             Hint::Workload(w) => {
@@ -391,8 +391,8 @@ impl Session {
                         }
                         return None;
                     }
-                    return Some(pb::HubMessage {
-                        msg: Some(hub_message::Msg::Remove(pb::Remove { workload: w })),
+                    return Some(pb::ConnectResponse {
+                        msg: Some(connect_response::Msg::Remove(pb::Remove { workload: w })),
                     });
                 }
                 if held.is_some_and(|h| h.is(&a)) {
@@ -414,8 +414,8 @@ impl Session {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(w.clone(), (a.revision, std::time::Instant::now()));
-                Some(pb::HubMessage {
-                    msg: Some(hub_message::Msg::Desired(pb::Desired {
+                Some(pb::ConnectResponse {
+                    msg: Some(connect_response::Msg::Desired(pb::Desired {
                         workload: w,
                         revision: a.revision,
                         bundle,
@@ -428,7 +428,7 @@ impl Session {
 
     async fn write(
         self: Arc<Self>,
-        tx: mpsc::Sender<Result<pb::HubMessage, Status>>,
+        tx: mpsc::Sender<Result<pb::ConnectResponse, Status>>,
         mut control: mpsc::Receiver<Control>,
         mut proxy_requests: mpsc::Receiver<u64>,
     ) {
@@ -453,8 +453,8 @@ impl Session {
                     if self.handle.silent_for_ms() > grace_ms {
                         break Some(Ended::Silent(settings.offline_grace));
                     }
-                    let hb = pb::HubMessage {
-                        msg: Some(hub_message::Msg::Heartbeat(pb::Heartbeat { sent_unix_ms: unix_now_ms() })),
+                    let hb = pb::ConnectResponse {
+                        msg: Some(connect_response::Msg::Heartbeat(pb::Heartbeat { sent_unix_ms: unix_now_ms() })),
                     };
                     // A full queue means the agent is not reading; the silence check ends the
                     // session if it stops talking, so dropping a heartbeat is harmless.
@@ -465,8 +465,8 @@ impl Session {
                 }
                 _ = resync.tick() => self.queue_differences(),
                 Some(request_id) = proxy_requests.recv() => {
-                    let open = pb::HubMessage {
-                        msg: Some(hub_message::Msg::ProxyOpen(pb::ProxyOpen { request_id })),
+                    let open = pb::ConnectResponse {
+                        msg: Some(connect_response::Msg::ProxyOpen(pb::ProxyOpen { request_id })),
                     };
                     tokio::select! {
                         _ = self.done.cancelled() => break None,
@@ -488,7 +488,7 @@ impl Session {
         self.finish(ended).await;
     }
 
-    async fn read(self: Arc<Self>, mut inbound: Streaming<pb::AgentMessage>) {
+    async fn read(self: Arc<Self>, mut inbound: Streaming<pb::ConnectRequest>) {
         let ended = loop {
             let msg = tokio::select! {
                 _ = self.done.cancelled() => break None,
@@ -506,13 +506,13 @@ impl Session {
         self.finish(ended).await;
     }
 
-    async fn on_message(&self, m: pb::AgentMessage) {
+    async fn on_message(&self, m: pb::ConnectRequest) {
         let cluster = self.cluster().to_string();
         match m.msg {
-            Some(agent_message::Msg::Heartbeat(_)) => {
+            Some(connect_request::Msg::Heartbeat(_)) => {
                 self.hub.metrics.heartbeats.inc();
             }
-            Some(agent_message::Msg::Facts(f)) => {
+            Some(connect_request::Msg::Facts(f)) => {
                 if let Err(e) = self
                     .hub
                     .clusters
@@ -522,7 +522,7 @@ impl Session {
                     tracing::warn!(cluster, error = %e, "failed to record facts");
                 }
             }
-            Some(agent_message::Msg::Ack(a)) => {
+            Some(connect_request::Msg::Ack(a)) => {
                 let held = Held::new(a.revision, a.bundle_hash.clone());
                 self.acked().insert(a.workload.clone(), held.clone());
                 let sent = {
@@ -550,7 +550,7 @@ impl Session {
                     self.handle.outbox.push(Hint::Workload(a.workload));
                 }
             }
-            Some(agent_message::Msg::Removed(r)) => {
+            Some(connect_request::Msg::Removed(r)) => {
                 self.acked().remove(&r.workload);
                 if let Err(e) = self
                     .hub
@@ -561,7 +561,7 @@ impl Session {
                     tracing::warn!(cluster, workload = %r.workload, error = %e, "cannot record removal");
                 }
             }
-            Some(agent_message::Msg::Status(s)) => {
+            Some(connect_request::Msg::Status(s)) => {
                 let record = status_from_pb(&cluster, s);
                 match self.hub.workloads.record_status(record).await {
                     Ok(true) => {
@@ -573,7 +573,7 @@ impl Session {
                     Err(e) => tracing::warn!(cluster, error = %e, "cannot record status"),
                 }
             }
-            Some(agent_message::Msg::Hello(_)) => {
+            Some(connect_request::Msg::Hello(_)) => {
                 tracing::debug!(cluster, "ignoring a repeated Hello");
             }
             // A newer agent may send messages this hub does not know yet.

@@ -1,4 +1,4 @@
-//! The gRPC edge of the client API (`tether.v1.HubApi`): authorizes each call by the caller's
+//! The gRPC edge of the client API (`tether.v1.HubApiService`): authorizes each call by the caller's
 //! role and converts between protocol messages and the hub's own types.
 
 use std::sync::Arc;
@@ -333,7 +333,7 @@ fn token_to_pb(t: TokenRecord) -> pb::Token {
 }
 
 #[tonic::async_trait]
-impl pb::hub_api_server::HubApi for ClientApi {
+impl pb::hub_api_service_server::HubApiService for ClientApi {
     async fn create_token(
         &self,
         req: Request<pb::CreateTokenRequest>,
@@ -419,7 +419,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
     async fn get_cluster(
         &self,
         req: Request<pb::GetClusterRequest>,
-    ) -> Result<Response<pb::Cluster>, Status> {
+    ) -> Result<Response<pb::GetClusterResponse>, Status> {
         let scope = self.scope(&self.who(&req))?;
         let name = req.into_inner().name;
         let view = self.hub.clusters.get_cluster(&name)?;
@@ -427,13 +427,15 @@ impl pb::hub_api_server::HubApi for ClientApi {
         if scope.role_on_cluster(&view.record.labels) < Role::Viewer {
             return Err(HubError::cluster_not_found(&name).into());
         }
-        Ok(Response::new(cluster_to_pb(view)))
+        Ok(Response::new(pb::GetClusterResponse {
+            cluster: Some(cluster_to_pb(view)),
+        }))
     }
 
     async fn label_cluster(
         &self,
         req: Request<pb::LabelClusterRequest>,
-    ) -> Result<Response<pb::Cluster>, Status> {
+    ) -> Result<Response<pb::LabelClusterResponse>, Status> {
         let who = self.who(&req);
         let r = req.into_inner();
         let target = format!("cluster/{}", r.name);
@@ -452,7 +454,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
         }
         .await;
         self.record(&who, "LabelCluster", &target, &result).await;
-        result.map(Response::new)
+        result.map(|c| Response::new(pb::LabelClusterResponse { cluster: Some(c) }))
     }
 
     async fn remove_cluster(
@@ -479,7 +481,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
     async fn set_cluster(
         &self,
         req: Request<pb::SetClusterRequest>,
-    ) -> Result<Response<pb::Cluster>, Status> {
+    ) -> Result<Response<pb::SetClusterResponse>, Status> {
         let who = self.who(&req);
         let r = req.into_inner();
         let target = format!("cluster/{}", r.name);
@@ -500,7 +502,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
         }
         .await;
         self.record(&who, "SetCluster", &target, &result).await;
-        result.map(Response::new)
+        result.map(|c| Response::new(pb::SetClusterResponse { cluster: Some(c) }))
     }
 
     async fn apply_workload(
@@ -572,7 +574,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
     async fn get_workload(
         &self,
         req: Request<pb::GetWorkloadRequest>,
-    ) -> Result<Response<pb::WorkloadInfo>, Status> {
+    ) -> Result<Response<pb::GetWorkloadResponse>, Status> {
         let scope = self.scope(&self.who(&req))?;
         let name = req.into_inner().name;
         let role = self.workload_role(&scope, &name)?;
@@ -582,7 +584,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
         if role < Role::Operator {
             tether_common::workload::redact_secrets(&mut workload);
         }
-        Ok(Response::new(pb::WorkloadInfo {
+        let info = pb::WorkloadInfo {
             name: r.name,
             workload_json: workload.to_string(),
             revision: r.revision,
@@ -591,6 +593,9 @@ impl pb::hub_api_server::HubApi for ClientApi {
             deleting: r.deleting,
             clusters,
             team: r.team,
+        };
+        Ok(Response::new(pb::GetWorkloadResponse {
+            workload: Some(info),
         }))
     }
 
@@ -624,7 +629,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
     async fn get_workload_status(
         &self,
         req: Request<pb::GetWorkloadStatusRequest>,
-    ) -> Result<Response<pb::WorkloadStatusResponse>, Status> {
+    ) -> Result<Response<pb::GetWorkloadStatusResponse>, Status> {
         let scope = self.scope(&self.who(&req))?;
         let name = req.into_inner().name;
         let role = self.workload_role(&scope, &name)?;
@@ -640,7 +645,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
                 }
             }
         }
-        Ok(Response::new(pb::WorkloadStatusResponse {
+        Ok(Response::new(pb::GetWorkloadStatusResponse {
             name: record.name,
             revision: record.revision,
             deleting: record.deleting,
@@ -776,25 +781,27 @@ impl pb::hub_api_server::HubApi for ClientApi {
 
     async fn get_rollout(
         &self,
-        req: Request<pb::RolloutRequest>,
-    ) -> Result<Response<pb::RolloutStatus>, Status> {
+        req: Request<pb::GetRolloutRequest>,
+    ) -> Result<Response<pb::GetRolloutResponse>, Status> {
         let scope = self.scope(&self.who(&req))?;
         let name = req.into_inner().name;
         self.workload_role(&scope, &name)?;
         let view = self.hub.workloads.rollout_status(&name)?;
-        Ok(Response::new(rollout_to_pb(view)))
+        Ok(Response::new(pb::GetRolloutResponse {
+            rollout: Some(rollout_to_pb(view)),
+        }))
     }
 
     async fn get_rollout_history(
         &self,
-        req: Request<pb::RolloutRequest>,
-    ) -> Result<Response<pb::RolloutHistory>, Status> {
+        req: Request<pb::GetRolloutHistoryRequest>,
+    ) -> Result<Response<pb::GetRolloutHistoryResponse>, Status> {
         let scope = self.scope(&self.who(&req))?;
         let name = req.into_inner().name;
         self.workload_role(&scope, &name)?;
         let revisions = self.hub.workloads.rollout_history(&name)?;
         let current = self.hub.workloads.rollout_status(&name)?.revision;
-        Ok(Response::new(pb::RolloutHistory {
+        Ok(Response::new(pb::GetRolloutHistoryResponse {
             name,
             revision: current,
             revisions: revisions
@@ -811,8 +818,8 @@ impl pb::hub_api_server::HubApi for ClientApi {
 
     async fn control_rollout(
         &self,
-        req: Request<pb::RolloutRequest>,
-    ) -> Result<Response<pb::RolloutStatus>, Status> {
+        req: Request<pb::ControlRolloutRequest>,
+    ) -> Result<Response<pb::ControlRolloutResponse>, Status> {
         let who = self.who(&req);
         let r = req.into_inner();
         let result = async {
@@ -847,7 +854,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
             &result,
         )
         .await;
-        result.map(Response::new)
+        result.map(|r| Response::new(pb::ControlRolloutResponse { rollout: Some(r) }))
     }
 
     async fn list_events(
@@ -887,7 +894,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
         Ok(Response::new(pb::ListEventsResponse { events }))
     }
 
-    type BackupStream = tokio_stream::wrappers::ReceiverStream<Result<pb::BackupChunk, Status>>;
+    type BackupStream = tokio_stream::wrappers::ReceiverStream<Result<pb::BackupResponse, Status>>;
 
     async fn backup(
         &self,
@@ -919,7 +926,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
             loop {
                 let chunk = match file.read(&mut buf) {
                     Ok(0) => return,
-                    Ok(n) => Ok(pb::BackupChunk {
+                    Ok(n) => Ok(pb::BackupResponse {
                         data: buf[..n].to_vec(),
                     }),
                     Err(e) => Err(Status::internal(format!("reading the backup: {e}"))),
@@ -938,7 +945,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
     async fn create_cluster_set(
         &self,
         req: Request<pb::CreateClusterSetRequest>,
-    ) -> Result<Response<pb::ClusterSet>, Status> {
+    ) -> Result<Response<pb::CreateClusterSetResponse>, Status> {
         let who = self.who(&req);
         let r = req.into_inner();
         let result = async {
@@ -958,7 +965,11 @@ impl pb::hub_api_server::HubApi for ClientApi {
             &result,
         )
         .await;
-        result.map(Response::new)
+        result.map(|c| {
+            Response::new(pb::CreateClusterSetResponse {
+                cluster_set: Some(c),
+            })
+        })
     }
 
     async fn list_cluster_sets(
@@ -1005,7 +1016,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
     async fn create_team(
         &self,
         req: Request<pb::CreateTeamRequest>,
-    ) -> Result<Response<pb::Team>, Status> {
+    ) -> Result<Response<pb::CreateTeamResponse>, Status> {
         let who = self.who(&req);
         let r = req.into_inner();
         let result = async {
@@ -1020,13 +1031,13 @@ impl pb::hub_api_server::HubApi for ClientApi {
         .await;
         self.record(&who, "CreateTeam", &format!("team/{}", r.name), &result)
             .await;
-        result.map(Response::new)
+        result.map(|t| Response::new(pb::CreateTeamResponse { team: Some(t) }))
     }
 
     async fn update_team(
         &self,
         req: Request<pb::UpdateTeamRequest>,
-    ) -> Result<Response<pb::Team>, Status> {
+    ) -> Result<Response<pb::UpdateTeamResponse>, Status> {
         let who = self.who(&req);
         let r = req.into_inner();
         let name = r.name.clone();
@@ -1064,7 +1075,7 @@ impl pb::hub_api_server::HubApi for ClientApi {
         .await;
         self.record(&who, "UpdateTeam", &format!("team/{name}"), &result)
             .await;
-        result.map(Response::new)
+        result.map(|t| Response::new(pb::UpdateTeamResponse { team: Some(t) }))
     }
 
     async fn list_teams(

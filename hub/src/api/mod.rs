@@ -4,7 +4,7 @@
 //!
 //! [`server`] accepts connections on the TLS port and routes requests; [`agent`] serves
 //! `tether.v1.AgentService` (join, renew, the session stream, proxy streams); [`client`]
-//! serves `tether.v1.HubApi`; [`proxy`] serves `/clusters/NAME/...`; [`tls_auth`] verifies
+//! serves `tether.v1.HubApiService`; [`proxy`] serves `/clusters/NAME/...`; [`tls_auth`] verifies
 //! client certificates during the handshake; [`state`] is what they all serve from (the
 //! operations' components, built by [`crate::hub`]).
 

@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use serde_json::json;
 use tether_common::identity::Identity;
-use tether_common::pb::{self, proxy_frame};
+use tether_common::pb::{self, proxy_request, proxy_response};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tonic::{Status, Streaming};
 
@@ -56,8 +56,8 @@ impl Default for ProxySettings {
 
 /// The agent's side of one proxied request.
 pub struct AgentStream {
-    pub inbound: Streaming<pb::ProxyFrame>,
-    pub outbound: mpsc::Sender<Result<pb::ProxyFrame, Status>>,
+    pub inbound: Streaming<pb::ProxyRequest>,
+    pub outbound: mpsc::Sender<Result<pb::ProxyResponse, Status>>,
 }
 
 /// Requests waiting for their agent stream, and the per-cluster limits.
@@ -517,9 +517,9 @@ pub async fn handle(hub: Arc<Hub>, req: Request<Body>) -> Response {
             value: protocol.clone(),
         });
     }
-    let frame = |f: proxy_frame::Frame| Ok(pb::ProxyFrame { frame: Some(f) });
+    let frame = |f: proxy_response::Frame| Ok(pb::ProxyResponse { frame: Some(f) });
     let out = stream.outbound.clone();
-    let mut send = vec![frame(proxy_frame::Frame::Request(pb::ProxyRequest {
+    let mut send = vec![frame(proxy_response::Frame::Request(pb::HttpRequestHead {
         method: method.to_string(),
         path: target_path.clone(),
         headers,
@@ -529,9 +529,9 @@ pub async fn handle(hub: Arc<Hub>, req: Request<Body>) -> Response {
         on_behalf_of: user.clone(),
     }))];
     for chunk in body.chunks(1 << 20) {
-        send.push(frame(proxy_frame::Frame::Data(chunk.to_vec())));
+        send.push(frame(proxy_response::Frame::Data(chunk.to_vec())));
     }
-    send.push(frame(proxy_frame::Frame::End(pb::ProxyEnd {})));
+    send.push(frame(proxy_response::Frame::End(pb::ProxyEnd {})));
     for f in send {
         if out.send(f).await.is_err() {
             return status(
@@ -546,11 +546,11 @@ pub async fn handle(hub: Arc<Hub>, req: Request<Body>) -> Response {
         outbound,
     } = stream;
     let head = match inbound.message().await {
-        Ok(Some(pb::ProxyFrame {
-            frame: Some(proxy_frame::Frame::Response(r)),
+        Ok(Some(pb::ProxyRequest {
+            frame: Some(proxy_request::Frame::Response(r)),
         })) => r,
-        Ok(Some(pb::ProxyFrame {
-            frame: Some(proxy_frame::Frame::Error(e)),
+        Ok(Some(pb::ProxyRequest {
+            frame: Some(proxy_request::Frame::Error(e)),
         })) => {
             audit(502).await;
             return status(
@@ -623,17 +623,17 @@ pub async fn handle(hub: Arc<Hub>, req: Request<Body>) -> Response {
     let body = futures::stream::unfold(Some((inbound, outbound, permit)), |state| async move {
         let (mut inbound, outbound, permit) = state?;
         match inbound.message().await {
-            Ok(Some(pb::ProxyFrame {
-                frame: Some(proxy_frame::Frame::Data(d)),
+            Ok(Some(pb::ProxyRequest {
+                frame: Some(proxy_request::Frame::Data(d)),
             })) => Some((
                 Ok::<_, std::io::Error>(Bytes::from(d)),
                 Some((inbound, outbound, permit)),
             )),
-            Ok(Some(pb::ProxyFrame {
-                frame: Some(proxy_frame::Frame::End(_)),
+            Ok(Some(pb::ProxyRequest {
+                frame: Some(proxy_request::Frame::End(_)),
             })) => None,
-            Ok(Some(pb::ProxyFrame {
-                frame: Some(proxy_frame::Frame::Error(e)),
+            Ok(Some(pb::ProxyRequest {
+                frame: Some(proxy_request::Frame::Error(e)),
             })) => Some((Err(std::io::Error::other(e)), None)),
             Ok(_) => Some((
                 Err(std::io::Error::other("unexpected frame from the agent")),
@@ -652,25 +652,25 @@ pub async fn handle(hub: Arc<Hub>, req: Request<Body>) -> Response {
 /// `End`; the agent's `End`, an error or the stream closing ends the tunnel.
 async fn tunnel(
     client: hyper::upgrade::Upgraded,
-    mut inbound: Streaming<pb::ProxyFrame>,
-    outbound: mpsc::Sender<Result<pb::ProxyFrame, Status>>,
+    mut inbound: Streaming<pb::ProxyRequest>,
+    outbound: mpsc::Sender<Result<pb::ProxyResponse, Status>>,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (mut rd, mut wr) = tokio::io::split(hyper_util::rt::TokioIo::new(client));
-    let frame = |f: proxy_frame::Frame| Ok(pb::ProxyFrame { frame: Some(f) });
+    let frame = |f: proxy_response::Frame| Ok(pb::ProxyResponse { frame: Some(f) });
     let up = async {
         let mut buf = vec![0u8; tether_common::proxy::TUNNEL_CHUNK];
         loop {
             match rd.read(&mut buf).await {
                 Ok(0) | Err(_) => {
                     let _ = outbound
-                        .send(frame(proxy_frame::Frame::End(pb::ProxyEnd {})))
+                        .send(frame(proxy_response::Frame::End(pb::ProxyEnd {})))
                         .await;
                     break;
                 }
                 Ok(n) => {
                     if outbound
-                        .send(frame(proxy_frame::Frame::Data(buf[..n].to_vec())))
+                        .send(frame(proxy_response::Frame::Data(buf[..n].to_vec())))
                         .await
                         .is_err()
                     {
@@ -683,8 +683,8 @@ async fn tunnel(
         std::future::pending::<()>().await;
     };
     let down = async {
-        while let Ok(Some(pb::ProxyFrame {
-            frame: Some(proxy_frame::Frame::Data(d)),
+        while let Ok(Some(pb::ProxyRequest {
+            frame: Some(proxy_request::Frame::Data(d)),
         })) = inbound.message().await
         {
             if wr.write_all(&d).await.is_err() {

@@ -15,6 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tether_common::identity::Identity;
+use tether_common::pb;
 use tether_common::pki;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -25,8 +26,14 @@ use crate::control::ratelimit::CallLimits;
 use crate::metrics::Metrics;
 use crate::sessions::access::Access;
 
-/// The client API's path prefix: calls there are limited per identity.
-const CLIENT_API: &str = "/tether.v1.HubApi/";
+/// Whether `path` is a call of the client API (`/tether.v1.HubApiService/Method`): those are
+/// limited per identity. The name comes from the generated code, so a rename cannot leave
+/// the limit behind.
+fn is_client_api(path: &str) -> bool {
+    path.strip_prefix('/')
+        .and_then(|p| p.strip_prefix(pb::hub_api_service_server::SERVICE_NAME))
+        .is_some_and(|method| method.starts_with('/'))
+}
 
 /// Paths a peer without a client certificate may call.
 const UNAUTHENTICATED_PATHS: &[&str] = &[
@@ -297,7 +304,7 @@ impl Connection {
             // many refusals. Checked before the request is read.
             let mut permit = None;
             if rejection.is_none()
-                && req.uri().path().starts_with(CLIENT_API)
+                && is_client_api(req.uri().path())
                 && let Some(c) = &peer.cert
             {
                 match calls.admit(&c.identity.actor()) {
@@ -501,4 +508,24 @@ fn gate(peer: &Peer, path: &str, access: &Access) -> Option<http::Response<Body>
         return Some(crate::api::proxy::unauthorized(message));
     }
     Some(tonic::Status::unauthenticated(message).into_http())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_api_calls_are_recognised_by_the_generated_service_name() {
+        assert!(is_client_api("/tether.v1.HubApiService/ListClusters"));
+        for other in [
+            "/tether.v1.HubApi/ListClusters",
+            "/tether.v1.HubApiServiceX/ListClusters",
+            "/tether.v1.AgentService/Connect",
+            "/grpc.health.v1.Health/Check",
+            "tether.v1.HubApiService/ListClusters",
+            "/clusters/edge-1/api/v1/pods",
+        ] {
+            assert!(!is_client_api(other), "{other}");
+        }
+    }
 }

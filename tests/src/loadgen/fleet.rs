@@ -20,7 +20,7 @@ use tether_agent::reconcile::Workloads;
 use tether_agent::session::{self, FactsSource, SessionOptions};
 use tether_agent::status::{Health, ObjectState, StatusBoard, WorkloadStatus};
 use tether_client::{ClientConfig, connect as client};
-use tether_common::pb::{self, hub_api_client::HubApiClient};
+use tether_common::pb::{self, hub_api_service_client::HubApiServiceClient};
 use tether_common::tls::ChannelOptions;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -246,7 +246,7 @@ pub struct Growth {
 pub struct Fleet {
     opts: FleetOptions,
     hub: String,
-    admin: HubApiClient<Channel>,
+    admin: HubApiServiceClient<Channel>,
     sims: Vec<Sim>,
     recorder: Arc<Recorder>,
 }
@@ -289,7 +289,7 @@ impl Fleet {
     }
 
     /// The admin client (for applying workloads).
-    pub fn admin(&self) -> HubApiClient<Channel> {
+    pub fn admin(&self) -> HubApiServiceClient<Channel> {
         self.admin.clone()
     }
 

@@ -400,15 +400,18 @@ async fn routes(hub: Arc<Hub>) -> Result<axum::Router, StartError> {
         .set_serving::<HubApiServiceServer<client::ClientApi>>()
         .await;
     // Reflection in both versions: grpcurl and Python's grpcio-reflection still ask v1alpha.
+    // Each lists the other too, so either answers with everything this port serves.
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(tether_common::pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
     let reflection_v1 = reflection()
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| StartError::Reflection(e.to_string()))?;
     let reflection_v1alpha = reflection()
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(|e| StartError::Reflection(e.to_string()))?;
     let routes = tonic::service::Routes::new(health_service)

@@ -48,16 +48,22 @@ pub fn bin(name: &str) -> PathBuf {
 /// Whether Python with the Helm SDK (helm-python-sdk, PyYAML) is here; if not, the caller
 /// skips, except under CI, where the test command installs it and its absence is a failure.
 pub fn helm_python() -> bool {
+    python_has("helm_python, yaml", "helm-python-sdk pyyaml")
+}
+
+/// Whether `python3 -c "import MODULES"` works; if not, the caller skips, except under CI,
+/// where the test command installs the packages and their absence is a failure.
+pub fn python_has(modules: &str, packages: &str) -> bool {
     let ok = Command::new("python3")
-        .args(["-c", "import helm_python, yaml"])
+        .args(["-c", &format!("import {modules}")])
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
         assert!(
             std::env::var_os("CI").is_none(),
-            "helm-python-sdk is not installed (./scripts/test installs it)"
+            "python3 cannot import {modules} (./scripts/test installs {packages})"
         );
-        eprintln!("skipping: pip install helm-python-sdk pyyaml");
+        eprintln!("skipping: pip install {packages}");
     }
     ok
 }

@@ -110,7 +110,14 @@ fn architecture_md_names_every_module_and_only_those() {
     let root = root();
     let mut files = Vec::new();
     for krate in [
-        "agent", "client", "common", "ctl", "emulator", "hub", "tests",
+        "agent",
+        "client",
+        "common",
+        "controller",
+        "ctl",
+        "emulator",
+        "hub",
+        "tests",
     ] {
         rust_files(&root.join(krate).join("src"), &mut files);
     }

@@ -14,6 +14,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use serde_json::Value;
+
 use tether_tests::harness::{
     Agent, Cluster, ElectedAgent, Hub, HubOptions, eventually, free_port, http_get, lease_holder,
     metric, run, stderr, stdout,
@@ -1356,4 +1358,248 @@ fn the_emulator_answers_the_agents_and_kubectls_calls_like_a_real_server() {
         "the emulator differs where it matters:\n{}",
         must_match.join("\n")
     );
+}
+
+const SHOP_RESOURCE: &str = r#"
+apiVersion: tether.dev/v1alpha1
+kind: Workload
+metadata: { name: shop, labels: { team: shop } }
+spec:
+  manifests:
+    - { apiVersion: v1, kind: Namespace, metadata: { name: shop } }
+    - apiVersion: v1
+      kind: ConfigMap
+      metadata: { name: shop-config, namespace: shop }
+      data: { mode: MODE }
+  placement:
+    clusterSelector: { matchLabels: { env: prod } }
+"#;
+
+/// The Workload resource of `kubectl get -o json`, once `pred` holds for it.
+fn resource_when(host: &Cluster, name: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    eventually(PATIENCE, what, || {
+        host.get(&["workload.tether.dev", name]).filter(|w| pred(w))
+    })
+}
+
+fn condition<'a>(w: &'a Value, type_: &str) -> Option<&'a Value> {
+    w["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+}
+
+#[test]
+fn workload_resources_applied_with_kubectl_run_on_two_members_report_back_and_delete() {
+    let Some(_) = real::available("workload_resources_applied_with_kubectl") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let host = real::start(dir.path(), "host", 1);
+    let hub = hub(dir.path());
+    let members: Vec<(Cluster, Agent)> = ["prod-1", "prod-2"]
+        .into_iter()
+        .map(|name| {
+            let cluster = Cluster::start(dir.path(), name, 1, "v1.34.4");
+            let (token, pin) = hub.token(name, &["--labels", "env=prod"]);
+            let agent = Agent::start(
+                &hub,
+                &cluster,
+                &dir.path().join(format!("{name}-state")),
+                &["--token", &token, "--ca-pin", &pin],
+            );
+            hub.wait_status(name, "Ready", PATIENCE);
+            (cluster, agent)
+        })
+        .collect();
+
+    // The CRD as the repository ships it, into a real API server (which checks it is
+    // structural), and the controller as a hub user with the admin's config.
+    let crd = tether_tests::real::repo_root().join("deploy/crds/workloads.tether.dev.yaml");
+    kubectl_ok(
+        &host,
+        &["apply", "--server-side", "-f", &crd.display().to_string()],
+    );
+    kubectl_ok(
+        &host,
+        &[
+            "wait",
+            "--for",
+            "condition=Established",
+            "--timeout",
+            "60s",
+            "crd/workloads.tether.dev",
+        ],
+    );
+    let mut cmd = Command::new(tether_tests::harness::bin("tether-controller"));
+    cmd.args(["run", "--status-interval", "1s", "--config"])
+        .arg(hub.admin_config())
+        .arg("--kubeconfig")
+        .arg(&host.kubeconfig)
+        .env("RUST_LOG", "info,tether_controller=debug");
+    let controller = tether_tests::harness::Proc::spawn(
+        "tether-controller",
+        &mut cmd,
+        dir.path().join("controller.log"),
+    );
+    eventually(PATIENCE, "the controller watching", || {
+        controller
+            .log_text()
+            .contains("watching Workload resources")
+            .then_some(())
+    });
+
+    // kubectl apply, then kubectl wait for the condition, as a GitOps tool's health check does.
+    let out = real::apply_yaml(&host, &SHOP_RESOURCE.replace("MODE", "crd"), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    kubectl_ok(
+        &host,
+        &[
+            "wait",
+            "--for",
+            "condition=Available",
+            "--timeout",
+            "120s",
+            "workload.tether.dev/shop",
+        ],
+    );
+    kubectl_ok(
+        &host,
+        &[
+            "wait",
+            "--for",
+            "condition=Ready",
+            "--timeout",
+            "10s",
+            "workload.tether.dev/shop",
+        ],
+    );
+    let w = host.get(&["workload.tether.dev", "shop"]).unwrap();
+    assert_eq!(
+        w["status"]["observedGeneration"], w["metadata"]["generation"],
+        "{w}"
+    );
+    assert_eq!(w["status"]["summary"], "2/2", "{w}");
+    let names: Vec<&str> = w["status"]["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["prod-1", "prod-2"], "{w}");
+    assert_eq!(condition(&w, "Synced").unwrap()["status"], "True", "{w}");
+    assert_eq!(condition(&w, "Degraded").unwrap()["status"], "False", "{w}");
+    assert!(
+        w["metadata"]["finalizers"]
+            .to_string()
+            .contains("tether.dev/hub-workload"),
+        "{w}"
+    );
+    for (cluster, _) in &members {
+        let cm = cluster
+            .get(&["configmap", "shop-config", "-n", "shop"])
+            .unwrap();
+        assert_eq!(cm["data"]["mode"], "crd", "{cm}");
+    }
+    let on_hub = hub.ctl_json(&["get", "workload", "shop"]);
+    assert_eq!(
+        on_hub["metadata"]["annotations"]["tether.dev/managed-by"], "tether-controller",
+        "{on_hub}"
+    );
+    assert_eq!(on_hub["metadata"]["labels"]["team"], "shop", "{on_hub}");
+    let table = kubectl_ok(&host, &["get", "workloads.tether.dev"]);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("shop") && l.contains("True") && l.contains("2/2")),
+        "{table}"
+    );
+
+    // A change is a new generation and a new hub revision, observed on the resource.
+    let out = real::apply_yaml(&host, &SHOP_RESOURCE.replace("MODE", "changed"), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let w = resource_when(&host, "shop", "generation 2 Available", |w| {
+        w["status"]["observedGeneration"] == 2
+            && w["status"]["revision"] == 2
+            && condition(w, "Available").is_some_and(|c| c["status"] == "True")
+    });
+    assert_eq!(w["metadata"]["generation"], 2, "{w}");
+    for (cluster, _) in &members {
+        let cm = cluster
+            .get(&["configmap", "shop-config", "-n", "shop"])
+            .unwrap();
+        assert_eq!(
+            cm["data"]["mode"],
+            "changed",
+            "{cm}\nresource: {w}\nhub: {}",
+            hub.ctl_json(&["status", "shop"])
+        );
+    }
+
+    // A spec the hub refuses is reported on the resource, not retried in a loop.
+    let bad = SHOP_RESOURCE
+        .replace("MODE", "x")
+        .replace("      kind: ConfigMap\n", "");
+    let out = real::apply_yaml(&host, &bad, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let w = resource_when(&host, "shop", "Synced=False for a refused spec", |w| {
+        condition(w, "Synced").is_some_and(|c| c["status"] == "False")
+    });
+    let synced = condition(&w, "Synced").unwrap();
+    assert_eq!(synced["reason"], "Rejected", "{w}");
+    assert!(synced["message"].as_str().unwrap().contains("kind"), "{w}");
+    assert_eq!(
+        hub.ctl_json(&["get", "workload", "shop"])["status"]["revision"],
+        2
+    );
+    let out = real::apply_yaml(&host, &SHOP_RESOURCE.replace("MODE", "changed"), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    resource_when(&host, "shop", "Synced again", |w| {
+        condition(w, "Synced").is_some_and(|c| c["status"] == "True")
+    });
+
+    // A workload made with tetherctl is not taken over by a resource of the same name.
+    let manual = SHOP_RESOURCE.replace("shop", "manual");
+    hub.apply_ok("manual", &manual.replace("MODE", "by-hand"));
+    let out = real::apply_yaml(&host, &manual.replace("MODE", "from-git"), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let w = resource_when(&host, "manual", "OwnedElsewhere", |w| {
+        condition(w, "Synced").is_some_and(|c| c["reason"] == "OwnedElsewhere")
+    });
+    assert_eq!(condition(&w, "Synced").unwrap()["status"], "False", "{w}");
+    let manual = hub.ctl_json(&["get", "workload", "manual"]);
+    assert_eq!(manual["status"]["revision"], 1, "{manual}");
+    assert!(manual.to_string().contains("by-hand"), "{manual}");
+
+    // kubectl delete waits on the finalizer until the hub has taken the workload off both
+    // members; deleting the resource that never owned its workload leaves the hub's alone.
+    kubectl_ok(
+        &host,
+        &["delete", "workload.tether.dev", "shop", "--timeout", "120s"],
+    );
+    let gone = hub.ctl(&["get", "workload", "shop"]);
+    assert!(
+        !gone.status.success(),
+        "workload shop is still on the hub: {}",
+        stdout(&gone)
+    );
+    for (cluster, _) in &members {
+        assert!(
+            cluster
+                .get(&["configmap", "shop-config", "-n", "shop"])
+                .is_none()
+        );
+    }
+    kubectl_ok(
+        &host,
+        &[
+            "delete",
+            "workload.tether.dev",
+            "manual",
+            "--timeout",
+            "60s",
+        ],
+    );
+    assert!(hub.ctl(&["get", "workload", "manual"]).status.success());
+    drop(controller);
 }

@@ -9,6 +9,8 @@
 pub mod bundle;
 pub mod render;
 pub mod schedule;
+#[cfg(feature = "schema")]
+pub mod schema;
 pub mod selector;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -46,7 +48,9 @@ pub struct Metadata {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Spec {
+    #[cfg_attr(feature = "schema", schemars(schema_with = "schema::objects"))]
     pub manifests: Vec<Value>,
     #[serde(default)]
     pub placement: Placement,
@@ -70,6 +74,7 @@ pub struct Spec {
 /// either it runs nowhere; `clusterSelector: {}` selects every cluster.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Placement {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub clusters: Vec<String>,
@@ -103,6 +108,7 @@ impl Placement {
 /// Patches for the copies of clusters matching `clusterSelector`, applied in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Override {
     #[serde(default)]
     pub cluster_selector: LabelSelector,
@@ -112,17 +118,21 @@ pub struct Override {
 /// One patch: `merge` (RFC 7386) or `json` (RFC 6902 operations), never both.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PatchSpec {
     pub target: Target,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(schema_with = "schema::object"))]
     pub merge: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(schema_with = "schema::objects"))]
     pub json: Option<Vec<Value>>,
 }
 
 /// Picks manifests by kind and name (and, when given, namespace and apiVersion).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Target {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,
@@ -155,6 +165,7 @@ impl fmt::Display for Target {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum UpdateStrategy {
     /// Server-side apply, correcting drift.
     #[default]
@@ -166,6 +177,7 @@ pub enum UpdateStrategy {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum ConflictPolicy {
     /// Leave objects that exist unmanaged alone and report the conflict.
     #[default]
@@ -176,6 +188,7 @@ pub enum ConflictPolicy {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ApplyOptions {
     #[serde(default)]
     pub update_strategy: UpdateStrategy,
@@ -188,6 +201,7 @@ pub struct ApplyOptions {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct IgnoreRule {
     pub target: Target,
     /// JSON pointers, e.g. `/spec/replicas`.
@@ -195,6 +209,7 @@ pub struct IgnoreRule {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum DeletePolicy {
     /// Delete the objects from the cluster when the workload leaves it.
     #[default]
@@ -206,6 +221,7 @@ pub enum DeletePolicy {
 /// Returns a field of a managed object in the workload's status.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FeedbackRule {
     pub target: Target,
     /// A dotted path like `.status.readyReplicas` (`[N]` indexes lists).

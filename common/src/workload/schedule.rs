@@ -54,6 +54,7 @@ impl std::fmt::Display for Taint {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum TolerationOperator {
     #[default]
     Equal,
@@ -62,6 +63,7 @@ pub enum TolerationOperator {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Toleration {
     /// Empty with `Exists` tolerates every taint.
     #[serde(default)]
@@ -88,6 +90,7 @@ impl Toleration {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Failover {
     #[serde(default)]
     pub enabled: bool,
@@ -108,6 +111,7 @@ fn default_after() -> u64 {
 /// Divides a Deployment's or StatefulSet's replicas over the placed clusters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ReplicaSplit {
     pub target: Target,
     pub total: u32,
@@ -150,6 +154,7 @@ impl IntOrPercent {
 /// An ordered group of clusters in a rollout.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Wave {
     #[serde(default)]
     pub cluster_selector: LabelSelector,
@@ -157,9 +162,14 @@ pub struct Wave {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Rollout {
     /// Clusters updating or not Available at once [default: 1].
     #[serde(default = "default_max_unavailable")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "crate::workload::schema::int_or_string")
+    )]
     pub max_unavailable: IntOrPercent,
     /// Ordered groups; clusters in none form a last group.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -151,10 +151,14 @@ func (h *Hub) WaitAvailable(ctx context.Context, name string, interval time.Dura
 				continue
 			}
 			placed = append(placed, c.GetCluster())
-			if c.GetPhase() != "Available" || c.GetStale() || c.GetReportedRevision() != c.GetRevision() {
+			// On the revision it should run, and that the current one (not held back by a rollout).
+			if c.GetPhase() != "Available" || c.GetStale() || c.GetReportedRevision() != c.GetRevision() || c.GetOutdated() {
 				why := c.GetPhase()
 				if c.GetStale() {
 					why += " (stale)"
+				}
+				if c.GetOutdated() {
+					why += " (a newer revision waits in the rollout)"
 				}
 				waiting = append(waiting, c.GetCluster()+": "+why)
 			}

@@ -131,11 +131,19 @@ class Hub:
 
 
 def _available(c: Any) -> bool:
-    return c.phase == "Available" and not c.stale and c.reported_revision == c.revision
+    # On the revision it should run, and that the current one (not held back by a rollout).
+    return (
+        c.phase == "Available"
+        and not c.stale
+        and c.reported_revision == c.revision
+        and not c.outdated
+    )
 
 
 def _why(c: Any) -> str:
     phase = f"{c.phase} (stale)" if c.stale else c.phase
+    if c.outdated:
+        phase += " (a newer revision waits in the rollout)"
     return f"{c.cluster}: {phase}" + (f" {c.message}" if c.message else "")
 
 

@@ -109,17 +109,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_shipped_crd_is_the_one_the_types_make() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../deploy/crds/workloads.tether.dev.yaml"
-        );
-        let shipped = std::fs::read_to_string(path).unwrap_or_default();
+    fn the_shipped_crds_are_the_one_the_types_make() {
         let made = serde_saphyr::to_string(&definition()).unwrap_or_default();
-        assert!(
-            shipped == made,
-            "deploy/crds/workloads.tether.dev.yaml is out of date: tether-controller crd > deploy/crds/workloads.tether.dev.yaml"
-        );
+        for copy in [
+            "deploy/crds/workloads.tether.dev.yaml",
+            "deploy/helm/tether-hub/crds/workloads.tether.dev.yaml",
+        ] {
+            let path = format!("{}/../{copy}", env!("CARGO_MANIFEST_DIR"));
+            let shipped = std::fs::read_to_string(path).unwrap_or_default();
+            assert!(
+                shipped == made,
+                "{copy} is out of date: tether-controller crd > {copy}"
+            );
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ essentials: one hub replica on its own PVC, probes, non-root read-only container
 Service/Ingress shapes, the agent DaemonSet with Lease RBAC, and that every flag the charts
 pass exists in the binaries they run.
 
-Usage: check_charts.py --bin-dir DIR   (DIR holds tether-hub and tether-agent)
+Usage: check_charts.py --bin-dir DIR   (DIR holds tether-hub, tether-agent and tether-controller)
 Prints one line per failed check and exits 1 if any failed.
 """
 
@@ -179,11 +179,55 @@ def hub_chart(bin_dir: pathlib.Path) -> None:
             check(not secrets, f"{ctx}: a Secret rendered without an inline CA")
         monitor = ((values.get("metrics") or {}).get("serviceMonitor") or {}).get("enabled", False)
         check(bool(of_kind(objs, "ServiceMonitor")) == monitor, f"{ctx}: ServiceMonitor rendered = {not monitor}")
+        check_controller(objs, values, bin_dir, ctx)
+    # The CRD the chart installs is the one the controller's types make (deploy/crds/).
+    check((chart / "crds" / "workloads.tether.dev.yaml").read_bytes()
+          == (ROOT / "deploy" / "crds" / "workloads.tether.dev.yaml").read_bytes(),
+          "tether-hub: crds/workloads.tether.dev.yaml differs from deploy/crds/ (copy it over)")
     # The schema refuses nonsense before anything renders.
+    expect_refused("tether-hub", {"controller": {"enabled": True}}, "the controller without its hub user's Secret")
     expect_refused("tether-hub", {"service": {"type": "Ingress"}}, "service.type=Ingress")
     expect_refused("tether-hub", {"replicas": 3}, "replicas (the hub has exactly one)")
     expect_refused("tether-hub", {"ingress": {"enabled": True}}, "ingress without host")
     expect_refused("tether-hub", {"ca": {"cert": "-----BEGIN CERTIFICATE-----x"}}, "a CA cert without its key")
+
+
+def check_controller(objs: list[dict], values: dict, bin_dir: pathlib.Path, ctx: str) -> None:
+    controller = values.get("controller") or {}
+    deployments = of_kind(objs, "Deployment")
+    if not controller.get("enabled"):
+        check(not deployments and not of_kind(objs, "ClusterRole"), f"{ctx}: controller objects rendered while disabled")
+        return
+    ctx = f"{ctx}: controller"
+    d = one(objs, "Deployment", ctx)
+    spec = d.get("spec", {})
+    check(spec.get("replicas") == 1 and spec.get("strategy", {}).get("type") == "Recreate",
+          f"{ctx}: not one replica replaced by Recreate (it has no leader election)")
+    pod = spec.get("template", {}).get("spec", {})
+    check_hardened(pod, ctx)
+    labels = spec.get("template", {}).get("metadata", {}).get("labels", {})
+    for svc in of_kind(objs, "Service"):
+        selector = svc.get("spec", {}).get("selector") or {}
+        check(not all(labels.get(k) == v for k, v in selector.items()),
+              f"{ctx}: Service {svc['metadata']['name']} selects the controller pod")
+    c = (pod.get("containers") or [{}])[0]
+    check(c.get("command") == ["tether-controller"], f"{ctx}: command")
+    args = c.get("args", [])
+    check(args[:1] == ["run"], f"{ctx}: does not run")
+    check_flags_exist(args[1:], help_text(bin_dir / "tether-controller", "run"), ctx)
+    if controller.get("team"):
+        check(f"--team={controller['team']}" in args, f"{ctx}: --team missing")
+    vols = {v["name"]: v for v in pod.get("volumes", [])}
+    check(vols.get("hub-user", {}).get("secret", {}).get("secretName") == controller.get("configSecret"),
+          f"{ctx}: the hub user's Secret is not mounted")
+    check("--config=/etc/tether/config.yaml" in args, f"{ctx}: --config does not point at the Secret")
+    roles = of_kind(objs, "ClusterRole")
+    check(len(roles) == 1, f"{ctx}: expected one ClusterRole")
+    for rule in (roles[0].get("rules") if roles else []):
+        check(rule.get("apiGroups") == ["tether.dev"] and set(rule.get("resources", [])) <= {"workloads", "workloads/status"},
+              f"{ctx}: the ClusterRole reaches beyond Workload resources: {rule}")
+        check("delete" not in rule.get("verbs", []) and "*" not in rule.get("verbs", []),
+              f"{ctx}: the ClusterRole may delete or do anything: {rule}")
 
 
 def agent_chart(bin_dir: pathlib.Path) -> None:

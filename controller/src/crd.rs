@@ -80,10 +80,60 @@ pub struct Condition {
     pub observed_generation: Option<i64>,
 }
 
-/// The CustomResourceDefinition, as `tether-controller crd` prints it and
-/// `deploy/crds/workloads.tether.dev.yaml` holds it.
+/// A named label selector over the hub's member clusters: what teams are granted roles on
+/// (`tetherctl team grant TEAM --clusterset NAME`).
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "tether.dev",
+    version = "v1alpha1",
+    kind = "ClusterSet",
+    plural = "clustersets",
+    shortname = "tcs",
+    status = "ClusterSetStatus",
+    category = "tether",
+    printcolumn = r#"{"name":"Synced","type":"string","jsonPath":".status.conditions[?(@.type==\"Synced\")].status"}"#,
+    printcolumn = r#"{"name":"Clusters","type":"string","jsonPath":".status.summary"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterSetSpec {
+    /// Which member clusters belong, by their labels (`{}` selects every cluster).
+    pub selector: tether_common::workload::selector::LabelSelector,
+}
+
+/// What the hub says about the cluster set, written by tether-controller.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterSetStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The clusters it selects now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clusters: Vec<String>,
+    /// How many, for `kubectl get`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub summary: String,
+    /// Synced: the hub holds this selector (OwnedElsewhere, Rejected or InUse when not).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// The CustomResourceDefinitions, as `tether-controller crd` prints them and
+/// `deploy/crds/` holds them: (file name, definition).
+pub fn definitions() -> Vec<(&'static str, Value)> {
+    vec![
+        ("workloads.tether.dev.yaml", closed(Workload::crd())),
+        ("clustersets.tether.dev.yaml", closed(ClusterSet::crd())),
+    ]
+}
+
+/// The Workload CRD.
 pub fn definition() -> Value {
-    let mut crd = serde_json::to_value(Workload::crd()).unwrap_or(Value::Null);
+    closed(Workload::crd())
+}
+
+fn closed(crd: impl Serialize) -> Value {
+    let mut crd = serde_json::to_value(crd).unwrap_or(Value::Null);
     strip_closed_objects(&mut crd);
     crd
 }
@@ -109,18 +159,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_shipped_crds_are_the_one_the_types_make() {
-        let made = serde_saphyr::to_string(&definition()).unwrap_or_default();
-        for copy in [
-            "deploy/crds/workloads.tether.dev.yaml",
-            "deploy/helm/tether-hub/crds/workloads.tether.dev.yaml",
-        ] {
-            let path = format!("{}/../{copy}", env!("CARGO_MANIFEST_DIR"));
-            let shipped = std::fs::read_to_string(path).unwrap_or_default();
-            assert!(
-                shipped == made,
-                "{copy} is out of date: tether-controller crd > {copy}"
-            );
+    fn the_shipped_crds_are_the_ones_the_types_make() {
+        for (file, crd) in definitions() {
+            let made = serde_saphyr::to_string(&crd).unwrap_or_default();
+            for dir in ["deploy/crds", "deploy/helm/tether-hub/crds"] {
+                let path = format!("{}/../{dir}/{file}", env!("CARGO_MANIFEST_DIR"));
+                let shipped = std::fs::read_to_string(path).unwrap_or_default();
+                assert!(
+                    shipped == made,
+                    "{dir}/{file} is out of date: tether-controller crd --out-dir {dir}"
+                );
+            }
         }
     }
 

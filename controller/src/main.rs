@@ -41,23 +41,39 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormat,
     },
-    /// Print the Workload CustomResourceDefinition (YAML).
-    Crd,
+    /// Print the CustomResourceDefinitions (YAML), or write one file each into a folder.
+    Crd {
+        /// Write workloads.tether.dev.yaml and clustersets.tether.dev.yaml here.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = tether_common::args::parse::<Cli>();
     match cli.command {
-        Command::Crd => match serde_saphyr::to_string(&tether_controller::crd::definition()) {
-            Ok(yaml) => {
-                print!("{yaml}");
-                ExitCode::SUCCESS
+        Command::Crd { out_dir } => {
+            for (file, crd) in tether_controller::crd::definitions() {
+                let yaml = match serde_saphyr::to_string(&crd) {
+                    Ok(y) => y,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(1);
+                    }
+                };
+                match &out_dir {
+                    Some(dir) => {
+                        let path = dir.join(file);
+                        if let Err(e) = std::fs::write(&path, yaml) {
+                            eprintln!("error: cannot write {}: {e}", path.display());
+                            return ExitCode::from(1);
+                        }
+                    }
+                    None => print!("---\n{yaml}"),
+                }
             }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(1)
-            }
-        },
+            ExitCode::SUCCESS
+        }
         Command::Run {
             config,
             kubeconfig,

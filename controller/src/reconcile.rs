@@ -30,7 +30,7 @@ use tether_common::pb::{self, hub_api_service_client::HubApiServiceClient};
 use tether_common::workload::{API_VERSION, KIND};
 use tonic::transport::Channel;
 
-use crate::crd::{ClusterStatus, Condition, Workload, WorkloadStatus};
+use crate::crd::{ClusterSet, ClusterStatus, Condition, Workload, WorkloadStatus};
 
 /// Held on every resource until the hub has deleted its workload.
 pub const FINALIZER: &str = "tether.dev/hub-workload";
@@ -64,10 +64,10 @@ impl From<tonic::Status> for Error {
     }
 }
 
-struct Ctx {
-    kube: Client,
-    hub: HubApiServiceClient<Channel>,
-    opts: Options,
+pub(crate) struct Ctx {
+    pub(crate) kube: Client,
+    pub(crate) hub: HubApiServiceClient<Channel>,
+    pub(crate) opts: Options,
 }
 
 /// Connects to both sides and reconciles until SIGTERM/SIGINT.
@@ -97,17 +97,42 @@ pub async fn run(
             "cannot list workloads.tether.dev ({e}): is the CRD installed (tether-controller crd | kubectl apply -f -) and may this identity list it?"
         ))
     })?;
-    tracing::info!(hub = %config.hub, user = %config.user, "watching Workload resources");
+    let sets: Api<ClusterSet> = Api::all(kube.clone());
+    sets.list(&ListParams::default().limit(1)).await.map_err(|e| {
+        Error::Setup(format!(
+            "cannot list clustersets.tether.dev ({e}): is the CRD installed (tether-controller crd | kubectl apply -f -) and may this identity list it?"
+        ))
+    })?;
+    tracing::info!(hub = %config.hub, user = %config.user, "watching Workload and ClusterSet resources");
     let ctx = Arc::new(Ctx { kube, hub, opts });
-    Controller::new(api, watcher::Config::default())
-        .graceful_shutdown_on(tether_common::signal::terminated())
-        .run(reconcile, error_policy, ctx)
+    // One signal stops both controllers.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let stopped = stop.clone();
+    tokio::spawn(async move {
+        tether_common::signal::terminated().await;
+        stop.cancel();
+    });
+    let workloads = Controller::new(api, watcher::Config::default())
+        .graceful_shutdown_on(stopped.clone().cancelled_owned())
+        .run(reconcile, error_policy, ctx.clone())
         .for_each(|r| async move {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "reconcile");
             }
-        })
-        .await;
+        });
+    let cluster_sets = Controller::new(sets, watcher::Config::default())
+        .graceful_shutdown_on(stopped.cancelled_owned())
+        .run(
+            crate::clustersets::reconcile,
+            crate::clustersets::error_policy,
+            ctx,
+        )
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "reconcile");
+            }
+        });
+    futures::join!(workloads, cluster_sets);
     tracing::info!("stopped");
     Ok(())
 }
@@ -283,7 +308,7 @@ async fn cleanup(w: &Workload, ctx: &Ctx) -> Result<Action, Error> {
 }
 
 /// Refusals that retrying the same spec cannot fix.
-fn refusal(s: &tonic::Status) -> bool {
+pub(crate) fn refusal(s: &tonic::Status) -> bool {
     use tonic::Code;
     matches!(
         s.code(),
@@ -301,7 +326,7 @@ fn condition_is(conditions: &[Condition], type_: &str, status: &str) -> bool {
         .any(|c| c.type_ == type_ && c.status == status)
 }
 
-fn cut(text: &str) -> String {
+pub(crate) fn cut(text: &str) -> String {
     let text = tether_common::text::terminal_safe(text);
     match text.char_indices().nth(MESSAGE_LIMIT) {
         Some((i, _)) => format!("{}…", &text[..i]),
@@ -459,7 +484,7 @@ fn observed(
 }
 
 /// A condition; its transition time stays while its status does.
-fn condition(
+pub(crate) fn condition(
     previous: &[Condition],
     generation: Option<i64>,
     type_: &str,

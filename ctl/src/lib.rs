@@ -271,6 +271,12 @@ pub enum ClusterSetCommand {
         #[arg(long)]
         selector: String,
     },
+    /// Give a cluster set a new selector (grants on it stay).
+    Update {
+        name: String,
+        #[arg(long)]
+        selector: String,
+    },
     List {
         #[arg(short, long, value_enum, default_value = "table")]
         output: Format,

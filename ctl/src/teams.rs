@@ -190,13 +190,33 @@ pub(super) async fn cluster_set(
             tether_common::workload::selector::LabelSelector::parse(&selector)
                 .map_err(|e| CtlError::usage(format!("invalid --selector: {e}")))?;
             let s = api
-                .create_cluster_set(pb::CreateClusterSetRequest { name, selector })
+                .create_cluster_set(pb::CreateClusterSetRequest {
+                    name,
+                    selector,
+                    managed_by: String::new(),
+                })
                 .await?
                 .into_inner()
                 .cluster_set;
             let s = required(s, "cluster set")?;
             Ok(format!(
                 "cluster set {} created: {} cluster{} now\n",
+                s.name,
+                s.clusters.len(),
+                if s.clusters.len() == 1 { "" } else { "s" }
+            ))
+        }
+        ClusterSetCommand::Update { name, selector } => {
+            tether_common::workload::selector::LabelSelector::parse(&selector)
+                .map_err(|e| CtlError::usage(format!("invalid --selector: {e}")))?;
+            let s = api
+                .update_cluster_set(pb::UpdateClusterSetRequest { name, selector })
+                .await?
+                .into_inner()
+                .cluster_set;
+            let s = required(s, "cluster set")?;
+            Ok(format!(
+                "cluster set {} updated: {} cluster{} now\n",
                 s.name,
                 s.clusters.len(),
                 if s.clusters.len() == 1 { "" } else { "s" }
@@ -227,6 +247,7 @@ pub(super) async fn cluster_set(
                             json!({
                                 "name": s.name, "selector": s.selector, "clusters": s.clusters,
                                 "createdBy": s.created_by, "created": rfc3339(s.created_unix),
+                                "managedBy": s.managed_by,
                             })
                         })
                         .collect::<Vec<_>>(),

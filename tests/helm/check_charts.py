@@ -181,9 +181,9 @@ def hub_chart(bin_dir: pathlib.Path) -> None:
         check(bool(of_kind(objs, "ServiceMonitor")) == monitor, f"{ctx}: ServiceMonitor rendered = {not monitor}")
         check_controller(objs, values, bin_dir, ctx)
     # The CRD the chart installs is the one the controller's types make (deploy/crds/).
-    check((chart / "crds" / "workloads.tether.dev.yaml").read_bytes()
-          == (ROOT / "deploy" / "crds" / "workloads.tether.dev.yaml").read_bytes(),
-          "tether-hub: crds/workloads.tether.dev.yaml differs from deploy/crds/ (copy it over)")
+    for crd in ("workloads.tether.dev.yaml", "clustersets.tether.dev.yaml"):
+        check((chart / "crds" / crd).read_bytes() == (ROOT / "deploy" / "crds" / crd).read_bytes(),
+              f"tether-hub: crds/{crd} differs from deploy/crds/ (tether-controller crd --out-dir)")
     # The schema refuses nonsense before anything renders.
     expect_refused("tether-hub", {"controller": {"enabled": True}}, "the controller without its hub user's Secret")
     expect_refused("tether-hub", {"service": {"type": "Ingress"}}, "service.type=Ingress")
@@ -224,7 +224,8 @@ def check_controller(objs: list[dict], values: dict, bin_dir: pathlib.Path, ctx:
     roles = of_kind(objs, "ClusterRole")
     check(len(roles) == 1, f"{ctx}: expected one ClusterRole")
     for rule in (roles[0].get("rules") if roles else []):
-        check(rule.get("apiGroups") == ["tether.dev"] and set(rule.get("resources", [])) <= {"workloads", "workloads/status"},
+        allowed = {"workloads", "workloads/status", "clustersets", "clustersets/status"}
+        check(rule.get("apiGroups") == ["tether.dev"] and set(rule.get("resources", [])) <= allowed,
               f"{ctx}: the ClusterRole reaches beyond Workload resources: {rule}")
         check("delete" not in rule.get("verbs", []) and "*" not in rule.get("verbs", []),
               f"{ctx}: the ClusterRole may delete or do anything: {rule}")

@@ -1375,10 +1375,16 @@ spec:
     clusterSelector: { matchLabels: { env: prod } }
 "#;
 
-/// The Workload resource of `kubectl get -o json`, once `pred` holds for it.
-fn resource_when(host: &Cluster, name: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+/// A resource (`kind` as kubectl takes it) of `kubectl get -o json`, once `pred` holds for it.
+fn resource_when(
+    host: &Cluster,
+    kind: &str,
+    name: &str,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
     eventually(PATIENCE, what, || {
-        host.get(&["workload.tether.dev", name]).filter(|w| pred(w))
+        host.get(&[kind, name]).filter(|w| pred(w))
     })
 }
 
@@ -1415,10 +1421,10 @@ fn workload_resources_applied_with_kubectl_run_on_two_members_report_back_and_de
 
     // The CRD as the repository ships it, into a real API server (which checks it is
     // structural), and the controller as a hub user with the admin's config.
-    let crd = tether_tests::real::repo_root().join("deploy/crds/workloads.tether.dev.yaml");
+    let crds = tether_tests::real::repo_root().join("deploy/crds");
     kubectl_ok(
         &host,
-        &["apply", "--server-side", "-f", &crd.display().to_string()],
+        &["apply", "--server-side", "-f", &crds.display().to_string()],
     );
     kubectl_ok(
         &host,
@@ -1429,6 +1435,7 @@ fn workload_resources_applied_with_kubectl_run_on_two_members_report_back_and_de
             "--timeout",
             "60s",
             "crd/workloads.tether.dev",
+            "crd/clustersets.tether.dev",
         ],
     );
     let mut cmd = Command::new(tether_tests::harness::bin("tether-controller"));
@@ -1445,7 +1452,7 @@ fn workload_resources_applied_with_kubectl_run_on_two_members_report_back_and_de
     eventually(PATIENCE, "the controller watching", || {
         controller
             .log_text()
-            .contains("watching Workload resources")
+            .contains("watching Workload and ClusterSet resources")
             .then_some(())
     });
 
@@ -1518,11 +1525,17 @@ fn workload_resources_applied_with_kubectl_run_on_two_members_report_back_and_de
     // A change is a new generation and a new hub revision, observed on the resource.
     let out = real::apply_yaml(&host, &SHOP_RESOURCE.replace("MODE", "changed"), &[]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let w = resource_when(&host, "shop", "generation 2 Available", |w| {
-        w["status"]["observedGeneration"] == 2
-            && w["status"]["revision"] == 2
-            && condition(w, "Available").is_some_and(|c| c["status"] == "True")
-    });
+    let w = resource_when(
+        &host,
+        "workload.tether.dev",
+        "shop",
+        "generation 2 Available",
+        |w| {
+            w["status"]["observedGeneration"] == 2
+                && w["status"]["revision"] == 2
+                && condition(w, "Available").is_some_and(|c| c["status"] == "True")
+        },
+    );
     assert_eq!(w["metadata"]["generation"], 2, "{w}");
     for (cluster, _) in &members {
         let cm = cluster
@@ -1542,9 +1555,13 @@ fn workload_resources_applied_with_kubectl_run_on_two_members_report_back_and_de
         .replace("      kind: ConfigMap\n", "");
     let out = real::apply_yaml(&host, &bad, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let w = resource_when(&host, "shop", "Synced=False for a refused spec", |w| {
-        condition(w, "Synced").is_some_and(|c| c["status"] == "False")
-    });
+    let w = resource_when(
+        &host,
+        "workload.tether.dev",
+        "shop",
+        "Synced=False for a refused spec",
+        |w| condition(w, "Synced").is_some_and(|c| c["status"] == "False"),
+    );
     let synced = condition(&w, "Synced").unwrap();
     assert_eq!(synced["reason"], "Rejected", "{w}");
     assert!(synced["message"].as_str().unwrap().contains("kind"), "{w}");
@@ -1554,7 +1571,7 @@ fn workload_resources_applied_with_kubectl_run_on_two_members_report_back_and_de
     );
     let out = real::apply_yaml(&host, &SHOP_RESOURCE.replace("MODE", "changed"), &[]);
     assert!(out.status.success(), "{}", stderr(&out));
-    resource_when(&host, "shop", "Synced again", |w| {
+    resource_when(&host, "workload.tether.dev", "shop", "Synced again", |w| {
         condition(w, "Synced").is_some_and(|c| c["status"] == "True")
     });
 
@@ -1563,9 +1580,13 @@ fn workload_resources_applied_with_kubectl_run_on_two_members_report_back_and_de
     hub.apply_ok("manual", &manual.replace("MODE", "by-hand"));
     let out = real::apply_yaml(&host, &manual.replace("MODE", "from-git"), &[]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let w = resource_when(&host, "manual", "OwnedElsewhere", |w| {
-        condition(w, "Synced").is_some_and(|c| c["reason"] == "OwnedElsewhere")
-    });
+    let w = resource_when(
+        &host,
+        "workload.tether.dev",
+        "manual",
+        "OwnedElsewhere",
+        |w| condition(w, "Synced").is_some_and(|c| c["reason"] == "OwnedElsewhere"),
+    );
     assert_eq!(condition(&w, "Synced").unwrap()["status"], "False", "{w}");
     let manual = hub.ctl_json(&["get", "workload", "manual"]);
     assert_eq!(manual["status"]["revision"], 1, "{manual}");
@@ -1601,5 +1622,75 @@ fn workload_resources_applied_with_kubectl_run_on_two_members_report_back_and_de
         ],
     );
     assert!(hub.ctl(&["get", "workload", "manual"]).status.success());
+
+    // ClusterSet resources become the hub's cluster sets; a new selector changes the set.
+    let set = |name: &str, env: &str| {
+        format!(
+            "apiVersion: tether.dev/v1alpha1\nkind: ClusterSet\nmetadata: {{ name: {name} }}\nspec:\n  selector: {{ matchLabels: {{ env: {env} }} }}\n"
+        )
+    };
+    let on_hub = |name: &str| -> Option<Value> {
+        hub.ctl_json(&["clusterset", "list"])
+            .as_array()?
+            .iter()
+            .find(|s| s["name"] == name)
+            .cloned()
+    };
+    let out = real::apply_yaml(&host, &set("prod", "prod"), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = resource_when(
+        &host,
+        "clusterset.tether.dev",
+        "prod",
+        "ClusterSet synced",
+        |s| condition(s, "Synced").is_some_and(|c| c["status"] == "True"),
+    );
+    assert_eq!(
+        s["status"]["clusters"],
+        serde_json::json!(["prod-1", "prod-2"]),
+        "{s}"
+    );
+    let h = on_hub("prod").expect("cluster set prod on the hub");
+    assert_eq!(h["managedBy"], "tether-controller", "{h}");
+    assert_eq!(h["selector"], "env=prod", "{h}");
+    let out = real::apply_yaml(&host, &set("prod", "staging"), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    eventually(PATIENCE, "the new selector on the hub", || {
+        on_hub("prod").filter(|h| h["selector"] == "env=staging")
+    });
+    resource_when(
+        &host,
+        "clusterset.tether.dev",
+        "prod",
+        "no clusters now",
+        |s| s["status"]["observedGeneration"] == 2 && s["status"]["summary"] == "0",
+    );
+    // A set made with tetherctl is not taken over, and survives its namesake's deletion.
+    kubectl_ok(&host, &["get", "clustersets.tether.dev"]);
+    let made = hub.ctl(&["clusterset", "create", "edge", "--selector", "env=edge"]);
+    assert!(made.status.success(), "{}", stderr(&made));
+    let out = real::apply_yaml(&host, &set("edge", "prod"), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    resource_when(
+        &host,
+        "clusterset.tether.dev",
+        "edge",
+        "OwnedElsewhere",
+        |s| condition(s, "Synced").is_some_and(|c| c["reason"] == "OwnedElsewhere"),
+    );
+    assert_eq!(on_hub("edge").unwrap()["selector"], "env=edge");
+    kubectl_ok(
+        &host,
+        &[
+            "delete",
+            "clusterset.tether.dev",
+            "prod",
+            "edge",
+            "--timeout",
+            "60s",
+        ],
+    );
+    assert!(on_hub("prod").is_none(), "prod is still on the hub");
+    assert!(on_hub("edge").is_some(), "tetherctl's edge was deleted");
     drop(controller);
 }

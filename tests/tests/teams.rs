@@ -278,3 +278,71 @@ fn the_agent_keeps_a_teams_objects_in_its_namespaces_whatever_the_hub_guessed() 
     );
     assert!(c.get(&["gadgets.example.dev", "g1"]).is_none());
 }
+
+#[test]
+fn a_cluster_set_takes_a_new_selector_and_the_teams_granted_on_it_follow() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(&dir.path().join("hub"), HubOptions::default());
+    let (_eu1, _a1) = member(dir.path(), &hub, "eu-1", "region=eu");
+    let (_us1, _a2) = member(dir.path(), &hub, "us-1", "region=us");
+    ok(
+        &hub,
+        &["clusterset", "create", "west", "--selector", "region=eu"],
+    );
+    ok(&hub, &["team", "create", "web", "--namespaces", "web"]);
+    let alice = user(dir.path(), &hub, "alice", "none");
+    ok(&hub, &["team", "add-member", "web", "alice"]);
+    ok(
+        &hub,
+        &[
+            "team",
+            "grant",
+            "web",
+            "--clusterset",
+            "west",
+            "--role",
+            "viewer",
+        ],
+    );
+    let sees = |cfg: &Path| -> Vec<String> {
+        let out = run(Command::new(bin("tetherctl"))
+            .arg("--config")
+            .arg(cfg)
+            .args(["cluster", "list", "-o", "json"]));
+        assert!(out.status.success(), "{}", stderr(&out));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(sees(&alice), ["eu-1"]);
+
+    let out = ok(
+        &hub,
+        &[
+            "clusterset",
+            "update",
+            "west",
+            "--selector",
+            "region in (eu,us)",
+        ],
+    );
+    assert_eq!(out, "cluster set west updated: 2 clusters now\n");
+    assert_eq!(sees(&alice), ["eu-1", "us-1"]);
+
+    // Only admins change cluster sets; a bad selector is a usage error.
+    let out = run(Command::new(bin("tetherctl"))
+        .arg("--config")
+        .arg(&alice)
+        .args(["clusterset", "update", "west", "--selector", "region=us"]));
+    assert!(
+        stderr(&out).contains("may not change cluster sets"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(sees(&alice), ["eu-1", "us-1"]);
+    let out = hub.ctl(&["clusterset", "update", "west", "--selector", "region in"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}

@@ -313,6 +313,7 @@ impl ClientApi {
             clusters,
             created_by: s.created_by,
             created_unix: s.created_unix,
+            managed_by: s.managed_by,
         })
     }
 }
@@ -953,7 +954,7 @@ impl pb::hub_api_service_server::HubApiService for ClientApi {
             let set = self
                 .hub
                 .teams
-                .create_cluster_set(&r.name, &r.selector, &user)
+                .create_cluster_set(&r.name, &r.selector, &user, &r.managed_by)
                 .await?;
             self.cluster_set_to_pb(set)
         }
@@ -989,6 +990,36 @@ impl pb::hub_api_service_server::HubApiService for ClientApi {
             }
         }
         Ok(Response::new(pb::ListClusterSetsResponse { cluster_sets }))
+    }
+
+    async fn update_cluster_set(
+        &self,
+        req: Request<pb::UpdateClusterSetRequest>,
+    ) -> Result<Response<pb::UpdateClusterSetResponse>, Status> {
+        let who = self.who(&req);
+        let r = req.into_inner();
+        let result = async {
+            self.authorize(&who, Role::Admin, "change cluster sets")?;
+            let set = self
+                .hub
+                .teams
+                .update_cluster_set(&r.name, &r.selector)
+                .await?;
+            self.cluster_set_to_pb(set)
+        }
+        .await;
+        self.record(
+            &who,
+            "UpdateClusterSet",
+            &format!("clusterset/{}", r.name),
+            &result,
+        )
+        .await;
+        result.map(|c| {
+            Response::new(pb::UpdateClusterSetResponse {
+                cluster_set: Some(c),
+            })
+        })
     }
 
     async fn delete_cluster_set(

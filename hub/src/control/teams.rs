@@ -76,6 +76,7 @@ impl Teams {
         name: &str,
         selector: &str,
         by: &str,
+        managed_by: &str,
     ) -> Result<ClusterSetRecord, HubError> {
         validate_name(name).map_err(|e| HubError::InvalidArgument(format!("cluster set {e}")))?;
         let selector = LabelSelector::parse(selector)
@@ -91,11 +92,38 @@ impl Teams {
             selector,
             created_by: by.to_string(),
             created_unix: unix_now(),
+            managed_by: managed_by.to_string(),
         };
         let mut batch = Batch::new();
         batch.put_cluster_set(&record);
         self.records.commit(&batch).await?;
         tracing::info!(cluster_set = name, by, "cluster set created");
+        Ok(record)
+    }
+
+    /// A new selector for a cluster set; the grants on it stay.
+    pub async fn update_cluster_set(
+        &self,
+        name: &str,
+        selector: &str,
+    ) -> Result<ClusterSetRecord, HubError> {
+        let selector = LabelSelector::parse(selector)
+            .map_err(|e| HubError::InvalidArgument(format!("selector: {e}")))?;
+        let _w = self.write_lock.lock().await;
+        let Some(mut record) = self.records.cluster_set(name)? else {
+            return Err(not_found(
+                "cluster set",
+                name,
+                " (see: tetherctl clusterset list)",
+            ));
+        };
+        if record.selector != selector {
+            record.selector = selector;
+            let mut batch = Batch::new();
+            batch.put_cluster_set(&record);
+            self.records.commit(&batch).await?;
+            tracing::info!(cluster_set = name, selector = %record.selector, "cluster set changed");
+        }
         Ok(record)
     }
 

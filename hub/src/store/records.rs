@@ -172,6 +172,8 @@ pub struct ClusterSetRecord {
     pub selector: tether_common::workload::selector::LabelSelector,
     pub created_by: String,
     pub created_unix: i64,
+    /// Empty (tetherctl) or `tether-controller` (a ClusterSet resource).
+    pub managed_by: String,
 }
 
 /// A role on the clusters of one cluster set.

@@ -77,9 +77,12 @@ type ClusterSet struct {
 	// A label selector (`k=v,k2 in (a,b)`), as kubectl takes it.
 	Selector string `protobuf:"bytes,2,opt,name=selector,proto3" json:"selector,omitempty"`
 	// The clusters it selects now.
-	Clusters      []string `protobuf:"bytes,3,rep,name=clusters,proto3" json:"clusters,omitempty"`
-	CreatedBy     string   `protobuf:"bytes,4,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
-	CreatedUnix   int64    `protobuf:"varint,5,opt,name=created_unix,json=createdUnix,proto3" json:"created_unix,omitempty"`
+	Clusters    []string `protobuf:"bytes,3,rep,name=clusters,proto3" json:"clusters,omitempty"`
+	CreatedBy   string   `protobuf:"bytes,4,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	CreatedUnix int64    `protobuf:"varint,5,opt,name=created_unix,json=createdUnix,proto3" json:"created_unix,omitempty"`
+	// What manages it: empty (made with tetherctl), or `tether-controller` (from a ClusterSet
+	// resource; the controller changes and deletes only those).
+	ManagedBy     string `protobuf:"bytes,6,opt,name=managed_by,json=managedBy,proto3" json:"managed_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -149,10 +152,18 @@ func (x *ClusterSet) GetCreatedUnix() int64 {
 	return 0
 }
 
+func (x *ClusterSet) GetManagedBy() string {
+	if x != nil {
+		return x.ManagedBy
+	}
+	return ""
+}
+
 type CreateClusterSetRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	Selector      string                 `protobuf:"bytes,2,opt,name=selector,proto3" json:"selector,omitempty"`
+	ManagedBy     string                 `protobuf:"bytes,3,opt,name=managed_by,json=managedBy,proto3" json:"managed_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -201,6 +212,109 @@ func (x *CreateClusterSetRequest) GetSelector() string {
 	return ""
 }
 
+func (x *CreateClusterSetRequest) GetManagedBy() string {
+	if x != nil {
+		return x.ManagedBy
+	}
+	return ""
+}
+
+type UpdateClusterSetRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Selector      string                 `protobuf:"bytes,2,opt,name=selector,proto3" json:"selector,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateClusterSetRequest) Reset() {
+	*x = UpdateClusterSetRequest{}
+	mi := &file_tether_v1_api_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateClusterSetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateClusterSetRequest) ProtoMessage() {}
+
+func (x *UpdateClusterSetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tether_v1_api_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateClusterSetRequest.ProtoReflect.Descriptor instead.
+func (*UpdateClusterSetRequest) Descriptor() ([]byte, []int) {
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *UpdateClusterSetRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *UpdateClusterSetRequest) GetSelector() string {
+	if x != nil {
+		return x.Selector
+	}
+	return ""
+}
+
+type UpdateClusterSetResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClusterSet    *ClusterSet            `protobuf:"bytes,1,opt,name=cluster_set,json=clusterSet,proto3" json:"cluster_set,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateClusterSetResponse) Reset() {
+	*x = UpdateClusterSetResponse{}
+	mi := &file_tether_v1_api_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateClusterSetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateClusterSetResponse) ProtoMessage() {}
+
+func (x *UpdateClusterSetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tether_v1_api_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateClusterSetResponse.ProtoReflect.Descriptor instead.
+func (*UpdateClusterSetResponse) Descriptor() ([]byte, []int) {
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *UpdateClusterSetResponse) GetClusterSet() *ClusterSet {
+	if x != nil {
+		return x.ClusterSet
+	}
+	return nil
+}
+
 type ListClusterSetsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -209,7 +323,7 @@ type ListClusterSetsRequest struct {
 
 func (x *ListClusterSetsRequest) Reset() {
 	*x = ListClusterSetsRequest{}
-	mi := &file_tether_v1_api_proto_msgTypes[3]
+	mi := &file_tether_v1_api_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -221,7 +335,7 @@ func (x *ListClusterSetsRequest) String() string {
 func (*ListClusterSetsRequest) ProtoMessage() {}
 
 func (x *ListClusterSetsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[3]
+	mi := &file_tether_v1_api_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -234,7 +348,7 @@ func (x *ListClusterSetsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClusterSetsRequest.ProtoReflect.Descriptor instead.
 func (*ListClusterSetsRequest) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{3}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{5}
 }
 
 type ListClusterSetsResponse struct {
@@ -246,7 +360,7 @@ type ListClusterSetsResponse struct {
 
 func (x *ListClusterSetsResponse) Reset() {
 	*x = ListClusterSetsResponse{}
-	mi := &file_tether_v1_api_proto_msgTypes[4]
+	mi := &file_tether_v1_api_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -258,7 +372,7 @@ func (x *ListClusterSetsResponse) String() string {
 func (*ListClusterSetsResponse) ProtoMessage() {}
 
 func (x *ListClusterSetsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[4]
+	mi := &file_tether_v1_api_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -271,7 +385,7 @@ func (x *ListClusterSetsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClusterSetsResponse.ProtoReflect.Descriptor instead.
 func (*ListClusterSetsResponse) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{4}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListClusterSetsResponse) GetClusterSets() []*ClusterSet {
@@ -290,7 +404,7 @@ type DeleteClusterSetRequest struct {
 
 func (x *DeleteClusterSetRequest) Reset() {
 	*x = DeleteClusterSetRequest{}
-	mi := &file_tether_v1_api_proto_msgTypes[5]
+	mi := &file_tether_v1_api_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -302,7 +416,7 @@ func (x *DeleteClusterSetRequest) String() string {
 func (*DeleteClusterSetRequest) ProtoMessage() {}
 
 func (x *DeleteClusterSetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[5]
+	mi := &file_tether_v1_api_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -315,7 +429,7 @@ func (x *DeleteClusterSetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteClusterSetRequest.ProtoReflect.Descriptor instead.
 func (*DeleteClusterSetRequest) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{5}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DeleteClusterSetRequest) GetName() string {
@@ -333,7 +447,7 @@ type DeleteClusterSetResponse struct {
 
 func (x *DeleteClusterSetResponse) Reset() {
 	*x = DeleteClusterSetResponse{}
-	mi := &file_tether_v1_api_proto_msgTypes[6]
+	mi := &file_tether_v1_api_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -345,7 +459,7 @@ func (x *DeleteClusterSetResponse) String() string {
 func (*DeleteClusterSetResponse) ProtoMessage() {}
 
 func (x *DeleteClusterSetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[6]
+	mi := &file_tether_v1_api_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -358,7 +472,7 @@ func (x *DeleteClusterSetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteClusterSetResponse.ProtoReflect.Descriptor instead.
 func (*DeleteClusterSetResponse) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{6}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{8}
 }
 
 type Grant struct {
@@ -374,7 +488,7 @@ type Grant struct {
 
 func (x *Grant) Reset() {
 	*x = Grant{}
-	mi := &file_tether_v1_api_proto_msgTypes[7]
+	mi := &file_tether_v1_api_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -386,7 +500,7 @@ func (x *Grant) String() string {
 func (*Grant) ProtoMessage() {}
 
 func (x *Grant) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[7]
+	mi := &file_tether_v1_api_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -399,7 +513,7 @@ func (x *Grant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Grant.ProtoReflect.Descriptor instead.
 func (*Grant) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{7}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Grant) GetClusterSet() string {
@@ -432,7 +546,7 @@ type CreateTeamResponse struct {
 
 func (x *CreateTeamResponse) Reset() {
 	*x = CreateTeamResponse{}
-	mi := &file_tether_v1_api_proto_msgTypes[8]
+	mi := &file_tether_v1_api_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -444,7 +558,7 @@ func (x *CreateTeamResponse) String() string {
 func (*CreateTeamResponse) ProtoMessage() {}
 
 func (x *CreateTeamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[8]
+	mi := &file_tether_v1_api_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -457,7 +571,7 @@ func (x *CreateTeamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTeamResponse.ProtoReflect.Descriptor instead.
 func (*CreateTeamResponse) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{8}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CreateTeamResponse) GetTeam() *Team {
@@ -476,7 +590,7 @@ type UpdateTeamResponse struct {
 
 func (x *UpdateTeamResponse) Reset() {
 	*x = UpdateTeamResponse{}
-	mi := &file_tether_v1_api_proto_msgTypes[9]
+	mi := &file_tether_v1_api_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -488,7 +602,7 @@ func (x *UpdateTeamResponse) String() string {
 func (*UpdateTeamResponse) ProtoMessage() {}
 
 func (x *UpdateTeamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[9]
+	mi := &file_tether_v1_api_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -501,7 +615,7 @@ func (x *UpdateTeamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTeamResponse.ProtoReflect.Descriptor instead.
 func (*UpdateTeamResponse) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{9}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *UpdateTeamResponse) GetTeam() *Team {
@@ -526,7 +640,7 @@ type Team struct {
 
 func (x *Team) Reset() {
 	*x = Team{}
-	mi := &file_tether_v1_api_proto_msgTypes[10]
+	mi := &file_tether_v1_api_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -538,7 +652,7 @@ func (x *Team) String() string {
 func (*Team) ProtoMessage() {}
 
 func (x *Team) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[10]
+	mi := &file_tether_v1_api_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -551,7 +665,7 @@ func (x *Team) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Team.ProtoReflect.Descriptor instead.
 func (*Team) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{10}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Team) GetName() string {
@@ -606,7 +720,7 @@ type CreateTeamRequest struct {
 
 func (x *CreateTeamRequest) Reset() {
 	*x = CreateTeamRequest{}
-	mi := &file_tether_v1_api_proto_msgTypes[11]
+	mi := &file_tether_v1_api_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -618,7 +732,7 @@ func (x *CreateTeamRequest) String() string {
 func (*CreateTeamRequest) ProtoMessage() {}
 
 func (x *CreateTeamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[11]
+	mi := &file_tether_v1_api_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -631,7 +745,7 @@ func (x *CreateTeamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTeamRequest.ProtoReflect.Descriptor instead.
 func (*CreateTeamRequest) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{11}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CreateTeamRequest) GetName() string {
@@ -665,7 +779,7 @@ type UpdateTeamRequest struct {
 
 func (x *UpdateTeamRequest) Reset() {
 	*x = UpdateTeamRequest{}
-	mi := &file_tether_v1_api_proto_msgTypes[12]
+	mi := &file_tether_v1_api_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -677,7 +791,7 @@ func (x *UpdateTeamRequest) String() string {
 func (*UpdateTeamRequest) ProtoMessage() {}
 
 func (x *UpdateTeamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[12]
+	mi := &file_tether_v1_api_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -690,7 +804,7 @@ func (x *UpdateTeamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTeamRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTeamRequest) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{12}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UpdateTeamRequest) GetName() string {
@@ -750,7 +864,7 @@ type ListTeamsRequest struct {
 
 func (x *ListTeamsRequest) Reset() {
 	*x = ListTeamsRequest{}
-	mi := &file_tether_v1_api_proto_msgTypes[13]
+	mi := &file_tether_v1_api_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -762,7 +876,7 @@ func (x *ListTeamsRequest) String() string {
 func (*ListTeamsRequest) ProtoMessage() {}
 
 func (x *ListTeamsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[13]
+	mi := &file_tether_v1_api_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -775,7 +889,7 @@ func (x *ListTeamsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTeamsRequest.ProtoReflect.Descriptor instead.
 func (*ListTeamsRequest) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{13}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{15}
 }
 
 type ListTeamsResponse struct {
@@ -787,7 +901,7 @@ type ListTeamsResponse struct {
 
 func (x *ListTeamsResponse) Reset() {
 	*x = ListTeamsResponse{}
-	mi := &file_tether_v1_api_proto_msgTypes[14]
+	mi := &file_tether_v1_api_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -799,7 +913,7 @@ func (x *ListTeamsResponse) String() string {
 func (*ListTeamsResponse) ProtoMessage() {}
 
 func (x *ListTeamsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[14]
+	mi := &file_tether_v1_api_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -812,7 +926,7 @@ func (x *ListTeamsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTeamsResponse.ProtoReflect.Descriptor instead.
 func (*ListTeamsResponse) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{14}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListTeamsResponse) GetTeams() []*Team {
@@ -831,7 +945,7 @@ type DeleteTeamRequest struct {
 
 func (x *DeleteTeamRequest) Reset() {
 	*x = DeleteTeamRequest{}
-	mi := &file_tether_v1_api_proto_msgTypes[15]
+	mi := &file_tether_v1_api_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -843,7 +957,7 @@ func (x *DeleteTeamRequest) String() string {
 func (*DeleteTeamRequest) ProtoMessage() {}
 
 func (x *DeleteTeamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[15]
+	mi := &file_tether_v1_api_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -856,7 +970,7 @@ func (x *DeleteTeamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTeamRequest.ProtoReflect.Descriptor instead.
 func (*DeleteTeamRequest) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{15}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DeleteTeamRequest) GetName() string {
@@ -874,7 +988,7 @@ type DeleteTeamResponse struct {
 
 func (x *DeleteTeamResponse) Reset() {
 	*x = DeleteTeamResponse{}
-	mi := &file_tether_v1_api_proto_msgTypes[16]
+	mi := &file_tether_v1_api_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -886,7 +1000,7 @@ func (x *DeleteTeamResponse) String() string {
 func (*DeleteTeamResponse) ProtoMessage() {}
 
 func (x *DeleteTeamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[16]
+	mi := &file_tether_v1_api_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -899,7 +1013,7 @@ func (x *DeleteTeamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTeamResponse.ProtoReflect.Descriptor instead.
 func (*DeleteTeamResponse) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{16}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{18}
 }
 
 type BackupRequest struct {
@@ -910,7 +1024,7 @@ type BackupRequest struct {
 
 func (x *BackupRequest) Reset() {
 	*x = BackupRequest{}
-	mi := &file_tether_v1_api_proto_msgTypes[17]
+	mi := &file_tether_v1_api_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -922,7 +1036,7 @@ func (x *BackupRequest) String() string {
 func (*BackupRequest) ProtoMessage() {}
 
 func (x *BackupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[17]
+	mi := &file_tether_v1_api_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -935,7 +1049,7 @@ func (x *BackupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupRequest.ProtoReflect.Descriptor instead.
 func (*BackupRequest) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{17}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{19}
 }
 
 // One chunk of the backup archive.
@@ -948,7 +1062,7 @@ type BackupResponse struct {
 
 func (x *BackupResponse) Reset() {
 	*x = BackupResponse{}
-	mi := &file_tether_v1_api_proto_msgTypes[18]
+	mi := &file_tether_v1_api_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -960,7 +1074,7 @@ func (x *BackupResponse) String() string {
 func (*BackupResponse) ProtoMessage() {}
 
 func (x *BackupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[18]
+	mi := &file_tether_v1_api_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -973,7 +1087,7 @@ func (x *BackupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupResponse.ProtoReflect.Descriptor instead.
 func (*BackupResponse) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{18}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *BackupResponse) GetData() []byte {
@@ -998,7 +1112,7 @@ type CreateUserRequest struct {
 
 func (x *CreateUserRequest) Reset() {
 	*x = CreateUserRequest{}
-	mi := &file_tether_v1_api_proto_msgTypes[19]
+	mi := &file_tether_v1_api_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1010,7 +1124,7 @@ func (x *CreateUserRequest) String() string {
 func (*CreateUserRequest) ProtoMessage() {}
 
 func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[19]
+	mi := &file_tether_v1_api_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1023,7 +1137,7 @@ func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserRequest.ProtoReflect.Descriptor instead.
 func (*CreateUserRequest) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{19}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CreateUserRequest) GetName() string {
@@ -1066,7 +1180,7 @@ type CreateUserResponse struct {
 
 func (x *CreateUserResponse) Reset() {
 	*x = CreateUserResponse{}
-	mi := &file_tether_v1_api_proto_msgTypes[20]
+	mi := &file_tether_v1_api_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1078,7 +1192,7 @@ func (x *CreateUserResponse) String() string {
 func (*CreateUserResponse) ProtoMessage() {}
 
 func (x *CreateUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[20]
+	mi := &file_tether_v1_api_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1091,7 +1205,7 @@ func (x *CreateUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserResponse.ProtoReflect.Descriptor instead.
 func (*CreateUserResponse) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{20}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CreateUserResponse) GetCertPem() string {
@@ -1134,7 +1248,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_tether_v1_api_proto_msgTypes[21]
+	mi := &file_tether_v1_api_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1146,7 +1260,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[21]
+	mi := &file_tether_v1_api_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1159,7 +1273,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{21}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *User) GetName() string {
@@ -1198,7 +1312,7 @@ type ListUsersRequest struct {
 
 func (x *ListUsersRequest) Reset() {
 	*x = ListUsersRequest{}
-	mi := &file_tether_v1_api_proto_msgTypes[22]
+	mi := &file_tether_v1_api_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1210,7 +1324,7 @@ func (x *ListUsersRequest) String() string {
 func (*ListUsersRequest) ProtoMessage() {}
 
 func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[22]
+	mi := &file_tether_v1_api_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1223,7 +1337,7 @@ func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersRequest.ProtoReflect.Descriptor instead.
 func (*ListUsersRequest) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{22}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{24}
 }
 
 type ListUsersResponse struct {
@@ -1235,7 +1349,7 @@ type ListUsersResponse struct {
 
 func (x *ListUsersResponse) Reset() {
 	*x = ListUsersResponse{}
-	mi := &file_tether_v1_api_proto_msgTypes[23]
+	mi := &file_tether_v1_api_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1247,7 +1361,7 @@ func (x *ListUsersResponse) String() string {
 func (*ListUsersResponse) ProtoMessage() {}
 
 func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[23]
+	mi := &file_tether_v1_api_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1260,7 +1374,7 @@ func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersResponse.ProtoReflect.Descriptor instead.
 func (*ListUsersResponse) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{23}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListUsersResponse) GetUsers() []*User {
@@ -1279,7 +1393,7 @@ type RemoveUserRequest struct {
 
 func (x *RemoveUserRequest) Reset() {
 	*x = RemoveUserRequest{}
-	mi := &file_tether_v1_api_proto_msgTypes[24]
+	mi := &file_tether_v1_api_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1291,7 +1405,7 @@ func (x *RemoveUserRequest) String() string {
 func (*RemoveUserRequest) ProtoMessage() {}
 
 func (x *RemoveUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[24]
+	mi := &file_tether_v1_api_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1304,7 +1418,7 @@ func (x *RemoveUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveUserRequest.ProtoReflect.Descriptor instead.
 func (*RemoveUserRequest) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{24}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RemoveUserRequest) GetName() string {
@@ -1322,7 +1436,7 @@ type RemoveUserResponse struct {
 
 func (x *RemoveUserResponse) Reset() {
 	*x = RemoveUserResponse{}
-	mi := &file_tether_v1_api_proto_msgTypes[25]
+	mi := &file_tether_v1_api_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1334,7 +1448,7 @@ func (x *RemoveUserResponse) String() string {
 func (*RemoveUserResponse) ProtoMessage() {}
 
 func (x *RemoveUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[25]
+	mi := &file_tether_v1_api_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1347,7 +1461,7 @@ func (x *RemoveUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveUserResponse.ProtoReflect.Descriptor instead.
 func (*RemoveUserResponse) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{25}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{27}
 }
 
 type ListAuditRequest struct {
@@ -1362,7 +1476,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_tether_v1_api_proto_msgTypes[26]
+	mi := &file_tether_v1_api_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1374,7 +1488,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[26]
+	mi := &file_tether_v1_api_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1387,7 +1501,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{26}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListAuditRequest) GetSinceUnixMs() int64 {
@@ -1421,7 +1535,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_tether_v1_api_proto_msgTypes[27]
+	mi := &file_tether_v1_api_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1433,7 +1547,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[27]
+	mi := &file_tether_v1_api_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1446,7 +1560,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{27}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *AuditEntry) GetUnixMs() int64 {
@@ -1500,7 +1614,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_tether_v1_api_proto_msgTypes[28]
+	mi := &file_tether_v1_api_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1512,7 +1626,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[28]
+	mi := &file_tether_v1_api_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1525,7 +1639,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{28}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListAuditResponse) GetEntries() []*AuditEntry {
@@ -1556,7 +1670,7 @@ type ApplyWorkloadRequest struct {
 
 func (x *ApplyWorkloadRequest) Reset() {
 	*x = ApplyWorkloadRequest{}
-	mi := &file_tether_v1_api_proto_msgTypes[29]
+	mi := &file_tether_v1_api_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1568,7 +1682,7 @@ func (x *ApplyWorkloadRequest) String() string {
 func (*ApplyWorkloadRequest) ProtoMessage() {}
 
 func (x *ApplyWorkloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[29]
+	mi := &file_tether_v1_api_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1581,7 +1695,7 @@ func (x *ApplyWorkloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyWorkloadRequest.ProtoReflect.Descriptor instead.
 func (*ApplyWorkloadRequest) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{29}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ApplyWorkloadRequest) GetWorkloadJson() string {
@@ -1611,7 +1725,7 @@ type ApplyWorkloadResponse struct {
 
 func (x *ApplyWorkloadResponse) Reset() {
 	*x = ApplyWorkloadResponse{}
-	mi := &file_tether_v1_api_proto_msgTypes[30]
+	mi := &file_tether_v1_api_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1623,7 +1737,7 @@ func (x *ApplyWorkloadResponse) String() string {
 func (*ApplyWorkloadResponse) ProtoMessage() {}
 
 func (x *ApplyWorkloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[30]
+	mi := &file_tether_v1_api_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1636,7 +1750,7 @@ func (x *ApplyWorkloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyWorkloadResponse.ProtoReflect.Descriptor instead.
 func (*ApplyWorkloadResponse) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{30}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ApplyWorkloadResponse) GetName() string {
@@ -1676,7 +1790,7 @@ type DeleteWorkloadRequest struct {
 
 func (x *DeleteWorkloadRequest) Reset() {
 	*x = DeleteWorkloadRequest{}
-	mi := &file_tether_v1_api_proto_msgTypes[31]
+	mi := &file_tether_v1_api_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1688,7 +1802,7 @@ func (x *DeleteWorkloadRequest) String() string {
 func (*DeleteWorkloadRequest) ProtoMessage() {}
 
 func (x *DeleteWorkloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[31]
+	mi := &file_tether_v1_api_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1701,7 +1815,7 @@ func (x *DeleteWorkloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteWorkloadRequest.ProtoReflect.Descriptor instead.
 func (*DeleteWorkloadRequest) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{31}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *DeleteWorkloadRequest) GetName() string {
@@ -1719,7 +1833,7 @@ type DeleteWorkloadResponse struct {
 
 func (x *DeleteWorkloadResponse) Reset() {
 	*x = DeleteWorkloadResponse{}
-	mi := &file_tether_v1_api_proto_msgTypes[32]
+	mi := &file_tether_v1_api_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1731,7 +1845,7 @@ func (x *DeleteWorkloadResponse) String() string {
 func (*DeleteWorkloadResponse) ProtoMessage() {}
 
 func (x *DeleteWorkloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[32]
+	mi := &file_tether_v1_api_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1744,7 +1858,7 @@ func (x *DeleteWorkloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteWorkloadResponse.ProtoReflect.Descriptor instead.
 func (*DeleteWorkloadResponse) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{32}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{34}
 }
 
 type GetWorkloadRequest struct {
@@ -1756,7 +1870,7 @@ type GetWorkloadRequest struct {
 
 func (x *GetWorkloadRequest) Reset() {
 	*x = GetWorkloadRequest{}
-	mi := &file_tether_v1_api_proto_msgTypes[33]
+	mi := &file_tether_v1_api_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1768,7 +1882,7 @@ func (x *GetWorkloadRequest) String() string {
 func (*GetWorkloadRequest) ProtoMessage() {}
 
 func (x *GetWorkloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[33]
+	mi := &file_tether_v1_api_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1781,7 +1895,7 @@ func (x *GetWorkloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkloadRequest.ProtoReflect.Descriptor instead.
 func (*GetWorkloadRequest) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{33}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *GetWorkloadRequest) GetName() string {
@@ -1800,7 +1914,7 @@ type GetWorkloadResponse struct {
 
 func (x *GetWorkloadResponse) Reset() {
 	*x = GetWorkloadResponse{}
-	mi := &file_tether_v1_api_proto_msgTypes[34]
+	mi := &file_tether_v1_api_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1812,7 +1926,7 @@ func (x *GetWorkloadResponse) String() string {
 func (*GetWorkloadResponse) ProtoMessage() {}
 
 func (x *GetWorkloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[34]
+	mi := &file_tether_v1_api_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1825,7 +1939,7 @@ func (x *GetWorkloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkloadResponse.ProtoReflect.Descriptor instead.
 func (*GetWorkloadResponse) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{34}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GetWorkloadResponse) GetWorkload() *WorkloadInfo {
@@ -1851,7 +1965,7 @@ type WorkloadInfo struct {
 
 func (x *WorkloadInfo) Reset() {
 	*x = WorkloadInfo{}
-	mi := &file_tether_v1_api_proto_msgTypes[35]
+	mi := &file_tether_v1_api_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1863,7 +1977,7 @@ func (x *WorkloadInfo) String() string {
 func (*WorkloadInfo) ProtoMessage() {}
 
 func (x *WorkloadInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[35]
+	mi := &file_tether_v1_api_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1876,7 +1990,7 @@ func (x *WorkloadInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkloadInfo.ProtoReflect.Descriptor instead.
 func (*WorkloadInfo) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{35}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *WorkloadInfo) GetName() string {
@@ -1943,7 +2057,7 @@ type ListWorkloadsRequest struct {
 
 func (x *ListWorkloadsRequest) Reset() {
 	*x = ListWorkloadsRequest{}
-	mi := &file_tether_v1_api_proto_msgTypes[36]
+	mi := &file_tether_v1_api_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1955,7 +2069,7 @@ func (x *ListWorkloadsRequest) String() string {
 func (*ListWorkloadsRequest) ProtoMessage() {}
 
 func (x *ListWorkloadsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[36]
+	mi := &file_tether_v1_api_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1968,7 +2082,7 @@ func (x *ListWorkloadsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkloadsRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkloadsRequest) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{36}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{38}
 }
 
 type ListWorkloadsResponse struct {
@@ -1980,7 +2094,7 @@ type ListWorkloadsResponse struct {
 
 func (x *ListWorkloadsResponse) Reset() {
 	*x = ListWorkloadsResponse{}
-	mi := &file_tether_v1_api_proto_msgTypes[37]
+	mi := &file_tether_v1_api_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1992,7 +2106,7 @@ func (x *ListWorkloadsResponse) String() string {
 func (*ListWorkloadsResponse) ProtoMessage() {}
 
 func (x *ListWorkloadsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[37]
+	mi := &file_tether_v1_api_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2005,7 +2119,7 @@ func (x *ListWorkloadsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkloadsResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkloadsResponse) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{37}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListWorkloadsResponse) GetWorkloads() []*WorkloadSummary {
@@ -2035,7 +2149,7 @@ type WorkloadSummary struct {
 
 func (x *WorkloadSummary) Reset() {
 	*x = WorkloadSummary{}
-	mi := &file_tether_v1_api_proto_msgTypes[38]
+	mi := &file_tether_v1_api_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2047,7 +2161,7 @@ func (x *WorkloadSummary) String() string {
 func (*WorkloadSummary) ProtoMessage() {}
 
 func (x *WorkloadSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[38]
+	mi := &file_tether_v1_api_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2060,7 +2174,7 @@ func (x *WorkloadSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkloadSummary.ProtoReflect.Descriptor instead.
 func (*WorkloadSummary) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{38}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *WorkloadSummary) GetName() string {
@@ -2142,7 +2256,7 @@ type GetWorkloadStatusRequest struct {
 
 func (x *GetWorkloadStatusRequest) Reset() {
 	*x = GetWorkloadStatusRequest{}
-	mi := &file_tether_v1_api_proto_msgTypes[39]
+	mi := &file_tether_v1_api_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2154,7 +2268,7 @@ func (x *GetWorkloadStatusRequest) String() string {
 func (*GetWorkloadStatusRequest) ProtoMessage() {}
 
 func (x *GetWorkloadStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[39]
+	mi := &file_tether_v1_api_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2167,7 +2281,7 @@ func (x *GetWorkloadStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkloadStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetWorkloadStatusRequest) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{39}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GetWorkloadStatusRequest) GetName() string {
@@ -2189,7 +2303,7 @@ type GetWorkloadStatusResponse struct {
 
 func (x *GetWorkloadStatusResponse) Reset() {
 	*x = GetWorkloadStatusResponse{}
-	mi := &file_tether_v1_api_proto_msgTypes[40]
+	mi := &file_tether_v1_api_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2201,7 +2315,7 @@ func (x *GetWorkloadStatusResponse) String() string {
 func (*GetWorkloadStatusResponse) ProtoMessage() {}
 
 func (x *GetWorkloadStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[40]
+	mi := &file_tether_v1_api_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2214,7 +2328,7 @@ func (x *GetWorkloadStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkloadStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetWorkloadStatusResponse) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{40}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetWorkloadStatusResponse) GetName() string {
@@ -2274,7 +2388,7 @@ type ClusterWorkloadStatus struct {
 
 func (x *ClusterWorkloadStatus) Reset() {
 	*x = ClusterWorkloadStatus{}
-	mi := &file_tether_v1_api_proto_msgTypes[41]
+	mi := &file_tether_v1_api_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2286,7 +2400,7 @@ func (x *ClusterWorkloadStatus) String() string {
 func (*ClusterWorkloadStatus) ProtoMessage() {}
 
 func (x *ClusterWorkloadStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[41]
+	mi := &file_tether_v1_api_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2299,7 +2413,7 @@ func (x *ClusterWorkloadStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterWorkloadStatus.ProtoReflect.Descriptor instead.
 func (*ClusterWorkloadStatus) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{41}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ClusterWorkloadStatus) GetCluster() string {
@@ -2428,7 +2542,7 @@ type ObjectStatusView struct {
 
 func (x *ObjectStatusView) Reset() {
 	*x = ObjectStatusView{}
-	mi := &file_tether_v1_api_proto_msgTypes[42]
+	mi := &file_tether_v1_api_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2440,7 +2554,7 @@ func (x *ObjectStatusView) String() string {
 func (*ObjectStatusView) ProtoMessage() {}
 
 func (x *ObjectStatusView) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[42]
+	mi := &file_tether_v1_api_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2453,7 +2567,7 @@ func (x *ObjectStatusView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectStatusView.ProtoReflect.Descriptor instead.
 func (*ObjectStatusView) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{42}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ObjectStatusView) GetApiVersion() string {
@@ -2510,7 +2624,7 @@ type DriftView struct {
 
 func (x *DriftView) Reset() {
 	*x = DriftView{}
-	mi := &file_tether_v1_api_proto_msgTypes[43]
+	mi := &file_tether_v1_api_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2522,7 +2636,7 @@ func (x *DriftView) String() string {
 func (*DriftView) ProtoMessage() {}
 
 func (x *DriftView) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[43]
+	mi := &file_tether_v1_api_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2535,7 +2649,7 @@ func (x *DriftView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DriftView.ProtoReflect.Descriptor instead.
 func (*DriftView) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{43}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *DriftView) GetObject() string {
@@ -2582,7 +2696,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_tether_v1_api_proto_msgTypes[44]
+	mi := &file_tether_v1_api_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2594,7 +2708,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[44]
+	mi := &file_tether_v1_api_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2607,7 +2721,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{44}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *CreateTokenRequest) GetCluster() string {
@@ -2660,7 +2774,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_tether_v1_api_proto_msgTypes[45]
+	mi := &file_tether_v1_api_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2672,7 +2786,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[45]
+	mi := &file_tether_v1_api_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2685,7 +2799,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{45}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *CreateTokenResponse) GetToken() string {
@@ -2734,7 +2848,7 @@ type Token struct {
 
 func (x *Token) Reset() {
 	*x = Token{}
-	mi := &file_tether_v1_api_proto_msgTypes[46]
+	mi := &file_tether_v1_api_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2746,7 +2860,7 @@ func (x *Token) String() string {
 func (*Token) ProtoMessage() {}
 
 func (x *Token) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[46]
+	mi := &file_tether_v1_api_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2759,7 +2873,7 @@ func (x *Token) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Token.ProtoReflect.Descriptor instead.
 func (*Token) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{46}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Token) GetId() string {
@@ -2840,7 +2954,7 @@ type ListTokensRequest struct {
 
 func (x *ListTokensRequest) Reset() {
 	*x = ListTokensRequest{}
-	mi := &file_tether_v1_api_proto_msgTypes[47]
+	mi := &file_tether_v1_api_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2852,7 +2966,7 @@ func (x *ListTokensRequest) String() string {
 func (*ListTokensRequest) ProtoMessage() {}
 
 func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[47]
+	mi := &file_tether_v1_api_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2865,7 +2979,7 @@ func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListTokensRequest) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{47}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{49}
 }
 
 type ListTokensResponse struct {
@@ -2877,7 +2991,7 @@ type ListTokensResponse struct {
 
 func (x *ListTokensResponse) Reset() {
 	*x = ListTokensResponse{}
-	mi := &file_tether_v1_api_proto_msgTypes[48]
+	mi := &file_tether_v1_api_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2889,7 +3003,7 @@ func (x *ListTokensResponse) String() string {
 func (*ListTokensResponse) ProtoMessage() {}
 
 func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[48]
+	mi := &file_tether_v1_api_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2902,7 +3016,7 @@ func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListTokensResponse) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{48}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ListTokensResponse) GetTokens() []*Token {
@@ -2921,7 +3035,7 @@ type RevokeTokenRequest struct {
 
 func (x *RevokeTokenRequest) Reset() {
 	*x = RevokeTokenRequest{}
-	mi := &file_tether_v1_api_proto_msgTypes[49]
+	mi := &file_tether_v1_api_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2933,7 +3047,7 @@ func (x *RevokeTokenRequest) String() string {
 func (*RevokeTokenRequest) ProtoMessage() {}
 
 func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[49]
+	mi := &file_tether_v1_api_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2946,7 +3060,7 @@ func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{49}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *RevokeTokenRequest) GetId() string {
@@ -2964,7 +3078,7 @@ type RevokeTokenResponse struct {
 
 func (x *RevokeTokenResponse) Reset() {
 	*x = RevokeTokenResponse{}
-	mi := &file_tether_v1_api_proto_msgTypes[50]
+	mi := &file_tether_v1_api_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2976,7 +3090,7 @@ func (x *RevokeTokenResponse) String() string {
 func (*RevokeTokenResponse) ProtoMessage() {}
 
 func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[50]
+	mi := &file_tether_v1_api_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2989,7 +3103,7 @@ func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{50}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{52}
 }
 
 type GetClusterResponse struct {
@@ -3001,7 +3115,7 @@ type GetClusterResponse struct {
 
 func (x *GetClusterResponse) Reset() {
 	*x = GetClusterResponse{}
-	mi := &file_tether_v1_api_proto_msgTypes[51]
+	mi := &file_tether_v1_api_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3013,7 +3127,7 @@ func (x *GetClusterResponse) String() string {
 func (*GetClusterResponse) ProtoMessage() {}
 
 func (x *GetClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[51]
+	mi := &file_tether_v1_api_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3026,7 +3140,7 @@ func (x *GetClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterResponse.ProtoReflect.Descriptor instead.
 func (*GetClusterResponse) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{51}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *GetClusterResponse) GetCluster() *Cluster {
@@ -3045,7 +3159,7 @@ type LabelClusterResponse struct {
 
 func (x *LabelClusterResponse) Reset() {
 	*x = LabelClusterResponse{}
-	mi := &file_tether_v1_api_proto_msgTypes[52]
+	mi := &file_tether_v1_api_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3057,7 +3171,7 @@ func (x *LabelClusterResponse) String() string {
 func (*LabelClusterResponse) ProtoMessage() {}
 
 func (x *LabelClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[52]
+	mi := &file_tether_v1_api_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3070,7 +3184,7 @@ func (x *LabelClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LabelClusterResponse.ProtoReflect.Descriptor instead.
 func (*LabelClusterResponse) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{52}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *LabelClusterResponse) GetCluster() *Cluster {
@@ -3089,7 +3203,7 @@ type SetClusterResponse struct {
 
 func (x *SetClusterResponse) Reset() {
 	*x = SetClusterResponse{}
-	mi := &file_tether_v1_api_proto_msgTypes[53]
+	mi := &file_tether_v1_api_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3101,7 +3215,7 @@ func (x *SetClusterResponse) String() string {
 func (*SetClusterResponse) ProtoMessage() {}
 
 func (x *SetClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[53]
+	mi := &file_tether_v1_api_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3114,7 +3228,7 @@ func (x *SetClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClusterResponse.ProtoReflect.Descriptor instead.
 func (*SetClusterResponse) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{53}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *SetClusterResponse) GetCluster() *Cluster {
@@ -3152,7 +3266,7 @@ type Cluster struct {
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_tether_v1_api_proto_msgTypes[54]
+	mi := &file_tether_v1_api_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3164,7 +3278,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[54]
+	mi := &file_tether_v1_api_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3177,7 +3291,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{54}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *Cluster) GetName() string {
@@ -3297,7 +3411,7 @@ type SetClusterRequest struct {
 
 func (x *SetClusterRequest) Reset() {
 	*x = SetClusterRequest{}
-	mi := &file_tether_v1_api_proto_msgTypes[55]
+	mi := &file_tether_v1_api_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3309,7 +3423,7 @@ func (x *SetClusterRequest) String() string {
 func (*SetClusterRequest) ProtoMessage() {}
 
 func (x *SetClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[55]
+	mi := &file_tether_v1_api_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3322,7 +3436,7 @@ func (x *SetClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClusterRequest.ProtoReflect.Descriptor instead.
 func (*SetClusterRequest) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{55}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *SetClusterRequest) GetName() string {
@@ -3375,7 +3489,7 @@ type ClusterFactsView struct {
 
 func (x *ClusterFactsView) Reset() {
 	*x = ClusterFactsView{}
-	mi := &file_tether_v1_api_proto_msgTypes[56]
+	mi := &file_tether_v1_api_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3387,7 +3501,7 @@ func (x *ClusterFactsView) String() string {
 func (*ClusterFactsView) ProtoMessage() {}
 
 func (x *ClusterFactsView) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[56]
+	mi := &file_tether_v1_api_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3400,7 +3514,7 @@ func (x *ClusterFactsView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterFactsView.ProtoReflect.Descriptor instead.
 func (*ClusterFactsView) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{56}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ClusterFactsView) GetAgentVersion() string {
@@ -3453,7 +3567,7 @@ type ListClustersRequest struct {
 
 func (x *ListClustersRequest) Reset() {
 	*x = ListClustersRequest{}
-	mi := &file_tether_v1_api_proto_msgTypes[57]
+	mi := &file_tether_v1_api_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3465,7 +3579,7 @@ func (x *ListClustersRequest) String() string {
 func (*ListClustersRequest) ProtoMessage() {}
 
 func (x *ListClustersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[57]
+	mi := &file_tether_v1_api_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3478,7 +3592,7 @@ func (x *ListClustersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClustersRequest.ProtoReflect.Descriptor instead.
 func (*ListClustersRequest) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{57}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{59}
 }
 
 type ListClustersResponse struct {
@@ -3490,7 +3604,7 @@ type ListClustersResponse struct {
 
 func (x *ListClustersResponse) Reset() {
 	*x = ListClustersResponse{}
-	mi := &file_tether_v1_api_proto_msgTypes[58]
+	mi := &file_tether_v1_api_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3502,7 +3616,7 @@ func (x *ListClustersResponse) String() string {
 func (*ListClustersResponse) ProtoMessage() {}
 
 func (x *ListClustersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[58]
+	mi := &file_tether_v1_api_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3515,7 +3629,7 @@ func (x *ListClustersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClustersResponse.ProtoReflect.Descriptor instead.
 func (*ListClustersResponse) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{58}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ListClustersResponse) GetClusters() []*Cluster {
@@ -3534,7 +3648,7 @@ type GetClusterRequest struct {
 
 func (x *GetClusterRequest) Reset() {
 	*x = GetClusterRequest{}
-	mi := &file_tether_v1_api_proto_msgTypes[59]
+	mi := &file_tether_v1_api_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3546,7 +3660,7 @@ func (x *GetClusterRequest) String() string {
 func (*GetClusterRequest) ProtoMessage() {}
 
 func (x *GetClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[59]
+	mi := &file_tether_v1_api_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3559,7 +3673,7 @@ func (x *GetClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterRequest.ProtoReflect.Descriptor instead.
 func (*GetClusterRequest) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{59}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *GetClusterRequest) GetName() string {
@@ -3582,7 +3696,7 @@ type LabelClusterRequest struct {
 
 func (x *LabelClusterRequest) Reset() {
 	*x = LabelClusterRequest{}
-	mi := &file_tether_v1_api_proto_msgTypes[60]
+	mi := &file_tether_v1_api_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3594,7 +3708,7 @@ func (x *LabelClusterRequest) String() string {
 func (*LabelClusterRequest) ProtoMessage() {}
 
 func (x *LabelClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[60]
+	mi := &file_tether_v1_api_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3607,7 +3721,7 @@ func (x *LabelClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LabelClusterRequest.ProtoReflect.Descriptor instead.
 func (*LabelClusterRequest) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{60}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *LabelClusterRequest) GetName() string {
@@ -3650,7 +3764,7 @@ type RemoveClusterRequest struct {
 
 func (x *RemoveClusterRequest) Reset() {
 	*x = RemoveClusterRequest{}
-	mi := &file_tether_v1_api_proto_msgTypes[61]
+	mi := &file_tether_v1_api_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3662,7 +3776,7 @@ func (x *RemoveClusterRequest) String() string {
 func (*RemoveClusterRequest) ProtoMessage() {}
 
 func (x *RemoveClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[61]
+	mi := &file_tether_v1_api_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3675,7 +3789,7 @@ func (x *RemoveClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveClusterRequest.ProtoReflect.Descriptor instead.
 func (*RemoveClusterRequest) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{61}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *RemoveClusterRequest) GetName() string {
@@ -3703,7 +3817,7 @@ type RemoveClusterResponse struct {
 
 func (x *RemoveClusterResponse) Reset() {
 	*x = RemoveClusterResponse{}
-	mi := &file_tether_v1_api_proto_msgTypes[62]
+	mi := &file_tether_v1_api_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3715,7 +3829,7 @@ func (x *RemoveClusterResponse) String() string {
 func (*RemoveClusterResponse) ProtoMessage() {}
 
 func (x *RemoveClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[62]
+	mi := &file_tether_v1_api_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3728,7 +3842,7 @@ func (x *RemoveClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveClusterResponse.ProtoReflect.Descriptor instead.
 func (*RemoveClusterResponse) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{62}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *RemoveClusterResponse) GetRemoved() bool {
@@ -3753,7 +3867,7 @@ type WhoAmIRequest struct {
 
 func (x *WhoAmIRequest) Reset() {
 	*x = WhoAmIRequest{}
-	mi := &file_tether_v1_api_proto_msgTypes[63]
+	mi := &file_tether_v1_api_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3765,7 +3879,7 @@ func (x *WhoAmIRequest) String() string {
 func (*WhoAmIRequest) ProtoMessage() {}
 
 func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[63]
+	mi := &file_tether_v1_api_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3778,7 +3892,7 @@ func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
 func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{63}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{65}
 }
 
 type WhoAmIResponse struct {
@@ -3793,7 +3907,7 @@ type WhoAmIResponse struct {
 
 func (x *WhoAmIResponse) Reset() {
 	*x = WhoAmIResponse{}
-	mi := &file_tether_v1_api_proto_msgTypes[64]
+	mi := &file_tether_v1_api_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3805,7 +3919,7 @@ func (x *WhoAmIResponse) String() string {
 func (*WhoAmIResponse) ProtoMessage() {}
 
 func (x *WhoAmIResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[64]
+	mi := &file_tether_v1_api_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3818,7 +3932,7 @@ func (x *WhoAmIResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIResponse.ProtoReflect.Descriptor instead.
 func (*WhoAmIResponse) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{64}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *WhoAmIResponse) GetUser() string {
@@ -3851,7 +3965,7 @@ type GetRolloutRequest struct {
 
 func (x *GetRolloutRequest) Reset() {
 	*x = GetRolloutRequest{}
-	mi := &file_tether_v1_api_proto_msgTypes[65]
+	mi := &file_tether_v1_api_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3863,7 +3977,7 @@ func (x *GetRolloutRequest) String() string {
 func (*GetRolloutRequest) ProtoMessage() {}
 
 func (x *GetRolloutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[65]
+	mi := &file_tether_v1_api_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3876,7 +3990,7 @@ func (x *GetRolloutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRolloutRequest.ProtoReflect.Descriptor instead.
 func (*GetRolloutRequest) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{65}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *GetRolloutRequest) GetName() string {
@@ -3895,7 +4009,7 @@ type GetRolloutResponse struct {
 
 func (x *GetRolloutResponse) Reset() {
 	*x = GetRolloutResponse{}
-	mi := &file_tether_v1_api_proto_msgTypes[66]
+	mi := &file_tether_v1_api_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3907,7 +4021,7 @@ func (x *GetRolloutResponse) String() string {
 func (*GetRolloutResponse) ProtoMessage() {}
 
 func (x *GetRolloutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[66]
+	mi := &file_tether_v1_api_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3920,7 +4034,7 @@ func (x *GetRolloutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRolloutResponse.ProtoReflect.Descriptor instead.
 func (*GetRolloutResponse) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{66}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *GetRolloutResponse) GetRollout() *RolloutStatus {
@@ -3943,7 +4057,7 @@ type ControlRolloutRequest struct {
 
 func (x *ControlRolloutRequest) Reset() {
 	*x = ControlRolloutRequest{}
-	mi := &file_tether_v1_api_proto_msgTypes[67]
+	mi := &file_tether_v1_api_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3955,7 +4069,7 @@ func (x *ControlRolloutRequest) String() string {
 func (*ControlRolloutRequest) ProtoMessage() {}
 
 func (x *ControlRolloutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[67]
+	mi := &file_tether_v1_api_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3968,7 +4082,7 @@ func (x *ControlRolloutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ControlRolloutRequest.ProtoReflect.Descriptor instead.
 func (*ControlRolloutRequest) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{67}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ControlRolloutRequest) GetName() string {
@@ -4001,7 +4115,7 @@ type ControlRolloutResponse struct {
 
 func (x *ControlRolloutResponse) Reset() {
 	*x = ControlRolloutResponse{}
-	mi := &file_tether_v1_api_proto_msgTypes[68]
+	mi := &file_tether_v1_api_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4013,7 +4127,7 @@ func (x *ControlRolloutResponse) String() string {
 func (*ControlRolloutResponse) ProtoMessage() {}
 
 func (x *ControlRolloutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[68]
+	mi := &file_tether_v1_api_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4026,7 +4140,7 @@ func (x *ControlRolloutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ControlRolloutResponse.ProtoReflect.Descriptor instead.
 func (*ControlRolloutResponse) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{68}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ControlRolloutResponse) GetRollout() *RolloutStatus {
@@ -4045,7 +4159,7 @@ type GetRolloutHistoryRequest struct {
 
 func (x *GetRolloutHistoryRequest) Reset() {
 	*x = GetRolloutHistoryRequest{}
-	mi := &file_tether_v1_api_proto_msgTypes[69]
+	mi := &file_tether_v1_api_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4057,7 +4171,7 @@ func (x *GetRolloutHistoryRequest) String() string {
 func (*GetRolloutHistoryRequest) ProtoMessage() {}
 
 func (x *GetRolloutHistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[69]
+	mi := &file_tether_v1_api_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4070,7 +4184,7 @@ func (x *GetRolloutHistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRolloutHistoryRequest.ProtoReflect.Descriptor instead.
 func (*GetRolloutHistoryRequest) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{69}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *GetRolloutHistoryRequest) GetName() string {
@@ -4093,7 +4207,7 @@ type RevisionEntry struct {
 
 func (x *RevisionEntry) Reset() {
 	*x = RevisionEntry{}
-	mi := &file_tether_v1_api_proto_msgTypes[70]
+	mi := &file_tether_v1_api_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4105,7 +4219,7 @@ func (x *RevisionEntry) String() string {
 func (*RevisionEntry) ProtoMessage() {}
 
 func (x *RevisionEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[70]
+	mi := &file_tether_v1_api_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4118,7 +4232,7 @@ func (x *RevisionEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevisionEntry.ProtoReflect.Descriptor instead.
 func (*RevisionEntry) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{70}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *RevisionEntry) GetRevision() uint64 {
@@ -4161,7 +4275,7 @@ type GetRolloutHistoryResponse struct {
 
 func (x *GetRolloutHistoryResponse) Reset() {
 	*x = GetRolloutHistoryResponse{}
-	mi := &file_tether_v1_api_proto_msgTypes[71]
+	mi := &file_tether_v1_api_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4173,7 +4287,7 @@ func (x *GetRolloutHistoryResponse) String() string {
 func (*GetRolloutHistoryResponse) ProtoMessage() {}
 
 func (x *GetRolloutHistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[71]
+	mi := &file_tether_v1_api_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4186,7 +4300,7 @@ func (x *GetRolloutHistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRolloutHistoryResponse.ProtoReflect.Descriptor instead.
 func (*GetRolloutHistoryResponse) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{71}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *GetRolloutHistoryResponse) GetName() string {
@@ -4225,7 +4339,7 @@ type RolloutCluster struct {
 
 func (x *RolloutCluster) Reset() {
 	*x = RolloutCluster{}
-	mi := &file_tether_v1_api_proto_msgTypes[72]
+	mi := &file_tether_v1_api_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4237,7 +4351,7 @@ func (x *RolloutCluster) String() string {
 func (*RolloutCluster) ProtoMessage() {}
 
 func (x *RolloutCluster) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[72]
+	mi := &file_tether_v1_api_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4250,7 +4364,7 @@ func (x *RolloutCluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutCluster.ProtoReflect.Descriptor instead.
 func (*RolloutCluster) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{72}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *RolloutCluster) GetCluster() string {
@@ -4305,7 +4419,7 @@ type RolloutWave struct {
 
 func (x *RolloutWave) Reset() {
 	*x = RolloutWave{}
-	mi := &file_tether_v1_api_proto_msgTypes[73]
+	mi := &file_tether_v1_api_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4317,7 +4431,7 @@ func (x *RolloutWave) String() string {
 func (*RolloutWave) ProtoMessage() {}
 
 func (x *RolloutWave) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[73]
+	mi := &file_tether_v1_api_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4330,7 +4444,7 @@ func (x *RolloutWave) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutWave.ProtoReflect.Descriptor instead.
 func (*RolloutWave) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{73}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *RolloutWave) GetSelector() string {
@@ -4363,7 +4477,7 @@ type RolloutStatus struct {
 
 func (x *RolloutStatus) Reset() {
 	*x = RolloutStatus{}
-	mi := &file_tether_v1_api_proto_msgTypes[74]
+	mi := &file_tether_v1_api_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4375,7 +4489,7 @@ func (x *RolloutStatus) String() string {
 func (*RolloutStatus) ProtoMessage() {}
 
 func (x *RolloutStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[74]
+	mi := &file_tether_v1_api_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4388,7 +4502,7 @@ func (x *RolloutStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolloutStatus.ProtoReflect.Descriptor instead.
 func (*RolloutStatus) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{74}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *RolloutStatus) GetName() string {
@@ -4451,7 +4565,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_tether_v1_api_proto_msgTypes[75]
+	mi := &file_tether_v1_api_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4463,7 +4577,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[75]
+	mi := &file_tether_v1_api_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4476,7 +4590,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{75}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *ListEventsRequest) GetSinceUnixMs() int64 {
@@ -4506,7 +4620,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_tether_v1_api_proto_msgTypes[76]
+	mi := &file_tether_v1_api_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4518,7 +4632,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[76]
+	mi := &file_tether_v1_api_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4531,7 +4645,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{76}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *Event) GetUnixMs() int64 {
@@ -4578,7 +4692,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_tether_v1_api_proto_msgTypes[77]
+	mi := &file_tether_v1_api_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4590,7 +4704,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tether_v1_api_proto_msgTypes[77]
+	mi := &file_tether_v1_api_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4603,7 +4717,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_tether_v1_api_proto_rawDescGZIP(), []int{77}
+	return file_tether_v1_api_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *ListEventsResponse) GetEvents() []*Event {
@@ -4620,7 +4734,7 @@ const file_tether_v1_api_proto_rawDesc = "" +
 	"\x13tether/v1/api.proto\x12\ttether.v1\"R\n" +
 	"\x18CreateClusterSetResponse\x126\n" +
 	"\vcluster_set\x18\x01 \x01(\v2\x15.tether.v1.ClusterSetR\n" +
-	"clusterSet\"\x9a\x01\n" +
+	"clusterSet\"\xb9\x01\n" +
 	"\n" +
 	"ClusterSet\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
@@ -4628,10 +4742,20 @@ const file_tether_v1_api_proto_rawDesc = "" +
 	"\bclusters\x18\x03 \x03(\tR\bclusters\x12\x1d\n" +
 	"\n" +
 	"created_by\x18\x04 \x01(\tR\tcreatedBy\x12!\n" +
-	"\fcreated_unix\x18\x05 \x01(\x03R\vcreatedUnix\"I\n" +
+	"\fcreated_unix\x18\x05 \x01(\x03R\vcreatedUnix\x12\x1d\n" +
+	"\n" +
+	"managed_by\x18\x06 \x01(\tR\tmanagedBy\"h\n" +
 	"\x17CreateClusterSetRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
-	"\bselector\x18\x02 \x01(\tR\bselector\"\x18\n" +
+	"\bselector\x18\x02 \x01(\tR\bselector\x12\x1d\n" +
+	"\n" +
+	"managed_by\x18\x03 \x01(\tR\tmanagedBy\"I\n" +
+	"\x17UpdateClusterSetRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\bselector\x18\x02 \x01(\tR\bselector\"R\n" +
+	"\x18UpdateClusterSetResponse\x126\n" +
+	"\vcluster_set\x18\x01 \x01(\v2\x15.tether.v1.ClusterSetR\n" +
+	"clusterSet\"\x18\n" +
 	"\x16ListClusterSetsRequest\"S\n" +
 	"\x17ListClusterSetsResponse\x128\n" +
 	"\fcluster_sets\x18\x01 \x03(\v2\x15.tether.v1.ClusterSetR\vclusterSets\"-\n" +
@@ -4955,7 +5079,7 @@ const file_tether_v1_api_proto_rawDesc = "" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x18\n" +
 	"\amessage\x18\x05 \x01(\tR\amessage\">\n" +
 	"\x12ListEventsResponse\x12(\n" +
-	"\x06events\x18\x01 \x03(\v2\x10.tether.v1.EventR\x06events2\xdf\x12\n" +
+	"\x06events\x18\x01 \x03(\v2\x10.tether.v1.EventR\x06events2\xbc\x13\n" +
 	"\rHubApiService\x12L\n" +
 	"\vCreateToken\x12\x1d.tether.v1.CreateTokenRequest\x1a\x1e.tether.v1.CreateTokenResponse\x12I\n" +
 	"\n" +
@@ -4989,6 +5113,7 @@ const file_tether_v1_api_proto_rawDesc = "" +
 	"\x06Backup\x12\x18.tether.v1.BackupRequest\x1a\x19.tether.v1.BackupResponse0\x01\x12[\n" +
 	"\x10CreateClusterSet\x12\".tether.v1.CreateClusterSetRequest\x1a#.tether.v1.CreateClusterSetResponse\x12X\n" +
 	"\x0fListClusterSets\x12!.tether.v1.ListClusterSetsRequest\x1a\".tether.v1.ListClusterSetsResponse\x12[\n" +
+	"\x10UpdateClusterSet\x12\".tether.v1.UpdateClusterSetRequest\x1a#.tether.v1.UpdateClusterSetResponse\x12[\n" +
 	"\x10DeleteClusterSet\x12\".tether.v1.DeleteClusterSetRequest\x1a#.tether.v1.DeleteClusterSetResponse\x12I\n" +
 	"\n" +
 	"CreateTeam\x12\x1c.tether.v1.CreateTeamRequest\x1a\x1d.tether.v1.CreateTeamResponse\x12I\n" +
@@ -5010,190 +5135,195 @@ func file_tether_v1_api_proto_rawDescGZIP() []byte {
 	return file_tether_v1_api_proto_rawDescData
 }
 
-var file_tether_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 83)
+var file_tether_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 85)
 var file_tether_v1_api_proto_goTypes = []any{
 	(*CreateClusterSetResponse)(nil),  // 0: tether.v1.CreateClusterSetResponse
 	(*ClusterSet)(nil),                // 1: tether.v1.ClusterSet
 	(*CreateClusterSetRequest)(nil),   // 2: tether.v1.CreateClusterSetRequest
-	(*ListClusterSetsRequest)(nil),    // 3: tether.v1.ListClusterSetsRequest
-	(*ListClusterSetsResponse)(nil),   // 4: tether.v1.ListClusterSetsResponse
-	(*DeleteClusterSetRequest)(nil),   // 5: tether.v1.DeleteClusterSetRequest
-	(*DeleteClusterSetResponse)(nil),  // 6: tether.v1.DeleteClusterSetResponse
-	(*Grant)(nil),                     // 7: tether.v1.Grant
-	(*CreateTeamResponse)(nil),        // 8: tether.v1.CreateTeamResponse
-	(*UpdateTeamResponse)(nil),        // 9: tether.v1.UpdateTeamResponse
-	(*Team)(nil),                      // 10: tether.v1.Team
-	(*CreateTeamRequest)(nil),         // 11: tether.v1.CreateTeamRequest
-	(*UpdateTeamRequest)(nil),         // 12: tether.v1.UpdateTeamRequest
-	(*ListTeamsRequest)(nil),          // 13: tether.v1.ListTeamsRequest
-	(*ListTeamsResponse)(nil),         // 14: tether.v1.ListTeamsResponse
-	(*DeleteTeamRequest)(nil),         // 15: tether.v1.DeleteTeamRequest
-	(*DeleteTeamResponse)(nil),        // 16: tether.v1.DeleteTeamResponse
-	(*BackupRequest)(nil),             // 17: tether.v1.BackupRequest
-	(*BackupResponse)(nil),            // 18: tether.v1.BackupResponse
-	(*CreateUserRequest)(nil),         // 19: tether.v1.CreateUserRequest
-	(*CreateUserResponse)(nil),        // 20: tether.v1.CreateUserResponse
-	(*User)(nil),                      // 21: tether.v1.User
-	(*ListUsersRequest)(nil),          // 22: tether.v1.ListUsersRequest
-	(*ListUsersResponse)(nil),         // 23: tether.v1.ListUsersResponse
-	(*RemoveUserRequest)(nil),         // 24: tether.v1.RemoveUserRequest
-	(*RemoveUserResponse)(nil),        // 25: tether.v1.RemoveUserResponse
-	(*ListAuditRequest)(nil),          // 26: tether.v1.ListAuditRequest
-	(*AuditEntry)(nil),                // 27: tether.v1.AuditEntry
-	(*ListAuditResponse)(nil),         // 28: tether.v1.ListAuditResponse
-	(*ApplyWorkloadRequest)(nil),      // 29: tether.v1.ApplyWorkloadRequest
-	(*ApplyWorkloadResponse)(nil),     // 30: tether.v1.ApplyWorkloadResponse
-	(*DeleteWorkloadRequest)(nil),     // 31: tether.v1.DeleteWorkloadRequest
-	(*DeleteWorkloadResponse)(nil),    // 32: tether.v1.DeleteWorkloadResponse
-	(*GetWorkloadRequest)(nil),        // 33: tether.v1.GetWorkloadRequest
-	(*GetWorkloadResponse)(nil),       // 34: tether.v1.GetWorkloadResponse
-	(*WorkloadInfo)(nil),              // 35: tether.v1.WorkloadInfo
-	(*ListWorkloadsRequest)(nil),      // 36: tether.v1.ListWorkloadsRequest
-	(*ListWorkloadsResponse)(nil),     // 37: tether.v1.ListWorkloadsResponse
-	(*WorkloadSummary)(nil),           // 38: tether.v1.WorkloadSummary
-	(*GetWorkloadStatusRequest)(nil),  // 39: tether.v1.GetWorkloadStatusRequest
-	(*GetWorkloadStatusResponse)(nil), // 40: tether.v1.GetWorkloadStatusResponse
-	(*ClusterWorkloadStatus)(nil),     // 41: tether.v1.ClusterWorkloadStatus
-	(*ObjectStatusView)(nil),          // 42: tether.v1.ObjectStatusView
-	(*DriftView)(nil),                 // 43: tether.v1.DriftView
-	(*CreateTokenRequest)(nil),        // 44: tether.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),       // 45: tether.v1.CreateTokenResponse
-	(*Token)(nil),                     // 46: tether.v1.Token
-	(*ListTokensRequest)(nil),         // 47: tether.v1.ListTokensRequest
-	(*ListTokensResponse)(nil),        // 48: tether.v1.ListTokensResponse
-	(*RevokeTokenRequest)(nil),        // 49: tether.v1.RevokeTokenRequest
-	(*RevokeTokenResponse)(nil),       // 50: tether.v1.RevokeTokenResponse
-	(*GetClusterResponse)(nil),        // 51: tether.v1.GetClusterResponse
-	(*LabelClusterResponse)(nil),      // 52: tether.v1.LabelClusterResponse
-	(*SetClusterResponse)(nil),        // 53: tether.v1.SetClusterResponse
-	(*Cluster)(nil),                   // 54: tether.v1.Cluster
-	(*SetClusterRequest)(nil),         // 55: tether.v1.SetClusterRequest
-	(*ClusterFactsView)(nil),          // 56: tether.v1.ClusterFactsView
-	(*ListClustersRequest)(nil),       // 57: tether.v1.ListClustersRequest
-	(*ListClustersResponse)(nil),      // 58: tether.v1.ListClustersResponse
-	(*GetClusterRequest)(nil),         // 59: tether.v1.GetClusterRequest
-	(*LabelClusterRequest)(nil),       // 60: tether.v1.LabelClusterRequest
-	(*RemoveClusterRequest)(nil),      // 61: tether.v1.RemoveClusterRequest
-	(*RemoveClusterResponse)(nil),     // 62: tether.v1.RemoveClusterResponse
-	(*WhoAmIRequest)(nil),             // 63: tether.v1.WhoAmIRequest
-	(*WhoAmIResponse)(nil),            // 64: tether.v1.WhoAmIResponse
-	(*GetRolloutRequest)(nil),         // 65: tether.v1.GetRolloutRequest
-	(*GetRolloutResponse)(nil),        // 66: tether.v1.GetRolloutResponse
-	(*ControlRolloutRequest)(nil),     // 67: tether.v1.ControlRolloutRequest
-	(*ControlRolloutResponse)(nil),    // 68: tether.v1.ControlRolloutResponse
-	(*GetRolloutHistoryRequest)(nil),  // 69: tether.v1.GetRolloutHistoryRequest
-	(*RevisionEntry)(nil),             // 70: tether.v1.RevisionEntry
-	(*GetRolloutHistoryResponse)(nil), // 71: tether.v1.GetRolloutHistoryResponse
-	(*RolloutCluster)(nil),            // 72: tether.v1.RolloutCluster
-	(*RolloutWave)(nil),               // 73: tether.v1.RolloutWave
-	(*RolloutStatus)(nil),             // 74: tether.v1.RolloutStatus
-	(*ListEventsRequest)(nil),         // 75: tether.v1.ListEventsRequest
-	(*Event)(nil),                     // 76: tether.v1.Event
-	(*ListEventsResponse)(nil),        // 77: tether.v1.ListEventsResponse
-	nil,                               // 78: tether.v1.ClusterWorkloadStatus.FeedbackEntry
-	nil,                               // 79: tether.v1.CreateTokenRequest.LabelsEntry
-	nil,                               // 80: tether.v1.Token.LabelsEntry
-	nil,                               // 81: tether.v1.Cluster.LabelsEntry
-	nil,                               // 82: tether.v1.LabelClusterRequest.SetEntry
+	(*UpdateClusterSetRequest)(nil),   // 3: tether.v1.UpdateClusterSetRequest
+	(*UpdateClusterSetResponse)(nil),  // 4: tether.v1.UpdateClusterSetResponse
+	(*ListClusterSetsRequest)(nil),    // 5: tether.v1.ListClusterSetsRequest
+	(*ListClusterSetsResponse)(nil),   // 6: tether.v1.ListClusterSetsResponse
+	(*DeleteClusterSetRequest)(nil),   // 7: tether.v1.DeleteClusterSetRequest
+	(*DeleteClusterSetResponse)(nil),  // 8: tether.v1.DeleteClusterSetResponse
+	(*Grant)(nil),                     // 9: tether.v1.Grant
+	(*CreateTeamResponse)(nil),        // 10: tether.v1.CreateTeamResponse
+	(*UpdateTeamResponse)(nil),        // 11: tether.v1.UpdateTeamResponse
+	(*Team)(nil),                      // 12: tether.v1.Team
+	(*CreateTeamRequest)(nil),         // 13: tether.v1.CreateTeamRequest
+	(*UpdateTeamRequest)(nil),         // 14: tether.v1.UpdateTeamRequest
+	(*ListTeamsRequest)(nil),          // 15: tether.v1.ListTeamsRequest
+	(*ListTeamsResponse)(nil),         // 16: tether.v1.ListTeamsResponse
+	(*DeleteTeamRequest)(nil),         // 17: tether.v1.DeleteTeamRequest
+	(*DeleteTeamResponse)(nil),        // 18: tether.v1.DeleteTeamResponse
+	(*BackupRequest)(nil),             // 19: tether.v1.BackupRequest
+	(*BackupResponse)(nil),            // 20: tether.v1.BackupResponse
+	(*CreateUserRequest)(nil),         // 21: tether.v1.CreateUserRequest
+	(*CreateUserResponse)(nil),        // 22: tether.v1.CreateUserResponse
+	(*User)(nil),                      // 23: tether.v1.User
+	(*ListUsersRequest)(nil),          // 24: tether.v1.ListUsersRequest
+	(*ListUsersResponse)(nil),         // 25: tether.v1.ListUsersResponse
+	(*RemoveUserRequest)(nil),         // 26: tether.v1.RemoveUserRequest
+	(*RemoveUserResponse)(nil),        // 27: tether.v1.RemoveUserResponse
+	(*ListAuditRequest)(nil),          // 28: tether.v1.ListAuditRequest
+	(*AuditEntry)(nil),                // 29: tether.v1.AuditEntry
+	(*ListAuditResponse)(nil),         // 30: tether.v1.ListAuditResponse
+	(*ApplyWorkloadRequest)(nil),      // 31: tether.v1.ApplyWorkloadRequest
+	(*ApplyWorkloadResponse)(nil),     // 32: tether.v1.ApplyWorkloadResponse
+	(*DeleteWorkloadRequest)(nil),     // 33: tether.v1.DeleteWorkloadRequest
+	(*DeleteWorkloadResponse)(nil),    // 34: tether.v1.DeleteWorkloadResponse
+	(*GetWorkloadRequest)(nil),        // 35: tether.v1.GetWorkloadRequest
+	(*GetWorkloadResponse)(nil),       // 36: tether.v1.GetWorkloadResponse
+	(*WorkloadInfo)(nil),              // 37: tether.v1.WorkloadInfo
+	(*ListWorkloadsRequest)(nil),      // 38: tether.v1.ListWorkloadsRequest
+	(*ListWorkloadsResponse)(nil),     // 39: tether.v1.ListWorkloadsResponse
+	(*WorkloadSummary)(nil),           // 40: tether.v1.WorkloadSummary
+	(*GetWorkloadStatusRequest)(nil),  // 41: tether.v1.GetWorkloadStatusRequest
+	(*GetWorkloadStatusResponse)(nil), // 42: tether.v1.GetWorkloadStatusResponse
+	(*ClusterWorkloadStatus)(nil),     // 43: tether.v1.ClusterWorkloadStatus
+	(*ObjectStatusView)(nil),          // 44: tether.v1.ObjectStatusView
+	(*DriftView)(nil),                 // 45: tether.v1.DriftView
+	(*CreateTokenRequest)(nil),        // 46: tether.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),       // 47: tether.v1.CreateTokenResponse
+	(*Token)(nil),                     // 48: tether.v1.Token
+	(*ListTokensRequest)(nil),         // 49: tether.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),        // 50: tether.v1.ListTokensResponse
+	(*RevokeTokenRequest)(nil),        // 51: tether.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),       // 52: tether.v1.RevokeTokenResponse
+	(*GetClusterResponse)(nil),        // 53: tether.v1.GetClusterResponse
+	(*LabelClusterResponse)(nil),      // 54: tether.v1.LabelClusterResponse
+	(*SetClusterResponse)(nil),        // 55: tether.v1.SetClusterResponse
+	(*Cluster)(nil),                   // 56: tether.v1.Cluster
+	(*SetClusterRequest)(nil),         // 57: tether.v1.SetClusterRequest
+	(*ClusterFactsView)(nil),          // 58: tether.v1.ClusterFactsView
+	(*ListClustersRequest)(nil),       // 59: tether.v1.ListClustersRequest
+	(*ListClustersResponse)(nil),      // 60: tether.v1.ListClustersResponse
+	(*GetClusterRequest)(nil),         // 61: tether.v1.GetClusterRequest
+	(*LabelClusterRequest)(nil),       // 62: tether.v1.LabelClusterRequest
+	(*RemoveClusterRequest)(nil),      // 63: tether.v1.RemoveClusterRequest
+	(*RemoveClusterResponse)(nil),     // 64: tether.v1.RemoveClusterResponse
+	(*WhoAmIRequest)(nil),             // 65: tether.v1.WhoAmIRequest
+	(*WhoAmIResponse)(nil),            // 66: tether.v1.WhoAmIResponse
+	(*GetRolloutRequest)(nil),         // 67: tether.v1.GetRolloutRequest
+	(*GetRolloutResponse)(nil),        // 68: tether.v1.GetRolloutResponse
+	(*ControlRolloutRequest)(nil),     // 69: tether.v1.ControlRolloutRequest
+	(*ControlRolloutResponse)(nil),    // 70: tether.v1.ControlRolloutResponse
+	(*GetRolloutHistoryRequest)(nil),  // 71: tether.v1.GetRolloutHistoryRequest
+	(*RevisionEntry)(nil),             // 72: tether.v1.RevisionEntry
+	(*GetRolloutHistoryResponse)(nil), // 73: tether.v1.GetRolloutHistoryResponse
+	(*RolloutCluster)(nil),            // 74: tether.v1.RolloutCluster
+	(*RolloutWave)(nil),               // 75: tether.v1.RolloutWave
+	(*RolloutStatus)(nil),             // 76: tether.v1.RolloutStatus
+	(*ListEventsRequest)(nil),         // 77: tether.v1.ListEventsRequest
+	(*Event)(nil),                     // 78: tether.v1.Event
+	(*ListEventsResponse)(nil),        // 79: tether.v1.ListEventsResponse
+	nil,                               // 80: tether.v1.ClusterWorkloadStatus.FeedbackEntry
+	nil,                               // 81: tether.v1.CreateTokenRequest.LabelsEntry
+	nil,                               // 82: tether.v1.Token.LabelsEntry
+	nil,                               // 83: tether.v1.Cluster.LabelsEntry
+	nil,                               // 84: tether.v1.LabelClusterRequest.SetEntry
 }
 var file_tether_v1_api_proto_depIdxs = []int32{
 	1,  // 0: tether.v1.CreateClusterSetResponse.cluster_set:type_name -> tether.v1.ClusterSet
-	1,  // 1: tether.v1.ListClusterSetsResponse.cluster_sets:type_name -> tether.v1.ClusterSet
-	10, // 2: tether.v1.CreateTeamResponse.team:type_name -> tether.v1.Team
-	10, // 3: tether.v1.UpdateTeamResponse.team:type_name -> tether.v1.Team
-	7,  // 4: tether.v1.Team.grants:type_name -> tether.v1.Grant
-	7,  // 5: tether.v1.UpdateTeamRequest.add_grants:type_name -> tether.v1.Grant
-	10, // 6: tether.v1.ListTeamsResponse.teams:type_name -> tether.v1.Team
-	21, // 7: tether.v1.ListUsersResponse.users:type_name -> tether.v1.User
-	27, // 8: tether.v1.ListAuditResponse.entries:type_name -> tether.v1.AuditEntry
-	35, // 9: tether.v1.GetWorkloadResponse.workload:type_name -> tether.v1.WorkloadInfo
-	38, // 10: tether.v1.ListWorkloadsResponse.workloads:type_name -> tether.v1.WorkloadSummary
-	41, // 11: tether.v1.GetWorkloadStatusResponse.clusters:type_name -> tether.v1.ClusterWorkloadStatus
-	78, // 12: tether.v1.ClusterWorkloadStatus.feedback:type_name -> tether.v1.ClusterWorkloadStatus.FeedbackEntry
-	42, // 13: tether.v1.ClusterWorkloadStatus.objects:type_name -> tether.v1.ObjectStatusView
-	43, // 14: tether.v1.ClusterWorkloadStatus.drift:type_name -> tether.v1.DriftView
-	79, // 15: tether.v1.CreateTokenRequest.labels:type_name -> tether.v1.CreateTokenRequest.LabelsEntry
-	46, // 16: tether.v1.CreateTokenResponse.info:type_name -> tether.v1.Token
-	80, // 17: tether.v1.Token.labels:type_name -> tether.v1.Token.LabelsEntry
-	46, // 18: tether.v1.ListTokensResponse.tokens:type_name -> tether.v1.Token
-	54, // 19: tether.v1.GetClusterResponse.cluster:type_name -> tether.v1.Cluster
-	54, // 20: tether.v1.LabelClusterResponse.cluster:type_name -> tether.v1.Cluster
-	54, // 21: tether.v1.SetClusterResponse.cluster:type_name -> tether.v1.Cluster
-	81, // 22: tether.v1.Cluster.labels:type_name -> tether.v1.Cluster.LabelsEntry
-	56, // 23: tether.v1.Cluster.facts:type_name -> tether.v1.ClusterFactsView
-	54, // 24: tether.v1.ListClustersResponse.clusters:type_name -> tether.v1.Cluster
-	82, // 25: tether.v1.LabelClusterRequest.set:type_name -> tether.v1.LabelClusterRequest.SetEntry
-	74, // 26: tether.v1.GetRolloutResponse.rollout:type_name -> tether.v1.RolloutStatus
-	74, // 27: tether.v1.ControlRolloutResponse.rollout:type_name -> tether.v1.RolloutStatus
-	70, // 28: tether.v1.GetRolloutHistoryResponse.revisions:type_name -> tether.v1.RevisionEntry
-	72, // 29: tether.v1.RolloutWave.clusters:type_name -> tether.v1.RolloutCluster
-	73, // 30: tether.v1.RolloutStatus.waves:type_name -> tether.v1.RolloutWave
-	76, // 31: tether.v1.ListEventsResponse.events:type_name -> tether.v1.Event
-	44, // 32: tether.v1.HubApiService.CreateToken:input_type -> tether.v1.CreateTokenRequest
-	47, // 33: tether.v1.HubApiService.ListTokens:input_type -> tether.v1.ListTokensRequest
-	49, // 34: tether.v1.HubApiService.RevokeToken:input_type -> tether.v1.RevokeTokenRequest
-	57, // 35: tether.v1.HubApiService.ListClusters:input_type -> tether.v1.ListClustersRequest
-	59, // 36: tether.v1.HubApiService.GetCluster:input_type -> tether.v1.GetClusterRequest
-	60, // 37: tether.v1.HubApiService.LabelCluster:input_type -> tether.v1.LabelClusterRequest
-	61, // 38: tether.v1.HubApiService.RemoveCluster:input_type -> tether.v1.RemoveClusterRequest
-	55, // 39: tether.v1.HubApiService.SetCluster:input_type -> tether.v1.SetClusterRequest
-	29, // 40: tether.v1.HubApiService.ApplyWorkload:input_type -> tether.v1.ApplyWorkloadRequest
-	31, // 41: tether.v1.HubApiService.DeleteWorkload:input_type -> tether.v1.DeleteWorkloadRequest
-	33, // 42: tether.v1.HubApiService.GetWorkload:input_type -> tether.v1.GetWorkloadRequest
-	36, // 43: tether.v1.HubApiService.ListWorkloads:input_type -> tether.v1.ListWorkloadsRequest
-	39, // 44: tether.v1.HubApiService.GetWorkloadStatus:input_type -> tether.v1.GetWorkloadStatusRequest
-	19, // 45: tether.v1.HubApiService.CreateUser:input_type -> tether.v1.CreateUserRequest
-	22, // 46: tether.v1.HubApiService.ListUsers:input_type -> tether.v1.ListUsersRequest
-	24, // 47: tether.v1.HubApiService.RemoveUser:input_type -> tether.v1.RemoveUserRequest
-	26, // 48: tether.v1.HubApiService.ListAudit:input_type -> tether.v1.ListAuditRequest
-	65, // 49: tether.v1.HubApiService.GetRollout:input_type -> tether.v1.GetRolloutRequest
-	67, // 50: tether.v1.HubApiService.ControlRollout:input_type -> tether.v1.ControlRolloutRequest
-	69, // 51: tether.v1.HubApiService.GetRolloutHistory:input_type -> tether.v1.GetRolloutHistoryRequest
-	75, // 52: tether.v1.HubApiService.ListEvents:input_type -> tether.v1.ListEventsRequest
-	63, // 53: tether.v1.HubApiService.WhoAmI:input_type -> tether.v1.WhoAmIRequest
-	17, // 54: tether.v1.HubApiService.Backup:input_type -> tether.v1.BackupRequest
-	2,  // 55: tether.v1.HubApiService.CreateClusterSet:input_type -> tether.v1.CreateClusterSetRequest
-	3,  // 56: tether.v1.HubApiService.ListClusterSets:input_type -> tether.v1.ListClusterSetsRequest
-	5,  // 57: tether.v1.HubApiService.DeleteClusterSet:input_type -> tether.v1.DeleteClusterSetRequest
-	11, // 58: tether.v1.HubApiService.CreateTeam:input_type -> tether.v1.CreateTeamRequest
-	12, // 59: tether.v1.HubApiService.UpdateTeam:input_type -> tether.v1.UpdateTeamRequest
-	13, // 60: tether.v1.HubApiService.ListTeams:input_type -> tether.v1.ListTeamsRequest
-	15, // 61: tether.v1.HubApiService.DeleteTeam:input_type -> tether.v1.DeleteTeamRequest
-	45, // 62: tether.v1.HubApiService.CreateToken:output_type -> tether.v1.CreateTokenResponse
-	48, // 63: tether.v1.HubApiService.ListTokens:output_type -> tether.v1.ListTokensResponse
-	50, // 64: tether.v1.HubApiService.RevokeToken:output_type -> tether.v1.RevokeTokenResponse
-	58, // 65: tether.v1.HubApiService.ListClusters:output_type -> tether.v1.ListClustersResponse
-	51, // 66: tether.v1.HubApiService.GetCluster:output_type -> tether.v1.GetClusterResponse
-	52, // 67: tether.v1.HubApiService.LabelCluster:output_type -> tether.v1.LabelClusterResponse
-	62, // 68: tether.v1.HubApiService.RemoveCluster:output_type -> tether.v1.RemoveClusterResponse
-	53, // 69: tether.v1.HubApiService.SetCluster:output_type -> tether.v1.SetClusterResponse
-	30, // 70: tether.v1.HubApiService.ApplyWorkload:output_type -> tether.v1.ApplyWorkloadResponse
-	32, // 71: tether.v1.HubApiService.DeleteWorkload:output_type -> tether.v1.DeleteWorkloadResponse
-	34, // 72: tether.v1.HubApiService.GetWorkload:output_type -> tether.v1.GetWorkloadResponse
-	37, // 73: tether.v1.HubApiService.ListWorkloads:output_type -> tether.v1.ListWorkloadsResponse
-	40, // 74: tether.v1.HubApiService.GetWorkloadStatus:output_type -> tether.v1.GetWorkloadStatusResponse
-	20, // 75: tether.v1.HubApiService.CreateUser:output_type -> tether.v1.CreateUserResponse
-	23, // 76: tether.v1.HubApiService.ListUsers:output_type -> tether.v1.ListUsersResponse
-	25, // 77: tether.v1.HubApiService.RemoveUser:output_type -> tether.v1.RemoveUserResponse
-	28, // 78: tether.v1.HubApiService.ListAudit:output_type -> tether.v1.ListAuditResponse
-	66, // 79: tether.v1.HubApiService.GetRollout:output_type -> tether.v1.GetRolloutResponse
-	68, // 80: tether.v1.HubApiService.ControlRollout:output_type -> tether.v1.ControlRolloutResponse
-	71, // 81: tether.v1.HubApiService.GetRolloutHistory:output_type -> tether.v1.GetRolloutHistoryResponse
-	77, // 82: tether.v1.HubApiService.ListEvents:output_type -> tether.v1.ListEventsResponse
-	64, // 83: tether.v1.HubApiService.WhoAmI:output_type -> tether.v1.WhoAmIResponse
-	18, // 84: tether.v1.HubApiService.Backup:output_type -> tether.v1.BackupResponse
-	0,  // 85: tether.v1.HubApiService.CreateClusterSet:output_type -> tether.v1.CreateClusterSetResponse
-	4,  // 86: tether.v1.HubApiService.ListClusterSets:output_type -> tether.v1.ListClusterSetsResponse
-	6,  // 87: tether.v1.HubApiService.DeleteClusterSet:output_type -> tether.v1.DeleteClusterSetResponse
-	8,  // 88: tether.v1.HubApiService.CreateTeam:output_type -> tether.v1.CreateTeamResponse
-	9,  // 89: tether.v1.HubApiService.UpdateTeam:output_type -> tether.v1.UpdateTeamResponse
-	14, // 90: tether.v1.HubApiService.ListTeams:output_type -> tether.v1.ListTeamsResponse
-	16, // 91: tether.v1.HubApiService.DeleteTeam:output_type -> tether.v1.DeleteTeamResponse
-	62, // [62:92] is the sub-list for method output_type
-	32, // [32:62] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	1,  // 1: tether.v1.UpdateClusterSetResponse.cluster_set:type_name -> tether.v1.ClusterSet
+	1,  // 2: tether.v1.ListClusterSetsResponse.cluster_sets:type_name -> tether.v1.ClusterSet
+	12, // 3: tether.v1.CreateTeamResponse.team:type_name -> tether.v1.Team
+	12, // 4: tether.v1.UpdateTeamResponse.team:type_name -> tether.v1.Team
+	9,  // 5: tether.v1.Team.grants:type_name -> tether.v1.Grant
+	9,  // 6: tether.v1.UpdateTeamRequest.add_grants:type_name -> tether.v1.Grant
+	12, // 7: tether.v1.ListTeamsResponse.teams:type_name -> tether.v1.Team
+	23, // 8: tether.v1.ListUsersResponse.users:type_name -> tether.v1.User
+	29, // 9: tether.v1.ListAuditResponse.entries:type_name -> tether.v1.AuditEntry
+	37, // 10: tether.v1.GetWorkloadResponse.workload:type_name -> tether.v1.WorkloadInfo
+	40, // 11: tether.v1.ListWorkloadsResponse.workloads:type_name -> tether.v1.WorkloadSummary
+	43, // 12: tether.v1.GetWorkloadStatusResponse.clusters:type_name -> tether.v1.ClusterWorkloadStatus
+	80, // 13: tether.v1.ClusterWorkloadStatus.feedback:type_name -> tether.v1.ClusterWorkloadStatus.FeedbackEntry
+	44, // 14: tether.v1.ClusterWorkloadStatus.objects:type_name -> tether.v1.ObjectStatusView
+	45, // 15: tether.v1.ClusterWorkloadStatus.drift:type_name -> tether.v1.DriftView
+	81, // 16: tether.v1.CreateTokenRequest.labels:type_name -> tether.v1.CreateTokenRequest.LabelsEntry
+	48, // 17: tether.v1.CreateTokenResponse.info:type_name -> tether.v1.Token
+	82, // 18: tether.v1.Token.labels:type_name -> tether.v1.Token.LabelsEntry
+	48, // 19: tether.v1.ListTokensResponse.tokens:type_name -> tether.v1.Token
+	56, // 20: tether.v1.GetClusterResponse.cluster:type_name -> tether.v1.Cluster
+	56, // 21: tether.v1.LabelClusterResponse.cluster:type_name -> tether.v1.Cluster
+	56, // 22: tether.v1.SetClusterResponse.cluster:type_name -> tether.v1.Cluster
+	83, // 23: tether.v1.Cluster.labels:type_name -> tether.v1.Cluster.LabelsEntry
+	58, // 24: tether.v1.Cluster.facts:type_name -> tether.v1.ClusterFactsView
+	56, // 25: tether.v1.ListClustersResponse.clusters:type_name -> tether.v1.Cluster
+	84, // 26: tether.v1.LabelClusterRequest.set:type_name -> tether.v1.LabelClusterRequest.SetEntry
+	76, // 27: tether.v1.GetRolloutResponse.rollout:type_name -> tether.v1.RolloutStatus
+	76, // 28: tether.v1.ControlRolloutResponse.rollout:type_name -> tether.v1.RolloutStatus
+	72, // 29: tether.v1.GetRolloutHistoryResponse.revisions:type_name -> tether.v1.RevisionEntry
+	74, // 30: tether.v1.RolloutWave.clusters:type_name -> tether.v1.RolloutCluster
+	75, // 31: tether.v1.RolloutStatus.waves:type_name -> tether.v1.RolloutWave
+	78, // 32: tether.v1.ListEventsResponse.events:type_name -> tether.v1.Event
+	46, // 33: tether.v1.HubApiService.CreateToken:input_type -> tether.v1.CreateTokenRequest
+	49, // 34: tether.v1.HubApiService.ListTokens:input_type -> tether.v1.ListTokensRequest
+	51, // 35: tether.v1.HubApiService.RevokeToken:input_type -> tether.v1.RevokeTokenRequest
+	59, // 36: tether.v1.HubApiService.ListClusters:input_type -> tether.v1.ListClustersRequest
+	61, // 37: tether.v1.HubApiService.GetCluster:input_type -> tether.v1.GetClusterRequest
+	62, // 38: tether.v1.HubApiService.LabelCluster:input_type -> tether.v1.LabelClusterRequest
+	63, // 39: tether.v1.HubApiService.RemoveCluster:input_type -> tether.v1.RemoveClusterRequest
+	57, // 40: tether.v1.HubApiService.SetCluster:input_type -> tether.v1.SetClusterRequest
+	31, // 41: tether.v1.HubApiService.ApplyWorkload:input_type -> tether.v1.ApplyWorkloadRequest
+	33, // 42: tether.v1.HubApiService.DeleteWorkload:input_type -> tether.v1.DeleteWorkloadRequest
+	35, // 43: tether.v1.HubApiService.GetWorkload:input_type -> tether.v1.GetWorkloadRequest
+	38, // 44: tether.v1.HubApiService.ListWorkloads:input_type -> tether.v1.ListWorkloadsRequest
+	41, // 45: tether.v1.HubApiService.GetWorkloadStatus:input_type -> tether.v1.GetWorkloadStatusRequest
+	21, // 46: tether.v1.HubApiService.CreateUser:input_type -> tether.v1.CreateUserRequest
+	24, // 47: tether.v1.HubApiService.ListUsers:input_type -> tether.v1.ListUsersRequest
+	26, // 48: tether.v1.HubApiService.RemoveUser:input_type -> tether.v1.RemoveUserRequest
+	28, // 49: tether.v1.HubApiService.ListAudit:input_type -> tether.v1.ListAuditRequest
+	67, // 50: tether.v1.HubApiService.GetRollout:input_type -> tether.v1.GetRolloutRequest
+	69, // 51: tether.v1.HubApiService.ControlRollout:input_type -> tether.v1.ControlRolloutRequest
+	71, // 52: tether.v1.HubApiService.GetRolloutHistory:input_type -> tether.v1.GetRolloutHistoryRequest
+	77, // 53: tether.v1.HubApiService.ListEvents:input_type -> tether.v1.ListEventsRequest
+	65, // 54: tether.v1.HubApiService.WhoAmI:input_type -> tether.v1.WhoAmIRequest
+	19, // 55: tether.v1.HubApiService.Backup:input_type -> tether.v1.BackupRequest
+	2,  // 56: tether.v1.HubApiService.CreateClusterSet:input_type -> tether.v1.CreateClusterSetRequest
+	5,  // 57: tether.v1.HubApiService.ListClusterSets:input_type -> tether.v1.ListClusterSetsRequest
+	3,  // 58: tether.v1.HubApiService.UpdateClusterSet:input_type -> tether.v1.UpdateClusterSetRequest
+	7,  // 59: tether.v1.HubApiService.DeleteClusterSet:input_type -> tether.v1.DeleteClusterSetRequest
+	13, // 60: tether.v1.HubApiService.CreateTeam:input_type -> tether.v1.CreateTeamRequest
+	14, // 61: tether.v1.HubApiService.UpdateTeam:input_type -> tether.v1.UpdateTeamRequest
+	15, // 62: tether.v1.HubApiService.ListTeams:input_type -> tether.v1.ListTeamsRequest
+	17, // 63: tether.v1.HubApiService.DeleteTeam:input_type -> tether.v1.DeleteTeamRequest
+	47, // 64: tether.v1.HubApiService.CreateToken:output_type -> tether.v1.CreateTokenResponse
+	50, // 65: tether.v1.HubApiService.ListTokens:output_type -> tether.v1.ListTokensResponse
+	52, // 66: tether.v1.HubApiService.RevokeToken:output_type -> tether.v1.RevokeTokenResponse
+	60, // 67: tether.v1.HubApiService.ListClusters:output_type -> tether.v1.ListClustersResponse
+	53, // 68: tether.v1.HubApiService.GetCluster:output_type -> tether.v1.GetClusterResponse
+	54, // 69: tether.v1.HubApiService.LabelCluster:output_type -> tether.v1.LabelClusterResponse
+	64, // 70: tether.v1.HubApiService.RemoveCluster:output_type -> tether.v1.RemoveClusterResponse
+	55, // 71: tether.v1.HubApiService.SetCluster:output_type -> tether.v1.SetClusterResponse
+	32, // 72: tether.v1.HubApiService.ApplyWorkload:output_type -> tether.v1.ApplyWorkloadResponse
+	34, // 73: tether.v1.HubApiService.DeleteWorkload:output_type -> tether.v1.DeleteWorkloadResponse
+	36, // 74: tether.v1.HubApiService.GetWorkload:output_type -> tether.v1.GetWorkloadResponse
+	39, // 75: tether.v1.HubApiService.ListWorkloads:output_type -> tether.v1.ListWorkloadsResponse
+	42, // 76: tether.v1.HubApiService.GetWorkloadStatus:output_type -> tether.v1.GetWorkloadStatusResponse
+	22, // 77: tether.v1.HubApiService.CreateUser:output_type -> tether.v1.CreateUserResponse
+	25, // 78: tether.v1.HubApiService.ListUsers:output_type -> tether.v1.ListUsersResponse
+	27, // 79: tether.v1.HubApiService.RemoveUser:output_type -> tether.v1.RemoveUserResponse
+	30, // 80: tether.v1.HubApiService.ListAudit:output_type -> tether.v1.ListAuditResponse
+	68, // 81: tether.v1.HubApiService.GetRollout:output_type -> tether.v1.GetRolloutResponse
+	70, // 82: tether.v1.HubApiService.ControlRollout:output_type -> tether.v1.ControlRolloutResponse
+	73, // 83: tether.v1.HubApiService.GetRolloutHistory:output_type -> tether.v1.GetRolloutHistoryResponse
+	79, // 84: tether.v1.HubApiService.ListEvents:output_type -> tether.v1.ListEventsResponse
+	66, // 85: tether.v1.HubApiService.WhoAmI:output_type -> tether.v1.WhoAmIResponse
+	20, // 86: tether.v1.HubApiService.Backup:output_type -> tether.v1.BackupResponse
+	0,  // 87: tether.v1.HubApiService.CreateClusterSet:output_type -> tether.v1.CreateClusterSetResponse
+	6,  // 88: tether.v1.HubApiService.ListClusterSets:output_type -> tether.v1.ListClusterSetsResponse
+	4,  // 89: tether.v1.HubApiService.UpdateClusterSet:output_type -> tether.v1.UpdateClusterSetResponse
+	8,  // 90: tether.v1.HubApiService.DeleteClusterSet:output_type -> tether.v1.DeleteClusterSetResponse
+	10, // 91: tether.v1.HubApiService.CreateTeam:output_type -> tether.v1.CreateTeamResponse
+	11, // 92: tether.v1.HubApiService.UpdateTeam:output_type -> tether.v1.UpdateTeamResponse
+	16, // 93: tether.v1.HubApiService.ListTeams:output_type -> tether.v1.ListTeamsResponse
+	18, // 94: tether.v1.HubApiService.DeleteTeam:output_type -> tether.v1.DeleteTeamResponse
+	64, // [64:95] is the sub-list for method output_type
+	33, // [33:64] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_tether_v1_api_proto_init() }
@@ -5201,14 +5331,14 @@ func file_tether_v1_api_proto_init() {
 	if File_tether_v1_api_proto != nil {
 		return
 	}
-	file_tether_v1_api_proto_msgTypes[55].OneofWrappers = []any{}
+	file_tether_v1_api_proto_msgTypes[57].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tether_v1_api_proto_rawDesc), len(file_tether_v1_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   83,
+			NumMessages:   85,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -50,6 +50,7 @@ const (
 	HubApiService_Backup_FullMethodName            = "/tether.v1.HubApiService/Backup"
 	HubApiService_CreateClusterSet_FullMethodName  = "/tether.v1.HubApiService/CreateClusterSet"
 	HubApiService_ListClusterSets_FullMethodName   = "/tether.v1.HubApiService/ListClusterSets"
+	HubApiService_UpdateClusterSet_FullMethodName  = "/tether.v1.HubApiService/UpdateClusterSet"
 	HubApiService_DeleteClusterSet_FullMethodName  = "/tether.v1.HubApiService/DeleteClusterSet"
 	HubApiService_CreateTeam_FullMethodName        = "/tether.v1.HubApiService/CreateTeam"
 	HubApiService_UpdateTeam_FullMethodName        = "/tether.v1.HubApiService/UpdateTeam"
@@ -96,6 +97,8 @@ type HubApiServiceClient interface {
 	// Cluster sets: named label selectors over clusters, what teams are granted roles on.
 	CreateClusterSet(ctx context.Context, in *CreateClusterSetRequest, opts ...grpc.CallOption) (*CreateClusterSetResponse, error)
 	ListClusterSets(ctx context.Context, in *ListClusterSetsRequest, opts ...grpc.CallOption) (*ListClusterSetsResponse, error)
+	// Changes a cluster set's selector (grants on it stay; its clusters follow the new one).
+	UpdateClusterSet(ctx context.Context, in *UpdateClusterSetRequest, opts ...grpc.CallOption) (*UpdateClusterSetResponse, error)
 	DeleteClusterSet(ctx context.Context, in *DeleteClusterSetRequest, opts ...grpc.CallOption) (*DeleteClusterSetResponse, error)
 	// Teams: members, the namespaces they own, and their roles per cluster set.
 	CreateTeam(ctx context.Context, in *CreateTeamRequest, opts ...grpc.CallOption) (*CreateTeamResponse, error)
@@ -371,6 +374,16 @@ func (c *hubApiServiceClient) ListClusterSets(ctx context.Context, in *ListClust
 	return out, nil
 }
 
+func (c *hubApiServiceClient) UpdateClusterSet(ctx context.Context, in *UpdateClusterSetRequest, opts ...grpc.CallOption) (*UpdateClusterSetResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateClusterSetResponse)
+	err := c.cc.Invoke(ctx, HubApiService_UpdateClusterSet_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *hubApiServiceClient) DeleteClusterSet(ctx context.Context, in *DeleteClusterSetRequest, opts ...grpc.CallOption) (*DeleteClusterSetResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(DeleteClusterSetResponse)
@@ -460,6 +473,8 @@ type HubApiServiceServer interface {
 	// Cluster sets: named label selectors over clusters, what teams are granted roles on.
 	CreateClusterSet(context.Context, *CreateClusterSetRequest) (*CreateClusterSetResponse, error)
 	ListClusterSets(context.Context, *ListClusterSetsRequest) (*ListClusterSetsResponse, error)
+	// Changes a cluster set's selector (grants on it stay; its clusters follow the new one).
+	UpdateClusterSet(context.Context, *UpdateClusterSetRequest) (*UpdateClusterSetResponse, error)
 	DeleteClusterSet(context.Context, *DeleteClusterSetRequest) (*DeleteClusterSetResponse, error)
 	// Teams: members, the namespaces they own, and their roles per cluster set.
 	CreateTeam(context.Context, *CreateTeamRequest) (*CreateTeamResponse, error)
@@ -550,6 +565,9 @@ func (UnimplementedHubApiServiceServer) CreateClusterSet(context.Context, *Creat
 }
 func (UnimplementedHubApiServiceServer) ListClusterSets(context.Context, *ListClusterSetsRequest) (*ListClusterSetsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListClusterSets not implemented")
+}
+func (UnimplementedHubApiServiceServer) UpdateClusterSet(context.Context, *UpdateClusterSetRequest) (*UpdateClusterSetResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateClusterSet not implemented")
 }
 func (UnimplementedHubApiServiceServer) DeleteClusterSet(context.Context, *DeleteClusterSetRequest) (*DeleteClusterSetResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteClusterSet not implemented")
@@ -1030,6 +1048,24 @@ func _HubApiService_ListClusterSets_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _HubApiService_UpdateClusterSet_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateClusterSetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HubApiServiceServer).UpdateClusterSet(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HubApiService_UpdateClusterSet_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HubApiServiceServer).UpdateClusterSet(ctx, req.(*UpdateClusterSetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _HubApiService_DeleteClusterSet_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(DeleteClusterSetRequest)
 	if err := dec(in); err != nil {
@@ -1222,6 +1258,10 @@ var HubApiService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListClusterSets",
 			Handler:    _HubApiService_ListClusterSets_Handler,
+		},
+		{
+			MethodName: "UpdateClusterSet",
+			Handler:    _HubApiService_UpdateClusterSet_Handler,
 		},
 		{
 			MethodName: "DeleteClusterSet",

@@ -13,26 +13,44 @@ class CreateClusterSetResponse(_message.Message):
     def __init__(self, cluster_set: _Optional[_Union[ClusterSet, _Mapping]] = ...) -> None: ...
 
 class ClusterSet(_message.Message):
-    __slots__ = ("name", "selector", "clusters", "created_by", "created_unix")
+    __slots__ = ("name", "selector", "clusters", "created_by", "created_unix", "managed_by")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SELECTOR_FIELD_NUMBER: _ClassVar[int]
     CLUSTERS_FIELD_NUMBER: _ClassVar[int]
     CREATED_BY_FIELD_NUMBER: _ClassVar[int]
     CREATED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    MANAGED_BY_FIELD_NUMBER: _ClassVar[int]
     name: str
     selector: str
     clusters: _containers.RepeatedScalarFieldContainer[str]
     created_by: str
     created_unix: int
-    def __init__(self, name: _Optional[str] = ..., selector: _Optional[str] = ..., clusters: _Optional[_Iterable[str]] = ..., created_by: _Optional[str] = ..., created_unix: _Optional[int] = ...) -> None: ...
+    managed_by: str
+    def __init__(self, name: _Optional[str] = ..., selector: _Optional[str] = ..., clusters: _Optional[_Iterable[str]] = ..., created_by: _Optional[str] = ..., created_unix: _Optional[int] = ..., managed_by: _Optional[str] = ...) -> None: ...
 
 class CreateClusterSetRequest(_message.Message):
+    __slots__ = ("name", "selector", "managed_by")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    MANAGED_BY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    selector: str
+    managed_by: str
+    def __init__(self, name: _Optional[str] = ..., selector: _Optional[str] = ..., managed_by: _Optional[str] = ...) -> None: ...
+
+class UpdateClusterSetRequest(_message.Message):
     __slots__ = ("name", "selector")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SELECTOR_FIELD_NUMBER: _ClassVar[int]
     name: str
     selector: str
     def __init__(self, name: _Optional[str] = ..., selector: _Optional[str] = ...) -> None: ...
+
+class UpdateClusterSetResponse(_message.Message):
+    __slots__ = ("cluster_set",)
+    CLUSTER_SET_FIELD_NUMBER: _ClassVar[int]
+    cluster_set: ClusterSet
+    def __init__(self, cluster_set: _Optional[_Union[ClusterSet, _Mapping]] = ...) -> None: ...
 
 class ListClusterSetsRequest(_message.Message):
     __slots__ = ()

@@ -161,6 +161,11 @@ class HubApiServiceStub:
                 request_serializer=tether_dot_v1_dot_api__pb2.ListClusterSetsRequest.SerializeToString,
                 response_deserializer=tether_dot_v1_dot_api__pb2.ListClusterSetsResponse.FromString,
                 _registered_method=True)
+        self.UpdateClusterSet = channel.unary_unary(
+                '/tether.v1.HubApiService/UpdateClusterSet',
+                request_serializer=tether_dot_v1_dot_api__pb2.UpdateClusterSetRequest.SerializeToString,
+                response_deserializer=tether_dot_v1_dot_api__pb2.UpdateClusterSetResponse.FromString,
+                _registered_method=True)
         self.DeleteClusterSet = channel.unary_unary(
                 '/tether.v1.HubApiService/DeleteClusterSet',
                 request_serializer=tether_dot_v1_dot_api__pb2.DeleteClusterSetRequest.SerializeToString,
@@ -350,6 +355,13 @@ class HubApiServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateClusterSet(self, request, context):
+        """Changes a cluster set's selector (grants on it stay; its clusters follow the new one).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DeleteClusterSet(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -508,6 +520,11 @@ def add_HubApiServiceServicer_to_server(servicer, server):
                     servicer.ListClusterSets,
                     request_deserializer=tether_dot_v1_dot_api__pb2.ListClusterSetsRequest.FromString,
                     response_serializer=tether_dot_v1_dot_api__pb2.ListClusterSetsResponse.SerializeToString,
+            ),
+            'UpdateClusterSet': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateClusterSet,
+                    request_deserializer=tether_dot_v1_dot_api__pb2.UpdateClusterSetRequest.FromString,
+                    response_serializer=tether_dot_v1_dot_api__pb2.UpdateClusterSetResponse.SerializeToString,
             ),
             'DeleteClusterSet': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteClusterSet,
@@ -1212,6 +1229,33 @@ class HubApiService:
             '/tether.v1.HubApiService/ListClusterSets',
             tether_dot_v1_dot_api__pb2.ListClusterSetsRequest.SerializeToString,
             tether_dot_v1_dot_api__pb2.ListClusterSetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateClusterSet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tether.v1.HubApiService/UpdateClusterSet',
+            tether_dot_v1_dot_api__pb2.UpdateClusterSetRequest.SerializeToString,
+            tether_dot_v1_dot_api__pb2.UpdateClusterSetResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1575,6 +1575,11 @@ fn workload_resources_applied_with_kubectl_run_on_two_members_report_back_and_de
         condition(w, "Synced").is_some_and(|c| c["status"] == "True")
     });
 
+    // Reading status back never re-sends a spec the hub holds: three applies so far (create,
+    // change, the fixed spec after the refusal), however many status polls.
+    let applies = controller.log_text().matches("applied to the hub").count();
+    assert_eq!(applies, 3, "{}", controller.log_text());
+
     // A workload made with tetherctl is not taken over by a resource of the same name.
     let manual = SHOP_RESOURCE.replace("shop", "manual");
     hub.apply_ok("manual", &manual.replace("MODE", "by-hand"));

@@ -11,15 +11,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event, finalizer};
-use serde_json::json;
 use tether_common::pb::{self, hub_api_service_client::HubApiServiceClient};
 use tonic::transport::Channel;
 
 use crate::crd::{ClusterSet, ClusterSetStatus, Condition};
-use crate::reconcile::{CONTROLLER, Ctx, Error, FINALIZER, condition, cut, refusal};
+use crate::reconcile::{CONTROLLER, Ctx, Error, FINALIZER, condition, cut, patch_status, refusal};
 
 /// Cluster membership follows cluster labels on the hub: read it back this often.
 const RESYNC: Duration = Duration::from_secs(30);
@@ -33,14 +32,7 @@ pub(crate) async fn reconcile(s: Arc<ClusterSet>, ctx: Arc<Ctx>) -> Result<Actio
         }
     })
     .await
-    .map_err(|e| {
-        use kube::runtime::finalizer::Error as F;
-        match e {
-            F::ApplyFailed(e) | F::CleanupFailed(e) => e,
-            F::AddFinalizer(e) | F::RemoveFinalizer(e) => Error::Kube(e),
-            other => Error::Setup(other.to_string()),
-        }
-    })
+    .map_err(Error::from)
 }
 
 pub(crate) fn error_policy(s: Arc<ClusterSet>, e: &Error, _: Arc<Ctx>) -> Action {
@@ -161,17 +153,7 @@ fn status(
 }
 
 async fn write(ctx: &Ctx, s: &ClusterSet, status: ClusterSetStatus) -> Result<(), Error> {
-    if s.status.as_ref() == Some(&status) {
-        return Ok(());
-    }
-    let api: Api<ClusterSet> = Api::all(ctx.kube.clone());
-    api.patch_status(
-        &s.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": status })),
-    )
-    .await?;
-    Ok(())
+    patch_status(ctx, s, s.status.as_ref(), status).await
 }
 
 #[cfg(test)]

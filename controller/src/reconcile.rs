@@ -58,6 +58,17 @@ pub enum Error {
     Setup(String),
 }
 
+impl From<kube::runtime::finalizer::Error<Error>> for Error {
+    fn from(e: kube::runtime::finalizer::Error<Error>) -> Self {
+        use kube::runtime::finalizer::Error as F;
+        match e {
+            F::ApplyFailed(e) | F::CleanupFailed(e) => e,
+            F::AddFinalizer(e) | F::RemoveFinalizer(e) => Error::Kube(e),
+            other => Error::Setup(other.to_string()),
+        }
+    }
+}
+
 impl From<tonic::Status> for Error {
     fn from(s: tonic::Status) -> Self {
         Error::Hub(format!("{:?}: {}", s.code(), s.message()))
@@ -146,14 +157,7 @@ async fn reconcile(w: Arc<Workload>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         }
     })
     .await
-    .map_err(|e| {
-        use kube::runtime::finalizer::Error as F;
-        match e {
-            F::ApplyFailed(e) | F::CleanupFailed(e) => e,
-            F::AddFinalizer(e) | F::RemoveFinalizer(e) => Error::Kube(e),
-            other => Error::Setup(other.to_string()),
-        }
-    })
+    .map_err(Error::from)
 }
 
 fn error_policy(w: Arc<Workload>, e: &Error, _: Arc<Ctx>) -> Action {
@@ -509,12 +513,27 @@ pub(crate) fn condition(
 }
 
 async fn write_status(ctx: &Ctx, w: &Workload, status: WorkloadStatus) -> Result<(), Error> {
-    if w.status.as_ref() == Some(&status) {
+    patch_status(ctx, w, w.status.as_ref(), status).await
+}
+
+/// Writes a resource's status, unless it already says exactly that (a write would wake the
+/// controller for nothing).
+pub(crate) async fn patch_status<K, S>(
+    ctx: &Ctx,
+    resource: &K,
+    current: Option<&S>,
+    status: S,
+) -> Result<(), Error>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    S: serde::Serialize + PartialEq,
+{
+    if current == Some(&status) {
         return Ok(());
     }
-    let api: Api<Workload> = Api::all(ctx.kube.clone());
+    let api: Api<K> = Api::all(ctx.kube.clone());
     api.patch_status(
-        &w.name_any(),
+        &resource.name_any(),
         &PatchParams::default(),
         &Patch::Merge(json!({ "status": status })),
     )

@@ -198,13 +198,7 @@ pub(super) async fn cluster_set(
                 .await?
                 .into_inner()
                 .cluster_set;
-            let s = required(s, "cluster set")?;
-            Ok(format!(
-                "cluster set {} created: {} cluster{} now\n",
-                s.name,
-                s.clusters.len(),
-                if s.clusters.len() == 1 { "" } else { "s" }
-            ))
+            Ok(set_line(&required(s, "cluster set")?, "created"))
         }
         ClusterSetCommand::Update { name, selector } => {
             tether_common::workload::selector::LabelSelector::parse(&selector)
@@ -214,13 +208,7 @@ pub(super) async fn cluster_set(
                 .await?
                 .into_inner()
                 .cluster_set;
-            let s = required(s, "cluster set")?;
-            Ok(format!(
-                "cluster set {} updated: {} cluster{} now\n",
-                s.name,
-                s.clusters.len(),
-                if s.clusters.len() == 1 { "" } else { "s" }
-            ))
+            Ok(set_line(&required(s, "cluster set")?, "updated"))
         }
         ClusterSetCommand::List { output: format } => {
             let sets = api
@@ -261,4 +249,14 @@ pub(super) async fn cluster_set(
             Ok(format!("cluster set {name} deleted\n"))
         }
     }
+}
+
+/// `cluster set NAME VERB: N clusters now`.
+fn set_line(s: &pb::ClusterSet, verb: &str) -> String {
+    let n = s.clusters.len();
+    format!(
+        "cluster set {} {verb}: {n} cluster{} now\n",
+        s.name,
+        if n == 1 { "" } else { "s" }
+    )
 }

@@ -389,6 +389,22 @@ impl Hub {
         cmd
     }
 
+    /// Creates hub user `name` with `role` and returns the path of its tetherctl config.
+    pub fn user_config(&self, name: &str, role: &str) -> PathBuf {
+        let config = self.dir.with_extension(format!("user-{name}.yaml"));
+        let out = self.ctl(&[
+            "user",
+            "create",
+            name,
+            "--role",
+            role,
+            "-o",
+            &config.display().to_string(),
+        ]);
+        assert!(out.status.success(), "user create {name}: {}", stderr(&out));
+        config
+    }
+
     /// Runs tetherctl, asserts success, and parses its `-o json` output.
     pub fn ctl_json(&self, args: &[&str]) -> Value {
         let mut all: Vec<&str> = args.to_vec();

@@ -245,17 +245,7 @@ fn an_online_backup_restored_into_a_wiped_data_dir_is_the_same_hub_to_its_agents
     let audit = hub.ctl(&["audit", "-o", "json"]);
     assert!(stdout(&audit).contains("Backup"), "{}", stdout(&audit));
     // A viewer may not take one.
-    let viewer_cfg = dir.path().join("viewer.yaml");
-    let made = hub.ctl(&[
-        "user",
-        "create",
-        "vera",
-        "--role",
-        "viewer",
-        "-o",
-        viewer_cfg.to_str().unwrap(),
-    ]);
-    assert!(made.status.success(), "{}", stderr(&made));
+    let viewer_cfg = hub.user_config("vera", "viewer");
     let refused = hub_cmd(&[
         "backup",
         "--config",

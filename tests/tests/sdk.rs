@@ -103,17 +103,7 @@ fn example_deploys_to_two_clusters(example: impl Fn() -> Command, denied: &str) 
     assert_eq!(w["status"]["revision"], 1, "{w}");
 
     // A refusal reaches the program as the hub's code and message; the example exits 1.
-    let viewer = dir.path().join("viewer.yaml");
-    let made = hub.ctl(&[
-        "user",
-        "create",
-        "vera",
-        "--role",
-        "viewer",
-        "-o",
-        &viewer.display().to_string(),
-    ]);
-    assert!(made.status.success(), "{}", stderr(&made));
+    let viewer = hub.user_config("vera", "viewer");
     let refused = run(example().arg("-f").arg(&file).arg("--config").arg(&viewer));
     let err = stderr(&refused);
     assert_eq!(refused.status.code(), Some(1), "{err}");

@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -21,21 +21,6 @@ fn member(dir: &Path, hub: &Hub, name: &str, labels: &str) -> (Cluster, Agent) {
     let a = Agent::join(hub, &c, &dir.join(format!("{name}-state")), &token, &pin);
     hub.wait_status(name, "Ready", PATIENCE);
     (c, a)
-}
-
-fn user(dir: &Path, hub: &Hub, name: &str, role: &str) -> PathBuf {
-    let cfg = dir.join(format!("{name}.yaml"));
-    let out = hub.ctl(&[
-        "user",
-        "create",
-        name,
-        "--role",
-        role,
-        "-o",
-        cfg.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    cfg
 }
 
 fn ok(hub: &Hub, args: &[&str]) -> String {
@@ -66,8 +51,8 @@ fn a_team_sees_and_changes_only_its_clusters_workloads_and_namespaces() {
         &hub,
         &["team", "create", "payments", "--namespaces", "payments"],
     );
-    let alice = user(dir.path(), &hub, "alice", "none");
-    let bob = user(dir.path(), &hub, "bob", "none");
+    let alice = hub.user_config("alice", "none");
+    let bob = hub.user_config("bob", "none");
     ok(&hub, &["team", "add-member", "payments", "alice", "bob"]);
     ok(
         &hub,
@@ -204,7 +189,7 @@ fn a_team_sees_and_changes_only_its_clusters_workloads_and_namespaces() {
     // A teammate manages the team's workload; a user of no team sees nothing.
     let out = as_user(&bob, &["rollout", "pause", "pay"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let carol = user(dir.path(), &hub, "carol", "none");
+    let carol = hub.user_config("carol", "none");
     assert_eq!(json(&carol, &["cluster", "list"]), Value::Array(vec![]));
     assert_eq!(json(&carol, &["get", "workloads"]), Value::Array(vec![]));
 
@@ -290,7 +275,7 @@ fn a_cluster_set_takes_a_new_selector_and_the_teams_granted_on_it_follow() {
         &["clusterset", "create", "west", "--selector", "region=eu"],
     );
     ok(&hub, &["team", "create", "web", "--namespaces", "web"]);
-    let alice = user(dir.path(), &hub, "alice", "none");
+    let alice = hub.user_config("alice", "none");
     ok(&hub, &["team", "add-member", "web", "alice"]);
     ok(
         &hub,

@@ -271,13 +271,18 @@ async fn apply(w: &Workload, ctx: &Ctx) -> Result<Action, Error> {
         .get_workload_status(pb::GetWorkloadStatusRequest { name: name.clone() })
         .await?
         .into_inner();
-    let rollout = hub
-        .get_rollout(pb::GetRolloutRequest { name: name.clone() })
-        .await?
-        .into_inner()
-        .rollout;
-    let status = observed(w, &st, rollout.as_ref());
-    let available = condition_is(&status.conditions, "Available", "True");
+    let mut status = observed(w, &st, None);
+    let mut available = condition_is(&status.conditions, "Available", "True");
+    if !available {
+        // Only a workload that is not Available can be waiting on a halted rollout.
+        let rollout = hub
+            .get_rollout(pb::GetRolloutRequest { name: name.clone() })
+            .await?
+            .into_inner()
+            .rollout;
+        status = observed(w, &st, rollout.as_ref());
+        available = condition_is(&status.conditions, "Available", "True");
+    }
     write_status(ctx, w, status).await?;
     let interval = ctx.opts.status_interval;
     Ok(Action::requeue(if available {

@@ -33,7 +33,8 @@ const DEFAULT_SECRET: &str = "tether-agent-credential";
     about = "The Tether agent: connects a member cluster to its hub"
 )]
 pub struct Cli {
-    /// The hub's address, HOST:PORT (HOST must be in the hub's certificate).
+    /// The hub's address, HOST:PORT (HOST must be in the hub's certificate); several hubs on
+    /// one etcd as a comma-separated list, tried in turn.
     #[arg(long, env = "TETHER_HUB")]
     pub hub: String,
     /// Join token from `tetherctl token create`; needed only until the agent has a credential.
@@ -142,7 +143,7 @@ struct Checked {
 }
 
 fn check(cli: &Cli) -> Result<Checked, Failure> {
-    tls::split_host_port(&cli.hub).map_err(|e| usage(e.to_string()))?;
+    tls::hub_addresses(&cli.hub).map_err(|e| usage(e.to_string()))?;
     let from_file = match &cli.token_file {
         Some(path) => Some(
             std::fs::read_to_string(path)

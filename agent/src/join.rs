@@ -74,7 +74,8 @@ pub async fn join_once(
         hub: hub.to_string(),
         detail: e.to_string(),
     })?;
-    let channel = tls::connect(hub, Arc::new(config), opts)
+    let addrs = tls::hub_addresses(hub).map_err(|e| classify_connect(hub, e))?;
+    let (channel, _) = tls::connect_first(&addrs, 0, Arc::new(config), opts)
         .await
         .map_err(|e| classify_connect(hub, e))?;
     let resp = AgentServiceClient::new(channel)

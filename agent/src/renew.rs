@@ -35,7 +35,8 @@ async fn renew_once(
     let (key_pem, csr_der) = pki::new_key_and_csr().map_err(|e| e.to_string())?;
     let config = tls::mtls_client_config(&cred.ca_pem, &cred.cert_pem, &cred.key_pem)
         .map_err(|e| e.to_string())?;
-    let channel = tls::connect(hub, Arc::new(config), opts)
+    let addrs = tls::hub_addresses(hub).map_err(|e| e.to_string())?;
+    let (channel, _) = tls::connect_first(&addrs, 0, Arc::new(config), opts)
         .await
         .map_err(|e| e.to_string())?;
     let resp = AgentServiceClient::new(channel)

@@ -31,6 +31,7 @@ const MAX_HUB_MESSAGE: usize = 64 << 20;
 /// How the session loop behaves.
 #[derive(Debug, Clone)]
 pub struct SessionOptions {
+    /// One hub, or several (comma-separated) on one etcd.
     pub hub: String,
     pub channel: ChannelOptions,
     /// Cap of the reconnect backoff.
@@ -119,9 +120,13 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Fatal> {
     let mut backoff = reconnect_backoff(opts.max_backoff);
+    // With several hubs, a session that ends starts the next attempt at the next hub: the
+    // one that ended it may be the one that stopped serving.
+    let next_hub = std::sync::atomic::AtomicUsize::new(0);
     loop {
         let started = Instant::now();
         let session = Session {
+            next_hub: &next_hub,
             opts: &opts,
             credential: credential.borrow().clone(),
             facts: facts.as_ref(),
@@ -169,6 +174,7 @@ fn classify_status(status: &tonic::Status) -> End {
 }
 
 struct Session<'a> {
+    next_hub: &'a std::sync::atomic::AtomicUsize,
     opts: &'a SessionOptions,
     credential: Credential,
     facts: &'a dyn FactsSource,
@@ -184,9 +190,15 @@ impl Session<'_> {
             Ok(c) => c,
             Err(e) => return End::Fatal(Fatal::BadCredential(e.to_string())),
         };
-        let channel = tokio::select! {
+        let addrs = match tls::hub_addresses(&self.opts.hub) {
+            Ok(a) => a,
+            Err(e) => return End::Fatal(Fatal::BadCredential(e.to_string())),
+        };
+        use std::sync::atomic::Ordering::Relaxed;
+        let start = self.next_hub.load(Relaxed);
+        let connected = tokio::select! {
             _ = shutdown.cancelled() => return End::Shutdown,
-            r = tls::connect(&self.opts.hub, Arc::new(config), &self.opts.channel) => match r {
+            r = tls::connect_first(&addrs, start, Arc::new(config), &self.opts.channel) => match r {
                 Ok(ch) => ch,
                 Err(e) => match (tls::peer_refused_certificate(&e), &e) {
                     (Some(alert), _) => return End::Fatal(Fatal::CredentialRejected(format!("TLS alert {alert:?}"))),
@@ -197,6 +209,10 @@ impl Session<'_> {
                 },
             },
         };
+        let (channel, reached) = connected;
+        let hub = addrs[reached].clone();
+        // Unless this session lasts, the next attempt starts with the hub after this one.
+        self.next_hub.store(reached + 1, Relaxed);
         let facts = self.facts.gather().await;
         let (out, out_rx) = mpsc::channel::<pb::ConnectRequest>(64);
         let hello = pb::ConnectRequest {
@@ -240,7 +256,7 @@ impl Session<'_> {
             cluster = %welcome.cluster,
             session = %welcome.session_id,
             epoch = welcome.epoch,
-            hub = %self.opts.hub,
+            hub = %hub,
             "connected to hub"
         );
         self.opts.metrics.connected.set(1);

@@ -298,6 +298,52 @@ pub fn split_host_port(addr: &str) -> Result<(String, u16), TlsError> {
     Ok((host.to_string(), port))
 }
 
+/// The addresses of a hub list, `HOST:PORT[,HOST:PORT...]` (several hubs on one etcd; an
+/// agent or client tries them in turn), each checked.
+pub fn hub_addresses(list: &str) -> Result<Vec<String>, TlsError> {
+    let addrs: Vec<String> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_string)
+        .collect();
+    if addrs.is_empty() {
+        return Err(TlsError::Address(list.to_string()));
+    }
+    for a in &addrs {
+        split_host_port(a)?;
+    }
+    Ok(addrs)
+}
+
+/// Connects to the first of `addrs` that answers, starting at `start` (modulo the length) and
+/// going round once; returns the channel and the index of the address it reached. A refusal
+/// of our certificate or of the hub's ends the round at once: every hub shares one CA, so the
+/// next would answer the same.
+pub async fn connect_first(
+    addrs: &[String],
+    start: usize,
+    config: Arc<ClientConfig>,
+    opts: &ChannelOptions,
+) -> Result<(Channel, usize), TlsError> {
+    let mut last = TlsError::Address(String::new());
+    for i in 0..addrs.len() {
+        let idx = (start + i) % addrs.len();
+        match connect(&addrs[idx], config.clone(), opts).await {
+            Ok(ch) => return Ok((ch, idx)),
+            Err(e) => {
+                let fatal = peer_refused_certificate(&e).is_some()
+                    || matches!(&e, TlsError::Connect { tls: Some(_), .. });
+                if fatal {
+                    return Err(e);
+                }
+                last = e;
+            }
+        }
+    }
+    Err(last)
+}
+
 /// Opens a gRPC channel to `addr` (`HOST:PORT`) over TLS with `config`. The TLS server name is
 /// HOST, so the hub's certificate must carry it (see `tether-hub init --san`).
 pub async fn connect(

@@ -66,6 +66,74 @@ pub enum Command {
         #[arg(long, env = "TETHER_DATA_DIR")]
         data_dir: PathBuf,
     },
+    /// Move a stopped hub's embedded store onto etcd; then serve with --store etcd.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The data directory of the stopped hub whose store moves.
+    #[arg(long)]
+    pub from_data_dir: PathBuf,
+    /// Copy into etcd (the only target there is; required so the command says what it does).
+    #[arg(long, required = true)]
+    pub to_etcd: bool,
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+}
+
+/// Where the store is: `embedded` (redb in the data directory) or `etcd`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreKind {
+    Embedded,
+    Etcd,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EtcdArgs {
+    /// Comma-separated etcd client URLs: https://e1:2379,https://e2:2379,https://e3:2379.
+    #[arg(long, value_delimiter = ',', env = "TETHER_ETCD_ENDPOINTS")]
+    pub etcd_endpoints: Vec<String>,
+    /// CA certificate (PEM) that signed the etcd members' serving certificates.
+    #[arg(long, value_name = "FILE", env = "TETHER_ETCD_CA")]
+    pub etcd_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd's --client-cert-auth.
+    #[arg(long, value_name = "FILE", env = "TETHER_ETCD_CERT")]
+    pub etcd_cert: Option<PathBuf>,
+    /// The key of --etcd-cert (PEM).
+    #[arg(long, value_name = "FILE", env = "TETHER_ETCD_KEY")]
+    pub etcd_key: Option<PathBuf>,
+    /// Every key the hub writes starts with this.
+    #[arg(long, default_value = "/tether", env = "TETHER_ETCD_PREFIX")]
+    pub etcd_prefix: String,
+    /// A hub that cannot renew its etcd lease for this long stops serving and another
+    /// takes over.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub etcd_lease_ttl: Duration,
+    /// The longest one etcd call may take.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub etcd_request_timeout: Duration,
+}
+
+impl EtcdArgs {
+    pub fn config(&self) -> Result<crate::store::EtcdConfig, String> {
+        let config = crate::store::EtcdConfig {
+            endpoints: self
+                .etcd_endpoints
+                .iter()
+                .map(|e| e.trim().to_string())
+                .filter(|e| !e.is_empty())
+                .collect(),
+            ca: self.etcd_ca.clone(),
+            cert: self.etcd_cert.clone(),
+            key: self.etcd_key.clone(),
+            prefix: self.etcd_prefix.clone(),
+            lease_ttl: self.etcd_lease_ttl,
+            request_timeout: self.etcd_request_timeout.max(Duration::from_millis(100)),
+        };
+        config.validate()?;
+        Ok(config)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -130,6 +198,12 @@ pub struct InitArgs {
 pub struct ServeArgs {
     #[arg(long, env = "TETHER_DATA_DIR")]
     pub data_dir: PathBuf,
+    /// Where the records live: in the data directory (one hub), or on an etcd cluster (one
+    /// hub serves, others on the same prefix stand by and take over; docs/operations.md).
+    #[arg(long, value_enum, default_value = "embedded", env = "TETHER_STORE")]
+    pub store: StoreKind,
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
     /// The TLS port for agents, API clients and the Kubernetes proxy.
     #[arg(long, default_value = "0.0.0.0:7443", env = "TETHER_LISTEN")]
     pub listen: SocketAddr,
@@ -387,6 +461,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
+        Command::Migrate(a) => migrate(a),
         Command::Serve(a) => {
             let settings = match a.settings() {
                 Ok(s) => s,
@@ -394,6 +469,16 @@ pub fn run(cli: Cli) -> ExitCode {
                     eprintln!("error: {e}");
                     return ExitCode::from(2);
                 }
+            };
+            let store = match a.store {
+                StoreKind::Embedded => hub::StoreChoice::Embedded,
+                StoreKind::Etcd => match a.etcd.config() {
+                    Ok(c) => hub::StoreChoice::Etcd(c),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(2);
+                    }
+                },
             };
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(r) => r,
@@ -407,13 +492,43 @@ pub fn run(cli: Cli) -> ExitCode {
             let result = runtime.block_on(async move {
                 let shutdown = CancellationToken::new();
                 tokio::spawn(shutdown_on_signal(shutdown.clone()));
-                hub::serve(&dir, settings, listen, shutdown).await
+                hub::serve(&dir, settings, listen, store, shutdown).await
             });
             match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(&e),
             }
         }
+    }
+}
+
+fn migrate(a: MigrateArgs) -> ExitCode {
+    let config = match a.etcd.config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let dir = DataDir::new(&a.from_data_dir);
+    match crate::admin::migrate::to_etcd(&dir, &config) {
+        Ok(n) => {
+            println!(
+                "Copied {n} records from {} to etcd under {}",
+                a.from_data_dir.display(),
+                config.prefix
+            );
+            println!(
+                "Serve it: tether-hub serve --data-dir {} --store etcd --etcd-endpoints {} ...",
+                a.from_data_dir.display(),
+                config.endpoints.join(",")
+            );
+            println!(
+                "Other hubs need a copy of this data directory without store.redb (the CA and serving certificate)."
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
     }
 }
 

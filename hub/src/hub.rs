@@ -31,7 +31,16 @@ use crate::metrics::Metrics;
 use crate::sessions::access::Access;
 use crate::sessions::{EndReason, Sessions};
 use crate::store::records::Records;
-use crate::store::{Durable, RedbStore, StoreError};
+use crate::store::{Contents, Durable, EtcdConfig, EtcdStore, RedbStore, Store, StoreError};
+
+/// Where the hub keeps its records.
+#[derive(Debug, Clone)]
+pub enum StoreChoice {
+    /// redb in the data directory.
+    Embedded,
+    /// An etcd cluster: this hub serves once it holds the prefix's lease.
+    Etcd(EtcdConfig),
+}
 
 /// How often a store that failed to write is tried again.
 const STORE_RETRY: Duration = Duration::from_secs(2);
@@ -78,6 +87,11 @@ pub enum StartError {
     Lock(#[from] crate::admin::datadir::LockError),
     #[error("this hub is already serving")]
     AlreadyServing,
+    #[error(
+        "etcd prefix {0} holds no hub; move one there first \
+         (tether-hub migrate --from-data-dir DIR --to-etcd ...)"
+    )]
+    EtcdEmpty(String),
 }
 
 fn read(path: &std::path::Path) -> Result<String, StartError> {
@@ -88,9 +102,14 @@ fn read(path: &std::path::Path) -> Result<String, StartError> {
 }
 
 impl Hub {
-    /// Opens the hub in `dir`: CA, store, access list.
-    pub fn open(dir: &DataDir, settings: Settings) -> Result<Arc<Hub>, StartError> {
-        if !dir.ca_cert().exists() || !dir.store().exists() {
+    /// Opens the hub in `dir` (CA, keys) on `store`, counting into `metrics`.
+    pub fn open(
+        dir: &DataDir,
+        settings: Settings,
+        store: Arc<dyn Store>,
+        metrics: Metrics,
+    ) -> Result<Arc<Hub>, StartError> {
+        if !dir.ca_cert().exists() {
             return Err(StartError::NotInitialized(dir.root().display().to_string()));
         }
         let ca = CertificateAuthority::load(&read(&dir.ca_cert())?, &read(&dir.ca_key())?)?;
@@ -111,8 +130,7 @@ impl Hub {
             Some(prev) => prev.pin()?,
             None => signing_pin.clone(),
         };
-        let store = RedbStore::open(&dir.store())?;
-        let records = Records::new(Durable::new(Arc::new(store)));
+        let records = Records::new(Durable::new(store));
         let meta = records.hub_meta()?.ok_or(StartError::NoMeta)?;
         let access = Arc::new(Access::default());
         let clusters = records.clusters()?;
@@ -122,7 +140,6 @@ impl Hub {
         for u in records.users()? {
             access.set(Identity::User(u.name.clone()), u.cert_serials.clone());
         }
-        let metrics = Metrics::new();
         metrics.clusters.set(clusters.len() as i64);
         let join_limiter = Arc::new(FailureLimiter::new(
             settings.join_failures_per_minute,
@@ -202,6 +219,29 @@ impl Hub {
         }))
     }
 
+    /// Reads again which certificates each cluster and user may present: after another hub
+    /// served (and joined or removed clusters) while this one stood by.
+    fn reload_access(&self) -> Result<(), StoreError> {
+        let clusters = self.records.clusters()?;
+        let mut now: std::collections::HashMap<Identity, Vec<String>> = clusters
+            .iter()
+            .map(|c| (Identity::Cluster(c.name.clone()), c.cert_serials.clone()))
+            .collect();
+        for u in self.records.users()? {
+            now.insert(Identity::User(u.name.clone()), u.cert_serials);
+        }
+        for gone in self.access.identities() {
+            if !now.contains_key(&gone) {
+                self.access.remove(&gone);
+            }
+        }
+        for (identity, serials) in now {
+            self.access.set(identity, serials);
+        }
+        self.metrics.clusters.set(clusters.len() as i64);
+        Ok(())
+    }
+
     /// The serving certificate chain and key, reissued first if close to expiry.
     fn serving_cert(&self, dir: &DataDir) -> Result<(String, String), StartError> {
         let chain = read(&dir.hub_cert())?;
@@ -232,11 +272,38 @@ pub struct Listen {
     pub metrics: SocketAddr,
 }
 
+/// Opens the etcd store and waits, standing by, until this hub holds the prefix's lease.
+/// `None` if `shutdown` came first.
+async fn open_etcd(
+    config: EtcdConfig,
+    holder: String,
+    shutdown: &CancellationToken,
+) -> Result<Option<Arc<EtcdStore>>, StartError> {
+    let blocking = |f: Box<dyn FnOnce() -> Result<_, StoreError> + Send>| async move {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| StoreError::Io(format!("the etcd client thread failed: {e}")))?
+    };
+    let prefix = config.prefix.clone();
+    let (store, contents) =
+        blocking(Box::new(move || EtcdStore::connect(&config, &holder))).await?;
+    if contents == Contents::Empty {
+        return Err(StartError::EtcdEmpty(prefix));
+    }
+    let store = Arc::new(store);
+    let (s, stop) = (store.clone(), shutdown.clone());
+    let held = tokio::task::spawn_blocking(move || s.acquire(&stop))
+        .await
+        .map_err(|e| StoreError::Io(format!("the etcd client thread failed: {e}")))??;
+    Ok(held.then_some(store))
+}
+
 /// Runs the hub until `shutdown` is cancelled.
 pub async fn serve(
     dir: &DataDir,
     settings: Settings,
     listen: Listen,
+    store: StoreChoice,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
     if !dir.is_initialized() {
@@ -251,21 +318,52 @@ pub async fn serve(
             "removed what an interrupted backup or admin command left in the data directory"
         );
     }
-    let hub = Hub::open(dir, settings)?;
-    let (chain, key) = hub.serving_cert(dir)?;
-    let verifier = Arc::new(ClientVerifier::new(&hub.trust_pem, hub.access.clone())?);
-    let tls_config = Arc::new(tls::server_config(&chain, &key, verifier)?);
-
     let bind = |addr: SocketAddr| async move {
         TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Listen { addr, source })
     };
-    let tls_listener = bind(listen.tls).await?;
+    // Probes answer from the start: a hub standing by for the etcd lease is alive, not ready.
+    let metrics = Metrics::new();
+    let stop_servers = CancellationToken::new();
     let metrics_listener = bind(listen.metrics).await?;
+    let metrics_task = tokio::spawn(crate::metrics::serve(
+        metrics_listener,
+        metrics.clone(),
+        stop_servers.clone(),
+    ));
+    let (store, etcd): (Arc<dyn Store>, Option<Arc<EtcdStore>>) = match store {
+        StoreChoice::Embedded => {
+            if !dir.store().exists() {
+                return Err(StartError::NotInitialized(dir.root().display().to_string()));
+            }
+            (Arc::new(RedbStore::open(&dir.store())?), None)
+        }
+        StoreChoice::Etcd(config) => {
+            let holder = format!(
+                "{} (pid {}, {})",
+                hostname(),
+                std::process::id(),
+                listen.tls
+            );
+            match open_etcd(config, holder, &shutdown).await? {
+                Some(s) => (s.clone(), Some(s)),
+                None => {
+                    stop_servers.cancel();
+                    let _ = metrics_task.await;
+                    return Ok(());
+                }
+            }
+        }
+    };
+    let hub = Hub::open(dir, settings, store, metrics)?;
+    let (chain, key) = hub.serving_cert(dir)?;
+    let verifier = Arc::new(ClientVerifier::new(&hub.trust_pem, hub.access.clone())?);
+    let tls_config = Arc::new(tls::server_config(&chain, &key, verifier)?);
+
+    let tls_listener = bind(listen.tls).await?;
 
     let router = routes(hub.clone()).await?;
-    let stop_servers = CancellationToken::new();
     {
         // Sampled gauges, read at each scrape. Weak: the metrics server must not keep the hub.
         let weak = Arc::downgrade(&hub);
@@ -292,11 +390,6 @@ pub async fn serve(
         hub.metrics
             .set_ready_check(move || weak.upgrade().is_some_and(|h| h.records.store().healthy()));
     }
-    let metrics_task = tokio::spawn(crate::metrics::serve(
-        metrics_listener,
-        hub.metrics.clone(),
-        stop_servers.clone(),
-    ));
     let server_task = tokio::spawn(server::serve(
         tls_listener,
         tls_config,
@@ -326,7 +419,42 @@ pub async fn serve(
         "hub serving"
     );
 
-    shutdown.cancelled().await;
+    // An etcd hub that loses its lease ends every session (agents go to the hub that takes
+    // over), refuses new ones and writes, keeps answering reads from its last known state,
+    // and serves again once it holds the lease anew.
+    let mut shut_down = false;
+    while let Some(etcd) = &etcd {
+        let lost = etcd.lost();
+        tokio::select! {
+            _ = shutdown.cancelled() => { shut_down = true; break }
+            _ = lost.cancelled() => {}
+        }
+        tracing::error!(
+            "lost the etcd lease: ending every session so agents move to the hub that takes over"
+        );
+        hub.sessions.end_all(
+            EndReason::Shutdown,
+            "this hub lost its etcd lease; connect to another hub",
+        );
+        let (e, stop) = (etcd.clone(), shutdown.clone());
+        match tokio::task::spawn_blocking(move || e.acquire(&stop)).await {
+            Ok(Ok(true)) => {
+                if let Err(e) = hub.reload_access() {
+                    tracing::error!(error = %e, "cannot reload the certificates clusters and users may present");
+                }
+                tracing::info!("holds the etcd lease again; serving");
+            }
+            Ok(Ok(false)) => {
+                shut_down = true;
+                break;
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot take the etcd lease back"),
+            Err(e) => tracing::error!(error = %e, "the etcd client thread failed"),
+        }
+    }
+    if !shut_down {
+        shutdown.cancelled().await;
+    }
     tracing::info!("shutting down");
     hub.metrics.set_ready(false);
     let ended = hub
@@ -343,8 +471,22 @@ pub async fn serve(
     let _ = metrics_task.await;
     let _ = maintenance.await;
     let _ = scheduler.await;
-    hub.records.store().sync().await?;
+    if hub.records.store().serving() {
+        hub.records.store().sync().await?;
+    }
+    if let Some(etcd) = etcd {
+        // Hand over at once instead of after the lease's TTL.
+        let _ = tokio::task::spawn_blocking(move || etcd.release()).await;
+    }
     Ok(())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".into())
 }
 
 /// Housekeeping: old audit entries and scheduling events go; a store that failed to write is
@@ -363,7 +505,8 @@ async fn maintain(hub: Arc<Hub>, stop: CancellationToken) {
             }
             _ = retry.tick() => {
                 let store = hub.records.store();
-                if !store.healthy() {
+                // (An etcd hub that does not hold its lease gets it back in `serve`.)
+                if !store.healthy() && store.serving() {
                     match store.sync().await {
                         Ok(()) => tracing::info!("the store can write again; ready"),
                         Err(e) => tracing::warn!(error = %e, "the store still cannot write; not ready"),

@@ -201,6 +201,12 @@ impl pb::agent_service_server::AgentService for AgentApi {
         req: Request<Streaming<pb::ConnectRequest>>,
     ) -> Result<Response<Self::ConnectStream>, Status> {
         let (cluster, _cert, peer) = cluster_peer(&req)?;
+        if !self.hub.records.store().serving() {
+            // Another hub may hold this cluster's session now: never two at once.
+            return Err(Status::unavailable(
+                "this hub is not serving (it lost its etcd lease); connect to another hub",
+            ));
+        }
         let mut inbound = req.into_inner();
         let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
             Ok(Ok(Some(pb::ConnectRequest {

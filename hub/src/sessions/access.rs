@@ -127,6 +127,11 @@ impl Access {
         }
     }
 
+    /// Every identity with accepted certificates or open connections.
+    pub fn identities(&self) -> Vec<Identity> {
+        self.read().keys().cloned().collect()
+    }
+
     /// Closes every connection of `identity` and forgets it.
     pub fn remove(&self, identity: &Identity) {
         self.set(identity.clone(), Vec::new());

@@ -116,6 +116,11 @@ impl Durable {
         self.inner.store.healthy()
     }
 
+    /// Whether this hub may hold agent sessions (see [`Store::serving`]).
+    pub fn serving(&self) -> bool {
+        self.inner.store.serving()
+    }
+
     /// Writes waiting for the writer thread.
     pub fn queued(&self) -> usize {
         self.inner.queue.max_capacity() - self.inner.queue.capacity()

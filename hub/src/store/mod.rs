@@ -3,14 +3,18 @@
 //!
 //! - [`Store`]: raw trees of bytes (one tree per kind of record) with atomic, durable commits.
 //! - [`RedbStore`]: the embedded implementation (one file; see its module for why not sled).
+//! - [`EtcdStore`]: the same trees on an etcd cluster, for hubs that must outlive a machine
+//!   (one hub serves, others stand by; see its module for what is atomic).
 //! - [`Durable`]: what the rest of the hub uses; one writer thread groups concurrent writes
 //!   into one transaction and one fsync (group commit).
 
 mod commit;
+pub mod etcd;
 pub mod records;
 mod redb_store;
 
 pub use commit::{CommitStats, Durable};
+pub use etcd::{Contents, EtcdConfig, EtcdStore};
 pub use redb_store::RedbStore;
 
 /// The current schema of records and trees. Bumped with a migration when records change
@@ -196,6 +200,11 @@ pub trait Store: Send + Sync + 'static {
     /// False after a failed commit until [`Store::recover`] succeeds: the hub is not ready
     /// meanwhile.
     fn healthy(&self) -> bool {
+        true
+    }
+    /// Whether this hub may hold agent sessions on this store: false for an etcd hub that
+    /// lost its lease (another hub may be serving those clusters).
+    fn serving(&self) -> bool {
         true
     }
     /// Makes a store that failed usable again (reopening it if it must). Called by the

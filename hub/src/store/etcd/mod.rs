@@ -1,0 +1,1008 @@
+//! [`Store`] on an etcd v3 cluster, for hubs that must survive the loss of a machine.
+//!
+//! **One writer at a time.** Every hub on the same etcd prefix competes for one key,
+//! `PREFIX/leader`, attached to its lease (TTL `--etcd-lease-ttl`). The holder serves; the
+//! others stand by (not ready, so a Service sends them nothing) and take over when the
+//! holder's lease ends — at once on a clean shutdown, within the TTL after a crash or a
+//! partition. Every write is a transaction guarded by the holder's claim (the leader key's
+//! create revision), so a hub that lost its lease, however slow to notice, can never write
+//! again; it stops serving when it cannot renew in time (counted from when each renewal was
+//! sent, so it always stops before etcd lets the lease go).
+//!
+//! **Reads from memory.** The serving hub loads the whole prefix once (paged, at one
+//! revision) and then applies its own committed writes to that copy: nobody else writes
+//! while it holds the claim. Reads therefore never wait for the network, read a consistent
+//! snapshot, and keep answering with the last known state while etcd has lost its majority.
+//! Memory is the price: about the size of `store.redb`.
+//!
+//! **What is atomic.** A commit of at most [`TXN_OPS`] changes and [`TXN_BYTES`] bytes is one
+//! etcd transaction. A larger one (a workload placed on thousands of clusters) cannot be (etcd
+//! allows 128 operations and 1.5 MiB per request by default), so it is made durable first
+//! and applied after: its changes are staged in chunks, one small transaction writes the
+//! intent that names them — from then on the commit *will* happen — and bounded transactions
+//! apply it. A hub that dies half-way leaves the intent; whichever hub takes over finishes it
+//! before it reads or writes anything else. Within this hub, readers see the change when the
+//! commit returns, all at once.
+//!
+//! **When etcd does not answer** (no majority, or every member unreachable) a commit fails
+//! with a message that says so and the hub reports not ready; reads still answer. A call
+//! that timed out may still have been applied, so the next commit first reloads the copy
+//! from etcd (and finishes any intent) before it writes.
+
+mod client;
+
+pub use client::EtcdConfig;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use client::{CallError, Client, Lease};
+use tokio_util::sync::CancellationToken;
+
+use super::{Batch, Entries, Op, SCHEMA_VERSION, Store, StoreError, Tree};
+
+#[allow(clippy::all, clippy::pedantic, missing_docs, unreachable_pub)]
+mod pb {
+    tonic::include_proto!("etcdserverpb");
+}
+
+/// Most changes in one etcd transaction (etcd's default `--max-txn-ops` is 128).
+pub const TXN_OPS: usize = 120;
+/// Most bytes of keys and values in one transaction (etcd's default `--max-request-bytes` is
+/// 1.5 MiB; the rest is headroom for the envelope).
+pub const TXN_BYTES: usize = 1 << 20;
+/// The largest single record the etcd store accepts (it must fit one request).
+pub const MAX_VALUE: usize = TXN_BYTES - 4096;
+/// Keys per page when loading.
+const PAGE: i64 = 2000;
+const SCHEMA_KEY: &[u8] = b"schema_version";
+const NOT_HOLDING: &str = "this hub does not hold the etcd lease now (etcd unreachable, or \
+    another hub serves); it serves again once it holds the lease";
+
+fn failed(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Failed(e.to_string())
+}
+
+/// The key after every key that starts with `prefix` (etcd's range_end for a prefix).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+/// Where things live under the prefix.
+#[derive(Debug, Clone)]
+struct Keys {
+    data: Vec<u8>,
+    leader: Vec<u8>,
+    intent: Vec<u8>,
+    staging: Vec<u8>,
+}
+
+impl Keys {
+    fn new(prefix: &str) -> Keys {
+        Keys {
+            data: format!("{prefix}/data/").into_bytes(),
+            leader: format!("{prefix}/leader").into_bytes(),
+            intent: format!("{prefix}/intent").into_bytes(),
+            staging: format!("{prefix}/staging/").into_bytes(),
+        }
+    }
+
+    fn record(&self, tree: Tree, key: &[u8]) -> Vec<u8> {
+        let mut k = self.data.clone();
+        k.extend_from_slice(tree.name().as_bytes());
+        k.push(b'/');
+        k.extend_from_slice(key);
+        k
+    }
+
+    /// The tree and key of a record's etcd key.
+    fn parse(&self, etcd_key: &[u8]) -> Option<(Tree, Vec<u8>)> {
+        let rest = etcd_key.strip_prefix(self.data.as_slice())?;
+        let slash = rest.iter().position(|b| *b == b'/')?;
+        let name = std::str::from_utf8(&rest[..slash]).ok()?;
+        let tree = Tree::ALL.into_iter().find(|t| t.name() == name)?;
+        Some((tree, rest[slash + 1..].to_vec()))
+    }
+
+    fn chunk(&self, n: usize) -> Vec<u8> {
+        let mut k = self.staging.clone();
+        k.extend_from_slice(format!("{n:08}").as_bytes());
+        k
+    }
+}
+
+/// The serving hub's copy of every record.
+#[derive(Debug, Default)]
+struct Mirror {
+    trees: Vec<BTreeMap<Vec<u8>, Vec<u8>>>,
+    bytes: u64,
+}
+
+impl Mirror {
+    fn new() -> Mirror {
+        Mirror {
+            trees: vec![BTreeMap::new(); Tree::ALL.len()],
+            bytes: 0,
+        }
+    }
+
+    fn apply(&mut self, op: &Op) {
+        match op {
+            Op::Put { tree, key, value } => {
+                self.bytes += (key.len() + value.len()) as u64;
+                if let Some(old) = self.trees[tree.index()].insert(key.clone(), value.clone()) {
+                    self.bytes -= (key.len() + old.len()) as u64;
+                }
+            }
+            Op::Delete { tree, key } => {
+                if let Some(old) = self.trees[tree.index()].remove(key) {
+                    self.bytes -= (key.len() + old.len()) as u64;
+                }
+            }
+        }
+    }
+}
+
+/// The last change to each key, in the order of those last changes: etcd refuses a
+/// transaction that names one key twice, and only the last change to a key matters.
+fn last_per_key<'a>(batches: &[&'a Batch]) -> Vec<&'a Op> {
+    let ops: Vec<&Op> = batches.iter().flat_map(|b| &b.ops).collect();
+    let mut last: std::collections::HashMap<(Tree, &[u8]), usize> =
+        std::collections::HashMap::with_capacity(ops.len());
+    for (i, op) in ops.iter().enumerate() {
+        last.insert(op_key(op), i);
+    }
+    ops.iter()
+        .enumerate()
+        .filter(|(i, op)| last.get(&op_key(op)) == Some(i))
+        .map(|(_, op)| *op)
+        .collect()
+}
+
+fn op_key(op: &Op) -> (Tree, &[u8]) {
+    match op {
+        Op::Put { tree, key, .. } | Op::Delete { tree, key } => (*tree, key.as_slice()),
+    }
+}
+
+fn op_bytes(op: &Op) -> usize {
+    match op {
+        Op::Put { key, value, .. } => key.len() + value.len() + 32,
+        Op::Delete { key, .. } => key.len() + 32,
+    }
+}
+
+/// Staged changes: `[tag][tree][key len u32][key][value len u32][value]`, repeated. Written
+/// out by hand because it is the whole format: a length-prefixed list of the [`Op`]s.
+fn encode(ops: &[&Op]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for op in ops {
+        let (tag, tree, key, value): (u8, Tree, &[u8], &[u8]) = match op {
+            Op::Put { tree, key, value } => (1, *tree, key, value),
+            Op::Delete { tree, key } => (2, *tree, key, &[]),
+        };
+        out.push(tag);
+        out.push(tree.index() as u8);
+        out.extend_from_slice(&(key.len() as u32).to_be_bytes());
+        out.extend_from_slice(key);
+        out.extend_from_slice(&(value.len() as u32).to_be_bytes());
+        out.extend_from_slice(value);
+    }
+    out
+}
+
+fn decode(mut buf: &[u8]) -> Result<Vec<Op>, String> {
+    fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
+        if buf.len() < n {
+            return Err("a staged chunk is truncated".into());
+        }
+        let (head, rest) = buf.split_at(n);
+        *buf = rest;
+        Ok(head)
+    }
+    fn len(buf: &mut &[u8]) -> Result<usize, String> {
+        let b = take(buf, 4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    }
+    let mut ops = Vec::new();
+    while !buf.is_empty() {
+        let head = take(&mut buf, 2)?;
+        let tree = *Tree::ALL
+            .get(head[1] as usize)
+            .ok_or("a staged chunk names an unknown tree")?;
+        let n = len(&mut buf)?;
+        let key = take(&mut buf, n)?.to_vec();
+        let n = len(&mut buf)?;
+        let value = take(&mut buf, n)?.to_vec();
+        ops.push(match head[0] {
+            1 => Op::Put { tree, key, value },
+            2 => Op::Delete { tree, key },
+            _ => return Err("a staged chunk holds an unknown change".into()),
+        });
+    }
+    Ok(ops)
+}
+
+/// Splits `ops` into runs that each fit one transaction.
+fn runs<T: std::borrow::Borrow<Op>>(ops: &[T]) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, op) in ops.iter().enumerate() {
+        let b = op_bytes(op.borrow());
+        if i > start && (i - start >= TXN_OPS || bytes + b > TXN_BYTES) {
+            out.push(&ops[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += b;
+    }
+    if start < ops.len() {
+        out.push(&ops[start..]);
+    }
+    out
+}
+
+/// A store on etcd; see the module documentation.
+pub struct EtcdStore {
+    runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    handle: tokio::runtime::Handle,
+    client: Arc<Client>,
+    keys: Keys,
+    /// The current lease; replaced when this hub lost one and is granted another.
+    lease: RwLock<Arc<Lease>>,
+    lease_ttl: Duration,
+    /// The leader key's create revision once this hub holds it: every write compares it.
+    claim: AtomicU64,
+    mirror: RwLock<Mirror>,
+    /// A call's outcome is unknown: reload before the next write.
+    stale: AtomicBool,
+    healthy: AtomicBool,
+    holder: String,
+}
+
+impl std::fmt::Debug for EtcdStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdStore")
+            .field("client", &self.client)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for EtcdStore {
+    fn drop(&mut self) {
+        self.lease().lost.cancel();
+        if let Some(rt) = self
+            .runtime
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            // Never blocks: this may run on another runtime's thread.
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// What [`EtcdStore::connect`] found under the prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contents {
+    Empty,
+    Hub,
+}
+
+impl EtcdStore {
+    /// Connects, grants this hub's lease and checks what the prefix holds. Blocking: call it
+    /// from a thread that is not a runtime worker (`spawn_blocking`).
+    pub fn connect(config: &EtcdConfig, holder: &str) -> Result<(EtcdStore, Contents), StoreError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("etcd")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Io(format!("cannot start the etcd client: {e}")))?;
+        let handle = runtime.handle().clone();
+        let client = {
+            let _in = handle.enter();
+            Arc::new(Client::new(config)?)
+        };
+        let lease = handle
+            .block_on(client::grant_lease(client.clone(), config.lease_ttl))
+            .map_err(|e| StoreError::Open {
+                path: config.endpoints.join(","),
+                detail: e.to_string(),
+            })?;
+        let store = EtcdStore {
+            runtime: Mutex::new(Some(runtime)),
+            handle,
+            client,
+            keys: Keys::new(&config.prefix),
+            lease: RwLock::new(Arc::new(lease)),
+            lease_ttl: config.lease_ttl,
+            claim: AtomicU64::new(0),
+            mirror: RwLock::new(Mirror::new()),
+            stale: AtomicBool::new(true),
+            healthy: AtomicBool::new(true),
+            holder: holder.to_string(),
+        };
+        let schema =
+            store.block_on(store.get_remote(&store.keys.record(Tree::Meta, SCHEMA_KEY)))?;
+        let contents = match schema {
+            None => Contents::Empty,
+            Some(v) => {
+                let found = <[u8; 4]>::try_from(v.as_slice())
+                    .map(u32::from_be_bytes)
+                    .map_err(|_| StoreError::Corrupt {
+                        tree: "meta",
+                        key: "schema_version".into(),
+                        detail: "not a 4-byte integer".into(),
+                    })?;
+                if found > SCHEMA_VERSION {
+                    return Err(StoreError::NewerSchema {
+                        found,
+                        known: SCHEMA_VERSION,
+                    });
+                }
+                Contents::Hub
+            }
+        };
+        Ok((store, contents))
+    }
+
+    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.handle.block_on(f)
+    }
+
+    fn lease(&self) -> Arc<Lease> {
+        self.lease.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Cancelled when this hub lost (or cannot prove it holds) its current lease: it must
+    /// stop holding agent sessions and writing ([`EtcdStore::acquire`] starts over).
+    pub fn lost(&self) -> CancellationToken {
+        self.lease().lost.clone()
+    }
+
+    /// Whether this hub holds the leader key and its lease: only then may it hold agent
+    /// sessions.
+    pub fn holds(&self) -> bool {
+        self.claim.load(Ordering::SeqCst) != 0 && !self.lease().lost.is_cancelled()
+    }
+
+    /// Waits until this hub holds the leader key, then finishes what a previous holder left
+    /// half-done and loads every record. A lease lost meanwhile (etcd without a majority for
+    /// longer than the TTL) is given up and a new one asked for. Blocking, like
+    /// [`EtcdStore::connect`]. Returns false if `stop` was cancelled first.
+    ///
+    /// Also how a hub that lost its lease while serving gets back: it stands by like any
+    /// other until it holds the key again.
+    pub fn acquire(&self, stop: &CancellationToken) -> Result<bool, StoreError> {
+        self.claim.store(0, Ordering::SeqCst);
+        loop {
+            if self.claim_loop(stop, true)? {
+                return Ok(true);
+            }
+            if stop.is_cancelled() {
+                return Ok(false);
+            }
+            // The lease is gone. Revoking it (best effort) frees a leader key still attached
+            // to it at once instead of after its TTL.
+            let old = self.lease().id;
+            let client = self.client.clone();
+            let _ = self.block_on(async move {
+                client
+                    .call(
+                        "lease revoke",
+                        client
+                            .lease()
+                            .lease_revoke(pb::LeaseRevokeRequest { id: old }),
+                    )
+                    .await
+            });
+            match self.block_on(client::grant_lease(self.client.clone(), self.lease_ttl)) {
+                Ok(lease) => {
+                    *self.lease.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(lease);
+                    continue;
+                }
+                Err(e) => tracing::warn!(error = %e, "etcd does not grant this hub a lease yet"),
+            }
+            let go_on = self.block_on(async {
+                tokio::select! {
+                    _ = stop.cancelled() => false,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => true,
+                }
+            });
+            if !go_on {
+                return Ok(false);
+            }
+        }
+    }
+
+    fn claim_loop(&self, stop: &CancellationToken, wait: bool) -> Result<bool, StoreError> {
+        let mut announced = String::new();
+        let lease = self.lease();
+        loop {
+            if stop.is_cancelled() || lease.lost.is_cancelled() {
+                return Ok(false);
+            }
+            match self.block_on(self.try_claim()) {
+                Ok(Ok(rev)) => {
+                    self.claim.store(rev as u64, Ordering::SeqCst);
+                    tracing::info!(holder = %self.holder, "this hub now holds the etcd lease and serves");
+                    break;
+                }
+                Ok(Err(other)) if !wait => {
+                    return Err(failed(format!(
+                        "a hub ({other}) serves this etcd prefix; stop it first"
+                    )));
+                }
+                Ok(Err(other)) => {
+                    if other != announced {
+                        tracing::info!(serving = %other, "another hub serves this etcd prefix; standing by");
+                        announced = other;
+                    }
+                }
+                Err(e) if !wait => return Err(failed(e)),
+                Err(e) => tracing::warn!(error = %e, "cannot reach etcd; standing by"),
+            }
+            let wait = self.handle.block_on(async {
+                tokio::select! {
+                    _ = stop.cancelled() => false,
+                    _ = lease.lost.cancelled() => false,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => true,
+                }
+            });
+            if !wait {
+                return Ok(false);
+            }
+        }
+        self.reload()?;
+        Ok(true)
+    }
+
+    /// Takes the leader key if it is free: `Ok(revision)`, or `Err(holder)`.
+    async fn try_claim(&self) -> Result<Result<i64, String>, CallError> {
+        let leader = self.keys.leader.clone();
+        let r = self
+            .client
+            .call(
+                "claim",
+                self.client.kv().txn(pb::TxnRequest {
+                    compare: vec![pb::Compare {
+                        result: pb::compare::CompareResult::Equal as i32,
+                        target: pb::compare::CompareTarget::Create as i32,
+                        key: leader.clone(),
+                        target_union: Some(pb::compare::TargetUnion::CreateRevision(0)),
+                    }],
+                    success: vec![put_op(
+                        leader.clone(),
+                        self.holder.clone().into_bytes(),
+                        self.lease().id,
+                    )],
+                    failure: vec![range_op(leader, vec![])],
+                }),
+            )
+            .await?;
+        if r.succeeded {
+            return Ok(Ok(r.header.map(|h| h.revision).unwrap_or_default()));
+        }
+        let holder = r
+            .responses
+            .into_iter()
+            .find_map(|op| match op.response {
+                Some(pb::response_op::Response::ResponseRange(rr)) => rr.kvs.into_iter().next(),
+                _ => None,
+            })
+            .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+            .unwrap_or_default();
+        Ok(Err(holder))
+    }
+
+    /// Gives the leader key up at once (a clean shutdown), so a standby hub takes over now.
+    pub fn release(&self) {
+        let lease = self.lease();
+        let id = lease.id;
+        let client = self.client.clone();
+        let _ = self.block_on(async move {
+            client
+                .call(
+                    "lease revoke",
+                    client.lease().lease_revoke(pb::LeaseRevokeRequest { id }),
+                )
+                .await
+        });
+        lease.lost.cancel();
+    }
+
+    async fn get_remote(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let r = self
+            .client
+            .call(
+                "read",
+                self.client.kv().range(pb::RangeRequest {
+                    key: key.to_vec(),
+                    ..Default::default()
+                }),
+            )
+            .await
+            .map_err(failed)?;
+        Ok(r.kvs.into_iter().next().map(|kv| kv.value))
+    }
+
+    /// Every key under `prefix` at one revision, page by page.
+    async fn range_all(&self, prefix: &[u8]) -> Result<Vec<pb::KeyValue>, StoreError> {
+        let end = prefix_end(prefix);
+        let mut from = prefix.to_vec();
+        let mut revision = 0;
+        let mut out = Vec::new();
+        loop {
+            let r = self
+                .client
+                .call(
+                    "load",
+                    self.client.kv().range(pb::RangeRequest {
+                        key: from.clone(),
+                        range_end: end.clone(),
+                        limit: PAGE,
+                        revision,
+                        ..Default::default()
+                    }),
+                )
+                .await
+                .map_err(failed)?;
+            if revision == 0 {
+                revision = r.header.as_ref().map(|h| h.revision).unwrap_or_default();
+            }
+            let more = r.more;
+            if let Some(last) = r.kvs.last() {
+                from = last.key.clone();
+                from.push(0);
+            }
+            out.extend(r.kvs);
+            if !more {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// One fenced transaction: applied only while this hub holds the leader key.
+    async fn txn(&self, success: Vec<pb::RequestOp>) -> Result<(), StoreError> {
+        let claim = self.claim.load(Ordering::SeqCst) as i64;
+        let r = self
+            .client
+            .call(
+                "write",
+                self.client.kv().txn(pb::TxnRequest {
+                    compare: vec![pb::Compare {
+                        result: pb::compare::CompareResult::Equal as i32,
+                        target: pb::compare::CompareTarget::Create as i32,
+                        key: self.keys.leader.clone(),
+                        target_union: Some(pb::compare::TargetUnion::CreateRevision(claim)),
+                    }],
+                    success,
+                    failure: vec![],
+                }),
+            )
+            .await;
+        match r {
+            Ok(r) if r.succeeded => Ok(()),
+            Ok(_) => {
+                // Definitely not applied, and never will be: another hub holds the key.
+                self.lease().lost.cancel();
+                Err(failed(NOT_HOLDING))
+            }
+            Err(e) => {
+                self.stale.store(true, Ordering::SeqCst);
+                Err(StoreError::Failed(format!(
+                    "{e}; the change was not confirmed (it may still take effect)"
+                )))
+            }
+        }
+    }
+
+    fn to_request(&self, op: &Op) -> pb::RequestOp {
+        match op {
+            Op::Put { tree, key, value } => put_op(self.keys.record(*tree, key), value.clone(), 0),
+            Op::Delete { tree, key } => pb::RequestOp {
+                request: Some(pb::request_op::Request::RequestDeleteRange(
+                    pb::DeleteRangeRequest {
+                        key: self.keys.record(*tree, key),
+                        range_end: vec![],
+                    },
+                )),
+            },
+        }
+    }
+
+    async fn apply_ops(&self, ops: &[Op]) -> Result<(), StoreError> {
+        for run in runs(ops) {
+            self.txn(run.iter().map(|op| self.to_request(op)).collect())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// A commit too large for one transaction: stage, write the intent, apply, clear.
+    async fn commit_large(&self, ops: &[&Op]) -> Result<(), StoreError> {
+        self.txn(vec![delete_prefix_op(self.keys.staging.clone())])
+            .await?;
+        let mut chunks = 0;
+        let mut start = 0;
+        while start < ops.len() {
+            let mut end = start;
+            let mut bytes = 0;
+            while end < ops.len() && (end == start || bytes + op_bytes(ops[end]) <= MAX_VALUE) {
+                bytes += op_bytes(ops[end]);
+                end += 1;
+            }
+            let chunk = encode(&ops[start..end]);
+            self.txn(vec![put_op(self.keys.chunk(chunks), chunk, 0)])
+                .await?;
+            chunks += 1;
+            start = end;
+        }
+        // The commit point.
+        self.txn(vec![put_op(
+            self.keys.intent.clone(),
+            chunks.to_string().into_bytes(),
+            0,
+        )])
+        .await?;
+        let owned: Vec<Op> = ops.iter().map(|op| (*op).clone()).collect();
+        self.apply_ops(&owned).await?;
+        self.clear_intent().await
+    }
+
+    async fn clear_intent(&self) -> Result<(), StoreError> {
+        self.txn(vec![
+            pb::RequestOp {
+                request: Some(pb::request_op::Request::RequestDeleteRange(
+                    pb::DeleteRangeRequest {
+                        key: self.keys.intent.clone(),
+                        range_end: vec![],
+                    },
+                )),
+            },
+            delete_prefix_op(self.keys.staging.clone()),
+        ])
+        .await
+    }
+
+    /// Finishes an intent a previous writer left, then loads every record.
+    async fn reload_async(&self) -> Result<(), StoreError> {
+        if let Some(n) = self.get_remote(&self.keys.intent).await? {
+            let chunks: usize = String::from_utf8_lossy(&n)
+                .parse()
+                .map_err(|_| failed("the etcd store's pending-commit record is corrupt"))?;
+            tracing::info!(
+                chunks,
+                "finishing a large commit a previous hub left half-applied"
+            );
+            for i in 0..chunks {
+                let chunk = self.get_remote(&self.keys.chunk(i)).await?.ok_or_else(|| {
+                    failed(format!("staged chunk {i} of a pending commit is missing"))
+                })?;
+                let ops = decode(&chunk).map_err(failed)?;
+                self.apply_ops(&ops).await?;
+            }
+            self.clear_intent().await?;
+        }
+        let kvs = self.range_all(&self.keys.data).await?;
+        let mut mirror = Mirror::new();
+        for kv in kvs {
+            if let Some((tree, key)) = self.keys.parse(&kv.key) {
+                mirror.apply(&Op::Put {
+                    tree,
+                    key,
+                    value: kv.value,
+                });
+            }
+        }
+        *self.mirror.write().unwrap_or_else(|e| e.into_inner()) = mirror;
+        self.stale.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn reload(&self) -> Result<(), StoreError> {
+        self.block_on(self.reload_async())
+    }
+
+    /// Copies every record of `from` into this (empty) prefix, in bounded transactions, and
+    /// takes the leader key for the copy: for `tether-hub migrate`. Returns the records
+    /// copied.
+    pub fn import(&self, from: &dyn Store) -> Result<u64, StoreError> {
+        if !self.claim_loop(&CancellationToken::new(), false)? {
+            return Err(failed("lost the etcd lease while importing"));
+        }
+        let mut n = 0;
+        let mut ops = Vec::new();
+        for tree in Tree::ALL {
+            for (key, value) in from.scan_prefix(tree, b"")? {
+                if value.len() > MAX_VALUE {
+                    return Err(too_large(tree, &key, value.len()));
+                }
+                ops.push(Op::Put { tree, key, value });
+                n += 1;
+            }
+        }
+        self.block_on(self.apply_ops(&ops))?;
+        self.reload()?;
+        Ok(n)
+    }
+}
+
+fn too_large(tree: Tree, key: &[u8], len: usize) -> StoreError {
+    StoreError::Failed(format!(
+        "record {}/{} is {len} bytes; the etcd store takes at most {MAX_VALUE} per record \
+         (lower --max-bundle-size)",
+        tree.name(),
+        tether_common::text::quote_short(&String::from_utf8_lossy(key), 120)
+    ))
+}
+
+fn put_op(key: Vec<u8>, value: Vec<u8>, lease: i64) -> pb::RequestOp {
+    pb::RequestOp {
+        request: Some(pb::request_op::Request::RequestPut(pb::PutRequest {
+            key,
+            value,
+            lease,
+        })),
+    }
+}
+
+fn range_op(key: Vec<u8>, range_end: Vec<u8>) -> pb::RequestOp {
+    pb::RequestOp {
+        request: Some(pb::request_op::Request::RequestRange(pb::RangeRequest {
+            key,
+            range_end,
+            ..Default::default()
+        })),
+    }
+}
+
+fn delete_prefix_op(prefix: Vec<u8>) -> pb::RequestOp {
+    pb::RequestOp {
+        request: Some(pb::request_op::Request::RequestDeleteRange(
+            pb::DeleteRangeRequest {
+                range_end: prefix_end(&prefix),
+                key: prefix,
+            },
+        )),
+    }
+}
+
+impl Store for EtcdStore {
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let m = self.mirror.read().unwrap_or_else(|e| e.into_inner());
+        Ok(m.trees[tree.index()].get(key).cloned())
+    }
+
+    fn get_many(&self, tree: Tree, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let m = self.mirror.read().unwrap_or_else(|e| e.into_inner());
+        Ok(keys
+            .iter()
+            .map(|k| m.trees[tree.index()].get(*k).cloned())
+            .collect())
+    }
+
+    fn scan_prefix(&self, tree: Tree, prefix: &[u8]) -> Result<Entries, StoreError> {
+        let m = self.mirror.read().unwrap_or_else(|e| e.into_inner());
+        Ok(m.trees[tree.index()]
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn scan_range(
+        &self,
+        tree: Tree,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+    ) -> Result<Entries, StoreError> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        let m = self.mirror.read().unwrap_or_else(|e| e.into_inner());
+        Ok(m.trees[tree.index()]
+            .range(from.to_vec()..to.to_vec())
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn commit(&self, batches: &[&Batch]) -> Result<(), StoreError> {
+        if !self.holds() {
+            return Err(failed(NOT_HOLDING));
+        }
+        let result = (|| {
+            if self.stale.load(Ordering::SeqCst) {
+                self.reload()?;
+            }
+            let ops = last_per_key(batches);
+            if let Some(Op::Put { tree, key, value }) = ops
+                .iter()
+                .find(|op| matches!(op, Op::Put { value, .. } if value.len() > MAX_VALUE))
+            {
+                return Err(too_large(*tree, key, value.len()));
+            }
+            let bytes: usize = ops.iter().map(|op| op_bytes(op)).sum();
+            if ops.len() <= TXN_OPS && bytes <= TXN_BYTES {
+                self.block_on(self.txn(ops.iter().map(|op| self.to_request(op)).collect()))?;
+            } else {
+                self.block_on(self.commit_large(&ops))?;
+            }
+            let mut m = self.mirror.write().unwrap_or_else(|e| e.into_inner());
+            for op in ops {
+                m.apply(op);
+            }
+            Ok(())
+        })();
+        self.healthy.store(result.is_ok(), Ordering::SeqCst);
+        result
+    }
+
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.mirror.read().unwrap_or_else(|e| e.into_inner()).bytes)
+    }
+
+    fn backup(&self, to: &Path) -> Result<u64, StoreError> {
+        // The same archive as the embedded store's: a redb file of every record, from one
+        // snapshot of the copy (taken under the read lock, so no commit is half in it).
+        let ops: Vec<Op> = {
+            let m = self.mirror.read().unwrap_or_else(|e| e.into_inner());
+            Tree::ALL
+                .iter()
+                .flat_map(|t| {
+                    m.trees[t.index()].iter().map(|(k, v)| Op::Put {
+                        tree: *t,
+                        key: k.clone(),
+                        value: v.clone(),
+                    })
+                })
+                .collect()
+        };
+        let copy = super::RedbStore::open(to)?;
+        let n = ops.len() as u64;
+        copy.commit(&[&Batch { ops }])?;
+        Ok(n)
+    }
+
+    fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::SeqCst)
+            && self.lease().answering.load(Ordering::Relaxed)
+            && self.holds()
+    }
+
+    fn serving(&self) -> bool {
+        self.holds()
+    }
+
+    fn recover(&self) -> Result<(), StoreError> {
+        if !self.holds() {
+            return Err(failed(NOT_HOLDING));
+        }
+        let r = self.reload();
+        self.healthy.store(r.is_ok(), Ordering::SeqCst);
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(tree: Tree, key: &str, value: &str) -> Op {
+        Op::Put {
+            tree,
+            key: key.as_bytes().to_vec(),
+            value: value.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn prefix_end_is_the_first_key_after_the_prefix() {
+        assert_eq!(prefix_end(b"/t/data/"), b"/t/data0".to_vec());
+        assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
+        assert_eq!(prefix_end(b"\xff\xff"), vec![0]);
+    }
+
+    #[test]
+    fn record_keys_round_trip_and_other_keys_are_not_records() {
+        let k = Keys::new("/tether");
+        let key = k.record(Tree::Assignments, b"c1/web");
+        assert_eq!(key, b"/tether/data/assignments/c1/web".to_vec());
+        assert_eq!(k.parse(&key), Some((Tree::Assignments, b"c1/web".to_vec())));
+        assert_eq!(k.parse(b"/tether/leader"), None);
+        assert_eq!(k.parse(b"/tether/data/nosuchtree/x"), None);
+    }
+
+    #[test]
+    fn only_the_last_change_to_a_key_is_sent() {
+        let mut a = Batch::new();
+        a.put(Tree::Users, "u", b"1".to_vec());
+        a.put(Tree::Clusters, "u", b"x".to_vec());
+        let mut b = Batch::new();
+        b.delete(Tree::Users, "u");
+        b.put(Tree::Users, "v", b"2".to_vec());
+        let ops = last_per_key(&[&a, &b]);
+        assert_eq!(ops.len(), 3);
+        assert!(matches!(
+            ops[0],
+            Op::Put {
+                tree: Tree::Clusters,
+                ..
+            }
+        ));
+        assert!(matches!(ops[1], Op::Delete { tree: Tree::Users, key } if key == b"u"));
+    }
+
+    #[test]
+    fn staged_chunks_decode_to_what_was_encoded_and_refuse_garbage() {
+        let ops = [
+            put(Tree::Bundles, "h1", "gz"),
+            Op::Delete {
+                tree: Tree::Placements,
+                key: b"web/c1".to_vec(),
+            },
+            put(Tree::Revisions, "", ""),
+        ];
+        let refs: Vec<&Op> = ops.iter().collect();
+        let back = decode(&encode(&refs)).unwrap();
+        assert_eq!(format!("{back:?}"), format!("{ops:?}"));
+        let bytes = encode(&refs);
+        assert!(decode(&bytes[..bytes.len() - 1]).is_err());
+        assert!(decode(&[9, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
+        assert!(decode(&[1, 200, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn runs_respect_both_transaction_limits() {
+        let many: Vec<Op> = (0..300)
+            .map(|i| put(Tree::Status, &format!("k{i}"), "v"))
+            .collect();
+        let r = runs(&many);
+        assert_eq!(
+            r.iter().map(|r| r.len()).collect::<Vec<_>>(),
+            vec![120, 120, 60]
+        );
+        let big = "x".repeat(400 << 10);
+        let heavy: Vec<Op> = (0..5)
+            .map(|i| put(Tree::Bundles, &format!("b{i}"), &big))
+            .collect();
+        let r = runs(&heavy);
+        assert!(
+            r.iter()
+                .all(|run| run.iter().map(op_bytes).sum::<usize>() <= TXN_BYTES)
+        );
+        assert_eq!(r.iter().map(|r| r.len()).sum::<usize>(), 5);
+        assert!(runs::<Op>(&[]).is_empty());
+    }
+
+    #[test]
+    fn the_copy_counts_its_bytes_through_overwrites_and_deletes() {
+        let mut m = Mirror::new();
+        m.apply(&put(Tree::Users, "a", "1234"));
+        m.apply(&put(Tree::Users, "a", "12"));
+        assert_eq!(m.bytes, 3);
+        m.apply(&Op::Delete {
+            tree: Tree::Users,
+            key: b"a".to_vec(),
+        });
+        m.apply(&Op::Delete {
+            tree: Tree::Users,
+            key: b"a".to_vec(),
+        });
+        assert_eq!(m.bytes, 0);
+    }
+}

@@ -327,13 +327,25 @@ impl Hub {
         addr: SocketAddr,
         metrics: SocketAddr,
     ) -> Hub {
+        let mut hub = Hub::init_at(dir, opts, netns, addr, metrics);
+        hub.serve();
+        hub
+    }
+
+    fn init_at(
+        dir: &Path,
+        opts: HubOptions,
+        netns: Option<String>,
+        addr: SocketAddr,
+        metrics: SocketAddr,
+    ) -> Hub {
         let out = run(Command::new(bin("tether-hub"))
             .args(["init", "--data-dir"])
             .arg(dir)
             .args(["--san", &addr.ip().to_string()])
             .args(["--advertise", &addr.to_string()]));
         assert!(out.status.success(), "hub init failed: {}", stderr(&out));
-        let mut hub = Hub {
+        Hub {
             dir: dir.to_path_buf(),
             addr,
             metrics,
@@ -341,9 +353,98 @@ impl Hub {
             proc: None,
             netns,
             starts: 0,
+        }
+    }
+
+    /// `n` hubs on one etcd prefix, as an operator sets them up: the first is initialised
+    /// and its store moved onto etcd with `tether-hub migrate` (its `store.redb` then
+    /// removed, so nothing can fall back to it); the others get a copy of its data directory
+    /// (CA, serving certificate, admin credential), each admin credential pointing at its own
+    /// hub. The first serves; the others stand by. `etcd_flags` are the `--etcd-*` flags.
+    pub fn etcd_group(base: &Path, n: usize, etcd_flags: &[String], opts: HubOptions) -> Vec<Hub> {
+        let loopback = |port: u16| -> SocketAddr {
+            format!("127.0.0.1:{port}")
+                .parse()
+                .unwrap_or_else(|_| unreachable!())
         };
-        hub.serve();
-        hub
+        let mut opts = opts;
+        opts.extra
+            .extend(["--store".to_string(), "etcd".to_string()]);
+        opts.extra.extend(etcd_flags.iter().cloned());
+        let first = base.join("hub0");
+        let mut hubs = vec![Hub::init_at(
+            &first,
+            opts.clone(),
+            None,
+            loopback(free_port()),
+            loopback(free_port()),
+        )];
+        let out = run(Command::new(bin("tether-hub"))
+            .args(["migrate", "--to-etcd", "--from-data-dir"])
+            .arg(&first)
+            .args(etcd_flags));
+        assert!(out.status.success(), "migrate failed: {}", stderr(&out));
+        std::fs::remove_file(first.join("store.redb")).unwrap_or_else(|e| panic!("{e}"));
+        let admin = std::fs::read_to_string(first.join("admin.yaml")).unwrap_or_default();
+        for i in 1..n {
+            let dir = base.join(format!("hub{i}"));
+            std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+                .unwrap_or_else(|e| panic!("{e}"));
+            for f in ["ca.crt", "ca.key", "hub.crt", "hub.key"] {
+                std::fs::copy(first.join(f), dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+            }
+            let hub = Hub {
+                dir: dir.clone(),
+                addr: loopback(free_port()),
+                metrics: loopback(free_port()),
+                opts: opts.clone(),
+                proc: None,
+                netns: None,
+                starts: 0,
+            };
+            let own = admin.replace(&hubs[0].addr.to_string(), &hub.addr.to_string());
+            std::fs::write(dir.join("admin.yaml"), own).unwrap_or_else(|e| panic!("{e}"));
+            std::fs::set_permissions(
+                dir.join("admin.yaml"),
+                std::fs::Permissions::from_mode(0o600),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            hubs.push(hub);
+        }
+        hubs[0].serve();
+        for h in &mut hubs[1..] {
+            h.serve_standby();
+        }
+        hubs
+    }
+
+    /// A hub for a data directory that already holds one (restored, say), on free loopback
+    /// ports; not started.
+    pub fn existing(dir: &Path, opts: HubOptions) -> Hub {
+        let loopback = |port: u16| -> SocketAddr {
+            format!("127.0.0.1:{port}")
+                .parse()
+                .unwrap_or_else(|_| unreachable!())
+        };
+        Hub {
+            dir: dir.to_path_buf(),
+            addr: loopback(free_port()),
+            metrics: loopback(free_port()),
+            opts,
+            proc: None,
+            netns: None,
+            starts: 0,
+        }
+    }
+
+    /// The addresses of `hubs`, as an agent's `--hub` takes several.
+    pub fn addresses(hubs: &[Hub]) -> String {
+        hubs.iter()
+            .map(|h| h.addr.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     fn http(&self, path: &str) -> (u16, String) {
@@ -355,6 +456,21 @@ impl Hub {
 
     /// Starts `serve` and waits for `/readyz`.
     pub fn serve(&mut self) {
+        self.spawn();
+        eventually(Duration::from_secs(20), "hub /readyz", || {
+            (self.http("/readyz").0 == 200).then_some(())
+        });
+    }
+
+    /// Starts `serve` for a hub that stands by (etcd): waits for `/healthz` only.
+    pub fn serve_standby(&mut self) {
+        self.spawn();
+        eventually(Duration::from_secs(20), "hub /healthz", || {
+            (self.http("/healthz").0 == 200).then_some(())
+        });
+    }
+
+    fn spawn(&mut self) {
         self.starts += 1;
         let mut cmd = command(self.netns.as_deref(), bin("tether-hub"));
         cmd.args(["serve", "--data-dir"])
@@ -368,9 +484,6 @@ impl Hub {
             .env("RUST_LOG", &self.opts.log);
         let log = self.dir.with_extension(format!("hub-{}.log", self.starts));
         self.proc = Some(Proc::spawn("tether-hub", &mut cmd, log));
-        eventually(Duration::from_secs(20), "hub /readyz", || {
-            (self.http("/readyz").0 == 200).then_some(())
-        });
     }
 
     pub fn admin_config(&self) -> PathBuf {
@@ -661,8 +774,19 @@ impl Agent {
         args: &[&str],
         log: &str,
     ) -> Agent {
+        Agent::start_to(&hub.addr.to_string(), cluster, state_dir, args, log)
+    }
+
+    /// An agent given `hubs` (one address, or several comma-separated).
+    pub fn start_to(
+        hubs: &str,
+        cluster: &Cluster,
+        state_dir: &Path,
+        args: &[&str],
+        log: &str,
+    ) -> Agent {
         let mut cmd = command(cluster.netns.as_deref(), bin("tether-agent"));
-        cmd.args(["--hub", &hub.addr.to_string()])
+        cmd.args(["--hub", hubs])
             .arg("--kubeconfig")
             .arg(&cluster.kubeconfig)
             .arg("--state-dir")

@@ -3,7 +3,9 @@
 //! - [`harness`]: starting real `tether-hub`, `tether-agent` and emulator processes, and
 //!   polling them with deadlines.
 //! - [`real`]: real Kubernetes control planes (`scripts/real-cluster`) as member clusters.
+//! - [`etcd`]: real etcd clusters (mTLS) for hubs on etcd.
 
+pub mod etcd;
 pub mod harness;
 pub mod loadgen;
 pub mod netns;

@@ -662,6 +662,27 @@ impl EtcdStore {
         self.clear_intent().await
     }
 
+    /// Stages `batch` and writes its intent, then stops as if the process died there: the
+    /// next hub to take over must finish it. Fault injection for tests.
+    #[cfg(feature = "crash-hooks")]
+    pub fn commit_then_die(&self, batch: &Batch) -> Result<(), StoreError> {
+        let ops = last_per_key(&[batch]);
+        self.block_on(async {
+            self.txn(vec![delete_prefix_op(self.keys.staging.clone())])
+                .await?;
+            let chunk = encode(&ops);
+            self.txn(vec![put_op(self.keys.chunk(0), chunk, 0)]).await?;
+            self.txn(vec![put_op(self.keys.intent.clone(), b"1".to_vec(), 0)])
+                .await
+        })
+    }
+
+    /// Whether a large commit's intent is waiting to be finished. For tests.
+    #[cfg(feature = "crash-hooks")]
+    pub fn intent_pending(&self) -> Result<bool, StoreError> {
+        Ok(self.block_on(self.get_remote(&self.keys.intent))?.is_some())
+    }
+
     async fn clear_intent(&self) -> Result<(), StoreError> {
         self.txn(vec![
             pb::RequestOp {

@@ -1,0 +1,444 @@
+//! Hubs on etcd: a real 3-member etcd cluster (mTLS), real hub, agent and emulator
+//! processes. One hub serves and the others stand by; these tests kill hubs and etcd members
+//! and check what users and agents see: nothing acknowledged lost, nothing unchanged sent
+//! again, writes refused clearly while etcd has no majority, reads answered meanwhile.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use tether_hub::store::{Batch, Contents, EtcdConfig, EtcdStore, Store, Tree};
+use tether_tests::etcd::{self, EtcdCluster};
+use tether_tests::harness::{
+    Agent, Cluster, Hub, HubOptions, bin, eventually, run, stderr, stdout,
+};
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn workload(name: &str, value: &str) -> String {
+    format!(
+        r#"
+apiVersion: tether.dev/v1alpha1
+kind: Workload
+metadata: {{ name: {name} }}
+spec:
+  manifests:
+    - apiVersion: v1
+      kind: ConfigMap
+      metadata: {{ name: {name}, namespace: default }}
+      data: {{ value: "{value}" }}
+  placement:
+    clusterSelector: {{}}
+"#
+    )
+}
+
+/// Hub settings for these tests: a 3 s lease and 2 s etcd calls, so faults show quickly.
+fn options() -> HubOptions {
+    HubOptions {
+        extra: vec![
+            "--etcd-lease-ttl".into(),
+            "3s".into(),
+            "--etcd-request-timeout".into(),
+            "2s".into(),
+        ],
+        ..HubOptions::default()
+    }
+}
+
+/// The workloads a hub lists, by name, with their revisions.
+fn revisions(hub: &Hub) -> Vec<(String, u64)> {
+    let v = hub.ctl_json(&["get", "workloads"]);
+    let items = v["items"]
+        .as_array()
+        .or(v.as_array())
+        .cloned()
+        .unwrap_or_default();
+    let mut out: Vec<(String, u64)> = items
+        .iter()
+        .map(|w| {
+            (
+                w["name"].as_str().unwrap_or_default().to_string(),
+                w["revision"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn configmap_value(cluster: &Cluster, name: &str) -> Option<String> {
+    cluster
+        .get(&["configmap", name, "-n", "default"])
+        .and_then(|cm| cm["data"]["value"].as_str().map(str::to_string))
+}
+
+#[test]
+fn a_standby_hub_takes_over_from_a_killed_one_and_its_agents_follow_with_nothing_lost_or_resent() {
+    let test = "a_standby_hub_takes_over_from_a_killed_one";
+    let Some(binary) = etcd::require(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdCluster::start(&binary, &dir.path().join("etcd"), 3);
+    let mut hubs = Hub::etcd_group(
+        &dir.path().join("hubs"),
+        2,
+        &etcd.hub_flags("/tether"),
+        options(),
+    );
+    assert_eq!(hubs[1].readyz(), 503, "a standby hub must not be ready");
+    let all = Hub::addresses(&hubs);
+    let mut clusters = Vec::new();
+    let mut agents = Vec::new();
+    for name in ["edge-1", "edge-2"] {
+        let cluster = Cluster::start(dir.path(), name, 1, "v1.33.4");
+        let (token, pin) = hubs[0].token(name, &[]);
+        let state = dir.path().join(format!("agent-{name}"));
+        agents.push(Agent::start_to(
+            &all,
+            &cluster,
+            &state,
+            &["--token", &token, "--ca-pin", &pin],
+            "info",
+        ));
+        hubs[0].wait_status(name, "Ready", PATIENCE);
+        clusters.push(cluster);
+    }
+    for (i, name) in ["web", "api", "jobs"].iter().enumerate() {
+        hubs[0].apply_ok(name, &workload(name, &format!("v{i}")));
+        hubs[0].wait_available(name, "60s");
+    }
+    let acknowledged = revisions(&hubs[0]);
+    assert_eq!(acknowledged.len(), 3);
+
+    // kill -9 of the serving hub: the standby takes the lease once it ends, and the agents,
+    // which list both hubs, reconnect to it.
+    let killed = Instant::now();
+    hubs[0].kill();
+    eventually(
+        Duration::from_secs(20),
+        "the standby to become ready",
+        || (hubs[1].readyz() == 200).then_some(()),
+    );
+    let took_over = killed.elapsed();
+    for name in ["edge-1", "edge-2"] {
+        hubs[1].wait_status(name, "Ready", PATIENCE);
+    }
+    let reconnected = killed.elapsed();
+    eprintln!(
+        "hub killed -> standby serving: {:.1}s; -> last agent reconnected: {:.1}s",
+        took_over.as_secs_f64(),
+        reconnected.as_secs_f64()
+    );
+    assert_eq!(hubs[1].metric("tether_connected_agents"), 2.0);
+
+    // Every acknowledged write is there; nothing the agents already hold was sent again.
+    assert_eq!(revisions(&hubs[1]), acknowledged);
+    for name in ["web", "api", "jobs"] {
+        hubs[1].wait_available(name, "30s");
+    }
+    assert_eq!(hubs[1].metric("tether_desired_sent_total"), 0.0);
+
+    // The new hub serves writes, and they reach both clusters: one copy each.
+    hubs[1].apply_ok("web", &workload("web", "changed"));
+    for c in &clusters {
+        eventually(PATIENCE, "the change on the member", || {
+            (configmap_value(c, "web").as_deref() == Some("changed")).then_some(())
+        });
+    }
+    assert_eq!(hubs[1].metric("tether_desired_sent_total"), 2.0);
+
+    // The killed hub comes back as a standby: it serves nothing while the other holds the
+    // lease, and the agents stay where they are.
+    hubs[0].serve_standby();
+    assert_eq!(hubs[0].readyz(), 503);
+    assert_eq!(hubs[0].metric("tether_connected_agents"), 0.0);
+    assert_eq!(hubs[1].metric("tether_connected_agents"), 2.0);
+    drop(agents);
+}
+
+#[test]
+fn etcd_losing_its_majority_refuses_writes_keeps_reads_and_loses_nothing() {
+    let test = "etcd_losing_its_majority";
+    let Some(binary) = etcd::require(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut etcd = EtcdCluster::start(&binary, &dir.path().join("etcd"), 3);
+    let mut hubs = Hub::etcd_group(
+        &dir.path().join("hubs"),
+        1,
+        &etcd.hub_flags("/tether"),
+        options(),
+    );
+    let hub = &mut hubs[0];
+    hub.apply_ok("one", &workload("one", "1"));
+
+    // One member down: a majority is left, writes go on.
+    etcd.kill_member(0);
+    eventually(PATIENCE, "the hub ready on two members", || {
+        (hub.readyz() == 200).then_some(())
+    });
+    hub.apply_ok("two", &workload("two", "2"));
+
+    // Two down: no majority. Writes are refused, saying why; reads answer from the last
+    // known state; the hub is not ready.
+    etcd.kill_member(1);
+    let out = hub.apply("three", &workload("three", "3"));
+    assert!(
+        !out.status.success(),
+        "a write without an etcd majority succeeded"
+    );
+    let err = stderr(&out);
+    assert!(err.contains("etcd"), "the refusal does not say why: {err}");
+    assert_eq!(
+        err.trim().lines().count(),
+        1,
+        "one line, not a trace: {err}"
+    );
+    let names: Vec<String> = revisions(hub).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["one", "two"]);
+    eventually(PATIENCE, "the hub to report not ready", || {
+        (hub.readyz() == 503).then_some(())
+    });
+
+    // The members come back: the hub serves writes again, and everything acknowledged is
+    // in etcd (a restarted hub reads it from there, not from memory).
+    etcd.start_member(0);
+    etcd.start_member(1);
+    etcd.wait_healthy(Duration::from_secs(60));
+    eventually(Duration::from_secs(60), "the hub ready again", || {
+        (hub.readyz() == 200).then_some(())
+    });
+    hub.apply_ok("three", &workload("three", "3"));
+    hub.kill();
+    hub.serve();
+    let names: Vec<String> = revisions(hub).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["one", "three", "two"]);
+}
+
+fn hub_cmd(args: &[&str]) -> std::process::Output {
+    run(Command::new(bin("tether-hub")).args(args))
+}
+
+#[test]
+fn an_embedded_hub_migrates_onto_etcd_and_an_etcd_hub_backs_up_and_restores() {
+    let test = "an_embedded_hub_migrates_onto_etcd";
+    let Some(binary) = etcd::require(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdCluster::start(&binary, &dir.path().join("etcd"), 3);
+    let flags = etcd.hub_flags("/migrated");
+    let flag_refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+
+    // Bad usage: one line, exit 2.
+    for bad in [
+        vec!["serve", "--data-dir", "/nonexistent", "--store", "etcd"],
+        vec![
+            "serve",
+            "--data-dir",
+            "/nonexistent",
+            "--store",
+            "etcd",
+            "--etcd-endpoints",
+            "ftp://127.0.0.1:1",
+        ],
+        vec!["migrate", "--from-data-dir", "/nonexistent", "--to-etcd"],
+    ] {
+        let out = hub_cmd(&bad);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", stderr(&out));
+        assert_eq!(
+            stderr(&out).trim().lines().count(),
+            1,
+            "{bad:?}: {}",
+            stderr(&out)
+        );
+    }
+
+    // An embedded hub with a workload, a user and a token.
+    let mut hub = Hub::start(&dir.path().join("hub"), HubOptions::default());
+    hub.apply_ok("web", &workload("web", "1"));
+    hub.apply_ok("web", &workload("web", "2"));
+    let _viewer = hub.user_config("vera", "viewer");
+    let _ = hub.token("edge-1", &[]);
+    let before = revisions(&hub);
+    assert_eq!(hub.stop(), 0);
+
+    let data_dir = hub.dir.display().to_string();
+    let mut migrate = vec!["migrate", "--from-data-dir", &data_dir, "--to-etcd"];
+    migrate.extend(&flag_refs);
+    let out = hub_cmd(&migrate);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("records"), "{}", stdout(&out));
+    // Never over a hub that is already there.
+    let out = hub_cmd(&migrate);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("already holds a hub"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The same hub, now on etcd: its store file is gone, its records are all there.
+    std::fs::remove_file(hub.dir.join("store.redb")).unwrap();
+    hub.opts
+        .extra
+        .extend(["--store".to_string(), "etcd".to_string()]);
+    hub.opts.extra.extend(flags.iter().cloned());
+    hub.serve();
+    assert_eq!(revisions(&hub), before);
+    let users = hub.ctl_json(&["user", "list"]);
+    assert!(users.to_string().contains("vera"), "{users}");
+    let history = hub.ctl(&["rollout", "history", "web"]);
+    assert!(history.status.success(), "{}", stderr(&history));
+
+    // An online backup of the etcd hub is the same archive as an embedded one: restored into
+    // a new data directory it serves the same records without etcd.
+    let backup = dir.path().join("etcd-hub.backup.tgz");
+    let out = hub_cmd(&[
+        "backup",
+        "--config",
+        hub.admin_config().to_str().unwrap(),
+        "--to",
+        backup.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(hub.stop(), 0);
+    let restored_dir = dir.path().join("restored");
+    let out = hub_cmd(&[
+        "restore",
+        "--data-dir",
+        restored_dir.to_str().unwrap(),
+        "--from",
+        backup.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // On the same address: the restored admin credential points there.
+    let mut restored = Hub::existing(&restored_dir, HubOptions::default());
+    restored.addr = hub.addr;
+    restored.metrics = hub.metrics;
+    restored.serve();
+    assert_eq!(revisions(&restored), before);
+
+    // A hub pointed at an empty prefix refuses to start, saying what to do.
+    let empty = etcd.hub_flags("/empty");
+    let mut serve = vec![
+        "serve".to_string(),
+        "--data-dir".into(),
+        restored.dir.display().to_string(),
+        "--store".into(),
+        "etcd".into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--metrics-listen".into(),
+        "127.0.0.1:0".into(),
+    ];
+    serve.extend(empty);
+    assert_eq!(restored.stop(), 0);
+    let out = run(Command::new(bin("tether-hub")).args(&serve));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("tether-hub migrate"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+fn store_config(etcd: &EtcdCluster, prefix: &str) -> EtcdConfig {
+    EtcdConfig {
+        endpoints: etcd.endpoints().split(',').map(str::to_string).collect(),
+        ca: Some(etcd.ca.clone()),
+        cert: Some(etcd.client_cert.clone()),
+        key: Some(etcd.client_key.clone()),
+        prefix: prefix.into(),
+        lease_ttl: Duration::from_secs(3),
+        request_timeout: Duration::from_secs(5),
+    }
+}
+
+/// A store that holds `prefix` (seeded with a schema record, as `migrate` leaves it).
+fn serving_store(etcd: &EtcdCluster, prefix: &str, seed: bool) -> EtcdStore {
+    tether_common::tls::install_default_provider();
+    let (store, contents) = EtcdStore::connect(&store_config(etcd, prefix), "test").unwrap();
+    if seed {
+        assert_eq!(contents, Contents::Empty);
+        let from = tempfile::tempdir().unwrap();
+        let seed = tether_hub::store::RedbStore::open(&from.path().join("s.redb")).unwrap();
+        store.import(&seed).unwrap();
+    } else {
+        assert_eq!(contents, Contents::Hub);
+        assert!(store.acquire(&Default::default()).unwrap());
+    }
+    store
+}
+
+fn many(n: usize, value_len: usize) -> Batch {
+    let mut b = Batch::new();
+    for i in 0..n {
+        b.put(
+            Tree::Assignments,
+            format!("cluster-{i:05}/web"),
+            vec![b'x'; value_len],
+        );
+    }
+    b
+}
+
+/// etcd takes 128 operations and 1.5 MiB per transaction: a commit over either is staged and
+/// applied in parts, and is still all there afterwards, read back by another hub.
+#[test]
+fn a_commit_larger_than_one_etcd_transaction_is_applied_whole() {
+    let test = "a_commit_larger_than_one_etcd_transaction";
+    let Some(binary) = etcd::require(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdCluster::start(&binary, &dir.path().join("etcd"), 3);
+    let store = serving_store(&etcd, "/big", true);
+    // 3,000 changes, 6 MB: 25 times etcd's operation limit, 4 times its request size.
+    store.commit(&[&many(3000, 2000)]).unwrap();
+    let mut shrink = Batch::new();
+    for i in (0..3000).step_by(2) {
+        shrink.delete(Tree::Assignments, format!("cluster-{i:05}/web"));
+    }
+    store.commit(&[&shrink]).unwrap();
+    assert!(!store.intent_pending().unwrap());
+    store.release();
+    drop(store);
+
+    let next = serving_store(&etcd, "/big", false);
+    let left = next.scan_prefix(Tree::Assignments, b"").unwrap();
+    assert_eq!(left.len(), 1500);
+    assert!(left.iter().all(|(k, v)| {
+        let n: usize = String::from_utf8_lossy(&k[8..13]).parse().unwrap_or(0);
+        n % 2 == 1 && v.len() == 2000
+    }));
+}
+
+/// A writer that dies after a large commit's point of no return: whichever hub takes over
+/// finishes it before it reads anything.
+#[test]
+fn a_large_commit_left_half_done_by_a_dead_hub_is_finished_by_the_next() {
+    let test = "a_large_commit_left_half_done";
+    let Some(binary) = etcd::require(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdCluster::start(&binary, &dir.path().join("etcd"), 3);
+    let store = serving_store(&etcd, "/crash", true);
+    store.commit_then_die(&many(200, 100)).unwrap();
+    assert!(store.intent_pending().unwrap());
+    // The dead writer's lease ends (its process is gone; here it is revoked).
+    store.release();
+    drop(store);
+
+    let next = serving_store(&etcd, "/crash", false);
+    assert!(!next.intent_pending().unwrap());
+    assert_eq!(next.scan_prefix(Tree::Assignments, b"").unwrap().len(), 200);
+    // And it writes on normally.
+    next.commit(&[&many(1, 1)]).unwrap();
+    assert!(!next.intent_pending().unwrap());
+}

@@ -24,7 +24,8 @@ pub const KIND: &str = "ClientConfig";
 pub struct ClientConfig {
     pub api_version: String,
     pub kind: String,
-    /// `HOST:PORT` of the hub's TLS port.
+    /// `HOST:PORT` of the hub's TLS port (several hubs on one etcd: comma-separated, tried
+    /// in turn).
     pub hub: String,
     pub user: String,
     /// The hub's CA certificate (PEM).

@@ -12,8 +12,11 @@ use crate::{EXIT_RUNTIME, EXIT_USAGE, Error as CtlError};
 pub async fn connect(config: &ClientConfig) -> Result<HubApiServiceClient<Channel>, CtlError> {
     let tls_config = tls::mtls_client_config(&config.ca, &config.cert, &config.key)
         .map_err(|e| CtlError::runtime(format!("invalid credential in config: {e}")))?;
-    let channel = tls::connect(
-        &config.hub,
+    // `hub:` may list several hubs on one etcd (comma-separated): the first that answers.
+    let addrs = tls::hub_addresses(&config.hub).map_err(|e| CtlError::runtime(e.to_string()))?;
+    let (channel, _) = tls::connect_first(
+        &addrs,
+        0,
         Arc::new(tls_config),
         &ChannelOptions::default(),
     )

@@ -141,6 +141,17 @@ fn a_standby_hub_takes_over_from_a_killed_one_and_its_agents_follow_with_nothing
     }
     assert_eq!(hubs[1].metric("tether_desired_sent_total"), 0.0);
 
+    // tetherctl given both hubs reaches whichever serves.
+    let both = dir.path().join("both.yaml");
+    let admin = std::fs::read_to_string(hubs[1].admin_config()).unwrap();
+    std::fs::write(&both, admin.replace(&hubs[1].addr.to_string(), &all)).unwrap();
+    let out = run(Command::new(bin("tetherctl"))
+        .arg("--config")
+        .arg(&both)
+        .args(["get", "workloads"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("jobs"), "{}", stdout(&out));
+
     // The new hub serves writes, and they reach both clusters: one copy each.
     hubs[1].apply_ok("web", &workload("web", "changed"));
     for c in &clusters {

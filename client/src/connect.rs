@@ -14,14 +14,10 @@ pub async fn connect(config: &ClientConfig) -> Result<HubApiServiceClient<Channe
         .map_err(|e| CtlError::runtime(format!("invalid credential in config: {e}")))?;
     // `hub:` may list several hubs on one etcd (comma-separated): the first that answers.
     let addrs = tls::hub_addresses(&config.hub).map_err(|e| CtlError::runtime(e.to_string()))?;
-    let (channel, _) = tls::connect_first(
-        &addrs,
-        0,
-        Arc::new(tls_config),
-        &ChannelOptions::default(),
-    )
-    .await
-    .map_err(|e| CtlError::runtime(e.to_string()))?;
+    let (channel, _) =
+        tls::connect_first(&addrs, 0, Arc::new(tls_config), &ChannelOptions::default())
+            .await
+            .map_err(|e| CtlError::runtime(e.to_string()))?;
     // Workload bundles can be large; the hub enforces its own limits.
     Ok(HubApiServiceClient::new(channel).max_decoding_message_size(64 << 20))
 }

@@ -78,6 +78,10 @@ pub struct MigrateArgs {
     /// Copy into etcd (the only target there is; required so the command says what it does).
     #[arg(long, required = true)]
     pub to_etcd: bool,
+    /// Do nothing (and succeed) when the etcd prefix already holds a hub: for the init
+    /// container of every hub replica, of which the first seeds etcd.
+    #[arg(long)]
+    pub if_empty: bool,
     #[command(flatten)]
     pub etcd: EtcdArgs,
 }
@@ -512,6 +516,10 @@ fn migrate(a: MigrateArgs) -> ExitCode {
     };
     let dir = DataDir::new(&a.from_data_dir);
     match crate::admin::migrate::to_etcd(&dir, &config) {
+        Err(crate::admin::migrate::MigrateError::NotEmpty(prefix)) if a.if_empty => {
+            println!("etcd prefix {prefix} already holds a hub; nothing to do");
+            ExitCode::SUCCESS
+        }
         Ok(n) => {
             println!(
                 "Copied {n} records from {} to etcd under {}",

@@ -381,6 +381,7 @@ pub async fn serve(
             m.store_batches.set(s.batches.load(Relaxed) as i64);
             m.store_commit_failures.set(s.failures.load(Relaxed) as i64);
             m.session_queue.set(hub.sessions.queued() as i64);
+            m.serving.set(i64::from(store.serving()));
         });
     }
     {

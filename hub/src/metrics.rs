@@ -47,6 +47,9 @@ pub struct Metrics {
     pub store_commit_failures: Gauge,
     /// Delivery hints queued on all agent sessions (coalesced: one per workload at most).
     pub session_queue: Gauge,
+    /// 1 while this hub serves (always, with the embedded store; with etcd, while it holds
+    /// the lease).
+    pub serving: Gauge,
     ready: Arc<AtomicBool>,
     /// What else `/readyz` needs (the store can write).
     ready_check: Arc<std::sync::OnceLock<Box<dyn Fn() -> bool + Send + Sync>>>,
@@ -91,6 +94,7 @@ impl Metrics {
             store_batches: Gauge::default(),
             store_commit_failures: Gauge::default(),
             session_queue: Gauge::default(),
+            serving: Gauge::default(),
             ready: Arc::new(AtomicBool::new(false)),
             ready_check: Arc::new(std::sync::OnceLock::new()),
             refresh: Arc::new(std::sync::OnceLock::new()),
@@ -129,6 +133,11 @@ impl Metrics {
             "session_queue",
             "Delivery hints queued on all agent sessions",
             m.session_queue.clone(),
+        );
+        registry.register(
+            "hub_serving",
+            "1 while this hub serves (with etcd: while it holds the lease; standbys show 0)",
+            m.serving.clone(),
         );
         registry.register(
             "connected_agents",

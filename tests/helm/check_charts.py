@@ -120,7 +120,10 @@ def hub_chart(bin_dir: pathlib.Path) -> None:
         values = yaml.safe_load(vf.read_text()) or {}
         sts = one(objs, "StatefulSet", ctx)
         spec = sts.get("spec", {})
-        check(spec.get("replicas") == 1, f"{ctx}: the hub StatefulSet must have exactly 1 replica")
+        etcd = ((values.get("store") or {}).get("etcd") or {})
+        replicas = values.get("replicas", 1)
+        check(spec.get("replicas") == replicas, f"{ctx}: the hub StatefulSet does not have {replicas} replicas")
+        check(replicas == 1 or etcd.get("endpoints"), f"{ctx}: several hubs without etcd")
         claims = spec.get("volumeClaimTemplates") or []
         check([c["metadata"]["name"] for c in claims] == ["data"], f"{ctx}: no PVC template 'data'")
         check(bool(claims) and claims[0]["spec"]["accessModes"][0].startswith("ReadWriteOnce"),
@@ -129,6 +132,25 @@ def hub_chart(bin_dir: pathlib.Path) -> None:
         check_hardened(pod, ctx)
         hub = next((c for c in pod.get("containers", []) if c["name"] == "hub"), {})
         check_probes(hub, f"{ctx}: hub", "/readyz")
+        if etcd.get("endpoints"):
+            args = hub.get("args", [])
+            check("--store=etcd" in args, f"{ctx}: etcd endpoints given but the hub serves the embedded store")
+            check(f"--etcd-endpoints={','.join(etcd['endpoints'])}" in args, f"{ctx}: etcd endpoints not passed")
+            check(hub["startupProbe"]["httpGet"]["path"] == "/healthz",
+                  f"{ctx}: a standby hub (never ready) would fail a /readyz startup probe and be killed")
+            seed = next((c for c in pod.get("initContainers", []) if c["name"] == "seed-etcd"), {})
+            check("--if-empty" in seed.get("args", []), f"{ctx}: the seeding init container would fail on every replica but one")
+            check_flags_exist(seed.get("args", [])[1:], help_text(bin_dir / "tether-hub", "migrate"), f"{ctx}: migrate")
+            vols_by_name = {v["name"]: v for v in pod.get("volumes", [])}
+            check(vols_by_name.get("etcd", {}).get("secret", {}).get("secretName") == etcd.get("clientSecret"),
+                  f"{ctx}: the etcd client Secret is not mounted")
+        if replicas > 1:
+            pdb = one(objs, "PodDisruptionBudget", ctx)
+            check(pdb["spec"].get("maxUnavailable") == 1, f"{ctx}: the PodDisruptionBudget lets more than one hub go")
+            anti = pod.get("affinity", {}).get("podAntiAffinity")
+            check(bool(anti), f"{ctx}: several hubs without anti-affinity could share one node")
+        else:
+            check(not of_kind(objs, "PodDisruptionBudget"), f"{ctx}: a PodDisruptionBudget for one hub blocks every drain")
         check(any(m["mountPath"] == "/data" and m["name"] == "data" for m in hub.get("volumeMounts", [])),
               f"{ctx}: the hub does not mount its PVC at /data")
         check("--metrics-listen=0.0.0.0:9464" in hub.get("args", []),
@@ -187,7 +209,15 @@ def hub_chart(bin_dir: pathlib.Path) -> None:
     # The schema refuses nonsense before anything renders.
     expect_refused("tether-hub", {"controller": {"enabled": True}}, "the controller without its hub user's Secret")
     expect_refused("tether-hub", {"service": {"type": "Ingress"}}, "service.type=Ingress")
-    expect_refused("tether-hub", {"replicas": 3}, "replicas (the hub has exactly one)")
+    expect_refused("tether-hub", {"replicas": 3}, "replicas > 1 without etcd")
+    expect_refused("tether-hub", {"replicas": 3, "ca": {"existingSecret": "ca"},
+                                  "store": {"etcd": {"endpoints": ["https://e:2379"]}}},
+                   "etcd without its client Secret")
+    expect_refused("tether-hub", {"replicas": 3, "store": {"etcd": {"endpoints": ["https://e:2379"],
+                                                                    "clientSecret": "c"}}},
+                   "several hubs without a shared CA")
+    expect_refused("tether-hub", {"store": {"etcd": {"endpoints": ["etcd:2379"], "clientSecret": "c"}},
+                                  "ca": {"existingSecret": "ca"}}, "an etcd endpoint without a scheme")
     expect_refused("tether-hub", {"ingress": {"enabled": True}}, "ingress without host")
     expect_refused("tether-hub", {"ca": {"cert": "-----BEGIN CERTIFICATE-----x"}}, "a CA cert without its key")
 

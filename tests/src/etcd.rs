@@ -68,7 +68,8 @@ impl EtcdCluster {
     pub fn start(binary: &Path, dir: &Path, members: usize) -> EtcdCluster {
         std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("cannot create {dir:?}: {e}"));
         let day = Duration::from_secs(86_400);
-        let (ca, _) = CertificateAuthority::generate(day).unwrap_or_else(|e| panic!("test CA: {e}"));
+        let (ca, _) =
+            CertificateAuthority::generate(day).unwrap_or_else(|e| panic!("test CA: {e}"));
         let server = ca
             .issue_server(&["127.0.0.1".to_string(), "localhost".to_string()], day)
             .unwrap_or_else(|e| panic!("etcd serving certificate: {e}"));

@@ -60,17 +60,24 @@ impl Recorder {
             .push(receipt);
     }
 
-    /// How many clusters received this revision.
+    /// How many clusters received this revision (each counted once: a cluster whose session
+    /// broke before it acknowledged is sent the revision again, which [`Recorder::total`]
+    /// counts).
     pub fn count(&self, workload: &str, revision: u64) -> usize {
-        self.lock()
-            .get(&(workload.to_string(), revision))
-            .map_or(0, Vec::len)
+        self.receipts(workload, revision).len()
     }
 
+    /// The first receipt of this revision by each cluster that received it.
     pub fn receipts(&self, workload: &str, revision: u64) -> Vec<Receipt> {
+        let mut seen = std::collections::HashSet::new();
         self.lock()
             .get(&(workload.to_string(), revision))
-            .cloned()
+            .map(|all| {
+                all.iter()
+                    .filter(|r| seen.insert(r.cluster))
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default()
     }
 

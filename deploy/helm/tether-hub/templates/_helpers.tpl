@@ -64,3 +64,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- printf "%s:%v" (include "tether-hub.serviceHost" .) .Values.service.port }}
 {{- end }}
 {{- end }}
+
+{{/* The flags that reach etcd, for migrate and serve. */}}
+{{- define "tether-hub.etcdArgs" -}}
+- --etcd-endpoints={{ join "," .Values.store.etcd.endpoints }}
+- --etcd-prefix={{ .Values.store.etcd.prefix }}
+- --etcd-ca=/etcd/ca.crt
+- --etcd-cert=/etcd/tls.crt
+- --etcd-key=/etcd/tls.key
+{{- end -}}

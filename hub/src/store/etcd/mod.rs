@@ -56,6 +56,8 @@ pub const TXN_OPS: usize = 120;
 pub const TXN_BYTES: usize = 1 << 20;
 /// The largest single record the etcd store accepts (it must fit one request).
 pub const MAX_VALUE: usize = TXN_BYTES - 4096;
+/// Tries of one write before it counts as failed (see [`EtcdStore::txn`]).
+const WRITE_TRIES: usize = 3;
 /// Keys per page when loading.
 const PAGE: i64 = 2000;
 const SCHEMA_KEY: &[u8] = b"schema_version";
@@ -524,18 +526,22 @@ impl EtcdStore {
     }
 
     async fn get_remote(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let r = self
-            .client
-            .call(
-                "read",
-                self.client.kv().range(pb::RangeRequest {
-                    key: key.to_vec(),
-                    ..Default::default()
-                }),
-            )
-            .await
-            .map_err(failed)?;
-        Ok(r.kvs.into_iter().next().map(|kv| kv.value))
+        let request = pb::RangeRequest {
+            key: key.to_vec(),
+            ..Default::default()
+        };
+        let mut last = None;
+        for _ in 0..WRITE_TRIES {
+            match self
+                .client
+                .call("read", self.client.kv().range(request.clone()))
+                .await
+            {
+                Ok(r) => return Ok(r.kvs.into_iter().next().map(|kv| kv.value)),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.map_or_else(|| failed("etcd read failed"), failed))
     }
 
     /// Every key under `prefix` at one revision, page by page.
@@ -575,38 +581,50 @@ impl EtcdStore {
     }
 
     /// One fenced transaction: applied only while this hub holds the leader key.
+    /// One fenced transaction: applied only while this hub holds the leader key.
+    ///
+    /// A call that fails or times out is tried again (on the next member) a few times: while
+    /// a member dies or etcd elects a new leader, one call may go unanswered. Trying again
+    /// is safe because this hub's writer is the only one and writes one transaction at a
+    /// time: if an earlier try did land, the same puts and deletes land again unchanged.
     async fn txn(&self, success: Vec<pb::RequestOp>) -> Result<(), StoreError> {
         let claim = self.claim.load(Ordering::SeqCst) as i64;
-        let r = self
-            .client
-            .call(
-                "write",
-                self.client.kv().txn(pb::TxnRequest {
-                    compare: vec![pb::Compare {
-                        result: pb::compare::CompareResult::Equal as i32,
-                        target: pb::compare::CompareTarget::Create as i32,
-                        key: self.keys.leader.clone(),
-                        target_union: Some(pb::compare::TargetUnion::CreateRevision(claim)),
-                    }],
-                    success,
-                    failure: vec![],
-                }),
-            )
-            .await;
-        match r {
-            Ok(r) if r.succeeded => Ok(()),
-            Ok(_) => {
-                // Definitely not applied, and never will be: another hub holds the key.
-                self.lease().lost.cancel();
-                Err(failed(NOT_HOLDING))
+        let request = pb::TxnRequest {
+            compare: vec![pb::Compare {
+                result: pb::compare::CompareResult::Equal as i32,
+                target: pb::compare::CompareTarget::Create as i32,
+                key: self.keys.leader.clone(),
+                target_union: Some(pb::compare::TargetUnion::CreateRevision(claim)),
+            }],
+            success,
+            failure: vec![],
+        };
+        let mut last = None;
+        for _ in 0..WRITE_TRIES {
+            if self.lease().lost.is_cancelled() {
+                break;
             }
-            Err(e) => {
-                self.stale.store(true, Ordering::SeqCst);
-                Err(StoreError::Failed(format!(
-                    "{e}; the change was not confirmed (it may still take effect)"
-                )))
+            match self
+                .client
+                .call("write", self.client.kv().txn(request.clone()))
+                .await
+            {
+                Ok(r) if r.succeeded => return Ok(()),
+                Ok(_) => {
+                    // Definitely not applied, and never will be: another hub holds the key.
+                    self.lease().lost.cancel();
+                    return Err(failed(NOT_HOLDING));
+                }
+                Err(e) => last = Some(e),
             }
         }
+        self.stale.store(true, Ordering::SeqCst);
+        Err(match last {
+            Some(e) => StoreError::Failed(format!(
+                "{e}; the change was not confirmed (it may still take effect)"
+            )),
+            None => failed(NOT_HOLDING),
+        })
     }
 
     fn to_request(&self, op: &Op) -> pb::RequestOp {

@@ -57,6 +57,8 @@ pub struct EtcdCluster {
     pub client_key: PathBuf,
     server_cert: PathBuf,
     server_key: PathBuf,
+    /// An address besides loopback the members also serve clients on.
+    extra_ip: Option<String>,
 }
 
 fn write(path: &Path, text: &str) {
@@ -66,12 +68,25 @@ fn write(path: &Path, text: &str) {
 impl EtcdCluster {
     /// Starts `members` members and waits until the cluster has a leader.
     pub fn start(binary: &Path, dir: &Path, members: usize) -> EtcdCluster {
+        EtcdCluster::start_with(binary, dir, members, None)
+    }
+
+    /// Also serving clients on `extra_ip` (a root-side veth address a hub in a network
+    /// namespace reaches etcd by).
+    pub fn start_with(
+        binary: &Path,
+        dir: &Path,
+        members: usize,
+        extra_ip: Option<&str>,
+    ) -> EtcdCluster {
         std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("cannot create {dir:?}: {e}"));
         let day = Duration::from_secs(86_400);
         let (ca, _) =
             CertificateAuthority::generate(day).unwrap_or_else(|e| panic!("test CA: {e}"));
+        let mut sans = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+        sans.extend(extra_ip.map(str::to_string));
         let server = ca
-            .issue_server(&["127.0.0.1".to_string(), "localhost".to_string()], day)
+            .issue_server(&sans, day)
             .unwrap_or_else(|e| panic!("etcd serving certificate: {e}"));
         let (client, _) = ca
             .issue_client(&Identity::User("tether-hub".into()), day)
@@ -93,6 +108,7 @@ impl EtcdCluster {
             client_key: dir.join("client.key"),
             server_cert: dir.join("server.crt"),
             server_key: dir.join("server.key"),
+            extra_ip: extra_ip.map(str::to_string),
         };
         write(&cluster.ca, ca.cert_pem());
         write(&cluster.client_cert, &client.cert_pem);
@@ -126,11 +142,15 @@ impl EtcdCluster {
         let m = &mut self.members[i];
         m.starts += 1;
         let client_url = format!("https://127.0.0.1:{}", m.client);
+        let listen = match &self.extra_ip {
+            Some(ip) => format!("{client_url},https://{ip}:{}", m.client),
+            None => client_url.clone(),
+        };
         let peer_url = format!("http://127.0.0.1:{}", m.peer);
         let mut cmd = Command::new(&binary);
         cmd.args(["--name", &m.name, "--data-dir"])
             .arg(dir.join(&m.name))
-            .args(["--listen-client-urls", &client_url])
+            .args(["--listen-client-urls", &listen])
             .args(["--advertise-client-urls", &client_url])
             .args(["--listen-peer-urls", &peer_url])
             .args(["--initial-advertise-peer-urls", &peer_url])
@@ -158,18 +178,33 @@ impl EtcdCluster {
 
     /// Client URLs, comma-separated, as `--etcd-endpoints` takes them.
     pub fn endpoints(&self) -> String {
+        self.endpoints_on("127.0.0.1")
+    }
+
+    /// Client URLs on `ip` (loopback, or the extra address).
+    pub fn endpoints_on(&self, ip: &str) -> String {
         self.members
             .iter()
-            .map(|m| format!("https://127.0.0.1:{}", m.client))
+            .map(|m| format!("https://{ip}:{}", m.client))
             .collect::<Vec<_>>()
             .join(",")
     }
 
+    /// The members' client ports.
+    pub fn client_ports(&self) -> Vec<u16> {
+        self.members.iter().map(|m| m.client).collect()
+    }
+
     /// The flags a hub needs to use this cluster under `prefix`.
     pub fn hub_flags(&self, prefix: &str) -> Vec<String> {
+        self.hub_flags_on(prefix, "127.0.0.1")
+    }
+
+    /// The same, reaching the members on `ip`.
+    pub fn hub_flags_on(&self, prefix: &str, ip: &str) -> Vec<String> {
         vec![
             "--etcd-endpoints".into(),
-            self.endpoints(),
+            self.endpoints_on(ip),
             "--etcd-ca".into(),
             self.ca.display().to_string(),
             "--etcd-cert".into(),

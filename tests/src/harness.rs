@@ -285,6 +285,34 @@ impl Default for HubOptions {
     }
 }
 
+/// Where one hub of an etcd group runs: its namespace (if any), its address, and the
+/// `--etcd-*` flags that reach etcd from there.
+#[derive(Debug, Clone)]
+pub struct HubSpec {
+    pub netns: Option<String>,
+    pub ip: String,
+    pub etcd_flags: Vec<String>,
+}
+
+/// `flags` with the `--etcd-endpoints` value moved to loopback (the same members), for
+/// commands run outside any namespace.
+fn local_endpoints(flags: &[String]) -> Vec<String> {
+    let mut out = flags.to_vec();
+    if let Some(i) = out.iter().position(|f| f == "--etcd-endpoints")
+        && let Some(v) = out.get_mut(i + 1)
+    {
+        *v = v
+            .split(',')
+            .map(|e| match e.rsplit_once(':') {
+                Some((_, port)) => format!("https://127.0.0.1:{port}"),
+                None => e.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+    }
+    out
+}
+
 /// A hub process and its data directory.
 pub struct Hub {
     pub dir: PathBuf,
@@ -327,7 +355,7 @@ impl Hub {
         addr: SocketAddr,
         metrics: SocketAddr,
     ) -> Hub {
-        let mut hub = Hub::init_at(dir, opts, netns, addr, metrics);
+        let mut hub = Hub::init_at(dir, opts, netns, addr, metrics, &[]);
         hub.serve();
         hub
     }
@@ -338,10 +366,14 @@ impl Hub {
         netns: Option<String>,
         addr: SocketAddr,
         metrics: SocketAddr,
+        extra_sans: &[String],
     ) -> Hub {
-        let out = run(Command::new(bin("tether-hub"))
-            .args(["init", "--data-dir"])
-            .arg(dir)
+        let mut init = Command::new(bin("tether-hub"));
+        init.args(["init", "--data-dir"]).arg(dir);
+        for san in extra_sans {
+            init.args(["--san", san]);
+        }
+        let out = run(init
             .args(["--san", &addr.ip().to_string()])
             .args(["--advertise", &addr.to_string()]));
         assert!(out.status.success(), "hub init failed: {}", stderr(&out));
@@ -356,37 +388,61 @@ impl Hub {
         }
     }
 
-    /// `n` hubs on one etcd prefix, as an operator sets them up: the first is initialised
-    /// and its store moved onto etcd with `tether-hub migrate` (its `store.redb` then
-    /// removed, so nothing can fall back to it); the others get a copy of its data directory
-    /// (CA, serving certificate, admin credential), each admin credential pointing at its own
-    /// hub. The first serves; the others stand by. `etcd_flags` are the `--etcd-*` flags.
+    /// `n` hubs on one etcd prefix, on loopback (see [`Hub::etcd_group_with`]).
     pub fn etcd_group(base: &Path, n: usize, etcd_flags: &[String], opts: HubOptions) -> Vec<Hub> {
-        let loopback = |port: u16| -> SocketAddr {
-            format!("127.0.0.1:{port}")
-                .parse()
-                .unwrap_or_else(|_| unreachable!())
+        let specs: Vec<HubSpec> = (0..n)
+            .map(|_| HubSpec {
+                netns: None,
+                ip: "127.0.0.1".into(),
+                etcd_flags: etcd_flags.to_vec(),
+            })
+            .collect();
+        Hub::etcd_group_with(base, &specs, opts)
+    }
+
+    /// Hubs on one etcd prefix, as an operator sets them up: the first is initialised (with
+    /// every hub's address in its certificate) and its store moved onto etcd with `tether-hub
+    /// migrate` (its `store.redb` then removed, so nothing can fall back to it); the others
+    /// get a copy of its data directory (CA, serving certificate, admin credential), each
+    /// admin credential pointing at its own hub. The first serves; the others stand by.
+    pub fn etcd_group_with(base: &Path, specs: &[HubSpec], opts: HubOptions) -> Vec<Hub> {
+        let at = |spec: &HubSpec| -> (SocketAddr, SocketAddr) {
+            let (tls, metrics) = match spec.netns {
+                Some(_) => (7443, 9464),
+                None => (free_port(), free_port()),
+            };
+            let parse = |port: u16| -> SocketAddr {
+                format!("{}:{port}", spec.ip)
+                    .parse()
+                    .unwrap_or_else(|_| panic!("bad ip {}", spec.ip))
+            };
+            (parse(tls), parse(metrics))
         };
-        let mut opts = opts;
-        opts.extra
-            .extend(["--store".to_string(), "etcd".to_string()]);
-        opts.extra.extend(etcd_flags.iter().cloned());
+        let with_flags = |spec: &HubSpec| {
+            let mut o = opts.clone();
+            o.extra.extend(["--store".to_string(), "etcd".to_string()]);
+            o.extra.extend(spec.etcd_flags.iter().cloned());
+            o
+        };
         let first = base.join("hub0");
+        let (addr, metrics) = at(&specs[0]);
+        let sans: Vec<String> = specs.iter().map(|s| s.ip.clone()).collect();
         let mut hubs = vec![Hub::init_at(
             &first,
-            opts.clone(),
-            None,
-            loopback(free_port()),
-            loopback(free_port()),
+            with_flags(&specs[0]),
+            specs[0].netns.clone(),
+            addr,
+            metrics,
+            &sans,
         )];
         let out = run(Command::new(bin("tether-hub"))
             .args(["migrate", "--to-etcd", "--from-data-dir"])
             .arg(&first)
-            .args(etcd_flags));
+            .args(local_endpoints(&specs[0].etcd_flags)));
         assert!(out.status.success(), "migrate failed: {}", stderr(&out));
         std::fs::remove_file(first.join("store.redb")).unwrap_or_else(|e| panic!("{e}"));
         let admin = std::fs::read_to_string(first.join("admin.yaml")).unwrap_or_default();
-        for i in 1..n {
+        for (i, spec) in specs.iter().enumerate().skip(1) {
             let dir = base.join(format!("hub{i}"));
             std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
             use std::os::unix::fs::PermissionsExt;
@@ -395,13 +451,14 @@ impl Hub {
             for f in ["ca.crt", "ca.key", "hub.crt", "hub.key"] {
                 std::fs::copy(first.join(f), dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
             }
+            let (addr, metrics) = at(spec);
             let hub = Hub {
                 dir: dir.clone(),
-                addr: loopback(free_port()),
-                metrics: loopback(free_port()),
-                opts: opts.clone(),
+                addr,
+                metrics,
+                opts: with_flags(spec),
                 proc: None,
-                netns: None,
+                netns: spec.netns.clone(),
                 starts: 0,
             };
             let own = admin.replace(&hubs[0].addr.to_string(), &hub.addr.to_string());

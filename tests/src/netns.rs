@@ -187,3 +187,104 @@ impl Drop for Topology {
         }
     }
 }
+
+/// One namespace joined to the root namespace by a veth pair: `host_ip` on the root side,
+/// `ns_ip` inside. What runs inside can be cut off from ports on the root side with nftables
+/// in the namespace (other traffic keeps flowing). Removed on drop.
+#[derive(Debug)]
+pub struct Pair {
+    pub ns: String,
+    pub host_ip: String,
+    pub ns_ip: String,
+    host_if: String,
+}
+
+impl Pair {
+    /// On 10.78.1.0/24 (used by no other test).
+    pub fn up() -> Pair {
+        let p = format!("p{}", unique());
+        let pair = Pair {
+            ns: format!("{p}-ns"),
+            host_ip: "10.78.1.1".into(),
+            ns_ip: "10.78.1.2".into(),
+            host_if: format!("{p}h"),
+        };
+        ip(&["netns", "add", &pair.ns]);
+        ip(&["-n", &pair.ns, "link", "set", "lo", "up"]);
+        let (host_if, ns_if) = (format!("{p}h"), format!("{p}n"));
+        ip(&[
+            "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if, "netns", &pair.ns,
+        ]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}/24", pair.host_ip),
+            "dev",
+            &host_if,
+        ]);
+        ip(&["link", "set", &host_if, "up"]);
+        ip(&[
+            "-n",
+            &pair.ns,
+            "addr",
+            "add",
+            &format!("{}/24", pair.ns_ip),
+            "dev",
+            &ns_if,
+        ]);
+        ip(&["-n", &pair.ns, "link", "set", &ns_if, "up"]);
+        pair
+    }
+
+    fn nft(&self, args: &[&str]) {
+        let out = run(Command::new("ip")
+            .args(["netns", "exec", &self.ns, "nft"])
+            .args(args));
+        assert!(out.status.success(), "nft {args:?}: {}", stderr(&out));
+    }
+
+    /// Drops every packet from the namespace to `host_ip` on these TCP ports.
+    pub fn cut(&self, ports: &[u16]) {
+        let set = ports
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.nft(&["add", "table", "inet", "cut"]);
+        self.nft(&[
+            "add",
+            "chain",
+            "inet",
+            "cut",
+            "out",
+            "{ type filter hook output priority 0 ; }",
+        ]);
+        self.nft(&[
+            "add",
+            "rule",
+            "inet",
+            "cut",
+            "out",
+            "ip",
+            "daddr",
+            &self.host_ip,
+            "tcp",
+            "dport",
+            &format!("{{ {set} }}"),
+            "drop",
+        ]);
+    }
+
+    pub fn heal(&self) {
+        self.nft(&["delete", "table", "inet", "cut"]);
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes the veth pair with it, but only once nothing runs in
+        // it any more: take the root side down explicitly so the address is free at once.
+        let _ = run(Command::new("ip").args(["link", "del", &self.host_if]));
+        let _ = run(Command::new("ip").args(["netns", "del", &self.ns]));
+    }
+}

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use tether_hub::store::{Batch, Contents, EtcdConfig, EtcdStore, Store, Tree};
 use tether_tests::etcd::{self, EtcdCluster};
 use tether_tests::harness::{
-    Agent, Cluster, Hub, HubOptions, bin, eventually, run, stderr, stdout,
+    self, Agent, Cluster, Hub, HubOptions, HubSpec, bin, eventually, run, stderr, stdout,
 };
+use tether_tests::netns;
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -36,10 +37,14 @@ spec:
 
 /// Hub settings for these tests: a 3 s lease and 2 s etcd calls, so faults show quickly.
 fn options() -> HubOptions {
+    options_with_lease("3s")
+}
+
+fn options_with_lease(ttl: &str) -> HubOptions {
     HubOptions {
         extra: vec![
             "--etcd-lease-ttl".into(),
-            "3s".into(),
+            ttl.into(),
             "--etcd-request-timeout".into(),
             "2s".into(),
         ],
@@ -172,6 +177,152 @@ fn a_standby_hub_takes_over_from_a_killed_one_and_its_agents_follow_with_nothing
     drop(agents);
 }
 
+/// `connected_agents` of a hub, asked from the root namespace (-1 when it does not answer).
+fn sessions(hub: &Hub) -> f64 {
+    let (code, text) = harness::http_get(hub.metrics, "/metrics");
+    if code != 200 {
+        return -1.0;
+    }
+    harness::metric(&text, "tether_connected_agents")
+}
+
+#[test]
+fn a_hub_cut_off_from_etcd_stops_serving_within_its_lease_and_its_agents_move() {
+    let test = "a_hub_cut_off_from_etcd_stops_serving_within_its_lease";
+    if !netns::root_available(test) {
+        return;
+    }
+    let Some(binary) = etcd::require(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // Hub A in a namespace of its own (etcd reached over a veth pair), hub B on loopback.
+    let pair = netns::Pair::up();
+    let etcd = EtcdCluster::start_with(&binary, &dir.path().join("etcd"), 3, Some(&pair.host_ip));
+    let specs = [
+        HubSpec {
+            netns: Some(pair.ns.clone()),
+            ip: pair.ns_ip.clone(),
+            etcd_flags: etcd.hub_flags_on("/tether", &pair.host_ip),
+        },
+        HubSpec {
+            netns: None,
+            ip: "127.0.0.1".into(),
+            etcd_flags: etcd.hub_flags("/tether"),
+        },
+    ];
+    let hubs = Hub::etcd_group_with(&dir.path().join("hubs"), &specs, options());
+    let all = Hub::addresses(&hubs);
+    let mut agents = Vec::new();
+    for name in ["edge-1", "edge-2"] {
+        let cluster = Cluster::start(dir.path(), name, 1, "v1.33.4");
+        let (token, pin) = hubs[0].token(name, &[]);
+        let state = dir.path().join(format!("agent-{name}"));
+        agents.push((
+            Agent::start_to(
+                &all,
+                &cluster,
+                &state,
+                &["--token", &token, "--ca-pin", &pin],
+                "info",
+            ),
+            cluster,
+        ));
+        hubs[0].wait_status(name, "Ready", PATIENCE);
+    }
+    hubs[0].apply_ok("web", &workload("web", "1"));
+    hubs[0].wait_available("web", "60s");
+    assert_eq!(sessions(&hubs[0]), 2.0);
+
+    // Every session on either hub, sampled B first: a sample where B already holds a
+    // cluster's session and A still does is a real overlap.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (a, b) = (hubs[0].metrics, hubs[1].metrics);
+    let watcher = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let read = |addr| {
+                let (code, text) = harness::http_get(addr, "/metrics");
+                if code == 200 {
+                    harness::metric(&text, "tether_connected_agents")
+                } else {
+                    0.0
+                }
+            };
+            let mut samples = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let on_b = read(b);
+                let on_a = read(a);
+                samples.push((on_a, on_b));
+            }
+            samples
+        })
+    };
+
+    // Cut A off from etcd, and only from etcd: agents still reach it.
+    let cut = Instant::now();
+    pair.cut(&etcd.client_ports());
+    eventually(Duration::from_secs(15), "hub A to stop serving", || {
+        (harness::http_get(a, "/readyz").0 == 503 && sessions(&hubs[0]) == 0.0).then_some(())
+    });
+    let stopped = cut.elapsed();
+    eventually(PATIENCE, "both agents on hub B", || {
+        (sessions(&hubs[1]) == 2.0).then_some(())
+    });
+    let moved = cut.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let samples = watcher.join().unwrap();
+    eprintln!(
+        "hub cut off from etcd -> stopped serving: {:.1}s; -> both agents on the other hub: {:.1}s ({} samples)",
+        stopped.as_secs_f64(),
+        moved.as_secs_f64(),
+        samples.len()
+    );
+    // A 3 s lease: A stops within it (plus a renewal's timeout and a probe's poll).
+    assert!(
+        stopped < Duration::from_secs(8),
+        "hub A served on for {stopped:?}"
+    );
+    let overlap: Vec<_> = samples.iter().filter(|(x, y)| x + y > 2.0).collect();
+    assert!(
+        overlap.is_empty(),
+        "two sessions for one cluster at once: {overlap:?}"
+    );
+    assert!(
+        samples.iter().any(|(x, _)| *x == 2.0),
+        "the watcher never saw A's sessions"
+    );
+    assert!(
+        samples.iter().any(|(_, y)| *y == 2.0),
+        "the watcher never saw B's sessions"
+    );
+
+    // Cut off, A still answers reads from what it knew, and refuses writes.
+    let out = hubs[0].ctl(&["get", "workloads"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("web"));
+    assert!(!hubs[0].apply("web", &workload("web", "2")).status.success());
+    // B serves, with everything A acknowledged.
+    hubs[1].apply_ok("web", &workload("web", "3"));
+    for (_, cluster) in &agents {
+        eventually(PATIENCE, "the change on the member", || {
+            (configmap_value(cluster, "web").as_deref() == Some("3")).then_some(())
+        });
+    }
+
+    // Healed, A stands by: B keeps the lease and the agents.
+    pair.heal();
+    eventually(PATIENCE, "hub A to stand by", || {
+        hubs[0]
+            .log_text()
+            .contains("another hub serves this etcd prefix")
+            .then_some(())
+    });
+    assert_eq!(sessions(&hubs[1]), 2.0);
+    assert_eq!(sessions(&hubs[0]), 0.0);
+    assert_eq!(harness::http_get(a, "/readyz").0, 503);
+}
+
 #[test]
 fn etcd_losing_its_majority_refuses_writes_keeps_reads_and_loses_nothing() {
     let test = "etcd_losing_its_majority";
@@ -180,11 +331,13 @@ fn etcd_losing_its_majority_refuses_writes_keeps_reads_and_loses_nothing() {
     };
     let dir = tempfile::tempdir().unwrap();
     let mut etcd = EtcdCluster::start(&binary, &dir.path().join("etcd"), 3);
+    // A lease that outlasts etcd electing a new leader (about 1-2 s) with room to spare, as
+    // the 10 s default does: losing one member must not cost the hub its lease.
     let mut hubs = Hub::etcd_group(
         &dir.path().join("hubs"),
         1,
         &etcd.hub_flags("/tether"),
-        options(),
+        options_with_lease("5s"),
     );
     let hub = &mut hubs[0];
     hub.apply_ok("one", &workload("one", "1"));

@@ -312,8 +312,8 @@ pub struct Lease {
 }
 
 /// Grants a lease and keeps it alive on the current runtime. Validity is counted from when
-/// each successful renewal was *sent*, so this hub always believes its lease ends no later
-/// than etcd does.
+/// each successful renewal was *sent*, less a third of the TTL, so this hub always stops
+/// holding sessions well before etcd could let the lease go.
 pub async fn grant_lease(client: Arc<Client>, ttl: Duration) -> Result<Lease, CallError> {
     let granted = client
         .call(
@@ -336,13 +336,19 @@ pub async fn grant_lease(client: Arc<Client>, ttl: Duration) -> Result<Lease, Ca
     let ttl = Duration::from_secs(granted.ttl.max(1) as u64);
     let (l, c, ok) = (lost.clone(), client.clone(), answering.clone());
     tokio::spawn(async move {
-        let mut valid_until = Instant::now() + ttl;
-        let mut tick = tokio::time::interval(ttl / 4);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // This hub gives the lease up a third of its TTL before etcd could let it expire:
+        // its sessions must be closed before another hub can take the lease and accept the
+        // same agents (renewals every quarter TTL leave room for two to fail first).
+        let margin = ttl / 3;
+        let mut valid_until = Instant::now() + ttl - margin;
+        // Each try gets at most a quarter TTL: a member that died or lost its leader must
+        // not use up the time left; after a failed try the next member is tried at once.
+        let try_for = (ttl / 4).min(c.timeout);
+        let mut wait = Duration::ZERO;
         loop {
             tokio::select! {
                 _ = l.cancelled() => return,
-                _ = tick.tick() => {}
+                _ = tokio::time::sleep(wait) => {}
             }
             let sent = Instant::now();
             // One request per stream keeps reconnects simple: a renewal every ttl/4 is cheap.
@@ -356,7 +362,7 @@ pub async fn grant_lease(client: Arc<Client>, ttl: Duration) -> Result<Lease, Ca
                             .lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx)),
                     )
                     .await?;
-                match tokio::time::timeout(c.timeout, answers.message()).await {
+                match tokio::time::timeout(try_for, answers.message()).await {
                     Ok(Ok(Some(a))) => Ok(a.ttl),
                     Ok(Ok(None)) => Ok(0),
                     Ok(Err(s)) => Err(CallError {
@@ -373,11 +379,13 @@ pub async fn grant_lease(client: Arc<Client>, ttl: Duration) -> Result<Lease, Ca
                 }
             };
             let remaining = valid_until.saturating_duration_since(Instant::now());
-            let result = tokio::time::timeout(remaining, renewed).await;
+            let result = tokio::time::timeout(remaining.min(try_for), renewed).await;
             ok.store(matches!(result, Ok(Ok(_))), Ordering::Relaxed);
+            wait = Duration::from_millis(100);
             match result {
                 Ok(Ok(left)) if left > 0 => {
-                    valid_until = sent + Duration::from_secs(left as u64);
+                    valid_until = sent + Duration::from_secs(left as u64) - margin;
+                    wait = ttl / 4;
                 }
                 Ok(Ok(_)) => {
                     tracing::error!(lease = id, "etcd says this hub's lease has expired");
@@ -385,7 +393,11 @@ pub async fn grant_lease(client: Arc<Client>, ttl: Duration) -> Result<Lease, Ca
                     return;
                 }
                 Ok(Err(e)) => tracing::warn!(error = %e, "cannot renew this hub's etcd lease"),
-                Err(_) => {}
+                Err(_) => {
+                    // The member did not answer in time: the next try goes to another.
+                    c.rotate();
+                    tracing::warn!("no answer to this hub's etcd lease renewal")
+                }
             }
             if Instant::now() >= valid_until {
                 tracing::error!(

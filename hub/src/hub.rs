@@ -158,6 +158,9 @@ impl Hub {
                 interval: settings.schedule_interval,
                 failovers_per_minute: settings.failovers_per_minute,
                 started_unix,
+                // Agents are back within a few heartbeats of a hub start; a cluster silent
+                // past the offline grace (and at least 10 s) stops holding its wave.
+                offline_settle: settings.offline_grace.max(Duration::from_secs(10)),
             },
         );
         Ok(Arc::new(Hub {

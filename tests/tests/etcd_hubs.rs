@@ -323,6 +323,111 @@ fn a_hub_cut_off_from_etcd_stops_serving_within_its_lease_and_its_agents_move() 
     assert_eq!(harness::http_get(a, "/readyz").0, 503);
 }
 
+fn deployment(image: &str) -> String {
+    format!(
+        "apiVersion: tether.dev/v1alpha1\nkind: Workload\nmetadata: {{ name: web }}\nspec:\n  manifests:\n    - apiVersion: apps/v1\n      kind: Deployment\n      metadata: {{ name: web }}\n      spec: {{ replicas: 1, selector: {{ matchLabels: {{ app: web }} }}, template: {{ metadata: {{ labels: {{ app: web }} }}, spec: {{ containers: [ {{ name: web, image: \"{image}\" }} ] }} }} }}\n  placement: {{ clusterSelector: {{}} }}\n  rollout:\n    maxUnavailable: 1\n    waves: [ {{ clusterSelector: {{ matchLabels: {{ ring: a }} }} }}, {{ clusterSelector: {{ matchLabels: {{ ring: b }} }} }} ]\n"
+    )
+}
+
+/// The messages of `reason` events of `web`, as the serving hub lists them.
+fn events(hub: &Hub, reason: &str) -> Vec<String> {
+    hub.ctl_json(&["events", "--workload", "web"])
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter(|e| e["reason"] == reason)
+        .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn a_staged_rollout_goes_on_from_where_it_stopped_when_its_hub_is_killed() {
+    let test = "a_staged_rollout_goes_on_from_where_it_stopped";
+    let Some(binary) = etcd::require(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdCluster::start(&binary, &dir.path().join("etcd"), 3);
+    let mut hubs = Hub::etcd_group(
+        &dir.path().join("hubs"),
+        2,
+        &etcd.hub_flags("/tether"),
+        options(),
+    );
+    let all = Hub::addresses(&hubs);
+    let mut members = Vec::new();
+    // Each copy becomes Available 3 s after it changes: a wave takes that long.
+    for (name, ring) in [("ring-a", "a"), ("ring-b", "b"), ("ring-c", "c")] {
+        let cluster = Cluster::start_with(dir.path(), name, 1, "v1.33.4", "3s");
+        let (token, pin) = hubs[0].token(name, &["--labels", &format!("ring={ring}")]);
+        let state = dir.path().join(format!("agent-{name}"));
+        let agent = Agent::start_to(
+            &all,
+            &cluster,
+            &state,
+            &["--token", &token, "--ca-pin", &pin],
+            "info",
+        );
+        hubs[0].wait_status(name, "Ready", PATIENCE);
+        members.push((cluster, agent));
+    }
+    hubs[0].apply_ok("web", &deployment("web:1"));
+    hubs[0].wait_available("web", "60s");
+
+    // Revision 2, wave by wave; the serving hub dies once the first wave is done.
+    hubs[0].apply_ok("web", &deployment("web:2"));
+    eventually(
+        Duration::from_secs(60),
+        "wave 2 of revision 2 to start",
+        || {
+            events(&hubs[0], "WaveStarted")
+                .iter()
+                .any(|m| m.contains("revision 2: wave 2 of 3"))
+                .then_some(())
+        },
+    );
+    hubs[0].kill();
+    eventually(Duration::from_secs(20), "the standby to serve", || {
+        (hubs[1].readyz() == 200).then_some(())
+    });
+    hubs[1].wait_available("web", "90s");
+
+    // Every cluster runs revision 2; each wave started once, and the rollout completed once.
+    for (cluster, _) in &members {
+        let d = cluster.get(&["deployment", "web"]).unwrap();
+        assert_eq!(
+            d["spec"]["template"]["spec"]["containers"][0]["image"],
+            "web:2"
+        );
+    }
+    let started = events(&hubs[1], "WaveStarted");
+    for wave in 1..=3 {
+        let n = started
+            .iter()
+            .filter(|m| m.contains(&format!("revision 2: wave {wave} of 3")))
+            .count();
+        assert_eq!(n, 1, "wave {wave} started {n} times: {started:#?}");
+    }
+    // Completed is decided by the pass after the last report.
+    eventually(PATIENCE, "revision 2 to complete", || {
+        let completed = events(&hubs[1], "Completed");
+        (completed
+            .iter()
+            .filter(|m| m.contains("revision 2 "))
+            .count()
+            == 1)
+            .then_some(())
+    });
+    // The new hub sent revision 2 only to clusters of the waves it ran itself: the first
+    // wave's cluster already held it.
+    let sent = hubs[1].metric("tether_desired_sent_total");
+    assert!(
+        (1.0..=2.0).contains(&sent),
+        "the standby sent {sent} copies"
+    );
+}
+
 #[test]
 fn etcd_losing_its_majority_refuses_writes_keeps_reads_and_loses_nothing() {
     let test = "etcd_losing_its_majority";

@@ -92,6 +92,7 @@ pub fn measure(clusters: usize, workloads: usize, repeats: usize) -> Placement {
                 max_bundle_size: 8 << 20,
                 confine: None,
                 now: 1_000_000,
+                offline_settle: 30,
             };
             let t = Instant::now();
             let p = plan(&input);

@@ -93,6 +93,8 @@ pub struct Config {
     pub failovers_per_minute: u32,
     /// When this hub process started: Offline time is not counted from before it.
     pub started_unix: i64,
+    /// How long a disconnected cluster holds up its rollout wave (see `plan::Input`).
+    pub offline_settle: Duration,
 }
 
 /// What waits for a pass: every workload, the ones short of clusters, or these names.
@@ -540,6 +542,7 @@ impl Controller {
             max_bundle_size: self.config.max_bundle_size,
             confine: scope.confine,
             now: unix_now(),
+            offline_settle: self.config.offline_settle.as_secs() as i64,
         };
         Ok(plan::plan(&input))
     }

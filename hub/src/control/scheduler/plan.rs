@@ -85,6 +85,11 @@ pub struct Input<'a> {
     pub max_bundle_size: usize,
     pub confine: Option<Confinement>,
     pub now: i64,
+    /// A disconnected cluster stops holding up its rollout wave only once it has been away
+    /// this long (seconds, from the later of its last contact and the hub's start): right
+    /// after a hub starts, every agent is still reconnecting, and the rollout must not run
+    /// ahead of clusters that are merely on their way back.
+    pub offline_settle: i64,
 }
 
 /// A decision, for `tetherctl events` (cluster empty: the workload as a whole).
@@ -601,14 +606,29 @@ impl<'a> Planner<'a> {
         };
         let waves = rollout.waves.len() + 1;
         // A wave is done when every cluster in it runs its copy and is Available, or is
-        // Offline (it gets the new copy when it returns).
+        // Offline (it gets the new copy when it returns). For the wave in progress and later
+        // ones, Offline means away a while: right after a hub starts every agent is still
+        // reconnecting, and the rollout must not run ahead of them. A wave already passed
+        // stays passed while its clusters reconnect.
+        let passed = if self.record.rollout.started {
+            self.record.rollout.wave
+        } else {
+            0
+        };
+        let away = |wave: usize, cluster: &str| {
+            !self.connected(cluster)
+                && (wave < passed
+                    || self.by_name.get(cluster).is_none_or(|c| {
+                        self.input.now - c.offline_since >= self.input.offline_settle
+                    }))
+        };
         let done = |wave: usize| {
             placed
                 .iter()
                 .filter(|a| wave_of(&a.cluster) == wave)
                 .all(|a| {
                     !outdated.contains(a.cluster.as_str())
-                        && (available.contains(a.cluster.as_str()) || !self.connected(&a.cluster))
+                        && (available.contains(a.cluster.as_str()) || away(wave, &a.cluster))
                 })
         };
         let current = (0..waves).find(|w| !done(*w));

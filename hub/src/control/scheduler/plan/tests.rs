@@ -99,6 +99,7 @@ impl World {
             max_bundle_size: 1 << 20,
             confine: None,
             now: self.now,
+            offline_settle: 30,
         };
         let plan = plan(&input);
         if let Some(r) = &plan.record {
@@ -696,6 +697,39 @@ fn an_offline_cluster_does_not_hold_up_a_rollout() {
         w.record.rollout
     );
     assert!(w.record.rollout.complete);
+}
+
+#[test]
+fn after_a_hub_start_a_wave_waits_for_its_clusters_to_reconnect() {
+    let mut w = rings();
+    w.settle();
+    w.apply(THREE_WAVES, "web:2");
+    w.step();
+    let wave = w.record.rollout.wave;
+    // The hub restarts: nobody is connected yet, and "away" counts from the start.
+    for c in &mut w.clusters {
+        c.connected = false;
+        c.offline_since = w.now;
+    }
+    w.now += 5;
+    let events = w.events.len();
+    w.step();
+    assert_eq!(
+        w.record.rollout.wave, wave,
+        "the rollout moved: {:#?}",
+        w.events
+    );
+    assert!(!w.record.rollout.complete);
+    assert_eq!(
+        w.events.len(),
+        events,
+        "no wave starts again: {:#?}",
+        w.events
+    );
+    // Away past the settle time, the wave no longer waits for them.
+    w.now += 30;
+    w.settle();
+    assert!(w.record.rollout.complete, "{:#?}", w.record.rollout);
 }
 
 #[test]

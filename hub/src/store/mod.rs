@@ -173,8 +173,8 @@ impl Batch {
     }
 }
 
-/// Raw storage. [`Store::commit`] must be atomic (all batches or none) and durable (they
-/// survive a crash once it returns); reads must not wait for a commit in progress.
+/// Raw storage. [`Store::commit`] must apply each batch atomically and durably (it survives
+/// a crash once the call returns); reads must not wait for a commit in progress.
 pub trait Store: Send + Sync + 'static {
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Several keys of one tree, read from one snapshot (one transaction for all of them).
@@ -191,7 +191,10 @@ pub trait Store: Send + Sync + 'static {
         to: &[u8],
         limit: usize,
     ) -> Result<Entries, StoreError>;
-    /// Applies every batch, in order, in one atomic and durable step.
+    /// Applies every batch, in order, each atomically (all of it or none), and durably once
+    /// it returns. Several batches may be applied as one (redb does) or one after another
+    /// (etcd, whose transactions are bounded): the writer thread groups batches of unrelated
+    /// writers, none of which relies on another's batch landing with its own.
     fn commit(&self, batches: &[&Batch]) -> Result<(), StoreError>;
     fn size_on_disk(&self) -> Result<u64, StoreError>;
     /// Writes a consistent snapshot of every tree to a new store at `to`, while writers carry

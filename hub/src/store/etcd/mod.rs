@@ -184,6 +184,29 @@ fn op_bytes(op: &Op) -> usize {
     }
 }
 
+/// The batches of one group commit, packed into runs that each fit one transaction, whole
+/// batches only: each batch must be atomic, several unrelated ones need not be together (the
+/// writer thread groups writers that merely arrived at the same time). A batch too big for
+/// one transaction is a run of its own (and goes the staged way).
+fn groups<'a>(batches: &[&'a Batch]) -> Vec<Vec<&'a Batch>> {
+    let mut out: Vec<Vec<&Batch>> = Vec::new();
+    let (mut ops, mut bytes) = (0, 0);
+    for b in batches {
+        let (n, size) = (b.ops.len(), b.ops.iter().map(op_bytes).sum::<usize>());
+        let fits = ops + n <= TXN_OPS && bytes + size <= TXN_BYTES;
+        match out.last_mut() {
+            Some(run) if fits => run.push(b),
+            _ => {
+                out.push(vec![b]);
+                (ops, bytes) = (0, 0);
+            }
+        }
+        ops += n;
+        bytes += size;
+    }
+    out
+}
+
 /// Staged changes: `[tag][tree][key len u32][key][value len u32][value]`, repeated. Written
 /// out by hand because it is the whole format: a length-prefixed list of the [`Op`]s.
 fn encode(ops: &[&Op]) -> Vec<u8> {
@@ -868,22 +891,26 @@ impl Store for EtcdStore {
             if self.stale.load(Ordering::SeqCst) {
                 self.reload()?;
             }
-            let ops = last_per_key(batches);
-            if let Some(Op::Put { tree, key, value }) = ops
-                .iter()
-                .find(|op| matches!(op, Op::Put { value, .. } if value.len() > MAX_VALUE))
-            {
-                return Err(too_large(*tree, key, value.len()));
-            }
-            let bytes: usize = ops.iter().map(|op| op_bytes(op)).sum();
-            if ops.len() <= TXN_OPS && bytes <= TXN_BYTES {
-                self.block_on(self.txn(ops.iter().map(|op| self.to_request(op)).collect()))?;
-            } else {
-                self.block_on(self.commit_large(&ops))?;
-            }
-            let mut m = self.mirror.write().unwrap_or_else(|e| e.into_inner());
-            for op in ops {
-                m.apply(op);
+            for group in groups(batches) {
+                let ops = last_per_key(&group);
+                if let Some(Op::Put { tree, key, value }) = ops
+                    .iter()
+                    .find(|op| matches!(op, Op::Put { value, .. } if value.len() > MAX_VALUE))
+                {
+                    return Err(too_large(*tree, key, value.len()));
+                }
+                let bytes: usize = ops.iter().map(|op| op_bytes(op)).sum();
+                if ops.len() <= TXN_OPS && bytes <= TXN_BYTES {
+                    self.block_on(self.txn(ops.iter().map(|op| self.to_request(op)).collect()))?;
+                } else {
+                    self.block_on(self.commit_large(&ops))?;
+                }
+                // The copy follows etcd group by group: if a later group fails, what landed
+                // is in both.
+                let mut m = self.mirror.write().unwrap_or_else(|e| e.into_inner());
+                for op in ops {
+                    m.apply(op);
+                }
             }
             Ok(())
         })();
@@ -984,6 +1011,25 @@ mod tests {
             }
         ));
         assert!(matches!(ops[1], Op::Delete { tree: Tree::Users, key } if key == b"u"));
+    }
+
+    #[test]
+    fn a_group_commit_is_cut_between_batches_never_inside_one() {
+        let small = |n: usize| {
+            let mut b = Batch::new();
+            for i in 0..n {
+                b.put(Tree::Status, format!("k{i}"), b"v".to_vec());
+            }
+            b
+        };
+        let (a, b, c, big) = (small(60), small(60), small(10), small(300));
+        let g = groups(&[&a, &b, &c, &big, &a]);
+        let sizes: Vec<Vec<usize>> = g
+            .iter()
+            .map(|run| run.iter().map(|b| b.ops.len()).collect())
+            .collect();
+        assert_eq!(sizes, vec![vec![60, 60], vec![10], vec![300], vec![60]]);
+        assert!(groups(&[]).is_empty());
     }
 
     #[test]

@@ -115,3 +115,59 @@ fn every_benchmark_scenario_runs_at_small_scale() {
         "{text}"
     );
 }
+
+#[test]
+fn the_store_comparison_runs_at_small_scale() {
+    let Some(_) = tether_tests::etcd::require("the_store_comparison_runs_at_small_scale") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (out, md) = (dir.path().join("stores.json"), dir.path().join("stores.md"));
+    let o = run(std::process::Command::new(bin("tether-loadgen"))
+        .args(["stores", "--clusters", "8", "--repeats", "1"])
+        .args(["--ingest-rate", "20", "--ingest-window", "1s"])
+        .args(["--heartbeat-interval", "300ms", "--lease-ttl", "3s"])
+        .arg("--dir")
+        .arg(dir.path().join("scratch"))
+        .arg("--out")
+        .arg(&out)
+        .arg("--markdown")
+        .arg(&md));
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let r: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let runs = r["runs"].as_array().unwrap();
+    let kinds: Vec<(String, u64)> = runs
+        .iter()
+        .map(|x| {
+            (
+                x["store"].as_str().unwrap().to_string(),
+                x["hubs"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("embedded".into(), 1),
+            ("etcd".into(), 1),
+            ("etcd".into(), 3)
+        ]
+    );
+    for x in runs {
+        assert!(x["ingest_median_per_s"].as_f64().unwrap() > 0.0, "{x:#}");
+        assert_eq!(x["fanout"]["runs"][0]["n"], 8, "{x:#}");
+    }
+    // The takeover: every cluster back on the new hub, nothing re-sent.
+    let t = &runs[2]["takeover"];
+    assert!(
+        t["all_back_s"].as_f64().unwrap() >= t["serving_s"].as_f64().unwrap(),
+        "{t:#}"
+    );
+    assert_eq!(t["resent"], 0.0, "{t:#}");
+    assert!(runs[0]["takeover"].is_null());
+    let text = std::fs::read_to_string(&md).unwrap();
+    assert!(
+        text.contains("| etcd | 3 | 8 |") && text.contains("**Takeover**"),
+        "{text}"
+    );
+}

@@ -30,6 +30,39 @@ enum Command {
     Bench(BenchArgs),
     /// Time the scheduler's placement decisions alone (JSON on stdout).
     Placement(PlacementArgs),
+    /// The same scenarios on the embedded store, on etcd with one hub and with three (and a
+    /// takeover), side by side (see ./scripts/bench-stores).
+    Stores(StoresArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct StoresArgs {
+    #[arg(long, default_value_t = 1000)]
+    clusters: usize,
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Status updates each cluster offers per second.
+    #[arg(long, default_value_t = 20.0)]
+    ingest_rate: f64,
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    ingest_window: Duration,
+    #[arg(long, default_value_t = 2048)]
+    payload_bytes: usize,
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    heartbeat_interval: Duration,
+    /// The etcd hubs' lease (their production default).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    lease_ttl: Duration,
+    #[arg(long, default_value_t = 0.0)]
+    connect_rate: f64,
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    #[arg(long, default_value = "target/bench/stores.json")]
+    out: PathBuf,
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+    #[arg(long, default_value = "./scripts/bench-stores")]
+    command: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -134,6 +167,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => run(args).await,
             Command::Bench(args) => bench(args).await,
+            Command::Stores(args) => stores(args).await,
             Command::Placement(a) => {
                 let p =
                     tether_tests::loadgen::placement::measure(a.clusters, a.workloads, a.repeats);
@@ -196,6 +230,43 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         p.cancel();
     }
     fleet.disconnect().await;
+    Ok(())
+}
+
+async fn stores(args: StoresArgs) -> anyhow::Result<()> {
+    use tether_tests::loadgen::stores;
+    if args.clusters == 0 {
+        anyhow::bail!("--clusters must be above 0");
+    }
+    let scratch = match &args.dir {
+        Some(d) => (d.clone(), None),
+        None => {
+            let t = tempfile::Builder::new().prefix("tether-stores").tempdir()?;
+            (t.path().to_path_buf(), Some(t))
+        }
+    };
+    let opts = stores::StoresOptions {
+        clusters: args.clusters,
+        repeats: args.repeats.max(1),
+        ingest_rate: args.ingest_rate,
+        ingest_window: args.ingest_window,
+        payload_bytes: args.payload_bytes,
+        heartbeat: args.heartbeat_interval.max(Duration::from_millis(100)),
+        lease_ttl: args.lease_ttl,
+        connect_rate: args.connect_rate,
+        dir: scratch.0.clone(),
+    };
+    let report = stores::run(&opts).await?;
+    if let Some(parent) = args.out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&args.out, serde_json::to_string_pretty(&report)?)?;
+    println!("wrote {}", args.out.display());
+    if let Some(md) = &args.markdown {
+        std::fs::write(md, stores::markdown(&report, &args.command))?;
+        println!("wrote {}", md.display());
+    }
+    drop(scratch);
     Ok(())
 }
 

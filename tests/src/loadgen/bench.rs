@@ -142,7 +142,7 @@ pub struct AgentFootprint {
     pub hub_binary_bytes: u64,
 }
 
-fn machine() -> BTreeMap<String, String> {
+pub(crate) fn machine() -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
     let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpu
@@ -430,14 +430,14 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-fn hub_pid(hub: &Hub) -> anyhow::Result<u32> {
+pub(crate) fn hub_pid(hub: &Hub) -> anyhow::Result<u32> {
     hub.proc
         .as_ref()
         .map(harness::Proc::pid)
         .ok_or_else(|| anyhow!("the hub is not running"))
 }
 
-async fn hub_metric(hub: &Hub, name: &str) -> f64 {
+pub(crate) async fn hub_metric(hub: &Hub, name: &str) -> f64 {
     let addr = hub.metrics;
     let name = name.to_string();
     tokio::task::spawn_blocking(move || {
@@ -448,7 +448,7 @@ async fn hub_metric(hub: &Hub, name: &str) -> f64 {
 }
 
 /// Polls `f` every 20 ms until it is true, or fails naming `what`.
-async fn until<F, Fut>(timeout: Duration, what: &str, mut f: F) -> anyhow::Result<()>
+pub(crate) async fn until<F, Fut>(timeout: Duration, what: &str, mut f: F) -> anyhow::Result<()>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -466,7 +466,7 @@ where
     }
 }
 
-async fn wait_connected(hub: &Hub, n: usize, timeout: Duration) -> anyhow::Result<()> {
+pub(crate) async fn wait_connected(hub: &Hub, n: usize, timeout: Duration) -> anyhow::Result<()> {
     until(timeout, &format!("{n} connected clusters"), || async {
         hub_metric(hub, "tether_connected_agents").await >= n as f64
     })
@@ -487,7 +487,7 @@ async fn grow(fleet: &mut Fleet, hub: &Hub, n: usize, report: &mut Report) -> an
     wait_connected(hub, n, Duration::from_secs(300)).await
 }
 
-fn configmap(name: &str, payload: &str) -> serde_json::Value {
+pub(crate) fn configmap(name: &str, payload: &str) -> serde_json::Value {
     json!({
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": name, "namespace": "default"},
@@ -497,7 +497,7 @@ fn configmap(name: &str, payload: &str) -> serde_json::Value {
 
 /// Applies a workload; returns its revision. A connection the loaded machine let die is
 /// retried (applying the same workload again changes nothing).
-async fn apply(fleet: &Fleet, workload: serde_json::Value) -> anyhow::Result<u64> {
+pub(crate) async fn apply(fleet: &Fleet, workload: serde_json::Value) -> anyhow::Result<u64> {
     let json = workload.to_string();
     let mut attempts = 0;
     loop {
@@ -522,7 +522,7 @@ async fn apply(fleet: &Fleet, workload: serde_json::Value) -> anyhow::Result<u64
     }
 }
 
-async fn wait_available(
+pub(crate) async fn wait_available(
     fleet: &Fleet,
     workload: &str,
     n: usize,
@@ -553,7 +553,7 @@ async fn wait_available(
 }
 
 /// One change of the fan-out workload; per-cluster delivery times from the apply call.
-async fn tether_fanout(
+pub(crate) async fn tether_fanout(
     fleet: &Fleet,
     n: usize,
     run: u64,

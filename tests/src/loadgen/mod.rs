@@ -16,3 +16,4 @@ pub mod mqtt;
 pub mod placement;
 pub mod procs;
 pub mod stats;
+pub mod stores;

@@ -288,7 +288,10 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
                 offline_grace: humantime::format_duration(opts.heartbeat * 3).to_string(),
                 cert_lifetime: "30d".into(),
                 log: "warn".into(),
-                extra: Vec::new(),
+                extra: super::stores::FLEET_FLAGS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
             },
         )
     });

@@ -239,6 +239,9 @@ impl Default for FleetOptions {
     }
 }
 
+/// Token requests in flight at once: the hub allows one user 8 calls in flight by default.
+const TOKEN_CALLS: usize = 6;
+
 /// What growing the fleet took.
 #[derive(Debug, Clone, Copy)]
 pub struct Growth {
@@ -335,7 +338,8 @@ impl Fleet {
                     Ok((r.token, r.ca_pin))
                 }
             })
-            .buffered(self.opts.join_concurrency.max(1))
+            // One admin identity: stay under the hub's --calls-in-flight-per-user (8).
+            .buffered(TOKEN_CALLS)
             .collect()
             .await;
         let tokens: Vec<(String, String)> = tokens.into_iter().collect::<Result<_, _>>()?;

@@ -462,7 +462,7 @@ impl EtcdStore {
             match self.block_on(self.try_claim()) {
                 Ok(Ok(rev)) => {
                     self.claim.store(rev as u64, Ordering::SeqCst);
-                    tracing::info!(holder = %self.holder, "this hub now holds the etcd lease and serves");
+                    tracing::info!(holder = %self.holder, "this hub now holds the etcd lease");
                     break;
                 }
                 Ok(Err(other)) if !wait => {
@@ -479,18 +479,25 @@ impl EtcdStore {
                 Err(e) if !wait => return Err(failed(e)),
                 Err(e) => tracing::warn!(error = %e, "cannot reach etcd; standing by"),
             }
-            let wait = self.handle.block_on(async {
+            let go_on = self.handle.block_on(async {
                 tokio::select! {
                     _ = stop.cancelled() => false,
                     _ = lease.lost.cancelled() => false,
                     _ = tokio::time::sleep(Duration::from_millis(500)) => true,
                 }
             });
-            if !wait {
+            if !go_on {
                 return Ok(false);
             }
         }
-        self.reload()?;
+        // Whatever this hub held before is out of date: another hub may have written since.
+        self.stale.store(true, Ordering::SeqCst);
+        if let Err(e) = self.reload() {
+            // Serving from an old copy is not an option: give the lease up and start over.
+            self.claim.store(0, Ordering::SeqCst);
+            lease.lost.cancel();
+            return Err(e);
+        }
         Ok(true)
     }
 

@@ -794,16 +794,32 @@ impl EtcdStore {
         }
         let mut n = 0;
         let mut ops = Vec::new();
+        let mut schema = None;
         for tree in Tree::ALL {
             for (key, value) in from.scan_prefix(tree, b"")? {
                 if value.len() > MAX_VALUE {
                     return Err(too_large(tree, &key, value.len()));
                 }
-                ops.push(Op::Put { tree, key, value });
                 n += 1;
+                if tree == Tree::Meta && key == SCHEMA_KEY {
+                    schema = Some(Op::Put { tree, key, value });
+                } else {
+                    ops.push(Op::Put { tree, key, value });
+                }
             }
         }
-        self.block_on(self.apply_ops(&ops))?;
+        // The schema record is what marks a prefix as holding a hub: written last, so an
+        // import cut short leaves a prefix that still reads as empty and can be imported
+        // again (the same puts), never a hub with records missing.
+        ops.extend(schema.or_else(|| {
+            Some(Op::Put {
+                tree: Tree::Meta,
+                key: SCHEMA_KEY.to_vec(),
+                value: SCHEMA_VERSION.to_be_bytes().to_vec(),
+            })
+        }));
+        self.block_on(self.apply_ops(&ops[..ops.len() - 1]))?;
+        self.block_on(self.apply_ops(&ops[ops.len() - 1..]))?;
         self.reload()?;
         Ok(n)
     }

@@ -496,6 +496,17 @@ impl Hub {
         }
     }
 
+    /// Writes to `path` the first hub's admin credential with every hub listed (as tetherctl
+    /// takes several), and returns `path`.
+    pub fn config_listing(hubs: &[Hub], path: &Path) -> PathBuf {
+        let admin = std::fs::read_to_string(hubs[0].admin_config())
+            .unwrap_or_else(|e| panic!("cannot read the admin credential: {e}"));
+        let listed = admin.replace(&hubs[0].addr.to_string(), &Hub::addresses(hubs));
+        std::fs::write(path, listed)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        path.to_path_buf()
+    }
+
     /// The addresses of `hubs`, as an agent's `--hub` takes several.
     pub fn addresses(hubs: &[Hub]) -> String {
         hubs.iter()

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
 
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,33 @@ use tether_tests::harness::{
 use tether_tests::netns;
 
 const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A member cluster (emulated, copies ready after `ready_after`) whose agent was given every
+/// hub's address and joined through the serving hub `hubs[0]` with `labels`.
+fn member(
+    dir: &Path,
+    hubs: &[Hub],
+    name: &str,
+    labels: &str,
+    ready_after: &str,
+) -> (Cluster, Agent) {
+    let cluster = Cluster::start_with(dir, name, 1, "v1.33.4", ready_after);
+    let extra: Vec<&str> = if labels.is_empty() {
+        vec![]
+    } else {
+        vec!["--labels", labels]
+    };
+    let (token, pin) = hubs[0].token(name, &extra);
+    let agent = Agent::start_to(
+        &Hub::addresses(hubs),
+        &cluster,
+        &dir.join(format!("agent-{name}")),
+        &["--token", &token, "--ca-pin", &pin],
+        "info",
+    );
+    hubs[0].wait_status(name, "Ready", PATIENCE);
+    (cluster, agent)
+}
 
 fn workload(name: &str, value: &str) -> String {
     format!(
@@ -94,23 +122,10 @@ fn a_standby_hub_takes_over_from_a_killed_one_and_its_agents_follow_with_nothing
         options(),
     );
     assert_eq!(hubs[1].readyz(), 503, "a standby hub must not be ready");
-    let all = Hub::addresses(&hubs);
-    let mut clusters = Vec::new();
-    let mut agents = Vec::new();
-    for name in ["edge-1", "edge-2"] {
-        let cluster = Cluster::start(dir.path(), name, 1, "v1.33.4");
-        let (token, pin) = hubs[0].token(name, &[]);
-        let state = dir.path().join(format!("agent-{name}"));
-        agents.push(Agent::start_to(
-            &all,
-            &cluster,
-            &state,
-            &["--token", &token, "--ca-pin", &pin],
-            "info",
-        ));
-        hubs[0].wait_status(name, "Ready", PATIENCE);
-        clusters.push(cluster);
-    }
+    let (clusters, agents): (Vec<Cluster>, Vec<Agent>) = ["edge-1", "edge-2"]
+        .iter()
+        .map(|name| member(dir.path(), &hubs, name, "", "300ms"))
+        .unzip();
     for (i, name) in ["web", "api", "jobs"].iter().enumerate() {
         hubs[0].apply_ok(name, &workload(name, &format!("v{i}")));
         hubs[0].wait_available(name, "60s");
@@ -148,9 +163,7 @@ fn a_standby_hub_takes_over_from_a_killed_one_and_its_agents_follow_with_nothing
     assert_eq!(hubs[1].metric("tether_desired_sent_total"), 0.0);
 
     // tetherctl given both hubs reaches whichever serves.
-    let both = dir.path().join("both.yaml");
-    let admin = std::fs::read_to_string(hubs[1].admin_config()).unwrap();
-    std::fs::write(&both, admin.replace(&hubs[1].addr.to_string(), &all)).unwrap();
+    let both = Hub::config_listing(&hubs, &dir.path().join("both.yaml"));
     let out = run(Command::new(bin("tetherctl"))
         .arg("--config")
         .arg(&both)
@@ -212,24 +225,10 @@ fn a_hub_cut_off_from_etcd_stops_serving_within_its_lease_and_its_agents_move() 
         },
     ];
     let hubs = Hub::etcd_group_with(&dir.path().join("hubs"), &specs, options());
-    let all = Hub::addresses(&hubs);
-    let mut agents = Vec::new();
-    for name in ["edge-1", "edge-2"] {
-        let cluster = Cluster::start(dir.path(), name, 1, "v1.33.4");
-        let (token, pin) = hubs[0].token(name, &[]);
-        let state = dir.path().join(format!("agent-{name}"));
-        agents.push((
-            Agent::start_to(
-                &all,
-                &cluster,
-                &state,
-                &["--token", &token, "--ca-pin", &pin],
-                "info",
-            ),
-            cluster,
-        ));
-        hubs[0].wait_status(name, "Ready", PATIENCE);
-    }
+    let members: Vec<(Cluster, Agent)> = ["edge-1", "edge-2"]
+        .iter()
+        .map(|name| member(dir.path(), &hubs, name, "", "300ms"))
+        .collect();
     hubs[0].apply_ok("web", &workload("web", "1"));
     hubs[0].wait_available("web", "60s");
     assert_eq!(sessions(&hubs[0]), 2.0);
@@ -304,7 +303,7 @@ fn a_hub_cut_off_from_etcd_stops_serving_within_its_lease_and_its_agents_move() 
     assert!(!hubs[0].apply("web", &workload("web", "2")).status.success());
     // B serves, with everything A acknowledged.
     hubs[1].apply_ok("web", &workload("web", "3"));
-    for (_, cluster) in &agents {
+    for (cluster, _) in &members {
         eventually(PATIENCE, "the change on the member", || {
             (configmap_value(cluster, "web").as_deref() == Some("3")).then_some(())
         });
@@ -355,23 +354,11 @@ fn a_staged_rollout_goes_on_from_where_it_stopped_when_its_hub_is_killed() {
         &etcd.hub_flags("/tether"),
         options(),
     );
-    let all = Hub::addresses(&hubs);
-    let mut members = Vec::new();
     // Each copy becomes Available 3 s after it changes: a wave takes that long.
-    for (name, ring) in [("ring-a", "a"), ("ring-b", "b"), ("ring-c", "c")] {
-        let cluster = Cluster::start_with(dir.path(), name, 1, "v1.33.4", "3s");
-        let (token, pin) = hubs[0].token(name, &["--labels", &format!("ring={ring}")]);
-        let state = dir.path().join(format!("agent-{name}"));
-        let agent = Agent::start_to(
-            &all,
-            &cluster,
-            &state,
-            &["--token", &token, "--ca-pin", &pin],
-            "info",
-        );
-        hubs[0].wait_status(name, "Ready", PATIENCE);
-        members.push((cluster, agent));
-    }
+    let members: Vec<(Cluster, Agent)> = [("ring-a", "a"), ("ring-b", "b"), ("ring-c", "c")]
+        .iter()
+        .map(|(name, ring)| member(dir.path(), &hubs, name, &format!("ring={ring}"), "3s"))
+        .collect();
     hubs[0].apply_ok("web", &deployment("web:1"));
     hubs[0].wait_available("web", "60s");
 
@@ -733,26 +720,12 @@ fn serving_hubs_killed_at_random_points_lose_no_acknowledged_write() {
         &etcd.hub_flags("/tether"),
         options(),
     );
-    let all = Hub::addresses(&hubs);
-    let mut members = Vec::new();
-    for name in ["edge-1", "edge-2"] {
-        let cluster = Cluster::start(dir.path(), name, 1, "v1.33.4");
-        let (token, pin) = hubs[0].token(name, &[]);
-        let state = dir.path().join(format!("agent-{name}"));
-        let agent = Agent::start_to(
-            &all,
-            &cluster,
-            &state,
-            &["--token", &token, "--ca-pin", &pin],
-            "info",
-        );
-        hubs[0].wait_status(name, "Ready", PATIENCE);
-        members.push((cluster, agent));
-    }
+    let members: Vec<(Cluster, Agent)> = ["edge-1", "edge-2"]
+        .iter()
+        .map(|name| member(dir.path(), &hubs, name, "", "300ms"))
+        .collect();
     // tetherctl as a CI job would have it: every hub listed, the first that answers used.
-    let config = dir.path().join("both.yaml");
-    let admin = std::fs::read_to_string(hubs[0].admin_config()).unwrap();
-    std::fs::write(&config, admin.replace(&hubs[0].addr.to_string(), &all)).unwrap();
+    let config = Hub::config_listing(&hubs, &dir.path().join("both.yaml"));
     let yaml_dir = dir.path().join("writes");
     std::fs::create_dir_all(&yaml_dir).unwrap();
 

@@ -123,6 +123,24 @@ pub enum StoreError {
     },
 }
 
+/// Checks a stored `schema_version` record: refused when written by a newer schema.
+pub(crate) fn check_schema(stored: &[u8]) -> Result<(), StoreError> {
+    let found = <[u8; 4]>::try_from(stored)
+        .map(u32::from_be_bytes)
+        .map_err(|_| StoreError::Corrupt {
+            tree: "meta",
+            key: "schema_version".into(),
+            detail: "not a 4-byte integer".into(),
+        })?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
+}
+
 /// Key-value pairs from a scan, in key order.
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 

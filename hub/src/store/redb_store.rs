@@ -82,19 +82,7 @@ impl RedbStore {
             failed: AtomicBool::new(false),
         };
         if let Some(v) = found {
-            let found = <[u8; 4]>::try_from(v.as_slice())
-                .map(u32::from_be_bytes)
-                .map_err(|_| StoreError::Corrupt {
-                    tree: "meta",
-                    key: "schema_version".into(),
-                    detail: "not a 4-byte integer".into(),
-                })?;
-            if found > SCHEMA_VERSION {
-                return Err(StoreError::NewerSchema {
-                    found,
-                    known: SCHEMA_VERSION,
-                });
-            }
+            super::check_schema(&v)?;
         }
         Ok(store)
     }

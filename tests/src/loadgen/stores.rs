@@ -101,17 +101,6 @@ fn hub_options(opts: &StoresOptions, etcd: bool) -> HubOptions {
     }
 }
 
-/// A tetherctl config that lists every hub.
-fn config_for(hubs: &[Hub], dir: &Path) -> anyhow::Result<PathBuf> {
-    let admin = std::fs::read_to_string(hubs[0].admin_config())?;
-    let path = dir.join("fleet.yaml");
-    std::fs::write(
-        &path,
-        admin.replace(&hubs[0].addr.to_string(), &Hub::addresses(hubs)),
-    )?;
-    Ok(path)
-}
-
 pub async fn run(opts: &StoresOptions) -> anyhow::Result<StoresReport> {
     let started = Instant::now();
     let binary = etcd_binary()
@@ -165,7 +154,7 @@ async fn measure(
 ) -> anyhow::Result<StoreRun> {
     let n = opts.clusters;
     let hubs_n = hubs.len();
-    let config = config_for(&hubs, dir)?;
+    let config = Hub::config_listing(&hubs, &dir.join("fleet.yaml"));
     let mut fleet = Fleet::new(
         &config,
         FleetOptions {

@@ -364,19 +364,7 @@ impl EtcdStore {
         let contents = match schema {
             None => Contents::Empty,
             Some(v) => {
-                let found = <[u8; 4]>::try_from(v.as_slice())
-                    .map(u32::from_be_bytes)
-                    .map_err(|_| StoreError::Corrupt {
-                        tree: "meta",
-                        key: "schema_version".into(),
-                        detail: "not a 4-byte integer".into(),
-                    })?;
-                if found > SCHEMA_VERSION {
-                    return Err(StoreError::NewerSchema {
-                        found,
-                        known: SCHEMA_VERSION,
-                    });
-                }
+                super::check_schema(&v)?;
                 Contents::Hub
             }
         };

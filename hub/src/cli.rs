@@ -117,9 +117,26 @@ pub struct EtcdArgs {
     /// The longest one etcd call may take.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub etcd_request_timeout: Duration,
+    /// How often the serving hub compacts etcd's history, keeping one interval of it, as
+    /// kube-apiserver does; 0 when etcd compacts itself (--auto-compaction-retention).
+    #[arg(
+        long,
+        default_value = "5m",
+        value_parser = parse_duration,
+        env = "TETHER_ETCD_COMPACTION_INTERVAL"
+    )]
+    pub etcd_compaction_interval: Duration,
 }
 
 impl EtcdArgs {
+    /// Whether any option that names an etcd cluster was given.
+    pub fn any_set(&self) -> bool {
+        !self.etcd_endpoints.is_empty()
+            || self.etcd_ca.is_some()
+            || self.etcd_cert.is_some()
+            || self.etcd_key.is_some()
+    }
+
     pub fn config(&self) -> Result<crate::store::EtcdConfig, String> {
         let config = crate::store::EtcdConfig {
             endpoints: self
@@ -134,6 +151,7 @@ impl EtcdArgs {
             prefix: self.etcd_prefix.clone(),
             lease_ttl: self.etcd_lease_ttl,
             request_timeout: self.etcd_request_timeout.max(Duration::from_millis(100)),
+            compaction_interval: self.etcd_compaction_interval,
         };
         config.validate()?;
         Ok(config)
@@ -475,6 +493,15 @@ pub fn run(cli: Cli) -> ExitCode {
                 }
             };
             let store = match a.store {
+                StoreKind::Embedded if a.etcd.any_set() => {
+                    // Silently serving from the data directory when etcd was meant would
+                    // split the fleet's state in two.
+                    eprintln!(
+                        "error: --etcd-* options are set (flags or TETHER_ETCD_* variables) but \
+                         the store is embedded; add --store etcd, or drop them"
+                    );
+                    return ExitCode::from(2);
+                }
                 StoreKind::Embedded => hub::StoreChoice::Embedded,
                 StoreKind::Etcd => match a.etcd.config() {
                     Ok(c) => hub::StoreChoice::Etcd(c),

@@ -44,6 +44,8 @@ pub enum StoreChoice {
 
 /// How often a store that failed to write is tried again.
 const STORE_RETRY: Duration = Duration::from_secs(2);
+/// How often a hub starting on an etcd that does not answer tries again.
+const ETCD_START_RETRY: Duration = Duration::from_secs(2);
 
 /// The largest message an agent may send (status reports are bounded well below this);
 /// larger ones are refused and the stream closed with a reason.
@@ -288,8 +290,31 @@ async fn open_etcd(
             .map_err(|e| StoreError::Io(format!("the etcd client thread failed: {e}")))?
     };
     let prefix = config.prefix.clone();
-    let (store, contents) =
-        blocking(Box::new(move || EtcdStore::connect(&config, &holder))).await?;
+    // An etcd that does not answer yet (a cluster still starting, a network not yet up) is
+    // waited for, standing by like any hub without the lease: a supervisor restarting the
+    // hub in a loop would only add noise. Mistakes in the configuration (a missing
+    // certificate file) and a store written by a newer hub end the start at once.
+    let mut waiting = false;
+    let (store, contents) = loop {
+        let (c, h) = (config.clone(), holder.clone());
+        match blocking(Box::new(move || EtcdStore::connect(&c, &h))).await {
+            Ok(connected) => break connected,
+            Err(e @ (StoreError::Open { .. } | StoreError::Failed(_))) => {
+                if !waiting {
+                    tracing::warn!(error = %e, "etcd does not answer yet; standing by until it does");
+                    waiting = true;
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(None),
+                    _ = tokio::time::sleep(ETCD_START_RETRY) => {}
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    if waiting {
+        tracing::info!("etcd answers");
+    }
     if contents == Contents::Empty {
         return Err(StartError::EtcdEmpty(prefix));
     }
@@ -335,6 +360,7 @@ pub async fn serve(
         metrics.clone(),
         stop_servers.clone(),
     ));
+    let mut compaction_interval = Duration::ZERO;
     let (store, etcd): (Arc<dyn Store>, Option<Arc<EtcdStore>>) = match store {
         StoreChoice::Embedded => {
             if !dir.store().exists() {
@@ -343,6 +369,7 @@ pub async fn serve(
             (Arc::new(RedbStore::open(&dir.store())?), None)
         }
         StoreChoice::Etcd(config) => {
+            compaction_interval = config.compaction_interval;
             let holder = format!(
                 "{} (pid {}, {})",
                 hostname(),
@@ -414,6 +441,14 @@ pub async fn serve(
         .take()
         .ok_or(StartError::AlreadyServing)?;
     let scheduler = tokio::spawn(controller.run(stop_servers.clone()));
+    let compactor = etcd.clone().map(|e| {
+        tokio::spawn(compact_etcd(
+            e,
+            compaction_interval,
+            hub.metrics.clone(),
+            stop_servers.clone(),
+        ))
+    });
     hub.metrics.set_ready(true);
     tracing::info!(
         listen = %listen.tls,
@@ -475,6 +510,9 @@ pub async fn serve(
     let _ = metrics_task.await;
     let _ = maintenance.await;
     let _ = scheduler.await;
+    if let Some(c) = compactor {
+        let _ = c.await;
+    }
     if hub.records.store().serving() {
         hub.records.store().sync().await?;
     }
@@ -491,6 +529,39 @@ fn hostname() -> String {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "unknown-host".into())
+}
+
+/// Compacts etcd's history every `interval` while this hub serves (see
+/// [`EtcdStore::compact_step`]); never with a zero interval.
+async fn compact_etcd(
+    etcd: Arc<EtcdStore>,
+    interval: Duration,
+    metrics: Metrics,
+    stop: CancellationToken,
+) {
+    if interval.is_zero() {
+        return;
+    }
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let e = etcd.clone();
+        match tokio::task::spawn_blocking(move || e.compact_step()).await {
+            Ok(Ok(Some(revision))) => {
+                tracing::debug!(revision, "compacted etcd's history");
+                metrics.etcd_compacted_revision.set(revision);
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot compact etcd's history; trying again next interval")
+            }
+            Err(e) => tracing::warn!(error = %e, "the etcd client thread failed"),
+        }
+    }
 }
 
 /// Housekeeping: old audit entries and scheduling events go; a store that failed to write is

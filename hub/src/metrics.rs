@@ -50,6 +50,8 @@ pub struct Metrics {
     /// 1 while this hub serves (always, with the embedded store; with etcd, while it holds
     /// the lease).
     pub serving: Gauge,
+    /// With etcd: the revision this hub last compacted etcd's history to.
+    pub etcd_compacted_revision: Gauge,
     ready: Arc<AtomicBool>,
     /// What else `/readyz` needs (the store can write).
     ready_check: Arc<std::sync::OnceLock<Box<dyn Fn() -> bool + Send + Sync>>>,
@@ -95,6 +97,7 @@ impl Metrics {
             store_commit_failures: Gauge::default(),
             session_queue: Gauge::default(),
             serving: Gauge::default(),
+            etcd_compacted_revision: Gauge::default(),
             ready: Arc::new(AtomicBool::new(false)),
             ready_check: Arc::new(std::sync::OnceLock::new()),
             refresh: Arc::new(std::sync::OnceLock::new()),
@@ -138,6 +141,11 @@ impl Metrics {
             "hub_serving",
             "1 while this hub serves (with etcd: while it holds the lease; standbys show 0)",
             m.serving.clone(),
+        );
+        registry.register(
+            "etcd_compacted_revision",
+            "With etcd: the revision this hub last compacted etcd's history to (0: not yet)",
+            m.etcd_compacted_revision.clone(),
         );
         registry.register(
             "connected_agents",

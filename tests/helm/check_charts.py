@@ -136,6 +136,9 @@ def hub_chart(bin_dir: pathlib.Path) -> None:
             args = hub.get("args", [])
             check("--store=etcd" in args, f"{ctx}: etcd endpoints given but the hub serves the embedded store")
             check(f"--etcd-endpoints={','.join(etcd['endpoints'])}" in args, f"{ctx}: etcd endpoints not passed")
+            interval = etcd.get("compactionInterval", "5m")
+            check(f"--etcd-compaction-interval={interval}" in args,
+                  f"{ctx}: the hub does not compact etcd's history as set")
             check(hub["startupProbe"]["httpGet"]["path"] == "/healthz",
                   f"{ctx}: a standby hub (never ready) would fail a /readyz startup probe and be killed")
             seed = next((c for c in pod.get("initContainers", []) if c["name"] == "seed-etcd"), {})
@@ -218,6 +221,9 @@ def hub_chart(bin_dir: pathlib.Path) -> None:
                    "several hubs without a shared CA")
     expect_refused("tether-hub", {"store": {"etcd": {"endpoints": ["etcd:2379"], "clientSecret": "c"}},
                                   "ca": {"existingSecret": "ca"}}, "an etcd endpoint without a scheme")
+    expect_refused("tether-hub", {"store": {"etcd": {"endpoints": ["https://e:2379"], "clientSecret": "c",
+                                                     "compactionInterval": "often"}},
+                                  "ca": {"existingSecret": "ca"}}, "a compaction interval that is no duration")
     expect_refused("tether-hub", {"ingress": {"enabled": True}}, "ingress without host")
     expect_refused("tether-hub", {"ca": {"cert": "-----BEGIN CERTIFICATE-----x"}}, "a CA cert without its key")
 

@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tether_hub::store::{Batch, Contents, EtcdConfig, EtcdStore, Store, Tree};
+use tether_tests::crashloop::Writes;
 use tether_tests::etcd::{self, EtcdCluster};
 use tether_tests::harness::{
     self, Agent, Cluster, Hub, HubOptions, HubSpec, bin, eventually, run, stderr, stdout,
@@ -460,6 +461,23 @@ fn etcd_losing_its_majority_refuses_writes_keeps_reads_and_loses_nothing() {
         (hub.readyz() == 503).then_some(())
     });
 
+    // A hub (re)started while etcd cannot answer stands by, alive and not ready, instead of
+    // exiting into a restart loop.
+    hub.kill();
+    hub.serve_standby();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        assert_eq!(
+            hub.proc.as_mut().and_then(|p| p.exited()),
+            None,
+            "a hub started without etcd exited: {}",
+            hub.log_text()
+        );
+        assert_eq!(hub.readyz(), 503, "ready without etcd");
+        // A poll interval: checking the hub stays up across several connection attempts.
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
     // The members come back: the hub serves writes again, and everything acknowledged is
     // in etcd (a restarted hub reads it from there, not from memory).
     etcd.start_member(0);
@@ -469,6 +487,8 @@ fn etcd_losing_its_majority_refuses_writes_keeps_reads_and_loses_nothing() {
         (hub.readyz() == 200).then_some(())
     });
     hub.apply_ok("three", &workload("three", "3"));
+    let names: Vec<String> = revisions(hub).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["one", "three", "two"]);
     hub.kill();
     hub.serve();
     let names: Vec<String> = revisions(hub).into_iter().map(|(n, _)| n).collect();
@@ -503,6 +523,14 @@ fn an_embedded_hub_migrates_onto_etcd_and_an_etcd_hub_backs_up_and_restores() {
             "ftp://127.0.0.1:1",
         ],
         vec!["migrate", "--from-data-dir", "/nonexistent", "--to-etcd"],
+        // etcd named, but the store left at its default (embedded): never silently local.
+        vec![
+            "serve",
+            "--data-dir",
+            "/nonexistent",
+            "--etcd-endpoints",
+            "https://127.0.0.1:1",
+        ],
     ] {
         let out = hub_cmd(&bad);
         assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", stderr(&out));
@@ -612,6 +640,7 @@ fn store_config(etcd: &EtcdCluster, prefix: &str) -> EtcdConfig {
         prefix: prefix.into(),
         lease_ttl: Duration::from_secs(3),
         request_timeout: Duration::from_secs(5),
+        compaction_interval: Duration::ZERO,
     }
 }
 
@@ -699,6 +728,87 @@ fn a_large_commit_left_half_done_by_a_dead_hub_is_finished_by_the_next() {
     assert!(!next.intent_pending().unwrap());
 }
 
+/// etcd keeps every version of every key until it is compacted; every status report is a
+/// version. The serving hub compacts (as kube-apiserver does), keeping current records.
+#[test]
+fn the_serving_hub_compacts_etcd_history_and_keeps_every_current_record() {
+    let test = "the_serving_hub_compacts_etcd_history";
+    let Some(binary) = etcd::require(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdCluster::start(&binary, &dir.path().join("etcd"), 3);
+    let mut opts = options();
+    opts.extra
+        .extend(["--etcd-compaction-interval".to_string(), "1s".to_string()]);
+    let mut hubs = Hub::etcd_group(
+        &dir.path().join("hubs"),
+        1,
+        &etcd.hub_flags("/tether"),
+        opts,
+    );
+    let hub = &mut hubs[0];
+    // Overwrites: history to compact.
+    for v in 1..=5 {
+        hub.apply_ok("web", &workload("web", &v.to_string()));
+    }
+    let compacted = eventually(PATIENCE, "the hub to compact etcd", || {
+        let r = hub.metric("tether_etcd_compacted_revision");
+        (r > 2.0).then_some(r as i64)
+    });
+    tether_common::tls::install_default_provider();
+    let (reader, _) = EtcdStore::connect(&store_config(&etcd, "/tether"), "reader").unwrap();
+    assert!(
+        !reader.history_at(compacted - 1).unwrap(),
+        "etcd still holds history before revision {compacted}"
+    );
+    // Nothing current is gone: the hub writes on, and a restarted hub loads everything.
+    hub.apply_ok("api", &workload("api", "1"));
+    hub.kill();
+    hub.serve();
+    let stored = hub.ctl_json(&["get", "workload", "web"]);
+    assert_eq!(stored["spec"]["manifests"][0]["data"]["value"], "5");
+    let names: Vec<String> = revisions(hub).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["api", "web"]);
+}
+
+/// `migrate` cut short (killed, etcd gone) before its last record: the prefix still reads as
+/// empty — no hub can start on half a copy — and running it again copies everything.
+#[test]
+fn a_migration_cut_short_leaves_an_empty_prefix_and_can_be_run_again() {
+    let test = "a_migration_cut_short";
+    let Some(binary) = etcd::require(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdCluster::start(&binary, &dir.path().join("etcd"), 3);
+    tether_common::tls::install_default_provider();
+    let source = tether_hub::store::RedbStore::open(&dir.path().join("s.redb")).unwrap();
+    source.commit(&[&many(300, 100)]).unwrap();
+
+    let (first, contents) = EtcdStore::connect(&store_config(&etcd, "/cut"), "migrate").unwrap();
+    assert_eq!(contents, Contents::Empty);
+    first.import_then_die(&source).unwrap();
+    first.release();
+    drop(first);
+
+    let (again, contents) = EtcdStore::connect(&store_config(&etcd, "/cut"), "migrate").unwrap();
+    assert_eq!(
+        contents,
+        Contents::Empty,
+        "a prefix holding part of a copy reads as a hub"
+    );
+    let records: usize = Tree::ALL
+        .iter()
+        .map(|t| source.scan_prefix(*t, b"").unwrap().len())
+        .sum();
+    assert_eq!(again.import(&source).unwrap(), records as u64);
+    again.release();
+    drop(again);
+    let hub = serving_store(&etcd, "/cut", false);
+    assert_eq!(hub.scan_prefix(Tree::Assignments, b"").unwrap().len(), 300);
+}
+
 /// The index of the hub that serves now.
 fn serving(hubs: &[Hub]) -> usize {
     eventually(Duration::from_secs(20), "a hub to serve", || {
@@ -730,77 +840,27 @@ fn serving_hubs_killed_at_random_points_lose_no_acknowledged_write() {
     std::fs::create_dir_all(&yaml_dir).unwrap();
 
     const CRASHES: u32 = 8;
-    const WORKLOADS: u64 = 4;
-    let mut acked: std::collections::BTreeMap<u64, u64> = Default::default();
-    let mut attempted: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
-    let (mut counter, mut acknowledged_total) = (0u64, 0u32);
-    let mut seed = 0x2545f4914f6cdd1du64;
-    let mut rand = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut writes = Writes::new(4, 0x2545f4914f6cdd1d);
     for crash in 0..CRASHES {
         let victim = serving(&hubs);
-        let k = 1 + rand() % 5;
-        let (tx, rx) = std::sync::mpsc::channel::<(u64, u64, bool)>();
-        let (started_tx, started_rx) = std::sync::mpsc::channel::<u64>();
-        let (cfg, yd, first) = (config.clone(), yaml_dir.clone(), counter);
-        let writer = std::thread::spawn(move || {
-            for n in 0.. {
-                let value = first + n + 1;
-                let w = value % WORKLOADS;
-                let path = yd.join(format!("w{value}.yaml"));
-                std::fs::write(&path, workload(&format!("w{w}"), &value.to_string())).unwrap();
-                let _ = started_tx.send(n);
-                let out = run(Command::new(bin("tetherctl"))
-                    .arg("--config")
-                    .arg(&cfg)
-                    .args(["apply", "-f"])
-                    .arg(&path));
-                let ok = out.status.success();
-                if tx.send((w, value, ok)).is_err() || !ok {
-                    return;
-                }
-            }
-        });
-        // kill -9 of the serving hub while write number k is in flight.
-        for n in started_rx.iter() {
-            if n >= k {
-                break;
-            }
-        }
-        hubs[victim].kill();
-        let _ = writer.join();
-        for (w, value, ok) in rx.try_iter() {
-            counter = counter.max(value);
-            attempted.entry(w).or_default().push(value);
-            if ok {
-                acked.insert(w, value);
-                acknowledged_total += 1;
-            }
-        }
+        writes.round(&config, &yaml_dir, 5, workload, || hubs[victim].kill());
         let now = serving(&hubs);
         assert_ne!(now, victim);
         hubs[victim].serve_standby();
-        for (w, value) in &acked {
+        writes.check(crash, |w| {
             let got = hubs[now].ctl_json(&["get", "workload", &format!("w{w}")]);
-            let stored: u64 = got["spec"]["manifests"][0]["data"]["value"]
-                .as_str()
-                .unwrap_or_default()
+            got["spec"]["manifests"][0]["data"]["value"]
+                .as_str()?
                 .parse()
-                .unwrap_or(0);
-            assert!(
-                stored >= *value && attempted[w].contains(&stored),
-                "crash {crash}: w{w} holds {stored}, but {value} was acknowledged"
-            );
-        }
+                .ok()
+        });
     }
     eprintln!(
-        "measured: etcd crash loop: {CRASHES} kill -9 of the serving hub, {acknowledged_total} writes acknowledged, 0 lost"
+        "measured: etcd crash loop: {CRASHES} kill -9 of the serving hub, {} writes acknowledged, 0 lost",
+        writes.acknowledged
     );
-    assert!(acknowledged_total > 0);
+    assert!(writes.acknowledged > 0);
+    let acked = writes.acked;
 
     // The agents converge on everything, and after one more takeover with nothing changed,
     // nothing is sent again.

@@ -3,13 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tether_tests::crashloop::Writes;
 use tether_tests::harness::{
     Agent, Cluster, Hub, HubOptions, Proc, bin, eventually, run, stderr, stdout,
 };
@@ -30,6 +29,11 @@ fn configmap_workload(name: &str, cluster_selector: &str, value: &str) -> String
     format!(
         "apiVersion: tether.dev/v1alpha1\nkind: Workload\nmetadata: {{ name: {name} }}\nspec:\n  manifests:\n    - {{ apiVersion: v1, kind: ConfigMap, metadata: {{ name: {name} }}, data: {{ v: \"{value}\" }} }}\n  placement: {{ clusterSelector: {cluster_selector} }}\n"
     )
+}
+
+/// A workload on every cluster labelled `fleet: "yes"`.
+fn fleet_workload(name: &str, value: &str) -> String {
+    configmap_workload(name, "{ matchLabels: { fleet: \"yes\" } }", value)
 }
 
 fn cm_value(c: &Cluster, name: &str) -> Option<String> {
@@ -183,94 +187,25 @@ fn hub_crashes_at_random_points_lose_no_acknowledged_write() {
     std::fs::create_dir_all(&yaml_dir).unwrap();
 
     const CRASHES: u32 = 20;
-    const WORKLOADS: u64 = 5;
-    // The latest acknowledged value per workload, and every value attempted.
-    let mut acked: BTreeMap<u64, u64> = BTreeMap::new();
-    let mut attempted: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
-    let mut counter = 0u64;
-    let mut acknowledged_total = 0u32;
-    let mut seed = 0x9e3779b97f4a7c15u64;
-    let mut rand = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut writes = Writes::new(5, 0x9e3779b97f4a7c15);
     for crash in 0..CRASHES {
-        // The writer applies until the hub dies; the test kills it while write `k` is in flight.
-        let k = 1 + rand() % 6;
-        let (tx, rx) = mpsc::channel::<(u64, u64, bool)>();
-        let (started_tx, started_rx) = mpsc::channel::<u64>();
-        let cfg = config.clone();
-        let yd = yaml_dir.clone();
-        let first = counter;
-        let writer = std::thread::spawn(move || {
-            for n in 0.. {
-                let value = first + n + 1;
-                let w = value % WORKLOADS;
-                let path = yd.join(format!("w{value}.yaml"));
-                std::fs::write(
-                    &path,
-                    configmap_workload(
-                        &format!("w{w}"),
-                        "{ matchLabels: { fleet: \"yes\" } }",
-                        &value.to_string(),
-                    ),
-                )
-                .unwrap();
-                let _ = started_tx.send(n);
-                let out = run(Command::new(bin("tetherctl"))
-                    .arg("--config")
-                    .arg(&cfg)
-                    .args(["apply", "-f"])
-                    .arg(&path));
-                let ok = out.status.success();
-                if tx.send((w, value, ok)).is_err() || !ok {
-                    return;
-                }
-            }
-        });
-        // Kill -9 while write number k is in flight.
-        for n in started_rx.iter() {
-            if n >= k {
-                break;
-            }
-        }
-        hub.kill();
-        let _ = writer.join();
-        for (w, value, ok) in rx.try_iter() {
-            counter = counter.max(value);
-            attempted.entry(w).or_default().push(value);
-            if ok {
-                acked.insert(w, value);
-                acknowledged_total += 1;
-            }
-        }
+        writes.round(&config, &yaml_dir, 6, fleet_workload, || hub.kill());
         hub.serve();
-        // Every acknowledged write is there (or a later attempt that also landed).
-        for (w, value) in &acked {
+        writes.check(crash, |w| {
             let out = hub.ctl(&["get", "workload", &format!("w{w}"), "-o", "json"]);
-            assert!(
-                out.status.success(),
-                "crash {crash}: acknowledged workload w{w} is missing: {}",
-                stderr(&out)
-            );
-            let got: Value = serde_json::from_slice(&out.stdout).unwrap();
-            let stored: u64 = got["spec"]["manifests"][0]["data"]["v"]
-                .as_str()
-                .unwrap()
+            let got: Value = serde_json::from_slice(&out.stdout).ok()?;
+            got["spec"]["manifests"][0]["data"]["v"]
+                .as_str()?
                 .parse()
-                .unwrap();
-            assert!(
-                stored >= *value && attempted[w].contains(&stored),
-                "crash {crash}: w{w} holds {stored}, but {value} was acknowledged"
-            );
-        }
+                .ok()
+        });
     }
     eprintln!(
-        "measured: crash loop: {CRASHES} kill -9 crashes, {acknowledged_total} writes acknowledged, 0 lost"
+        "measured: crash loop: {CRASHES} kill -9 crashes, {} writes acknowledged, 0 lost",
+        writes.acknowledged
     );
-    assert!(acknowledged_total > 0);
+    assert!(writes.acknowledged > 0);
+    let acked = writes.acked;
 
     // The agents converge on everything...
     for w in acked.keys() {

@@ -34,6 +34,9 @@ pub struct EtcdConfig {
     pub lease_ttl: Duration,
     /// The longest one etcd call may take before it counts as failed.
     pub request_timeout: Duration,
+    /// How often the serving hub compacts etcd's history (zero: never, for an etcd that
+    /// compacts itself with `--auto-compaction-retention`).
+    pub compaction_interval: Duration,
 }
 
 impl EtcdConfig {

@@ -293,6 +293,8 @@ pub struct EtcdStore {
     stale: AtomicBool,
     healthy: AtomicBool,
     holder: String,
+    /// The revision seen at the previous compaction step: the next step compacts to it.
+    compact_mark: std::sync::atomic::AtomicI64,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -358,6 +360,7 @@ impl EtcdStore {
             stale: AtomicBool::new(true),
             healthy: AtomicBool::new(true),
             holder: holder.to_string(),
+            compact_mark: std::sync::atomic::AtomicI64::new(0),
         };
         let schema =
             store.block_on(store.get_remote(&store.keys.record(Tree::Meta, SCHEMA_KEY)))?;
@@ -541,6 +544,76 @@ impl EtcdStore {
                 .await
         });
         lease.lost.cancel();
+    }
+
+    /// One step of history compaction, run every `--etcd-compaction-interval` by the serving
+    /// hub: etcd keeps every version of every key until someone compacts, and every status
+    /// report is a new version, so without it etcd reaches its space quota (2 GiB by default)
+    /// and refuses all writes. Like kube-apiserver's compactor, each step compacts to the
+    /// revision the previous step saw, so one interval of history always remains. Returns the
+    /// revision compacted to (none at the first step). Blocking.
+    ///
+    /// Compaction is etcd-wide (every prefix): it drops only versions that were superseded
+    /// more than an interval ago, never a current value.
+    pub fn compact_step(&self) -> Result<Option<i64>, StoreError> {
+        if !self.holds() {
+            return Ok(None);
+        }
+        self.block_on(async {
+            let now = self
+                .client
+                .call(
+                    "revision",
+                    self.client.kv().range(pb::RangeRequest {
+                        key: self.keys.leader.clone(),
+                        count_only: true,
+                        ..Default::default()
+                    }),
+                )
+                .await
+                .map_err(failed)?
+                .header
+                .map(|h| h.revision)
+                .unwrap_or_default();
+            let previous = self.compact_mark.swap(now, Ordering::SeqCst);
+            if previous <= 0 || previous >= now {
+                return Ok(None);
+            }
+            let compact = pb::CompactionRequest {
+                revision: previous,
+                physical: false,
+            };
+            match self
+                .client
+                .call("compact", self.client.kv().compact(compact))
+                .await
+            {
+                Ok(_) => Ok(Some(previous)),
+                // Someone (etcd's own auto-compaction, another installation) got further.
+                Err(e) if e.detail.contains("required revision has been compacted") => {
+                    Ok(Some(previous))
+                }
+                Err(e) => Err(failed(e)),
+            }
+        })
+    }
+
+    /// Whether etcd still holds the history at `revision`. For tests.
+    #[cfg(feature = "crash-hooks")]
+    pub fn history_at(&self, revision: i64) -> Result<bool, StoreError> {
+        let r = self.block_on(self.client.call(
+            "read",
+            self.client.kv().range(pb::RangeRequest {
+                key: self.keys.leader.clone(),
+                revision,
+                ..Default::default()
+            }),
+        ));
+        match r {
+            Ok(_) => Ok(true),
+            Err(e) if e.detail.contains("required revision has been compacted") => Ok(false),
+            Err(e) => Err(failed(e)),
+        }
     }
 
     async fn get_remote(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -777,6 +850,17 @@ impl EtcdStore {
     /// takes the leader key for the copy: for `tether-hub migrate`. Returns the records
     /// copied.
     pub fn import(&self, from: &dyn Store) -> Result<u64, StoreError> {
+        self.import_records(from, true)
+    }
+
+    /// Copies every record of `from` but the schema record, then stops as if the process
+    /// died there: the prefix must still read as empty. Fault injection for tests.
+    #[cfg(feature = "crash-hooks")]
+    pub fn import_then_die(&self, from: &dyn Store) -> Result<u64, StoreError> {
+        self.import_records(from, false)
+    }
+
+    fn import_records(&self, from: &dyn Store, finish: bool) -> Result<u64, StoreError> {
         if !self.claim_loop(&CancellationToken::new(), false)? {
             return Err(failed("lost the etcd lease while importing"));
         }
@@ -807,6 +891,9 @@ impl EtcdStore {
             })
         }));
         self.block_on(self.apply_ops(&ops[..ops.len() - 1]))?;
+        if !finish {
+            return Ok(n);
+        }
         self.block_on(self.apply_ops(&ops[ops.len() - 1..]))?;
         self.reload()?;
         Ok(n)

@@ -125,7 +125,14 @@ fn the_store_comparison_runs_at_small_scale() {
     let (out, md) = (dir.path().join("stores.json"), dir.path().join("stores.md"));
     let o = run(std::process::Command::new(bin("tether-loadgen"))
         .args(["stores", "--clusters", "8", "--repeats", "1"])
-        .args(["--ingest-rate", "20", "--ingest-window", "1s"])
+        .args([
+            "--ingest-rate",
+            "20",
+            "--ingest-window",
+            "1s",
+            "--idle-window",
+            "1s",
+        ])
         .args(["--heartbeat-interval", "300ms", "--lease-ttl", "3s"])
         .arg("--dir")
         .arg(dir.path().join("scratch"))
@@ -157,17 +164,34 @@ fn the_store_comparison_runs_at_small_scale() {
         assert!(x["ingest_median_per_s"].as_f64().unwrap() > 0.0, "{x:#}");
         assert_eq!(x["fanout"]["runs"][0]["n"], 8, "{x:#}");
     }
-    // The takeover: every cluster back on the new hub, nothing re-sent.
-    let t = &runs[2]["takeover"];
-    assert!(
-        t["all_back_s"].as_f64().unwrap() >= t["serving_s"].as_f64().unwrap(),
-        "{t:#}"
-    );
-    assert_eq!(t["resent"], 0.0, "{t:#}");
-    assert!(runs[0]["takeover"].is_null());
+    for x in runs {
+        assert!(x["joins_per_s"].as_f64().unwrap() > 0.0, "{x:#}");
+        let idle = &x["idle"];
+        assert!(
+            idle["hub_rss_bytes"].as_u64().unwrap() > idle["hub_rss_empty_bytes"].as_u64().unwrap(),
+            "{idle:#}"
+        );
+    }
+    // One hub: a storm that re-sends nothing.
+    for x in &runs[..2] {
+        let s = &x["storm"];
+        assert_eq!(s["desired_resent"], 0, "{s:#}");
+        assert!(x["takeover"].is_null() && x["handover"].is_null(), "{x:#}");
+    }
+    // Three: a handover and a takeover, every cluster back on the new hub, nothing re-sent.
+    for t in [&runs[2]["handover"], &runs[2]["takeover"]] {
+        assert!(
+            t["all_back_s"].as_f64().unwrap() >= t["serving_s"].as_f64().unwrap(),
+            "{t:#}"
+        );
+        assert_eq!(t["resent"], 0.0, "{t:#}");
+    }
+    assert!(runs[2]["storm"].is_null());
     let text = std::fs::read_to_string(&md).unwrap();
     assert!(
-        text.contains("| etcd | 3 | 8 |") && text.contains("**Takeover**"),
+        text.contains("| etcd (3 hubs) | 8 |")
+            && text.contains("| embedded (1 hub) | 8 | the hub stopped and started again")
+            && text.contains("| etcd (3 hubs) | 8 | the serving hub killed"),
         "{text}"
     );
 }

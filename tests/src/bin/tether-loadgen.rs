@@ -37,10 +37,16 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct StoresArgs {
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 10_000)]
     clusters: usize,
     #[arg(long, default_value_t = 3)]
     repeats: usize,
+    /// Clusters offering status updates during ingest (./scripts/bench's figure: 1,000).
+    #[arg(long, default_value_t = 1000)]
+    ingest_clients: usize,
+    /// Every cluster connected and idle for this long while the hub is sampled.
+    #[arg(long, default_value = "65s", value_parser = humantime::parse_duration)]
+    idle_window: Duration,
     /// Status updates each cluster offers per second (100 x 1,000 clusters: more than
     /// either store takes here, so the figure is the store's).
     #[arg(long, default_value_t = 100.0)]
@@ -249,6 +255,8 @@ async fn stores(args: StoresArgs) -> anyhow::Result<()> {
     let opts = stores::StoresOptions {
         clusters: args.clusters,
         repeats: args.repeats.max(1),
+        ingest_clients: args.ingest_clients,
+        idle_window: args.idle_window,
         ingest_rate: args.ingest_rate,
         ingest_window: args.ingest_window,
         payload_bytes: args.payload_bytes,

@@ -404,11 +404,11 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
 
         eprintln!("tether: {n} idle clusters for {:?}", opts.idle_window);
         let pid = hub_pid(&hub)?;
-        let segs_a = procs::tcp_out_segments();
+        let sockets_a = procs::sockets_on(hub.addr.port())?;
         let (a, b) = procs::over(pid, opts.idle_window).await?;
-        let segs = procs::tcp_out_segments().saturating_sub(segs_a) as f64;
         let secs = b.at.duration_since(a.at).as_secs_f64();
-        let socket = procs::io_bytes_per_second(&a, &b) / n as f64;
+        let (bytes, segs) = procs::sockets_on(hub.addr.port())?.rates_since(&sockets_a, secs);
+        let socket = bytes / n as f64;
         report.connections.push(Connections {
             clusters: n,
             hub_rss_bytes: b.rss_bytes,
@@ -416,7 +416,7 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
             rss_per_cluster_bytes: b.rss_bytes.saturating_sub(empty.rss_bytes) as f64 / n as f64,
             hub_cpu_percent: procs::cpu_percent(&a, &b),
             socket_bytes_per_cluster_s: socket,
-            ip_kbit_per_cluster_s: (socket + segs * 52.0 / secs / n as f64) * 8.0 / 1000.0,
+            ip_kbit_per_cluster_s: (socket + segs * 52.0 / n as f64) * 8.0 / 1000.0,
             window_s: secs,
         });
 
@@ -643,7 +643,12 @@ async fn mosquitto_fanout(opts: &BenchOptions, n: usize) -> anyhow::Result<Runs>
     Ok(Runs::of(spreads))
 }
 
-async fn storm(hub: &mut Hub, fleet: &Fleet, n: usize, repeats: usize) -> anyhow::Result<Storm> {
+pub(crate) async fn storm(
+    hub: &mut Hub,
+    fleet: &Fleet,
+    n: usize,
+    repeats: usize,
+) -> anyhow::Result<Storm> {
     let mut back = Vec::new();
     let mut after_ready = Vec::new();
     let mut resent = 0u64;

@@ -167,8 +167,10 @@ pub fn render(r: &Report, command: &str, date: &str) -> String {
         s,
         "\n## Idle connections\n\n\
          Hub memory and CPU with every cluster connected and idle (heartbeats every 10 s each \
-         way, a resync list every 60 s). Traffic is the hub's socket bytes in both directions; \
-         the IP figure adds 52 bytes of IP and TCP header for every segment the machine sent.\n\n\
+         way, a resync list every 60 s). Traffic is the payload of the hub's agent sockets in \
+         both directions (TLS records; the kernel's per-socket counters, so the store's disk \
+         writes are not in it); the IP figure adds 52 bytes of IP and TCP header for every \
+         segment of those sockets.\n\n\
          | clusters | hub RSS | per cluster | hub CPU | socket B/s per cluster | IP kbit/s per cluster | window |\n\
          |---:|---:|---:|---:|---:|---:|---:|"
     );

@@ -1,5 +1,5 @@
-//! What a process costs, read from `/proc`: resident memory, CPU time, bytes through its
-//! read/write system calls; and the machine's TCP segment count.
+//! What a process costs, read from `/proc`: resident memory and CPU time; and what crosses
+//! the TCP sockets on one port, from the kernel's per-socket counters (`ss -ti`).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -14,9 +14,6 @@ pub struct Sample {
     pub rss_bytes: u64,
     /// User plus system time, in clock ticks.
     pub cpu_ticks: u64,
-    /// Bytes through read(2)-like and write(2)-like calls (sockets included).
-    pub rchar: u64,
-    pub wchar: u64,
 }
 
 fn field(text: &str, key: &str) -> Option<u64> {
@@ -31,7 +28,6 @@ pub fn sample(pid: u32) -> std::io::Result<Sample> {
     let base = Path::new("/proc").join(pid.to_string());
     let status = std::fs::read_to_string(base.join("status"))?;
     let stat = std::fs::read_to_string(base.join("stat"))?;
-    let io = std::fs::read_to_string(base.join("io")).unwrap_or_default();
     // Fields after the command name (which may hold spaces) start at ") ".
     let after = stat.rsplit_once(") ").map_or("", |(_, r)| r);
     let fields: Vec<&str> = after.split_whitespace().collect();
@@ -46,8 +42,6 @@ pub fn sample(pid: u32) -> std::io::Result<Sample> {
         at: Instant::now(),
         rss_bytes: field(&status, "VmRSS:").unwrap_or(0) * 1024,
         cpu_ticks: ticks(11) + ticks(12),
-        rchar: field(&io, "rchar:").unwrap_or(0),
-        wchar: field(&io, "wchar:").unwrap_or(0),
     })
 }
 
@@ -60,26 +54,63 @@ pub fn cpu_percent(a: &Sample, b: &Sample) -> f64 {
     b.cpu_ticks.saturating_sub(a.cpu_ticks) as f64 / TICKS_PER_SECOND / secs * 100.0
 }
 
-/// Socket and file bytes between two samples, per second.
-pub fn io_bytes_per_second(a: &Sample, b: &Sample) -> f64 {
-    let secs = b.at.duration_since(a.at).as_secs_f64().max(1e-9);
-    let bytes = (b.rchar + b.wchar).saturating_sub(a.rchar + a.wchar);
-    bytes as f64 / secs
+/// Payload bytes and segments, both directions, through the established TCP sockets on one
+/// local port, as the kernel counts them per socket.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sockets {
+    pub sockets: usize,
+    pub bytes: u64,
+    pub segments: u64,
 }
 
-/// TCP segments the machine has sent (`/proc/net/snmp`, Tcp OutSegs).
-pub fn tcp_out_segments() -> u64 {
-    let text = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
-    let mut tcp = text.lines().filter(|l| l.starts_with("Tcp:"));
-    let (Some(names), Some(values)) = (tcp.next(), tcp.next()) else {
-        return 0;
-    };
-    names
-        .split_whitespace()
-        .zip(values.split_whitespace())
-        .find(|(n, _)| *n == "OutSegs")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0)
+impl Sockets {
+    /// Bytes and segments per second between `self` and a later reading, valid when the same
+    /// sockets stayed open in between (a closed socket takes its counts with it).
+    pub fn rates_since(&self, earlier: &Sockets, secs: f64) -> (f64, f64) {
+        let secs = secs.max(1e-9);
+        (
+            self.bytes.saturating_sub(earlier.bytes) as f64 / secs,
+            self.segments.saturating_sub(earlier.segments) as f64 / secs,
+        )
+    }
+}
+
+/// Reads the counters of every established socket on local `port` (`ss -tinH`; iproute2).
+/// Why not `/proc/PID/io`: it counts file writes too (the store), which are not traffic.
+pub fn sockets_on(port: u16) -> std::io::Result<Sockets> {
+    let out = std::process::Command::new("ss")
+        .args(["-tinH", "state", "established"])
+        .arg(format!("( sport = :{port} )"))
+        .output()?;
+    if !out.status.success() {
+        return Err(std::io::Error::other(format!(
+            "ss failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(parse_ss(&String::from_utf8_lossy(&out.stdout)))
+}
+
+fn parse_ss(text: &str) -> Sockets {
+    let mut s = Sockets::default();
+    for token in text.split_whitespace() {
+        let Some((key, value)) = token.split_once(':') else {
+            continue;
+        };
+        let Ok(v) = value.parse::<u64>() else {
+            continue;
+        };
+        match key {
+            "bytes_sent" => {
+                s.sockets += 1;
+                s.bytes += v;
+            }
+            "bytes_received" => s.bytes += v,
+            "segs_out" | "segs_in" => s.segments += v,
+            _ => {}
+        }
+    }
+    s
 }
 
 /// Samples `pid` at the start and end of `window`.
@@ -92,6 +123,17 @@ pub async fn over(pid: u32, window: Duration) -> std::io::Result<(Sample, Sample
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ss_counters_add_up_over_sockets_and_directions() {
+        let text = "0 0 127.0.0.1:7443 127.0.0.1:5000\n\t cubic rtt:0.1/0.05 bytes_sent:100 \
+                    bytes_acked:101 bytes_received:40 segs_out:3 segs_in:4 lastsnd:9\n\
+                    0 0 127.0.0.1:7443 127.0.0.1:5001\n\t cubic bytes_sent:1 bytes_received:2 \
+                    segs_out:1 segs_in:1\n";
+        let s = parse_ss(text);
+        assert_eq!((s.sockets, s.bytes, s.segments), (2, 143, 9));
+        assert_eq!(parse_ss("").sockets, 0);
+    }
 
     #[test]
     fn this_process_has_memory_and_cpu() {
@@ -108,14 +150,19 @@ mod tests {
     }
 
     #[test]
-    fn the_machine_counts_tcp_segments() {
-        let before = tcp_out_segments();
+    fn the_sockets_on_a_port_count_what_crossed_them() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
         let mut c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (mut s, _) = l.accept().unwrap();
         std::io::Write::write_all(&mut c, b"ping").unwrap();
         let mut buf = [0u8; 4];
         std::io::Read::read_exact(&mut s, &mut buf).unwrap();
-        assert!(tcp_out_segments() > before);
+        std::io::Write::write_all(&mut s, b"pong!").unwrap();
+        std::io::Read::read_exact(&mut c, &mut [0u8; 5]).unwrap();
+        let counted = sockets_on(port).unwrap();
+        // The accepted socket only (the client's local port is another): 4 in, 5 out.
+        assert_eq!((counted.sockets, counted.bytes), (1, 9), "{counted:?}");
+        assert!(counted.segments >= 2, "{counted:?}");
     }
 }

@@ -1,8 +1,9 @@
 //! The hub on each store, side by side in one run (`tether-loadgen stores`): the embedded
 //! store (redb), etcd with one hub, and etcd with three hubs (one serving, two standing by).
-//! Each gets the same simulated fleet and the same scenarios — durable status ingest,
-//! fan-out of one change, the serving hub's memory — and, with three hubs, a `kill -9` of the
-//! serving hub: how long until another serves and until the last cluster is back on it.
+//! Each gets the same simulated fleet and the scenarios of `./scripts/bench` — joins, durable
+//! status ingest, fan-out of one change, idle connections (memory, CPU, traffic), a reconnect
+//! storm — and, with three hubs, the serving hub stopped cleanly and then killed (`kill -9`):
+//! how long until another serves and until the last cluster is back on it.
 //!
 //! etcd is a real 3-member cluster on this machine (mutual TLS), so its members share the
 //! cores with the hub and the fleet: the figures compare the stores under the same load, they
@@ -29,6 +30,11 @@ use crate::harness::{Hub, HubOptions};
 pub struct StoresOptions {
     pub clusters: usize,
     pub repeats: usize,
+    /// Clusters that offer status updates during ingest (the first ones).
+    pub ingest_clients: usize,
+    /// How long every cluster sits connected and idle while memory, CPU and traffic are
+    /// sampled.
+    pub idle_window: Duration,
     /// Status updates each cluster offers per second during ingest.
     pub ingest_rate: f64,
     pub ingest_window: Duration,
@@ -42,7 +48,7 @@ pub struct StoresOptions {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Takeover {
-    /// From the serving hub's `kill -9` to another hub ready.
+    /// From the serving hub's stop (or `kill -9`) to another hub ready.
     pub serving_s: f64,
     /// To every cluster connected to it.
     pub all_back_s: f64,
@@ -59,9 +65,29 @@ pub struct StoreRun {
     pub ingest_per_s: Vec<f64>,
     pub ingest_median_per_s: f64,
     pub fanout: Runs,
-    /// The serving hub's resident memory with every cluster connected.
-    pub hub_rss_bytes: u64,
+    /// Joins per second while the fleet grew to `clusters` (key, CSR, TLS, the hub signing
+    /// and persisting).
+    pub joins_per_s: f64,
+    pub idle: Idle,
+    /// One hub: stopped and started again with every cluster connected.
+    pub storm: Option<super::bench::Storm>,
+    /// Three hubs: the serving one stopped cleanly (it hands its lease over at once).
+    pub handover: Option<Takeover>,
+    /// Three hubs: the serving one killed (another waits for its lease to expire).
     pub takeover: Option<Takeover>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Idle {
+    /// The serving hub's resident memory with every cluster connected and idle.
+    pub hub_rss_bytes: u64,
+    /// The same hub before any cluster joined.
+    pub hub_rss_empty_bytes: u64,
+    pub rss_per_cluster_bytes: f64,
+    pub hub_cpu_percent: f64,
+    /// The serving hub's socket bytes (both directions) per cluster per second.
+    pub socket_bytes_per_cluster_s: f64,
+    pub window_s: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -154,6 +180,7 @@ async fn measure(
 ) -> anyhow::Result<StoreRun> {
     let n = opts.clusters;
     let hubs_n = hubs.len();
+    let empty_rss = procs::sample(hub_pid(&hubs[0])?)?.rss_bytes;
     let config = Hub::config_listing(&hubs, &dir.join("fleet.yaml"));
     let mut fleet = Fleet::new(
         &config,
@@ -164,12 +191,14 @@ async fn measure(
         },
     )
     .await?;
-    fleet.grow(n).await?;
+    let growth = fleet.grow(n).await?;
+    let joins_per_s = growth.joined as f64 / growth.joins.as_secs_f64().max(1e-9);
     fleet.connect().await;
     wait_connected(&hubs[0], n, Duration::from_secs(300)).await?;
 
     // Durable status ingest.
-    let names: Vec<String> = (0..n).map(|i| fleet.name(i)).collect();
+    let pumps = opts.ingest_clients.clamp(1, n);
+    let names: Vec<String> = (0..pumps).map(|i| fleet.name(i)).collect();
     apply(
         &fleet,
         json!({
@@ -179,10 +208,10 @@ async fn measure(
         }),
     )
     .await?;
-    wait_available(&fleet, "ingest", n, Duration::from_secs(120)).await?;
+    wait_available(&fleet, "ingest", pumps, Duration::from_secs(120)).await?;
     let mut rates = Vec::new();
     for _ in 0..opts.repeats.max(1) {
-        let stop = fleet.pump_status(n, opts.ingest_rate);
+        let stop = fleet.pump_status(pumps, opts.ingest_rate);
         // Let the pumps reach their pace before counting.
         tokio::time::sleep(Duration::from_secs(1)).await;
         let (a, t0) = (
@@ -202,52 +231,91 @@ async fn measure(
         spreads.push(spread);
         wait_available(&fleet, "fanout", n, Duration::from_secs(300)).await?;
     }
-    let rss = procs::sample(hub_pid(&hubs[0])?)?.rss_bytes;
 
-    // With standbys: kill -9 of the serving hub.
-    let takeover = if hubs.len() > 1 {
-        let killed = Instant::now();
-        hubs[0].kill();
-        let mut next = None;
-        until(Duration::from_secs(60), "a standby to serve", || {
-            let ready = hubs[1..]
-                .iter()
-                .position(|h| crate::harness::http_get(h.metrics, "/readyz").0 == 200);
-            next = ready.map(|i| i + 1);
-            async move { ready.is_some() }
-        })
-        .await?;
-        let serving_s = killed.elapsed().as_secs_f64();
-        let Some(next) = next else {
-            bail!("no standby took over");
-        };
-        wait_connected(&hubs[next], n, Duration::from_secs(300)).await?;
-        let all_back_s = killed.elapsed().as_secs_f64();
-        Some(Takeover {
-            serving_s,
-            all_back_s,
-            resent: hub_metric(&hubs[next], "tether_desired_sent_total").await,
-        })
-    } else {
-        None
+    // Every cluster connected and idle.
+    let pid = hub_pid(&hubs[0])?;
+    let sockets = procs::sockets_on(hubs[0].addr.port())?;
+    let (a, b) = procs::over(pid, opts.idle_window).await?;
+    let secs = b.at.duration_since(a.at).as_secs_f64();
+    let (bytes, _) = procs::sockets_on(hubs[0].addr.port())?.rates_since(&sockets, secs);
+    let idle = Idle {
+        hub_rss_bytes: b.rss_bytes,
+        hub_rss_empty_bytes: empty_rss,
+        rss_per_cluster_bytes: b.rss_bytes.saturating_sub(empty_rss) as f64 / n as f64,
+        hub_cpu_percent: procs::cpu_percent(&a, &b),
+        socket_bytes_per_cluster_s: bytes / n as f64,
+        window_s: secs,
     };
+
+    // One hub: a reconnect storm. Three: the serving hub stopped, then the next one killed.
+    let (mut storm, mut handover, mut takeover) = (None, None, None);
+    if hubs_n == 1 {
+        storm = Some(super::bench::storm(&mut hubs[0], &fleet, n, opts.repeats.max(1)).await?);
+    } else {
+        let (next, moved) = move_over(&mut hubs, 0, false, n).await?;
+        handover = Some(moved);
+        takeover = Some(move_over(&mut hubs, next, true, n).await?.1);
+    }
     fleet.disconnect().await;
     drop(hubs);
     Ok(StoreRun {
         store: store.to_string(),
         hubs: hubs_n,
         clusters: n,
-        ingest_offered_per_s: n as f64 * opts.ingest_rate,
+        ingest_offered_per_s: pumps as f64 * opts.ingest_rate,
         ingest_median_per_s: median(&rates),
         ingest_per_s: rates,
         fanout: Runs::of(spreads),
-        hub_rss_bytes: rss,
+        joins_per_s,
+        idle,
+        storm,
+        handover,
         takeover,
     })
 }
 
+/// Stops (or kills) the serving hub `from`; measures until another serves and holds all `n`
+/// clusters. Returns which hub that is.
+async fn move_over(
+    hubs: &mut [Hub],
+    from: usize,
+    kill: bool,
+    n: usize,
+) -> anyhow::Result<(usize, Takeover)> {
+    let t0 = Instant::now();
+    if kill {
+        hubs[from].kill();
+    } else {
+        let hub = &mut hubs[from];
+        tokio::task::block_in_place(|| hub.stop());
+    }
+    let mut next = None;
+    until(Duration::from_secs(60), "another hub to serve", || {
+        let ready = hubs.iter().enumerate().position(|(i, h)| {
+            i != from && crate::harness::http_get(h.metrics, "/readyz").0 == 200
+        });
+        next = ready;
+        async move { ready.is_some() }
+    })
+    .await?;
+    let serving_s = t0.elapsed().as_secs_f64();
+    let Some(next) = next else {
+        bail!("no standby took over");
+    };
+    wait_connected(&hubs[next], n, Duration::from_secs(300)).await?;
+    Ok((
+        next,
+        Takeover {
+            serving_s,
+            all_back_s: t0.elapsed().as_secs_f64(),
+            resent: hub_metric(&hubs[next], "tether_desired_sent_total").await,
+        },
+    ))
+}
+
 /// The report as Markdown (docs/benchmarks-stores.md).
 pub fn markdown(r: &StoresReport, command: &str) -> String {
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
     let mut out = String::new();
     out.push_str("# Benchmarks: the embedded store and etcd, side by side\n\n");
     out.push_str(&format!(
@@ -255,7 +323,8 @@ pub fn markdown(r: &StoresReport, command: &str) -> String {
          clusters and a 3-member etcd (mutual TLS, default durability: every write fsynced by \
          a majority) all share these cores, so the etcd figures are bounded by this machine, \
          not by etcd on machines of its own. With three hubs one serves and two stand by: \
-         serving figures match one hub's.\n\n",
+         serving figures match one hub's. How each figure is measured, and what bounds it, is \
+         below the tables.\n\n",
         r.elapsed_s,
         r.machine
             .iter()
@@ -263,46 +332,104 @@ pub fn markdown(r: &StoresReport, command: &str) -> String {
             .collect::<Vec<_>>()
             .join(", "),
     ));
-    out.push_str("| store | hubs | clusters | status ingest (durable updates/s, median) | offered/s | fan-out p50 | p99 | last | serving hub RSS |\n");
-    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-    for run in &r.runs {
-        out.push_str(&format!(
-            "| {} | {} | {} | {:.0} | {:.0} | {:.0} ms | {:.0} ms | {:.0} ms | {:.1} MiB |\n",
+    let label = |run: &StoreRun| {
+        format!(
+            "{} ({} hub{})",
             run.store,
             run.hubs,
+            if run.hubs > 1 { "s" } else { "" }
+        )
+    };
+    out.push_str("## Throughput and latency\n\n");
+    out.push_str("| store | clusters | joins/s | status ingest (durable/s, median) | offered/s | fan-out p50 | p99 | last |\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    for run in &r.runs {
+        out.push_str(&format!(
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} ms | {:.0} ms | {:.0} ms |\n",
+            label(run),
             run.clusters,
+            run.joins_per_s,
             run.ingest_median_per_s,
             run.ingest_offered_per_s,
             run.fanout.p50_ms,
             run.fanout.p99_ms,
             run.fanout.max_ms,
-            run.hub_rss_bytes as f64 / (1 << 20) as f64,
         ));
     }
+    out.push_str("\n## Idle connections\n\n");
+    out.push_str("| store | clusters | serving hub RSS | empty | per cluster | hub CPU | socket B/s per cluster | window |\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
     for run in &r.runs {
-        if let Some(t) = &run.takeover {
+        let i = &run.idle;
+        out.push_str(&format!(
+            "| {} | {} | {:.1} MiB | {:.1} MiB | {:.1} KiB | {:.1} % | {:.1} | {:.0} s |\n",
+            label(run),
+            run.clusters,
+            mib(i.hub_rss_bytes),
+            mib(i.hub_rss_empty_bytes),
+            i.rss_per_cluster_bytes / 1024.0,
+            i.hub_cpu_percent,
+            i.socket_bytes_per_cluster_s,
+            i.window_s,
+        ));
+    }
+    out.push_str("\n## A hub going away\n\n");
+    out.push_str("| store | clusters | what happens | another hub serving | last cluster back | runs | revisions re-sent |\n");
+    out.push_str("|---|---:|---|---:|---:|---|---:|\n");
+    for run in &r.runs {
+        if let Some(s) = &run.storm {
             out.push_str(&format!(
-                "\n**Takeover** ({} clusters, `--etcd-lease-ttl` as run): `kill -9` of the serving hub → \
-                 a standby serving after **{:.1} s**, the last cluster back on it after \
-                 **{:.1} s**; workload revisions sent again: {:.0}.\n",
-                run.clusters, t.serving_s, t.all_back_s, t.resent
+                "| {} | {} | the hub stopped and started again | | {:.1} s (median) | {} | {} |\n",
+                label(run),
+                run.clusters,
+                s.all_back_median_s,
+                s.all_back_s
+                    .iter()
+                    .map(|t| format!("{t:.1} s"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                s.desired_resent,
             ));
+        }
+        for (what, t) in [
+            ("the serving hub stopped (lease handed over)", &run.handover),
+            ("the serving hub killed (`kill -9`)", &run.takeover),
+        ] {
+            if let Some(t) = t {
+                out.push_str(&format!(
+                    "| {} | {} | {what} | {:.1} s | {:.1} s | 1 | {:.0} |\n",
+                    label(run),
+                    run.clusters,
+                    t.serving_s,
+                    t.all_back_s,
+                    t.resent,
+                ));
+            }
         }
     }
     out.push_str(
-        "\nStatus ingest: every cluster offers status updates at a fixed rate for the window \
-         (after 1 s of warm-up); counted as the hub stores them, each made durable by the next \
-         group commit (redb: one fsync per group; etcd: groups packed into transactions of up \
-         to 120 changes, each committed by a majority); the writer's bounded queue (16,384 \
-         batches) holds the count within that of what is durable. Fan-out: from the apply call \
-         until each simulated agent holds the new revision. What bounds each figure: status \
-         ingest by the store's write path on this machine (redb's fsync; for etcd the raft log \
-         fsync of three members on the same two cores, the hub's gRPC round trips, the cores \
-         the fleet needs to offer the load); fan-out by the one durable commit of the change \
-         (one etcd transaction, staged when it touches more than 120 records) and then the \
-         same delivery path on both stores; the takeover by the lease TTL (a standby may take \
-         the lease only once etcd lets it expire: up to the TTL after the last renewal) plus \
-         the agents' jittered reconnect backoff (up to 30 s by default).\n",
+        "\nJoins: clusters joining one after another with six tokens created in flight (a key, \
+         a CSR, TLS, the hub signing and persisting each). Status ingest: the first clusters \
+         offer status updates at a fixed rate for the window (after 1 s of warm-up); counted \
+         as the hub stores them, each made durable by the next group commit (redb: one fsync \
+         per group; etcd: groups packed into transactions of up to 120 changes, each committed \
+         by a majority); the writer's bounded queue (16,384 batches) holds the count within \
+         that of what is durable. Fan-out: from the apply call until each simulated agent \
+         holds the new revision. Idle: the serving hub's resident memory and CPU with every \
+         cluster connected (heartbeats both ways, a resync list every 60 s), and its socket \
+         bytes in both directions. A hub going away: times from the stop or kill until another \
+         hub reports ready and until every cluster is connected to one; a storm restarts the \
+         one hub in place.\n\n\
+         What bounds each figure: joins and status ingest by the store's write path on this \
+         machine (redb's fsync; for etcd the raft log fsync of three members on the same two \
+         cores, the hub's gRPC round trips, the cores the fleet needs to offer the load); \
+         fan-out by the one durable commit of the change (one etcd transaction, staged when it \
+         touches more than 120 records) and then the same delivery path on both stores; an \
+         etcd hub's memory by its in-memory copy of every record (reads never wait on etcd) \
+         and the etcd client's buffers; a handover by the agents' jittered reconnect backoff \
+         (the lease is revoked at once); a takeover after a kill by the lease TTL (a standby \
+         may take the lease only once etcd lets it expire: up to the TTL after the last \
+         renewal) plus that backoff (up to 30 s by default).\n",
     );
     out
 }

@@ -56,8 +56,6 @@ pub const TXN_OPS: usize = 120;
 pub const TXN_BYTES: usize = 1 << 20;
 /// The largest single record the etcd store accepts (it must fit one request).
 pub const MAX_VALUE: usize = TXN_BYTES - 4096;
-/// Transactions of one large commit sent at once (see [`EtcdStore::apply_ops`]).
-const TXNS_IN_FLIGHT: usize = 8;
 /// Tries of one write before it counts as failed (see [`EtcdStore::txn`]).
 const WRITE_TRIES: usize = 3;
 /// Keys per page when loading.
@@ -674,12 +672,12 @@ impl EtcdStore {
     }
 
     /// One fenced transaction: applied only while this hub holds the leader key.
+    /// One fenced transaction: applied only while this hub holds the leader key.
     ///
     /// A call that fails or times out is tried again (on the next member) a few times: while
     /// a member dies or etcd elects a new leader, one call may go unanswered. Trying again
-    /// is safe because this hub's writer is the only one, and transactions in flight at the
-    /// same time (see [`EtcdStore::apply_ops`]) touch disjoint keys: if an earlier try did
-    /// land, the same puts and deletes land again unchanged.
+    /// is safe because this hub's writer is the only one and writes one transaction at a
+    /// time: if an earlier try did land, the same puts and deletes land again unchanged.
     async fn txn(&self, success: Vec<pb::RequestOp>) -> Result<(), StoreError> {
         let claim = self.claim.load(Ordering::SeqCst) as i64;
         let request = pb::TxnRequest {
@@ -734,17 +732,12 @@ impl EtcdStore {
         }
     }
 
-    /// Applies `ops` (one change per key at most) in bounded transactions, several in
-    /// flight: each is a raft round (a majority's fsync) that etcd batches with the others,
-    /// and the keys are disjoint, so their order does not matter. Used once a large commit's
-    /// intent made it certain, and by `migrate`.
     async fn apply_ops(&self, ops: &[Op]) -> Result<(), StoreError> {
-        use futures::{StreamExt as _, TryStreamExt as _};
-        futures::stream::iter(runs(ops))
-            .map(|run| self.txn(run.iter().map(|op| self.to_request(op)).collect()))
-            .buffer_unordered(TXNS_IN_FLIGHT)
-            .try_collect::<()>()
-            .await
+        for run in runs(ops) {
+            self.txn(run.iter().map(|op| self.to_request(op)).collect())
+                .await?;
+        }
+        Ok(())
     }
 
     /// A commit too large for one transaction: stage, write the intent, apply, clear.

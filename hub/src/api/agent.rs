@@ -244,6 +244,10 @@ impl pb::agent_service_server::AgentService for AgentApi {
             self.hub
                 .sessions
                 .open(&cluster, peer.addr, session_id.clone());
+        // Connected again: workloads short of clusters may go here now. Only once the session
+        // is registered: a scheduling pass that ran before would still see the cluster away,
+        // and a workload applied while it was away would wait for the next full pass.
+        self.hub.scheduler.cluster_available();
         let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
         let welcome = pb::ConnectResponse {
             msg: Some(connect_response::Msg::Welcome(pb::Welcome {

@@ -141,11 +141,24 @@ impl Contacts {
             tokio::spawn(self.clone().write_all());
         }
         rx.await
-            .map_err(|_| StoreError::Failed("the hub is shutting down".into()))?
+            .map_err(|_| StoreError::Failed("the cluster-record writer stopped".into()))?
             .map_err(|e| HubError::Store(StoreError::Failed(e)))
     }
 
     async fn write_all(self: Arc<Self>) {
+        // Should writing ever panic, the next contact must start a writer again (and those
+        // waiting get an error) rather than every later connect waiting forever.
+        struct Unwedge<'a>(&'a std::sync::Mutex<ContactQueue>);
+        impl Drop for Unwedge<'_> {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    let mut q = self.0.lock().unwrap_or_else(|e| e.into_inner());
+                    q.writing = false;
+                    q.pending.clear();
+                }
+            }
+        }
+        let _unwedge = Unwedge(&self.queue);
         loop {
             let group = {
                 let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());

@@ -360,7 +360,10 @@ pub async fn serve(
         metrics.clone(),
         stop_servers.clone(),
     ));
-    let mut compaction_interval = Duration::ZERO;
+    let compaction_interval = match &store {
+        StoreChoice::Etcd(config) => config.compaction_interval,
+        StoreChoice::Embedded => Duration::ZERO,
+    };
     let (store, etcd): (Arc<dyn Store>, Option<Arc<EtcdStore>>) = match store {
         StoreChoice::Embedded => {
             if !dir.store().exists() {
@@ -369,7 +372,6 @@ pub async fn serve(
             (Arc::new(RedbStore::open(&dir.store())?), None)
         }
         StoreChoice::Etcd(config) => {
-            compaction_interval = config.compaction_interval;
             let holder = format!(
                 "{} (pid {}, {})",
                 hostname(),

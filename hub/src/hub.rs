@@ -483,6 +483,7 @@ pub async fn serve(
                 if let Err(e) = hub.reload_access() {
                     tracing::error!(error = %e, "cannot reload the certificates clusters and users may present");
                 }
+                hub.scheduler.serving_again();
                 tracing::info!("holds the etcd lease again; serving");
             }
             Ok(Ok(false)) => {

@@ -21,7 +21,7 @@ pub mod render;
 pub mod views;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -91,7 +91,8 @@ pub struct Config {
     pub max_bundle_size: usize,
     pub interval: Duration,
     pub failovers_per_minute: u32,
-    /// When this hub process started: Offline time is not counted from before it.
+    /// When this hub process started: Offline time is not counted from before it (nor from
+    /// before the hub last began serving again, see [`Scheduler::serving_again`]).
     pub started_unix: i64,
     /// How long a disconnected cluster holds up its rollout wave (see `plan::Input`).
     pub offline_settle: Duration,
@@ -186,6 +187,7 @@ enum Request {
 pub struct Scheduler {
     requests: mpsc::Sender<Request>,
     queue: Arc<Queue>,
+    serving_since: Arc<AtomicI64>,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -208,9 +210,11 @@ impl Scheduler {
     ) -> (Scheduler, Controller) {
         let (tx, rx) = mpsc::channel(256);
         let queue = Arc::new(Queue::default());
+        let serving_since = Arc::new(AtomicI64::new(config.started_unix));
         let controller = Controller {
             rx,
             queue: queue.clone(),
+            serving_since: serving_since.clone(),
             records,
             sessions,
             write_lock,
@@ -223,6 +227,7 @@ impl Scheduler {
             Scheduler {
                 requests: tx,
                 queue,
+                serving_since,
             },
             controller,
         )
@@ -241,6 +246,15 @@ impl Scheduler {
 
     /// Looks at every workload again soon (a cluster joined, left or changed).
     pub fn enqueue_all(&self) {
+        self.queue.push_all();
+    }
+
+    /// This hub serves again after a time without its etcd lease (another hub served, or
+    /// none): every cluster's agent is reconnecting, so Offline time counts from now, like
+    /// after a start, instead of from last contacts that may be minutes old — which would
+    /// fail every placement over at once. Then looks at every workload.
+    pub fn serving_again(&self) {
+        self.serving_since.store(unix_now(), Ordering::SeqCst);
         self.queue.push_all();
     }
 
@@ -328,6 +342,8 @@ struct Fleet {
 pub struct Controller {
     rx: mpsc::Receiver<Request>,
     queue: Arc<Queue>,
+    /// Offline time is not counted from before this (see [`Scheduler::serving_again`]).
+    serving_since: Arc<AtomicI64>,
     records: Records,
     sessions: Arc<Sessions>,
     /// Held while changing cluster and token records, which other operations change too.
@@ -475,7 +491,7 @@ impl Controller {
 
     fn fleet(&self) -> Result<Fleet, HubError> {
         let now = unix_now();
-        let started = self.config.started_unix;
+        let started = self.serving_since.load(Ordering::SeqCst);
         let clusters = self
             .records
             .clusters()?
@@ -1344,5 +1360,39 @@ mod tests {
             "spec.placement"
         );
         assert_eq!(describe_change(&w("1", ""), &w("1", "")), "no change");
+    }
+
+    #[tokio::test]
+    async fn offline_time_counts_from_when_the_hub_began_serving_again() {
+        use crate::store::records::ClusterRecord;
+        use crate::store::{Durable, RedbStore};
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(&dir.path().join("store.redb")).unwrap();
+        let records = Records::new(Durable::new(Arc::new(store)));
+        let now = unix_now();
+        // Last heard ten minutes ago, by another hub that served meanwhile.
+        let mut batch = Batch::new();
+        batch.put_cluster(&ClusterRecord {
+            name: "edge-1".into(),
+            last_seen_unix: now - 600,
+            ..Default::default()
+        });
+        records.commit(&batch).await.unwrap();
+        let (handle, controller) = Scheduler::new(
+            records,
+            Sessions::new(crate::metrics::Metrics::new()),
+            crate::control::RecordLock::default(),
+            Config {
+                max_bundle_size: 1 << 20,
+                interval: Duration::from_secs(1),
+                failovers_per_minute: 10,
+                started_unix: now - 3600,
+                offline_settle: Duration::from_secs(10),
+            },
+        );
+        let offline_since = |c: &Controller| c.fleet().unwrap().clusters[0].offline_since;
+        assert_eq!(offline_since(&controller), now - 600);
+        handle.serving_again();
+        assert!(offline_since(&controller) >= now);
     }
 }

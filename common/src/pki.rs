@@ -264,6 +264,53 @@ impl CertificateAuthority {
     }
 }
 
+/// The URI SAN of a hub's own client certificate, before the hub's name. Not an
+/// [`Identity`]: such a certificate is refused wherever clusters and users are accepted, and
+/// accepted only where one hub hands another a client's connection (see `hub::api::relay`).
+pub const HUB_URI_PREFIX: &str = "spiffe://tether.dev/hub/";
+
+impl CertificateAuthority {
+    /// Issues a hub's own client key and certificate, for connections between hubs on one
+    /// etcd prefix.
+    pub fn issue_hub(&self, name: &str, lifetime: Duration) -> Result<KeyAndCert, PkiError> {
+        let key = KeyPair::generate().map_err(PkiError::KeyGen)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn("tether-hub");
+        let uri = format!("{HUB_URI_PREFIX}{name}");
+        params.subject_alt_names = vec![SanType::URI(
+            uri.as_str()
+                .try_into()
+                .map_err(|_| PkiError::San(uri.clone()))?,
+        )];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        params.serial_number = Some(random_serial()?);
+        (params.not_before, params.not_after) = validity(lifetime);
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(PkiError::Sign)?;
+        Ok(KeyAndCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
+/// The hub name in a hub's client certificate (see [`HUB_URI_PREFIX`]); `None` for any
+/// other certificate. It does not verify the certificate.
+pub fn hub_name(der: &[u8]) -> Option<String> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    let san = cert.subject_alternative_name().ok()??;
+    san.value.general_names.iter().find_map(|name| match name {
+        GeneralName::URI(uri) => uri
+            .strip_prefix(HUB_URI_PREFIX)
+            .filter(|n| !n.is_empty())
+            .map(str::to_string),
+        _ => None,
+    })
+}
+
 /// A fresh key pair and a CSR for it (agent side). The CSR asks for nothing: the hub decides.
 pub fn new_key_and_csr() -> Result<(String, Vec<u8>), PkiError> {
     let key = KeyPair::generate().map_err(PkiError::KeyGen)?;
@@ -349,6 +396,20 @@ mod tests {
         assert_eq!(info.identity, Some(id));
         assert_eq!(info.serial, signed.serial);
         assert!(info.not_after - info.not_before >= 86_400);
+    }
+
+    #[test]
+    fn a_hub_certificate_names_the_hub_and_carries_no_identity() {
+        let (ca, _) = CertificateAuthority::generate(DAY).unwrap();
+        let hub = ca.issue_hub("hub-0", DAY).unwrap();
+        let der = first_cert_der(&hub.cert_pem).unwrap();
+        assert_eq!(hub_name(&der).as_deref(), Some("hub-0"));
+        // Never taken for a cluster or a user.
+        assert_eq!(inspect(&der).unwrap().identity, None);
+        let (_, user) = ca
+            .issue_client(&Identity::User("hub-0".into()), DAY)
+            .unwrap();
+        assert_eq!(hub_name(&first_cert_der(&user.cert_pem).unwrap()), None);
     }
 
     #[test]

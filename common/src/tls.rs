@@ -178,6 +178,22 @@ pub fn mtls_client_config(
     Ok(config)
 }
 
+/// ALPN of a connection one hub opens to another to hand it a client's connection (see the
+/// hub's `api::relay`).
+pub const RELAY_ALPN: &[u8] = b"tether-relay/1";
+
+/// The relaying side of a connection between hubs: the hub's own certificate, the CA as the
+/// only root, ALPN [`RELAY_ALPN`].
+pub fn relay_client_config(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<ClientConfig, TlsError> {
+    let mut config = mtls_client_config(ca_pem, cert_pem, key_pem)?;
+    config.alpn_protocols = vec![RELAY_ALPN.to_vec()];
+    Ok(config)
+}
+
 /// A client that knows only the CA pin: it accepts the hub if the hub presents a CA
 /// certificate whose public key matches the pin and a leaf that chains to it.
 pub fn pinned_client_config(pin: &str) -> Result<ClientConfig, TlsError> {

@@ -232,6 +232,12 @@ pub struct ServeArgs {
     /// Plain HTTP: /healthz, /readyz, /metrics.
     #[arg(long, default_value = "127.0.0.1:9464", env = "TETHER_METRICS_LISTEN")]
     pub metrics_listen: SocketAddr,
+    /// With --store etcd: where the other hubs reach this hub's TLS port, HOST or HOST:PORT
+    /// (the port of --listen when left out). Hubs that do not serve relay their clients'
+    /// connections to the one that does. [default: the --listen address, or this host's
+    /// name when --listen is every address]
+    #[arg(long, value_name = "HOST[:PORT]", env = "TETHER_PEER_ADDRESS")]
+    pub peer_address: Option<String>,
     /// Lifetime of agent certificates; agents renew at 70-80% of it.
     #[arg(long, default_value = "30d", value_parser = parse_duration, env = "TETHER_CERT_LIFETIME")]
     pub cert_lifetime: Duration,
@@ -493,6 +499,13 @@ pub fn run(cli: Cli) -> ExitCode {
                 }
             };
             let store = match a.store {
+                StoreKind::Embedded if a.peer_address.is_some() => {
+                    eprintln!(
+                        "error: --peer-address (or TETHER_PEER_ADDRESS) is for hubs on etcd; \
+                         add --store etcd, or drop it"
+                    );
+                    return ExitCode::from(2);
+                }
                 StoreKind::Embedded if a.etcd.any_set() => {
                     // Silently serving from the data directory when etcd was meant would
                     // split the fleet's state in two.
@@ -516,9 +529,17 @@ pub fn run(cli: Cli) -> ExitCode {
                 Err(e) => return fail(&e),
             };
             let dir = DataDir::new(&a.data_dir);
+            let peer = match peer_address(a.peer_address.as_deref(), a.listen) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             let listen = Listen {
                 tls: a.listen,
                 metrics: a.metrics_listen,
+                peer,
             };
             let result = runtime.block_on(async move {
                 let shutdown = CancellationToken::new();
@@ -531,6 +552,38 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         }
     }
+}
+
+/// Where other hubs reach this one: `--peer-address` completed with the port of `--listen`,
+/// or `--listen` itself, or this host's name on every address.
+fn peer_address(given: Option<&str>, listen: SocketAddr) -> Result<String, String> {
+    let port = listen.port();
+    let Some(given) = given.map(str::trim) else {
+        return Ok(if listen.ip().is_unspecified() {
+            format!("{}:{port}", crate::hub::hostname())
+        } else {
+            listen.to_string()
+        });
+    };
+    if let Ok(addr) = given.parse::<SocketAddr>() {
+        return Ok(addr.to_string());
+    }
+    if let Ok(ip) = given.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, port).to_string());
+    }
+    let bad = || format!("invalid --peer-address {given:?}: expected HOST or HOST:PORT");
+    let (host, port) = match given.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad())?),
+        None => (given, port),
+    };
+    if host.is_empty()
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    {
+        return Err(bad());
+    }
+    Ok(format!("{host}:{port}"))
 }
 
 fn migrate(a: MigrateArgs) -> ExitCode {
@@ -656,4 +709,26 @@ fn fail(e: &dyn std::fmt::Display) -> ExitCode {
 pub async fn shutdown_on_signal(token: CancellationToken) {
     tether_common::signal::terminated().await;
     token.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_peer_address_takes_the_listen_port_when_it_has_none() {
+        let listen: SocketAddr = "0.0.0.0:7443".parse().unwrap();
+        let ok = |given: &str| peer_address(Some(given), listen).unwrap();
+        assert_eq!(ok("10.1.2.3"), "10.1.2.3:7443");
+        assert_eq!(ok("fd00::7"), "[fd00::7]:7443");
+        assert_eq!(ok("[fd00::7]:9000"), "[fd00::7]:9000");
+        assert_eq!(ok("hub-1.hubs.tether.svc"), "hub-1.hubs.tether.svc:7443");
+        assert_eq!(ok("hub-1:8443"), "hub-1:8443");
+        for bad in ["", "hub 1", "hub:port", "a/b:1"] {
+            assert!(peer_address(Some(bad), listen).is_err(), "{bad:?}");
+        }
+        let specific: SocketAddr = "127.0.0.1:17443".parse().unwrap();
+        assert_eq!(peer_address(None, specific).unwrap(), "127.0.0.1:17443");
+        assert!(peer_address(None, listen).unwrap().ends_with(":7443"));
+    }
 }

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::datadir::{DataDir, write_file};
+use crate::api::relay::{self, Relay};
 use crate::api::server;
 pub use crate::api::state::{Hub, Settings};
 use crate::api::tls_auth::ClientVerifier;
@@ -103,6 +104,30 @@ fn read(path: &std::path::Path) -> Result<String, StartError> {
     })
 }
 
+/// The CA that signs, the previous one while a rotation is under way, and the PEM bundle
+/// of every CA trusted.
+fn load_cas(
+    dir: &DataDir,
+) -> Result<(CertificateAuthority, Option<CertificateAuthority>, String), StartError> {
+    if !dir.ca_cert().exists() {
+        return Err(StartError::NotInitialized(dir.root().display().to_string()));
+    }
+    let ca = CertificateAuthority::load(&read(&dir.ca_cert())?, &read(&dir.ca_key())?)?;
+    let ca_previous = if dir.rotating() {
+        Some(CertificateAuthority::load(
+            &read(&dir.ca_previous_cert())?,
+            &read(&dir.ca_previous_key())?,
+        )?)
+    } else {
+        None
+    };
+    let trust_pem = match &ca_previous {
+        Some(prev) => format!("{}{}", ca.cert_pem(), prev.cert_pem()),
+        None => ca.cert_pem().to_string(),
+    };
+    Ok((ca, ca_previous, trust_pem))
+}
+
 impl Hub {
     /// Opens the hub in `dir` (CA, keys) on `store`, counting into `metrics`.
     pub fn open(
@@ -111,23 +136,8 @@ impl Hub {
         store: Arc<dyn Store>,
         metrics: Metrics,
     ) -> Result<Arc<Hub>, StartError> {
-        if !dir.ca_cert().exists() {
-            return Err(StartError::NotInitialized(dir.root().display().to_string()));
-        }
-        let ca = CertificateAuthority::load(&read(&dir.ca_cert())?, &read(&dir.ca_key())?)?;
+        let (ca, ca_previous, trust_pem) = load_cas(dir)?;
         let signing_pin = ca.pin()?;
-        let ca_previous = if dir.rotating() {
-            Some(CertificateAuthority::load(
-                &read(&dir.ca_previous_cert())?,
-                &read(&dir.ca_previous_key())?,
-            )?)
-        } else {
-            None
-        };
-        let trust_pem = match &ca_previous {
-            Some(prev) => format!("{}{}", ca.cert_pem(), prev.cert_pem()),
-            None => ca.cert_pem().to_string(),
-        };
         let ca_pin = match &ca_previous {
             Some(prev) => prev.pin()?,
             None => signing_pin.clone(),
@@ -275,15 +285,29 @@ impl Hub {
 pub struct Listen {
     pub tls: SocketAddr,
     pub metrics: SocketAddr,
+    /// With etcd: where the other hubs reach this one's TLS port (`host:port`).
+    pub peer: String,
+}
+
+/// What a hub on etcd has once it holds the lease.
+struct OnEtcd {
+    store: Arc<EtcdStore>,
+    listener: TcpListener,
+    relay: Arc<Relay>,
 }
 
 /// Opens the etcd store and waits, standing by, until this hub holds the prefix's lease.
-/// `None` if `shutdown` came first.
+/// Meanwhile its TLS port relays every connection to the hub that serves. `None` if
+/// `shutdown` came first.
 async fn open_etcd(
     config: EtcdConfig,
     holder: String,
+    dir: &DataDir,
+    listen: &Listen,
+    metrics: &Metrics,
+    ready: &ReadyWhen,
     shutdown: &CancellationToken,
-) -> Result<Option<Arc<EtcdStore>>, StartError> {
+) -> Result<Option<OnEtcd>, StartError> {
     let blocking = |f: Box<dyn FnOnce() -> Result<_, StoreError> + Send>| async move {
         tokio::task::spawn_blocking(f)
             .await
@@ -318,12 +342,59 @@ async fn open_etcd(
     if contents == Contents::Empty {
         return Err(StartError::EtcdEmpty(prefix));
     }
-    let store = Arc::new(store);
-    let (s, stop) = (store.clone(), shutdown.clone());
-    let held = tokio::task::spawn_blocking(move || s.acquire(&stop))
+    let store = Arc::new(store.with_peer_address(listen.peer.clone()));
+    let _ = ready.etcd.set(Arc::downgrade(&store));
+    let (ca, _, trust_pem) = load_cas(dir)?;
+    let target: relay::Target = {
+        let store = Arc::downgrade(&store);
+        Arc::new(move || store.upgrade()?.serving_at())
+    };
+    let name = format!("{}-{}", hostname(), std::process::id());
+    let relay = Relay::new(Arc::new(ca), trust_pem, name, target, metrics.clone())?;
+    let listener = TcpListener::bind(listen.tls)
         .await
-        .map_err(|e| StoreError::Io(format!("the etcd client thread failed: {e}")))??;
-    Ok(held.then_some(store))
+        .map_err(|source| StartError::Listen {
+            addr: listen.tls,
+            source,
+        })?;
+    let stop_relaying = CancellationToken::new();
+    let standby = tokio::spawn(relay.clone().standby(listener, stop_relaying.clone()));
+    let (s, stop) = (store.clone(), shutdown.clone());
+    let held = tokio::task::spawn_blocking(move || s.acquire(&stop)).await;
+    stop_relaying.cancel();
+    let listener = standby
+        .await
+        .map_err(|e| StoreError::Io(format!("the relay task failed: {e}")))?;
+    let held =
+        held.map_err(|e| StoreError::Io(format!("the etcd client thread failed: {e}")))??;
+    Ok(held.then_some(OnEtcd {
+        store,
+        listener,
+        relay,
+    }))
+}
+
+/// What `/readyz` asks: the hub can write, or (etcd) it can relay to the hub that serves.
+#[derive(Default)]
+struct ReadyWhen {
+    hub: std::sync::OnceLock<std::sync::Weak<Hub>>,
+    etcd: std::sync::OnceLock<std::sync::Weak<EtcdStore>>,
+}
+
+impl ReadyWhen {
+    fn ready(&self) -> bool {
+        let writes = self
+            .hub
+            .get()
+            .and_then(std::sync::Weak::upgrade)
+            .is_some_and(|h| h.records.store().healthy());
+        let relays = self
+            .etcd
+            .get()
+            .and_then(std::sync::Weak::upgrade)
+            .is_some_and(|e| e.answering() && e.serving_at().is_some());
+        writes || relays
+    }
 }
 
 /// Runs the hub until `shutdown` is cancelled.
@@ -364,22 +435,37 @@ pub async fn serve(
         StoreChoice::Etcd(config) => config.compaction_interval,
         StoreChoice::Embedded => Duration::ZERO,
     };
-    let (store, etcd): (Arc<dyn Store>, Option<Arc<EtcdStore>>) = match store {
+    // Not ready while the store cannot write (a full disk): Kubernetes stops sending
+    // traffic, and the hub recovers by itself when space returns. A hub on etcd that does
+    // not serve is ready while it can relay to the one that does.
+    let ready = Arc::new(ReadyWhen::default());
+    {
+        let ready = ready.clone();
+        metrics.set_ready_check(move || ready.ready());
+    }
+    metrics.set_ready(true);
+    let (store, etcd, tls_listener, relay): (Arc<dyn Store>, _, _, _) = match store {
         StoreChoice::Embedded => {
             if !dir.store().exists() {
                 return Err(StartError::NotInitialized(dir.root().display().to_string()));
             }
-            (Arc::new(RedbStore::open(&dir.store())?), None)
+            let store = Arc::new(RedbStore::open(&dir.store())?);
+            (store, None, bind(listen.tls).await?, None)
         }
         StoreChoice::Etcd(config) => {
             let holder = format!(
                 "{} (pid {}, {})",
                 hostname(),
                 std::process::id(),
-                listen.tls
+                listen.peer
             );
-            match open_etcd(config, holder, &shutdown).await? {
-                Some(s) => (s.clone(), Some(s)),
+            match open_etcd(config, holder, dir, &listen, &metrics, &ready, &shutdown).await? {
+                Some(on) => (
+                    on.store.clone() as Arc<dyn Store>,
+                    Some(on.store),
+                    on.listener,
+                    Some(on.relay),
+                ),
                 None => {
                     stop_servers.cancel();
                     let _ = metrics_task.await;
@@ -389,11 +475,17 @@ pub async fn serve(
         }
     };
     let hub = Hub::open(dir, settings, store, metrics)?;
+    let _ = ready.hub.set(Arc::downgrade(&hub));
     let (chain, key) = hub.serving_cert(dir)?;
     let verifier = Arc::new(ClientVerifier::new(&hub.trust_pem, hub.access.clone())?);
     let tls_config = Arc::new(tls::server_config(&chain, &key, verifier)?);
-
-    let tls_listener = bind(listen.tls).await?;
+    let relay = match relay {
+        Some(relay) => Some(server::Relaying {
+            relay,
+            accept: crate::api::relay::accept_config(&chain, &key, &hub.trust_pem)?,
+        }),
+        None => None,
+    };
 
     let router = routes(hub.clone()).await?;
     {
@@ -416,13 +508,6 @@ pub async fn serve(
             m.serving.set(i64::from(store.serving()));
         });
     }
-    {
-        // Not ready while the store cannot write (a full disk): Kubernetes stops sending
-        // traffic, and the hub recovers by itself when space returns.
-        let weak = Arc::downgrade(&hub);
-        hub.metrics
-            .set_ready_check(move || weak.upgrade().is_some_and(|h| h.records.store().healthy()));
-    }
     let server_task = tokio::spawn(server::serve(
         tls_listener,
         tls_config,
@@ -430,6 +515,7 @@ pub async fn serve(
         server::Guards {
             access: hub.access.clone(),
             calls: hub.calls.clone(),
+            relay,
         },
         hub.metrics.clone(),
         hub.settings.server.clone(),
@@ -451,7 +537,6 @@ pub async fn serve(
             stop_servers.clone(),
         ))
     });
-    hub.metrics.set_ready(true);
     tracing::info!(
         listen = %listen.tls,
         metrics = %listen.metrics,
@@ -526,7 +611,7 @@ pub async fn serve(
     Ok(())
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .ok()

@@ -50,6 +50,10 @@ pub struct Metrics {
     /// 1 while this hub serves (always, with the embedded store; with etcd, while it holds
     /// the lease).
     pub serving: Gauge,
+    /// With etcd, on a hub that does not serve: clients' connections relayed to the serving
+    /// hub now, and those it could not relay (no serving hub known, or none answering).
+    pub relayed: Gauge,
+    pub relay_failures: Counter,
     /// With etcd: the revision this hub last compacted etcd's history to.
     pub etcd_compacted_revision: Gauge,
     ready: Arc<AtomicBool>,
@@ -97,6 +101,8 @@ impl Metrics {
             store_commit_failures: Gauge::default(),
             session_queue: Gauge::default(),
             serving: Gauge::default(),
+            relayed: Gauge::default(),
+            relay_failures: Counter::default(),
             etcd_compacted_revision: Gauge::default(),
             ready: Arc::new(AtomicBool::new(false)),
             ready_check: Arc::new(std::sync::OnceLock::new()),
@@ -141,6 +147,16 @@ impl Metrics {
             "hub_serving",
             "1 while this hub serves (with etcd: while it holds the lease; standbys show 0)",
             m.serving.clone(),
+        );
+        registry.register(
+            "relayed_connections",
+            "Clients' connections this hub relays to the serving hub now (etcd standbys)",
+            m.relayed.clone(),
+        );
+        registry.register(
+            "relay_failures",
+            "Connections this hub could not relay: no serving hub known, or it did not answer",
+            m.relay_failures.clone(),
         );
         registry.register(
             "etcd_compacted_revision",

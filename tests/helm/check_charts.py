@@ -140,7 +140,12 @@ def hub_chart(bin_dir: pathlib.Path) -> None:
             check(f"--etcd-compaction-interval={interval}" in args,
                   f"{ctx}: the hub does not compact etcd's history as set")
             check(hub["startupProbe"]["httpGet"]["path"] == "/healthz",
-                  f"{ctx}: a standby hub (never ready) would fail a /readyz startup probe and be killed")
+                  f"{ctx}: a hub waiting for etcd or a serving hub would fail a /readyz startup probe and be killed")
+            peer = {e["name"]: e for e in hub.get("env", [])}.get("TETHER_PEER_ADDRESS", {})
+            check(peer.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "status.podIP",
+                  f"{ctx}: the hub does not publish its pod IP for the other hubs to relay to")
+            check("TETHER_PEER_ADDRESS" in help_text(bin_dir / "tether-hub", "serve"),
+                  f"{ctx}: tether-hub serve does not read TETHER_PEER_ADDRESS")
             seed = next((c for c in pod.get("initContainers", []) if c["name"] == "seed-etcd"), {})
             check("--if-empty" in seed.get("args", []), f"{ctx}: the seeding init container would fail on every replica but one")
             check_flags_exist(seed.get("args", [])[1:], help_text(bin_dir / "tether-hub", "migrate"), f"{ctx}: migrate")

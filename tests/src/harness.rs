@@ -649,6 +649,12 @@ impl Hub {
         metric(&self.metrics_text(), name)
     }
 
+    /// Whether this hub serves (with etcd: holds the lease). `/readyz` does not tell: a hub
+    /// that relays to the serving one is ready too.
+    pub fn serving(&self) -> bool {
+        self.metric("tether_hub_serving") == 1.0
+    }
+
     /// Writes `yaml` to a file next to the hub's data and runs `tetherctl apply -f` on it.
     pub fn apply(&self, name: &str, yaml: &str) -> Output {
         let path = self.dir.with_extension(format!("{name}.yaml"));

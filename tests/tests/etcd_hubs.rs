@@ -122,7 +122,7 @@ fn a_standby_hub_takes_over_from_a_killed_one_and_its_agents_follow_with_nothing
         &etcd.hub_flags("/tether"),
         options(),
     );
-    assert_eq!(hubs[1].readyz(), 503, "a standby hub must not be ready");
+    assert!(!hubs[1].serving(), "two hubs serve");
     let (clusters, agents): (Vec<Cluster>, Vec<Agent>) = ["edge-1", "edge-2"]
         .iter()
         .map(|name| member(dir.path(), &hubs, name, "", "300ms"))
@@ -138,11 +138,9 @@ fn a_standby_hub_takes_over_from_a_killed_one_and_its_agents_follow_with_nothing
     // which list both hubs, reconnect to it.
     let killed = Instant::now();
     hubs[0].kill();
-    eventually(
-        Duration::from_secs(20),
-        "the standby to become ready",
-        || (hubs[1].readyz() == 200).then_some(()),
-    );
+    eventually(Duration::from_secs(20), "the standby to serve", || {
+        hubs[1].serving().then_some(())
+    });
     let took_over = killed.elapsed();
     for name in ["edge-1", "edge-2"] {
         hubs[1].wait_status(name, "Ready", PATIENCE);
@@ -184,11 +182,92 @@ fn a_standby_hub_takes_over_from_a_killed_one_and_its_agents_follow_with_nothing
     // The killed hub comes back as a standby: it serves nothing while the other holds the
     // lease, and the agents stay where they are.
     hubs[0].serve_standby();
-    assert_eq!(hubs[0].readyz(), 503);
     assert_eq!(hubs[0].metric("tether_connected_agents"), 0.0);
     assert_eq!(hubs[0].metric("tether_hub_serving"), 0.0);
     assert_eq!(hubs[1].metric("tether_connected_agents"), 2.0);
     drop(agents);
+}
+
+#[test]
+fn a_hub_that_does_not_serve_relays_agents_tetherctl_and_kubectl_to_the_one_that_does() {
+    let test = "a_hub_that_does_not_serve_relays";
+    let Some(binary) = etcd::require(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdCluster::start(&binary, &dir.path().join("etcd"), 3);
+    let mut hubs = Hub::etcd_group(
+        &dir.path().join("hubs"),
+        3,
+        &etcd.hub_flags("/tether"),
+        options(),
+    );
+    // hubs[0] serves. hubs[2] does not, and it is all that the agent, tetherctl and kubectl
+    // are told about: as behind one Service address that picked it.
+    let front = &hubs[2];
+    eventually(PATIENCE, "the standby to be ready to relay", || {
+        (front.readyz() == 200).then_some(())
+    });
+    assert!(hubs[0].serving() && !front.serving());
+    let cluster = Cluster::start_with(dir.path(), "edge-1", 1, "v1.33.4", "300ms");
+    let (token, pin) = front.token("edge-1", &[]);
+    let agent = Agent::start_to(
+        &front.addr.to_string(),
+        &cluster,
+        &dir.path().join("agent-edge-1"),
+        &["--token", &token, "--ca-pin", &pin],
+        "info",
+    );
+    front.wait_status("edge-1", "Ready", PATIENCE);
+    front.apply_ok("web", &workload("web", "1"));
+    eventually(PATIENCE, "the workload on the member", || {
+        (configmap_value(&cluster, "web").as_deref() == Some("1")).then_some(())
+    });
+    // The session lives on the serving hub; the standby only carries its bytes.
+    assert_eq!(hubs[0].metric("tether_connected_agents"), 1.0);
+    assert_eq!(front.metric("tether_connected_agents"), 0.0);
+    assert!(front.metric("tether_relayed_connections") >= 1.0);
+
+    // kubectl through the standby reaches the member's API through the serving hub.
+    let kubeconfig = dir.path().join("edge-1.kubeconfig");
+    let out = front.ctl(&[
+        "kubeconfig",
+        "edge-1",
+        "-o",
+        &kubeconfig.display().to_string(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args([
+            "get",
+            "configmap",
+            "web",
+            "-n",
+            "default",
+            "-o",
+            "jsonpath={.data.value}",
+        ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "1");
+
+    // The serving hub dies: another takes over, and the agent, which knows only the front
+    // hub, is back through it — relayed, or served there if the front hub took the lease.
+    hubs[0].kill();
+    let next = eventually(Duration::from_secs(20), "another hub to serve", || {
+        (1..3).find(|i| hubs[*i].serving())
+    });
+    eventually(PATIENCE, "the agent back on the serving hub", || {
+        (hubs[next].metric("tether_connected_agents") == 1.0).then_some(())
+    });
+    let front = &hubs[2];
+    front.apply_ok("web", &workload("web", "2"));
+    eventually(PATIENCE, "the change on the member", || {
+        (configmap_value(&cluster, "web").as_deref() == Some("2")).then_some(())
+    });
+    assert_eq!(hubs[3 - next].metric("tether_connected_agents"), 0.0);
+    drop(agent);
 }
 
 /// `connected_agents` of a hub, asked from the root namespace (-1 when it does not answer).
@@ -210,7 +289,8 @@ fn a_hub_cut_off_from_etcd_stops_serving_within_its_lease_and_its_agents_move() 
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    // Hub A in a namespace of its own (etcd reached over a veth pair), hub B on loopback.
+    // Hub A in a namespace of its own (etcd reached over a veth pair), hub B on the host's
+    // end of the pair (so A can relay to it once healed).
     let pair = netns::Pair::up();
     let etcd = EtcdCluster::start_with(&binary, &dir.path().join("etcd"), 3, Some(&pair.host_ip));
     let specs = [
@@ -221,7 +301,7 @@ fn a_hub_cut_off_from_etcd_stops_serving_within_its_lease_and_its_agents_move() 
         },
         HubSpec {
             netns: None,
-            ip: "127.0.0.1".into(),
+            ip: pair.host_ip.clone(),
             etcd_flags: etcd.hub_flags("/tether"),
         },
     ];
@@ -310,7 +390,8 @@ fn a_hub_cut_off_from_etcd_stops_serving_within_its_lease_and_its_agents_move() 
         });
     }
 
-    // Healed, A stands by: B keeps the lease and the agents.
+    // Healed, A stands by: B keeps the lease and the agents, and A relays what reaches it to
+    // B, so tetherctl pointed at A alone writes again.
     pair.heal();
     eventually(PATIENCE, "hub A to stand by", || {
         hubs[0]
@@ -318,9 +399,17 @@ fn a_hub_cut_off_from_etcd_stops_serving_within_its_lease_and_its_agents_move() 
             .contains("another hub serves this etcd prefix")
             .then_some(())
     });
+    eventually(PATIENCE, "hub A to be ready to relay", || {
+        (harness::http_get(a, "/readyz").0 == 200).then_some(())
+    });
+    hubs[0].apply_ok("web", &workload("web", "4"));
+    for (cluster, _) in &members {
+        eventually(PATIENCE, "the change made through A on the member", || {
+            (configmap_value(cluster, "web").as_deref() == Some("4")).then_some(())
+        });
+    }
     assert_eq!(sessions(&hubs[1]), 2.0);
     assert_eq!(sessions(&hubs[0]), 0.0);
-    assert_eq!(harness::http_get(a, "/readyz").0, 503);
 }
 
 fn deployment(image: &str) -> String {
@@ -377,7 +466,7 @@ fn a_staged_rollout_goes_on_from_where_it_stopped_when_its_hub_is_killed() {
     );
     hubs[0].kill();
     eventually(Duration::from_secs(20), "the standby to serve", || {
-        (hubs[1].readyz() == 200).then_some(())
+        hubs[1].serving().then_some(())
     });
     hubs[1].wait_available("web", "90s");
 
@@ -812,7 +901,7 @@ fn a_migration_cut_short_leaves_an_empty_prefix_and_can_be_run_again() {
 /// The index of the hub that serves now.
 fn serving(hubs: &[Hub]) -> usize {
     eventually(Duration::from_secs(20), "a hub to serve", || {
-        hubs.iter().position(|h| h.readyz() == 200)
+        hubs.iter().position(Hub::serving)
     })
 }
 

@@ -17,11 +17,13 @@ use hyper_util::service::TowerToHyperService;
 use tether_common::identity::Identity;
 use tether_common::pb;
 use tether_common::pki;
+use tether_common::tls;
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::{LazyConfigAcceptor, TlsAcceptor};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+use crate::api::relay::{self, Relay};
 use crate::control::ratelimit::CallLimits;
 use crate::metrics::Metrics;
 use crate::sessions::access::Access;
@@ -180,6 +182,17 @@ pub struct Guards {
     pub access: Arc<Access>,
     /// Calls in flight and refused, per identity.
     pub calls: Arc<CallLimits>,
+    /// With etcd: connections relayed to the serving hub while this hub does not serve, and
+    /// relays from other hubs accepted while it does (see [`crate::api::relay`]).
+    pub relay: Option<Relaying>,
+}
+
+/// Both sides of relaying.
+#[derive(Clone)]
+pub struct Relaying {
+    pub relay: Arc<Relay>,
+    /// The TLS configuration relays from other hubs are accepted with.
+    pub accept: Arc<rustls::ServerConfig>,
 }
 
 pub async fn serve(
@@ -191,8 +204,11 @@ pub async fn serve(
     opts: ServerOptions,
     shutdown: CancellationToken,
 ) {
-    let Guards { access, calls } = guards;
-    let acceptor = TlsAcceptor::from(tls);
+    let Guards {
+        access,
+        calls,
+        relay,
+    } = guards;
     let anonymous = Arc::new(Anonymous::default());
     loop {
         let (tcp, addr) = tokio::select! {
@@ -208,8 +224,15 @@ pub async fn serve(
             },
         };
         let _ = tcp.set_nodelay(true);
+        if let Some(r) = &relay
+            && let Some(to) = r.relay.target()
+        {
+            tokio::spawn(r.relay.clone().forward(tcp, addr, to));
+            continue;
+        }
         let conn = Connection {
-            acceptor: acceptor.clone(),
+            tls: tls.clone(),
+            relay_accept: relay.as_ref().map(|r| r.accept.clone()),
             router: router.clone(),
             access: access.clone(),
             calls: calls.clone(),
@@ -223,7 +246,8 @@ pub async fn serve(
 }
 
 struct Connection {
-    acceptor: TlsAcceptor,
+    tls: Arc<rustls::ServerConfig>,
+    relay_accept: Option<Arc<rustls::ServerConfig>>,
     router: axum::Router,
     access: Arc<Access>,
     calls: Arc<CallLimits>,
@@ -235,7 +259,68 @@ struct Connection {
 
 impl Connection {
     async fn run(self, tcp: tokio::net::TcpStream, addr: SocketAddr) {
-        let accept = self.acceptor.accept(tcp).into_fallible();
+        // The ClientHello's ALPN tells a client from another hub relaying one.
+        let start = tokio::time::timeout(
+            HANDSHAKE_TIMEOUT,
+            LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp),
+        )
+        .await;
+        let start = match start {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                self.metrics.tls_handshake_failures.inc();
+                tracing::debug!(peer = %addr, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                self.metrics.tls_handshake_failures.inc();
+                tracing::debug!(peer = %addr, "TLS handshake timed out");
+                return;
+            }
+        };
+        let relayed = start
+            .client_hello()
+            .alpn()
+            .is_some_and(|mut protocols| protocols.any(|p| p == tls::RELAY_ALPN));
+        match (&self.relay_accept, relayed) {
+            (Some(config), true) => {
+                let outer =
+                    tokio::time::timeout(HANDSHAKE_TIMEOUT, start.into_stream(config.clone()))
+                        .await;
+                let mut outer = match outer {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        self.metrics.tls_handshake_failures.inc();
+                        tracing::info!(peer = %addr, error = %e, "a relay from another hub refused");
+                        return;
+                    }
+                    Err(_) => {
+                        self.metrics.tls_handshake_failures.inc();
+                        return;
+                    }
+                };
+                let client = match relay::client_addr(&mut outer).await {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::info!(peer = %addr, error = %e, "a relay from another hub sent no client address");
+                        return;
+                    }
+                };
+                // The client's own handshake, inside the relay, as if it had come directly.
+                let accept = TlsAcceptor::from(self.tls.clone()).accept(outer);
+                self.handshake(accept.into_fallible(), client).await;
+            }
+            _ => {
+                let accept = start.into_stream(self.tls.clone()).into_fallible();
+                self.handshake(accept, addr).await;
+            }
+        }
+    }
+
+    async fn handshake<IO>(self, accept: tokio_rustls::FallibleAccept<IO>, addr: SocketAddr)
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
             Ok(Ok(s)) => s,
             Ok(Err((e, tcp))) => {
@@ -481,7 +566,7 @@ fn not_ours(req: &http::Request<Incoming>) -> Option<http::Response<Body>> {
 /// unread data (the client's first request, sent right after its handshake flight) is reset,
 /// and a reset can destroy the alert before the peer reads it. So: stop writing, drain what
 /// the peer sends for a moment, then close.
-async fn linger(mut tcp: tokio::net::TcpStream) {
+async fn linger<IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut tcp: IO) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let _ = tcp.shutdown().await;
     let mut buf = [0u8; 4096];

@@ -292,7 +292,12 @@ async fn move_over(
     let mut next = None;
     until(Duration::from_secs(60), "another hub to serve", || {
         let ready = hubs.iter().enumerate().position(|(i, h)| {
-            i != from && crate::harness::http_get(h.metrics, "/readyz").0 == 200
+            // Ready is not enough: a hub relaying to the serving one is ready too.
+            i != from
+                && crate::harness::metric(
+                    &crate::harness::http_get(h.metrics, "/metrics").1,
+                    "tether_hub_serving",
+                ) == 1.0
         });
         next = ready;
         async move { ready.is_some() }

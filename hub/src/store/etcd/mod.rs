@@ -85,6 +85,8 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 struct Keys {
     data: Vec<u8>,
     leader: Vec<u8>,
+    /// Where the leader key's holder takes other hubs' relays (on the same lease).
+    address: Vec<u8>,
     intent: Vec<u8>,
     staging: Vec<u8>,
 }
@@ -94,6 +96,7 @@ impl Keys {
         Keys {
             data: format!("{prefix}/data/").into_bytes(),
             leader: format!("{prefix}/leader").into_bytes(),
+            address: format!("{prefix}/leader-address").into_bytes(),
             intent: format!("{prefix}/intent").into_bytes(),
             staging: format!("{prefix}/staging/").into_bytes(),
         }
@@ -293,6 +296,10 @@ pub struct EtcdStore {
     stale: AtomicBool,
     healthy: AtomicBool,
     holder: String,
+    /// Where other hubs reach this one (relays), published while it holds the leader key.
+    peer_address: String,
+    /// The address the serving hub published, as last seen while this one stood by.
+    serving_at: RwLock<Option<String>>,
     /// The revision seen at the previous compaction step: the next step compacts to it.
     compact_mark: std::sync::atomic::AtomicI64,
 }
@@ -360,6 +367,8 @@ impl EtcdStore {
             stale: AtomicBool::new(true),
             healthy: AtomicBool::new(true),
             holder: holder.to_string(),
+            peer_address: String::new(),
+            serving_at: RwLock::new(None),
             compact_mark: std::sync::atomic::AtomicI64::new(0),
         };
         let schema =
@@ -372,6 +381,34 @@ impl EtcdStore {
             }
         };
         Ok((store, contents))
+    }
+
+    /// Where other hubs reach this one while it serves (`host:port` of its TLS port): they
+    /// relay their clients' connections there (see the hub's `api::relay`).
+    pub fn with_peer_address(mut self, address: String) -> EtcdStore {
+        self.peer_address = address;
+        self
+    }
+
+    /// The serving hub's address while another hub serves and published one; `None` while
+    /// this hub serves or knows no other.
+    pub fn serving_at(&self) -> Option<String> {
+        if self.holds() {
+            return None;
+        }
+        // This hub's own address under the leader key is a previous run of this hub (killed,
+        // its lease not yet expired): relaying there would relay to itself.
+        self.serving_at
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .filter(|a| *a != self.peer_address)
+    }
+
+    /// Whether etcd answers this hub's lease renewals now.
+    pub fn answering(&self) -> bool {
+        let lease = self.lease();
+        !lease.lost.is_cancelled() && lease.answering.load(Ordering::Relaxed)
     }
 
     fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
@@ -453,15 +490,17 @@ impl EtcdStore {
             match self.block_on(self.try_claim()) {
                 Ok(Ok(rev)) => {
                     self.claim.store(rev as u64, Ordering::SeqCst);
+                    *self.serving_at.write().unwrap_or_else(|e| e.into_inner()) = None;
                     tracing::info!(holder = %self.holder, "this hub now holds the etcd lease");
                     break;
                 }
-                Ok(Err(other)) if !wait => {
+                Ok(Err((other, _))) if !wait => {
                     return Err(failed(format!(
                         "a hub ({other}) serves this etcd prefix; stop it first"
                     )));
                 }
-                Ok(Err(other)) => {
+                Ok(Err((other, address))) => {
+                    *self.serving_at.write().unwrap_or_else(|e| e.into_inner()) = address;
                     if other != announced {
                         tracing::info!(serving = %other, "another hub serves this etcd prefix; standing by");
                         announced = other;
@@ -492,9 +531,32 @@ impl EtcdStore {
         Ok(true)
     }
 
-    /// Takes the leader key if it is free: `Ok(revision)`, or `Err(holder)`.
-    async fn try_claim(&self) -> Result<Result<i64, String>, CallError> {
+    /// Takes the leader key if it is free: `Ok(revision)`, or `Err((holder, its address))`.
+    async fn try_claim(&self) -> Result<Result<i64, (String, Option<String>)>, CallError> {
         let leader = self.keys.leader.clone();
+        let lease = self.lease().id;
+        let mut success = vec![put_op(
+            leader.clone(),
+            self.holder.clone().into_bytes(),
+            lease,
+        )];
+        if self.peer_address.is_empty() {
+            // No address to publish: clear one a previous holder may have left behind.
+            success.push(pb::RequestOp {
+                request: Some(pb::request_op::Request::RequestDeleteRange(
+                    pb::DeleteRangeRequest {
+                        key: self.keys.address.clone(),
+                        range_end: vec![],
+                    },
+                )),
+            });
+        } else {
+            success.push(put_op(
+                self.keys.address.clone(),
+                self.peer_address.clone().into_bytes(),
+                lease,
+            ));
+        }
         let r = self
             .client
             .call(
@@ -506,28 +568,28 @@ impl EtcdStore {
                         key: leader.clone(),
                         target_union: Some(pb::compare::TargetUnion::CreateRevision(0)),
                     }],
-                    success: vec![put_op(
-                        leader.clone(),
-                        self.holder.clone().into_bytes(),
-                        self.lease().id,
-                    )],
-                    failure: vec![range_op(leader, vec![])],
+                    success,
+                    failure: vec![
+                        range_op(leader, vec![]),
+                        range_op(self.keys.address.clone(), vec![]),
+                    ],
                 }),
             )
             .await?;
         if r.succeeded {
             return Ok(Ok(r.header.map(|h| h.revision).unwrap_or_default()));
         }
-        let holder = r
-            .responses
-            .into_iter()
-            .find_map(|op| match op.response {
-                Some(pb::response_op::Response::ResponseRange(rr)) => rr.kvs.into_iter().next(),
-                _ => None,
-            })
-            .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
-            .unwrap_or_default();
-        Ok(Err(holder))
+        let mut values = r.responses.into_iter().map(|op| match op.response {
+            Some(pb::response_op::Response::ResponseRange(rr)) => rr
+                .kvs
+                .into_iter()
+                .next()
+                .map(|kv| String::from_utf8_lossy(&kv.value).into_owned()),
+            _ => None,
+        });
+        let holder = values.next().flatten().unwrap_or_default();
+        let address = values.next().flatten();
+        Ok(Err((holder, address)))
     }
 
     /// Gives the leader key up at once (a clean shutdown), so a standby hub takes over now.

@@ -1,0 +1,371 @@
+//! Hubs that do not serve hand their clients' connections to the hub that does.
+//!
+//! On an etcd prefix one hub serves at a time (it holds the lease). The others still accept
+//! every connection on their TLS port — an agent, `tetherctl`, kubectl through the proxy — and
+//! relay it, still encrypted, to the serving hub, the way Vault's standby nodes forward to the
+//! active one. The client's TLS session runs end to end with the serving hub, which checks its
+//! certificate, the allow-list and every limit exactly as for a direct connection: a relaying
+//! hub never sees a credential or a request. So one Service address in front of every hub
+//! works, every hub with a serving hub to relay to is ready, and clients need no list.
+//!
+//! The relay is a TLS 1.3 connection to the serving hub's own port with ALPN
+//! `tether-relay/1`, authenticated both ways: the serving hub presents its serving certificate
+//! (checked against the CA under `localhost`, a name every serving certificate carries); the
+//! relaying hub presents a client certificate for `spiffe://tether.dev/hub/NAME`, which it
+//! issues itself from the CA every hub on the prefix shares (valid a day, reissued after
+//! half). The first bytes inside are the client's address (a `u16` length, then the text),
+//! for the serving hub's per-address limits and logs: that address is all a relaying hub is
+//! trusted with. A hub certificate is refused everywhere else (it carries no cluster or user
+//! identity).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use tether_common::pki::{self, CertificateAuthority};
+use tether_common::tls;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+
+/// How long a hub certificate is valid, and when it is reissued.
+const CERT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+const CERT_RENEW_AFTER: Duration = Duration::from_secs(12 * 3600);
+/// Dialling the serving hub and finishing the relay's handshake.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a client may take to send its ClientHello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest client address the serving hub reads (`[v6]:port` fits).
+const MAX_ADDR: usize = 64;
+
+/// Where the serving hub is: `None` while this hub serves itself (or knows no other).
+pub type Target = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+
+/// The relaying side.
+pub struct Relay {
+    ca: Arc<CertificateAuthority>,
+    trust_pem: String,
+    name: String,
+    dial: RwLock<(Arc<rustls::ClientConfig>, Instant)>,
+    target: Target,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Relay {
+    pub fn new(
+        ca: Arc<CertificateAuthority>,
+        trust_pem: String,
+        name: String,
+        target: Target,
+        metrics: Metrics,
+    ) -> Result<Arc<Relay>, tls::TlsError> {
+        let config = dial_config(&ca, &trust_pem, &name)?;
+        Ok(Arc::new(Relay {
+            ca,
+            trust_pem,
+            name,
+            dial: RwLock::new((config, Instant::now())),
+            target,
+            metrics,
+        }))
+    }
+
+    /// The serving hub's address when connections should be relayed there now.
+    pub fn target(&self) -> Option<String> {
+        (self.target)()
+    }
+
+    fn config(&self) -> Arc<rustls::ClientConfig> {
+        {
+            let d = self.dial.read().unwrap_or_else(|e| e.into_inner());
+            if d.1.elapsed() < CERT_RENEW_AFTER {
+                return d.0.clone();
+            }
+        }
+        match dial_config(&self.ca, &self.trust_pem, &self.name) {
+            Ok(c) => {
+                *self.dial.write().unwrap_or_else(|e| e.into_inner()) = (c.clone(), Instant::now());
+                c
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot reissue this hub's relay certificate; using the old one");
+                self.dial
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+                    .clone()
+            }
+        }
+    }
+
+    /// Carries `client` to the hub at `to` until either side closes. A client whose
+    /// connection cannot be relayed sees it closed, and tries again (agents: the next hub).
+    pub async fn forward(self: Arc<Self>, mut client: TcpStream, addr: SocketAddr, to: String) {
+        // A relay is never relayed again: two hubs that each took the other for the serving
+        // one (for the moment their views of the lease differ) would bounce it between them.
+        let mut hello = [0u8; 4096];
+        match tokio::time::timeout(HELLO_TIMEOUT, client.peek(&mut hello)).await {
+            Ok(Ok(n)) if n > 0 => {
+                if is_relay(&hello[..n]) {
+                    self.metrics.relay_failures.inc();
+                    tracing::debug!(peer = %addr, "a relay reached a hub that does not serve; not relaying it again");
+                    return;
+                }
+            }
+            _ => return,
+        }
+        let connected = tokio::time::timeout(DIAL_TIMEOUT, async {
+            let tcp = TcpStream::connect(&to).await?;
+            let _ = tcp.set_nodelay(true);
+            let name = ServerName::DnsName(
+                rustls::pki_types::DnsName::try_from("localhost")
+                    .map_err(|e| std::io::Error::other(e.to_string()))?,
+            );
+            let mut tls = tokio_rustls::TlsConnector::from(self.config())
+                .connect(name, tcp)
+                .await?;
+            let text = addr.to_string();
+            tls.write_all(&(text.len() as u16).to_be_bytes()).await?;
+            tls.write_all(text.as_bytes()).await?;
+            tls.flush().await?;
+            Ok::<_, std::io::Error>(tls)
+        })
+        .await;
+        let mut upstream = match connected {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                self.metrics.relay_failures.inc();
+                tracing::debug!(peer = %addr, serving = %to, error = %e, "cannot relay a connection to the serving hub");
+                return;
+            }
+            Err(_) => {
+                self.metrics.relay_failures.inc();
+                tracing::debug!(peer = %addr, serving = %to, "the serving hub did not answer in time; connection not relayed");
+                return;
+            }
+        };
+        self.metrics.relayed.inc();
+        let r = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+        self.metrics.relayed.dec();
+        if let Err(e) = r {
+            tracing::debug!(peer = %addr, error = %e, "relayed connection ended with an error");
+        }
+    }
+
+    /// Relays what `listener` accepts until `stop`, then gives the listener back: a hub
+    /// standing by before it ever served.
+    pub async fn standby(
+        self: Arc<Self>,
+        listener: TcpListener,
+        stop: CancellationToken,
+    ) -> TcpListener {
+        loop {
+            let (tcp, addr) = tokio::select! {
+                _ = stop.cancelled() => return listener,
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = tcp.set_nodelay(true);
+            match self.target() {
+                Some(to) => {
+                    tokio::spawn(self.clone().forward(tcp, addr, to));
+                }
+                None => {
+                    // No serving hub known (etcd unreachable, or every hub starting).
+                    self.metrics.relay_failures.inc();
+                    drop(tcp);
+                }
+            }
+        }
+    }
+}
+
+/// Whether the first bytes of a connection are a ClientHello offering the relay ALPN. A
+/// byte search, not a TLS parser: the protocol name appears in the ALPN extension as is,
+/// and nothing else in a ClientHello a client sends would carry it by chance.
+fn is_relay(first: &[u8]) -> bool {
+    first
+        .windows(tls::RELAY_ALPN.len())
+        .any(|w| w == tls::RELAY_ALPN)
+}
+
+fn dial_config(
+    ca: &CertificateAuthority,
+    trust_pem: &str,
+    name: &str,
+) -> Result<Arc<rustls::ClientConfig>, tls::TlsError> {
+    let own = ca
+        .issue_hub(name, CERT_LIFETIME)
+        .map_err(|e| tls::TlsError::Invalid(e.to_string()))?;
+    Ok(Arc::new(tls::relay_client_config(
+        trust_pem,
+        &own.cert_pem,
+        &own.key_pem,
+    )?))
+}
+
+/// The serving side's TLS configuration for relays: the serving certificate, and a client
+/// certificate for a hub required.
+pub fn accept_config(
+    chain_pem: &str,
+    key_pem: &str,
+    trust_pem: &str,
+) -> Result<Arc<rustls::ServerConfig>, tls::TlsError> {
+    let roots = Arc::new(tls::root_store(trust_pem)?);
+    let inner = WebPkiClientVerifier::builder_with_provider(roots, tls::provider())
+        .build()
+        .map_err(|e| tls::TlsError::Config(rustls::Error::General(e.to_string())))?;
+    let mut config = tls::server_config(chain_pem, key_pem, Arc::new(HubVerifier { inner }))?;
+    config.alpn_protocols = vec![tls::RELAY_ALPN.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Reads the client's address a relaying hub sends first.
+pub async fn client_addr<IO: AsyncRead + Unpin>(io: &mut IO) -> std::io::Result<SocketAddr> {
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+    let read = async {
+        let len = io.read_u16().await? as usize;
+        if len > MAX_ADDR {
+            return Err(bad("a relayed client address longer than any address"));
+        }
+        let mut buf = vec![0u8; len];
+        io.read_exact(&mut buf).await?;
+        std::str::from_utf8(&buf)
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| bad("a relayed client address that is not one"))
+    };
+    tokio::time::timeout(DIAL_TIMEOUT, read)
+        .await
+        .map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::TimedOut, "no relayed client address")
+        })?
+}
+
+/// Accepts a client certificate only if it chains to the CA and names a hub.
+#[derive(Debug)]
+struct HubVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+}
+
+impl ClientCertVerifier for HubVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        if pki::hub_name(end_entity).is_none() {
+            tracing::info!("a relay from a certificate that is not a hub's refused");
+            return Err(rustls::Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure,
+            ));
+        }
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// Writes `addr` the way [`Relay::forward`] does. For tests.
+#[cfg(test)]
+async fn write_addr<IO: tokio::io::AsyncWrite + Unpin>(
+    io: &mut IO,
+    addr: &str,
+) -> std::io::Result<()> {
+    io.write_all(&(addr.len() as u16).to_be_bytes()).await?;
+    io.write_all(addr.as_bytes()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_hello_offering_the_relay_protocol_is_recognised() {
+        let hello = |alpn: &[&[u8]]| {
+            let mut c = rustls::ClientConfig::builder_with_provider(tls::provider())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth();
+            c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+            let mut conn = rustls::ClientConnection::new(
+                Arc::new(c),
+                ServerName::try_from("localhost").unwrap(),
+            )
+            .unwrap();
+            let mut out = Vec::new();
+            conn.write_tls(&mut out).unwrap();
+            out
+        };
+        assert!(is_relay(&hello(&[tls::RELAY_ALPN])));
+        assert!(!is_relay(&hello(&[b"h2", b"http/1.1"])));
+    }
+
+    #[tokio::test]
+    async fn the_client_address_is_read_back_and_garbage_refused() {
+        let (mut a, mut b) = tokio::io::duplex(256);
+        write_addr(&mut a, "[2001:db8::1]:40000").await.unwrap();
+        write_addr(&mut a, "10.0.0.7:1").await.unwrap();
+        assert_eq!(
+            client_addr(&mut b).await.unwrap(),
+            "[2001:db8::1]:40000".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(
+            client_addr(&mut b).await.unwrap(),
+            "10.0.0.7:1".parse::<SocketAddr>().unwrap()
+        );
+        write_addr(&mut a, "not an address").await.unwrap();
+        assert!(client_addr(&mut b).await.is_err());
+        a.write_all(&[0xff, 0xff]).await.unwrap();
+        assert!(client_addr(&mut b).await.is_err());
+    }
+}

@@ -143,21 +143,23 @@ fn the_store_comparison_runs_at_small_scale() {
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     let r: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     let runs = r["runs"].as_array().unwrap();
-    let kinds: Vec<(String, u64)> = runs
+    let kinds: Vec<(String, u64, bool)> = runs
         .iter()
         .map(|x| {
             (
                 x["store"].as_str().unwrap().to_string(),
                 x["hubs"].as_u64().unwrap(),
+                x["relayed"].as_bool().unwrap(),
             )
         })
         .collect();
     assert_eq!(
         kinds,
         [
-            ("embedded".into(), 1),
-            ("etcd".into(), 1),
-            ("etcd".into(), 3)
+            ("embedded".into(), 1, false),
+            ("etcd".into(), 1, false),
+            ("etcd".into(), 3, false),
+            ("etcd".into(), 3, true)
         ]
     );
     for x in runs {
@@ -187,11 +189,25 @@ fn the_store_comparison_runs_at_small_scale() {
         assert_eq!(t["resent"], 0.0, "{t:#}");
     }
     assert!(runs[2]["storm"].is_null());
+    // Through a standby: it relayed every cluster (and the benchmark's own calls may be in
+    // flight), and they came back through it after the serving hub's kill.
+    let relay = &runs[3]["idle"]["relay"];
+    assert!(relay["connections"].as_f64().unwrap() >= 8.0, "{relay:#}");
+    let t = &runs[3]["takeover"];
+    assert!(
+        t["all_back_s"].as_f64().unwrap() >= t["serving_s"].as_f64().unwrap(),
+        "{t:#}"
+    );
+    assert_eq!(t["resent"], 0.0, "{t:#}");
+    assert!(runs[3]["handover"].is_null());
     let text = std::fs::read_to_string(&md).unwrap();
     assert!(
         text.contains("| etcd (3 hubs) | 8 |")
             && text.contains("| embedded (1 hub) | 8 | the hub stopped and started again")
-            && text.contains("| etcd (3 hubs) | 8 | the serving hub killed"),
+            && text.contains("| etcd (3 hubs) | 8 | the serving hub killed")
+            && text
+                .contains("| etcd (3 hubs, fleet through a standby) | 8 | the serving hub killed")
+            && text.contains("The relaying standby"),
         "{text}"
     );
 }

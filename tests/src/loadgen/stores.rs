@@ -3,7 +3,9 @@
 //! Each gets the same simulated fleet and the scenarios of `./scripts/bench` — joins, durable
 //! status ingest, fan-out of one change, idle connections (memory, CPU, traffic), a reconnect
 //! storm — and, with three hubs, the serving hub stopped cleanly and then killed (`kill -9`):
-//! how long until another serves and until the last cluster is back on it.
+//! how long until another serves and until the last cluster is back on it. A fourth run has
+//! the fleet know only a standby, which relays every connection to the serving hub (as
+//! behind a Service): what relaying costs, and a kill of the serving hub seen through it.
 //!
 //! etcd is a real 3-member cluster on this machine (mutual TLS), so its members share the
 //! cores with the hub and the fleet: the figures compare the stores under the same load, they
@@ -60,6 +62,8 @@ pub struct Takeover {
 pub struct StoreRun {
     pub store: String,
     pub hubs: usize,
+    /// The fleet knows only a hub that does not serve, which relays to the one that does.
+    pub relayed: bool,
     pub clusters: usize,
     pub ingest_offered_per_s: f64,
     pub ingest_per_s: Vec<f64>,
@@ -88,6 +92,17 @@ pub struct Idle {
     /// The serving hub's socket bytes (both directions) per cluster per second.
     pub socket_bytes_per_cluster_s: f64,
     pub window_s: f64,
+    /// With the fleet behind a relaying hub: that hub, over the same window.
+    pub relay: Option<RelayIdle>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RelayIdle {
+    /// Connections it relayed at the end of the window (`tether_relayed_connections`).
+    pub connections: f64,
+    pub rss_bytes: u64,
+    pub rss_per_cluster_bytes: f64,
+    pub cpu_percent: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -133,12 +148,25 @@ pub async fn run(opts: &StoresOptions) -> anyhow::Result<StoresReport> {
         .ok_or_else(|| anyhow!("etcd is not installed (apt-get install etcd-server)"))?;
     super::bench::check_open_files(opts.clusters)?;
     let mut runs = Vec::new();
-    for (store, hubs_n) in [("embedded", 1), ("etcd", 1), ("etcd", 3)] {
+    for (store, hubs_n, relayed) in [
+        ("embedded", 1, false),
+        ("etcd", 1, false),
+        ("etcd", 3, false),
+        ("etcd", 3, true),
+    ] {
         eprintln!(
-            "stores: {store} with {hubs_n} hub(s), {} clusters",
+            "stores: {store} with {hubs_n} hub(s){}, {} clusters",
+            if relayed {
+                ", the fleet through a standby"
+            } else {
+                ""
+            },
             opts.clusters
         );
-        let dir = opts.dir.join(format!("{store}-{hubs_n}"));
+        let dir = opts.dir.join(format!(
+            "{store}-{hubs_n}{}",
+            if relayed { "-relayed" } else { "" }
+        ));
         std::fs::create_dir_all(&dir)?;
         let (etcd, hubs) = {
             let (o, d, b) = (opts.clone(), dir.clone(), binary.clone());
@@ -161,7 +189,7 @@ pub async fn run(opts: &StoresOptions) -> anyhow::Result<StoresReport> {
             })
             .await?
         };
-        let result = measure(opts, store, &dir, hubs).await;
+        let result = measure(opts, store, &dir, hubs, relayed).await;
         drop(etcd);
         runs.push(result?);
     }
@@ -177,11 +205,15 @@ async fn measure(
     store: &str,
     dir: &Path,
     mut hubs: Vec<Hub>,
+    relayed: bool,
 ) -> anyhow::Result<StoreRun> {
     let n = opts.clusters;
     let hubs_n = hubs.len();
     let empty_rss = procs::sample(hub_pid(&hubs[0])?)?.rss_bytes;
-    let config = Hub::config_listing(&hubs, &dir.join("fleet.yaml"));
+    // Relayed: the fleet knows only hubs[1], which stands by and relays to hubs[0].
+    let front = if relayed { &hubs[1..2] } else { &hubs[..] };
+    let front_empty_rss = procs::sample(hub_pid(&front[0])?)?.rss_bytes;
+    let config = Hub::config_listing(front, &dir.join("fleet.yaml"));
     let mut fleet = Fleet::new(
         &config,
         FleetOptions {
@@ -235,7 +267,29 @@ async fn measure(
     // Every cluster connected and idle.
     let pid = hub_pid(&hubs[0])?;
     let sockets = procs::sockets_on(hubs[0].addr.port())?;
-    let (a, b) = procs::over(pid, opts.idle_window).await?;
+    let relay_pid = if relayed {
+        Some(hub_pid(&hubs[1])?)
+    } else {
+        None
+    };
+    let (serving, relaying) = tokio::join!(procs::over(pid, opts.idle_window), async {
+        match relay_pid {
+            Some(p) => Some(procs::over(p, opts.idle_window).await),
+            None => None,
+        }
+        .transpose()
+    });
+    let (a, b) = serving?;
+    let relayed_now = match relayed {
+        true => hub_metric(&hubs[1], "tether_relayed_connections").await,
+        false => 0.0,
+    };
+    let relay = relaying?.map(|(ra, rb)| RelayIdle {
+        connections: relayed_now,
+        rss_bytes: rb.rss_bytes,
+        rss_per_cluster_bytes: rb.rss_bytes.saturating_sub(front_empty_rss) as f64 / n as f64,
+        cpu_percent: procs::cpu_percent(&ra, &rb),
+    });
     let secs = b.at.duration_since(a.at).as_secs_f64();
     let (bytes, _) = procs::sockets_on(hubs[0].addr.port())?.rates_since(&sockets, secs);
     let idle = Idle {
@@ -245,12 +299,16 @@ async fn measure(
         hub_cpu_percent: procs::cpu_percent(&a, &b),
         socket_bytes_per_cluster_s: bytes / n as f64,
         window_s: secs,
+        relay,
     };
 
     // One hub: a reconnect storm. Three: the serving hub stopped, then the next one killed.
     let (mut storm, mut handover, mut takeover) = (None, None, None);
     if hubs_n == 1 {
         storm = Some(super::bench::storm(&mut hubs[0], &fleet, n, opts.repeats.max(1)).await?);
+    } else if relayed {
+        // The front hub stays: the fleet knows no other.
+        takeover = Some(move_over(&mut hubs, 0, true, n).await?.1);
     } else {
         let (next, moved) = move_over(&mut hubs, 0, false, n).await?;
         handover = Some(moved);
@@ -261,6 +319,7 @@ async fn measure(
     Ok(StoreRun {
         store: store.to_string(),
         hubs: hubs_n,
+        relayed,
         clusters: n,
         ingest_offered_per_s: pumps as f64 * opts.ingest_rate,
         ingest_median_per_s: median(&rates),
@@ -339,10 +398,15 @@ pub fn markdown(r: &StoresReport, command: &str) -> String {
     ));
     let label = |run: &StoreRun| {
         format!(
-            "{} ({} hub{})",
+            "{} ({} hub{}{})",
             run.store,
             run.hubs,
-            if run.hubs > 1 { "s" } else { "" }
+            if run.hubs > 1 { "s" } else { "" },
+            if run.relayed {
+                ", fleet through a standby"
+            } else {
+                ""
+            }
         )
     };
     out.push_str("## Throughput and latency\n\n");
@@ -377,6 +441,20 @@ pub fn markdown(r: &StoresReport, command: &str) -> String {
             i.socket_bytes_per_cluster_s,
             i.window_s,
         ));
+    }
+    for run in &r.runs {
+        if let Some(relay) = &run.idle.relay {
+            out.push_str(&format!(
+                "\nThe relaying standby in the {} run, over the same window: {:.0} \
+                 connections relayed, {:.1} MiB resident ({:.1} KiB per relayed cluster), \
+                 {:.1} % CPU.\n",
+                label(run),
+                relay.connections,
+                mib(relay.rss_bytes),
+                relay.rss_per_cluster_bytes / 1024.0,
+                relay.cpu_percent,
+            ));
+        }
     }
     out.push_str("\n## A hub going away\n\n");
     out.push_str("| store | clusters | what happens | another hub serving | last cluster back | runs | revisions re-sent |\n");
@@ -424,7 +502,11 @@ pub fn markdown(r: &StoresReport, command: &str) -> String {
          cluster connected (heartbeats both ways, a resync list every 60 s), and its socket \
          bytes in both directions. A hub going away: times from the stop or kill until another \
          hub reports ready and until every cluster is connected to one; a storm restarts the \
-         one hub in place.\n\n\
+         one hub in place. Fleet through a standby: the clusters, `tetherctl` and the \
+         benchmark's calls know only a hub that does not serve; it relays every connection, \
+         still encrypted, to the serving hub (two TCP hops and one more TLS layer between \
+         the hubs); killed is the serving hub, and the clusters come back through the same \
+         standby.\n\n\
          What bounds each figure: joins and status ingest by the store's write path on this \
          machine (redb's fsync; for etcd the raft log fsync of three members on the same two \
          cores, the hub's gRPC round trips, the cores the fleet needs to offer the load); \

@@ -349,8 +349,27 @@ async fn open_etcd(
         let store = Arc::downgrade(&store);
         Arc::new(move || store.upgrade()?.serving_at())
     };
+    let serving: relay::Serving = {
+        let store = Arc::downgrade(&store);
+        Arc::new(move || store.upgrade().is_some_and(|s| s.holds()))
+    };
+    let local = match listen.tls.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, listen.tls.port()))
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, listen.tls.port()))
+        }
+        _ => listen.tls,
+    };
     let name = format!("{}-{}", hostname(), std::process::id());
-    let relay = Relay::new(Arc::new(ca), trust_pem, name, target, metrics.clone())?;
+    let relay = Relay::new(
+        Arc::new(ca),
+        trust_pem,
+        name,
+        (target, serving, local),
+        metrics.clone(),
+    )?;
     let listener = TcpListener::bind(listen.tls)
         .await
         .map_err(|source| StartError::Listen {
@@ -508,6 +527,7 @@ pub async fn serve(
             m.serving.set(i64::from(store.serving()));
         });
     }
+    let draining = CancellationToken::new();
     let server_task = tokio::spawn(server::serve(
         tls_listener,
         tls_config,
@@ -516,6 +536,7 @@ pub async fn serve(
             access: hub.access.clone(),
             calls: hub.calls.clone(),
             relay,
+            draining: draining.clone(),
         },
         hub.metrics.clone(),
         hub.settings.server.clone(),
@@ -584,6 +605,7 @@ pub async fn serve(
     }
     tracing::info!("shutting down");
     hub.metrics.set_ready(false);
+    draining.cancel();
     let ended = hub
         .sessions
         .end_all(EndReason::Shutdown, "the hub is shutting down");

@@ -61,6 +61,10 @@ impl Writes {
         let k = 1 + self.rand() % at_most;
         let (tx, rx) = mpsc::channel::<(u64, u64, bool)>();
         let (started_tx, started_rx) = mpsc::channel::<u64>();
+        // The writer stops at its first failure, or two writes after the kill: with hubs that
+        // hold a client's connection through a takeover, writes may never fail.
+        let killed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop_after = killed.clone();
         let (cfg, yd, first, workloads) = (
             config.to_path_buf(),
             yaml_dir.to_path_buf(),
@@ -68,7 +72,14 @@ impl Writes {
             self.workloads,
         );
         let writer = std::thread::spawn(move || {
+            let mut after_kill = 0;
             for n in 0.. {
+                if stop_after.load(std::sync::atomic::Ordering::SeqCst) {
+                    after_kill += 1;
+                    if after_kill > 2 {
+                        return;
+                    }
+                }
                 let value = first + n + 1;
                 let w = value % workloads;
                 let path = yd.join(format!("w{value}.yaml"));
@@ -92,6 +103,7 @@ impl Writes {
             }
         }
         kill();
+        killed.store(true, std::sync::atomic::Ordering::SeqCst);
         let _ = writer.join();
         for (w, value, ok) in rx.try_iter() {
             self.counter = self.counter.max(value);

@@ -267,6 +267,14 @@ fn a_hub_that_does_not_serve_relays_agents_tetherctl_and_kubectl_to_the_one_that
         (configmap_value(&cluster, "web").as_deref() == Some("2")).then_some(())
     });
     assert_eq!(hubs[3 - next].metric("tether_connected_agents"), 0.0);
+    // Through the takeover the agent's connection waited on the front hub for a serving hub
+    // (or for the front hub itself to serve) instead of being dropped.
+    assert_eq!(
+        front.metric("tether_relay_failures_total"),
+        0.0,
+        "{}",
+        front.log_text()
+    );
     drop(agent);
 }
 

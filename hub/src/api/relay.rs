@@ -38,8 +38,19 @@ use crate::metrics::Metrics;
 /// How long a hub certificate is valid, and when it is reissued.
 const CERT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 const CERT_RENEW_AFTER: Duration = Duration::from_secs(12 * 3600);
-/// Dialling the serving hub and finishing the relay's handshake.
-const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Reaching the serving hub's port (TCP). The relay's TLS handshake after that may take
+/// longer under a reconnect storm: it is bounded by [`HANDSHAKE_TIMEOUT`], above the 10 s a
+/// client gives its own attempt, so a relay is not abandoned (its work wasted) before the
+/// client itself gives up.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a connection waits for a serving hub that answers (a takeover takes up to the
+/// lease TTL, 10 s by default); below the 10 s clients give a connection attempt.
+pub const HOLD: Duration = Duration::from_secs(8);
+/// How often a waiting connection looks again for a serving hub.
+const HOLD_POLL: Duration = Duration::from_millis(250);
+/// How long a serving hub that did not answer is left alone before it is dialled again.
+const REDIAL_AFTER: Duration = Duration::from_secs(1);
 /// How long a client may take to send its ClientHello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest client address the serving hub reads (`[v6]:port` fits).
@@ -47,6 +58,8 @@ const MAX_ADDR: usize = 64;
 
 /// Where the serving hub is: `None` while this hub serves itself (or knows no other).
 pub type Target = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+/// Whether this hub serves now.
+pub type Serving = Arc<dyn Fn() -> bool + Send + Sync>;
 
 /// The relaying side.
 pub struct Relay {
@@ -55,6 +68,12 @@ pub struct Relay {
     name: String,
     dial: RwLock<(Arc<rustls::ClientConfig>, Instant)>,
     target: Target,
+    serving: Serving,
+    /// This hub's own TLS port: a connection that waited here while this hub took the lease
+    /// is relayed to it.
+    local: SocketAddr,
+    /// The serving hub's address when a dial to it last failed, and when.
+    dead: std::sync::Mutex<Option<(String, Instant)>>,
     metrics: Metrics,
 }
 
@@ -71,7 +90,7 @@ impl Relay {
         ca: Arc<CertificateAuthority>,
         trust_pem: String,
         name: String,
-        target: Target,
+        (target, serving, local): (Target, Serving, SocketAddr),
         metrics: Metrics,
     ) -> Result<Arc<Relay>, tls::TlsError> {
         let config = dial_config(&ca, &trust_pem, &name)?;
@@ -81,6 +100,9 @@ impl Relay {
             name,
             dial: RwLock::new((config, Instant::now())),
             target,
+            serving,
+            local,
+            dead: std::sync::Mutex::new(None),
             metrics,
         }))
     }
@@ -113,9 +135,11 @@ impl Relay {
         }
     }
 
-    /// Carries `client` to the hub at `to` until either side closes. A client whose
-    /// connection cannot be relayed sees it closed, and tries again (agents: the next hub).
-    pub async fn forward(self: Arc<Self>, mut client: TcpStream, addr: SocketAddr, to: String) {
+    /// Carries `client` to the serving hub until either side closes. While no serving hub
+    /// answers (a takeover: the old one died, the next has not its lease yet) the connection
+    /// waits here, up to [`HOLD`], for one that does, so clients ride through a takeover
+    /// instead of backing off further; after that it is closed and the client tries again.
+    pub async fn forward(self: Arc<Self>, mut client: TcpStream, addr: SocketAddr) {
         // A relay is never relayed again: two hubs that each took the other for the serving
         // one (for the moment their views of the lease differ) would bounce it between them.
         let mut hello = [0u8; 4096];
@@ -129,35 +153,50 @@ impl Relay {
             }
             _ => return,
         }
-        let connected = tokio::time::timeout(DIAL_TIMEOUT, async {
-            let tcp = TcpStream::connect(&to).await?;
-            let _ = tcp.set_nodelay(true);
-            let name = ServerName::DnsName(
-                rustls::pki_types::DnsName::try_from("localhost")
-                    .map_err(|e| std::io::Error::other(e.to_string()))?,
-            );
-            let mut tls = tokio_rustls::TlsConnector::from(self.config())
-                .connect(name, tcp)
-                .await?;
-            let text = addr.to_string();
-            tls.write_all(&(text.len() as u16).to_be_bytes()).await?;
-            tls.write_all(text.as_bytes()).await?;
-            tls.flush().await?;
-            Ok::<_, std::io::Error>(tls)
-        })
-        .await;
-        let mut upstream = match connected {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
+        let deadline = Instant::now() + HOLD;
+        let mut upstream = loop {
+            let to = match (self.serving)() {
+                true => Some(self.local.to_string()),
+                false => self.target(),
+            };
+            if let Some(to) = to
+                && !self.known_dead(&to)
+            {
+                let budget = deadline
+                    .saturating_duration_since(Instant::now())
+                    .clamp(Duration::from_millis(500), DIAL_TIMEOUT);
+                match tokio::time::timeout(budget, TcpStream::connect(&to)).await {
+                    Ok(Ok(tcp)) => {
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.handshake(tcp, addr))
+                            .await
+                        {
+                            Ok(Ok(s)) => break s,
+                            // Also what a dial of this hub's own port meets while it is
+                            // taking the lease and its listener still relays: try again.
+                            Ok(Err(e)) => {
+                                tracing::debug!(peer = %addr, serving = %to, error = %e, "the relay's handshake with the serving hub failed; waiting");
+                                self.mark_dead(&to);
+                            }
+                            Err(_) => {
+                                self.metrics.relay_failures.inc();
+                                tracing::debug!(peer = %addr, serving = %to, "the serving hub did not finish the relay's handshake in time");
+                                return;
+                            }
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(peer = %addr, serving = %to, error = %e, "cannot reach the serving hub; waiting");
+                        self.mark_dead(&to);
+                    }
+                    Err(_) => self.mark_dead(&to),
+                }
+            }
+            if Instant::now() >= deadline {
                 self.metrics.relay_failures.inc();
-                tracing::debug!(peer = %addr, serving = %to, error = %e, "cannot relay a connection to the serving hub");
+                tracing::debug!(peer = %addr, "no serving hub answered in time; connection not relayed");
                 return;
             }
-            Err(_) => {
-                self.metrics.relay_failures.inc();
-                tracing::debug!(peer = %addr, serving = %to, "the serving hub did not answer in time; connection not relayed");
-                return;
-            }
+            tokio::time::sleep(HOLD_POLL).await;
         };
         self.metrics.relayed.inc();
         let r = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
@@ -165,6 +204,42 @@ impl Relay {
         if let Err(e) = r {
             tracing::debug!(peer = %addr, error = %e, "relayed connection ended with an error");
         }
+    }
+
+    /// The relay's own TLS connection over `tcp`, with `client`'s address sent first.
+    async fn handshake(
+        &self,
+        tcp: TcpStream,
+        client: SocketAddr,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        let _ = tcp.set_nodelay(true);
+        let name = ServerName::DnsName(
+            rustls::pki_types::DnsName::try_from("localhost")
+                .map_err(|e| std::io::Error::other(e.to_string()))?,
+        );
+        let mut tls = tokio_rustls::TlsConnector::from(self.config())
+            .connect(name, tcp)
+            .await?;
+        let text = client.to_string();
+        tls.write_all(&(text.len() as u16).to_be_bytes()).await?;
+        tls.write_all(text.as_bytes()).await?;
+        tls.flush().await?;
+        Ok(tls)
+    }
+
+    /// Whether a dial to `to` failed within [`REDIAL_AFTER`]: thousands of waiting clients
+    /// then wait on one failure instead of each dialling a dead hub.
+    fn known_dead(&self, to: &str) -> bool {
+        self.dead
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|(addr, at)| addr == to && at.elapsed() < REDIAL_AFTER)
+    }
+
+    fn mark_dead(&self, to: &str) {
+        *self.dead.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((to.to_string(), Instant::now()));
     }
 
     /// Relays what `listener` accepts until `stop`, then gives the listener back: a hub
@@ -187,16 +262,8 @@ impl Relay {
                 },
             };
             let _ = tcp.set_nodelay(true);
-            match self.target() {
-                Some(to) => {
-                    tokio::spawn(self.clone().forward(tcp, addr, to));
-                }
-                None => {
-                    // No serving hub known (etcd unreachable, or every hub starting).
-                    self.metrics.relay_failures.inc();
-                    drop(tcp);
-                }
-            }
+            // Even with no serving hub known yet: the connection waits for one.
+            tokio::spawn(self.clone().forward(tcp, addr));
         }
     }
 }

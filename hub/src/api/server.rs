@@ -185,6 +185,10 @@ pub struct Guards {
     /// With etcd: connections relayed to the serving hub while this hub does not serve, and
     /// relays from other hubs accepted while it does (see [`crate::api::relay`]).
     pub relay: Option<Relaying>,
+    /// Cancelled when the hub begins to shut down: the port closes at once (a client, or a
+    /// hub relaying one, goes elsewhere instead of starting a session about to end), and the
+    /// connections already open finish with `shutdown`.
+    pub draining: CancellationToken,
 }
 
 /// Both sides of relaying.
@@ -208,11 +212,13 @@ pub async fn serve(
         access,
         calls,
         relay,
+        draining,
     } = guards;
     let anonymous = Arc::new(Anonymous::default());
     loop {
         let (tcp, addr) = tokio::select! {
             _ = shutdown.cancelled() => return,
+            _ = draining.cancelled() => return,
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
@@ -224,10 +230,12 @@ pub async fn serve(
             },
         };
         let _ = tcp.set_nodelay(true);
+        // A hub that lost its lease relays once it knows which hub serves instead; until
+        // then it answers reads itself.
         if let Some(r) = &relay
-            && let Some(to) = r.relay.target()
+            && r.relay.target().is_some()
         {
-            tokio::spawn(r.relay.clone().forward(tcp, addr, to));
+            tokio::spawn(r.relay.clone().forward(tcp, addr));
             continue;
         }
         let conn = Connection {

@@ -70,6 +70,9 @@ struct StoresArgs {
     markdown: Option<PathBuf>,
     #[arg(long, default_value = "./scripts/bench-stores")]
     command: String,
+    /// Only these runs: embedded, etcd-1, etcd-3, etcd-3-relayed (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -264,6 +267,7 @@ async fn stores(args: StoresArgs) -> anyhow::Result<()> {
         lease_ttl: args.lease_ttl,
         connect_rate: args.connect_rate,
         dir: scratch.0.clone(),
+        only: args.only.clone(),
     };
     let report = stores::run(&opts).await?;
     if let Some(parent) = args.out.parent() {

@@ -46,6 +46,8 @@ pub struct StoresOptions {
     pub lease_ttl: Duration,
     pub connect_rate: f64,
     pub dir: PathBuf,
+    /// Only these runs (`embedded`, `etcd-1`, `etcd-3`, `etcd-3-relayed`); all when empty.
+    pub only: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -154,6 +156,14 @@ pub async fn run(opts: &StoresOptions) -> anyhow::Result<StoresReport> {
         ("etcd", 3, false),
         ("etcd", 3, true),
     ] {
+        let name = match (store, relayed) {
+            ("embedded", _) => "embedded".to_string(),
+            (_, false) => format!("etcd-{hubs_n}"),
+            (_, true) => format!("etcd-{hubs_n}-relayed"),
+        };
+        if !opts.only.is_empty() && !opts.only.contains(&name) {
+            continue;
+        }
         eprintln!(
             "stores: {store} with {hubs_n} hub(s){}, {} clusters",
             if relayed {
@@ -189,7 +199,21 @@ pub async fn run(opts: &StoresOptions) -> anyhow::Result<StoresReport> {
             })
             .await?
         };
-        let result = measure(opts, store, &dir, hubs, relayed).await;
+        // A relaying hub holds two sockets per client (the client's and the relay's): under
+        // this machine's open-file limit it relays fewer clusters than the others hold.
+        let n = match (relayed, super::bench::open_files_limit()) {
+            (true, Some(limit)) => {
+                let fits = (limit.saturating_sub(2048) / 2 / 1000 * 1000).max(1000) as usize;
+                if fits < opts.clusters {
+                    eprintln!(
+                        "stores: the open-file limit ({limit}) lets one hub relay {fits} clusters; the relayed run uses {fits}"
+                    );
+                }
+                opts.clusters.min(fits)
+            }
+            _ => opts.clusters,
+        };
+        let result = measure(opts, n, store, &dir, hubs, relayed).await;
         drop(etcd);
         runs.push(result?);
     }
@@ -202,12 +226,12 @@ pub async fn run(opts: &StoresOptions) -> anyhow::Result<StoresReport> {
 
 async fn measure(
     opts: &StoresOptions,
+    n: usize,
     store: &str,
     dir: &Path,
     mut hubs: Vec<Hub>,
     relayed: bool,
 ) -> anyhow::Result<StoreRun> {
-    let n = opts.clusters;
     let hubs_n = hubs.len();
     let empty_rss = procs::sample(hub_pid(&hubs[0])?)?.rss_bytes;
     // Relayed: the fleet knows only hubs[1], which stands by and relays to hubs[0].
@@ -501,12 +525,14 @@ pub fn markdown(r: &StoresReport, command: &str) -> String {
          holds the new revision. Idle: the serving hub's resident memory and CPU with every \
          cluster connected (heartbeats both ways, a resync list every 60 s), and its socket \
          bytes in both directions. A hub going away: times from the stop or kill until another \
-         hub reports ready and until every cluster is connected to one; a storm restarts the \
+         hub serves (holds the lease) and until every cluster is connected to it; a storm restarts the \
          one hub in place. Fleet through a standby: the clusters, `tetherctl` and the \
          benchmark's calls know only a hub that does not serve; it relays every connection, \
          still encrypted, to the serving hub (two TCP hops and one more TLS layer between \
          the hubs); killed is the serving hub, and the clusters come back through the same \
-         standby.\n\n\
+         standby. A relaying hub holds two sockets per client, so under this machine's \
+         open-file limit that run relays fewer clusters than the others hold (its row says \
+         how many).\n\n\
          What bounds each figure: joins and status ingest by the store's write path on this \
          machine (redb's fsync; for etcd the raft log fsync of three members on the same two \
          cores, the hub's gRPC round trips, the cores the fleet needs to offer the load); \
@@ -516,7 +542,11 @@ pub fn markdown(r: &StoresReport, command: &str) -> String {
          and the etcd client's buffers; a handover by the agents' jittered reconnect backoff \
          (the lease is revoked at once); a takeover after a kill by the lease TTL (a standby \
          may take the lease only once etcd lets it expire: up to the TTL after the last \
-         renewal) plus that backoff (up to 30 s by default).\n",
+         renewal) plus that backoff (up to 30 s by default) — through a relaying standby the \
+         clusters' connections wait there (up to 8 s) for the next serving hub instead, so \
+         they are not held back by a backoff that grew meanwhile. Relaying costs the serving \
+         hub the relay's TLS layer on each connection (memory per cluster) and the standby \
+         two sockets and their buffers per cluster.\n",
     );
     out
 }

@@ -71,7 +71,11 @@ struct StoresArgs {
     #[arg(long, default_value = "./scripts/bench-stores")]
     command: String,
     /// Only these runs: embedded, etcd-1, etcd-3, etcd-3-relayed (comma-separated).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_parser = ["embedded", "etcd-1", "etcd-3", "etcd-3-relayed"]
+    )]
     only: Vec<String>,
 }
 

@@ -294,6 +294,9 @@ struct OnEtcd {
     store: Arc<EtcdStore>,
     listener: TcpListener,
     relay: Arc<Relay>,
+    /// Set once this hub's own server takes `listener` over from the standby relay: only
+    /// then may connections waiting in the relay be carried to this hub's own port.
+    port_served: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Opens the etcd store and waits, standing by, until this hub holds the prefix's lease.
@@ -349,9 +352,13 @@ async fn open_etcd(
         let store = Arc::downgrade(&store);
         Arc::new(move || store.upgrade()?.serving_at())
     };
+    let port_served = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let serving: relay::Serving = {
-        let store = Arc::downgrade(&store);
-        Arc::new(move || store.upgrade().is_some_and(|s| s.holds()))
+        let (store, port_served) = (Arc::downgrade(&store), port_served.clone());
+        Arc::new(move || {
+            port_served.load(std::sync::atomic::Ordering::SeqCst)
+                && store.upgrade().is_some_and(|s| s.holds())
+        })
     };
     let local = match listen.tls.ip() {
         std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
@@ -390,6 +397,7 @@ async fn open_etcd(
         store,
         listener,
         relay,
+        port_served,
     }))
 }
 
@@ -483,7 +491,7 @@ pub async fn serve(
                     on.store.clone() as Arc<dyn Store>,
                     Some(on.store),
                     on.listener,
-                    Some(on.relay),
+                    Some((on.relay, on.port_served)),
                 ),
                 None => {
                     stop_servers.cancel();
@@ -498,12 +506,15 @@ pub async fn serve(
     let (chain, key) = hub.serving_cert(dir)?;
     let verifier = Arc::new(ClientVerifier::new(&hub.trust_pem, hub.access.clone())?);
     let tls_config = Arc::new(tls::server_config(&chain, &key, verifier)?);
-    let relay = match relay {
-        Some(relay) => Some(server::Relaying {
-            relay,
-            accept: crate::api::relay::accept_config(&chain, &key, &hub.trust_pem)?,
-        }),
-        None => None,
+    let (relay, port_served) = match relay {
+        Some((relay, port_served)) => (
+            Some(server::Relaying {
+                relay,
+                accept: crate::api::relay::accept_config(&chain, &key, &hub.trust_pem)?,
+            }),
+            Some(port_served),
+        ),
+        None => (None, None),
     };
 
     let router = routes(hub.clone()).await?;
@@ -542,6 +553,9 @@ pub async fn serve(
         hub.settings.server.clone(),
         stop_servers.clone(),
     ));
+    if let Some(p) = port_served {
+        p.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
     let maintenance = tokio::spawn(maintain(hub.clone(), stop_servers.clone()));
     let controller = hub
         .controller

@@ -198,13 +198,22 @@ impl CertificateAuthority {
         identity: &Identity,
         lifetime: Duration,
     ) -> Result<CertificateParams, PkiError> {
+        Self::client_params_for(identity.name(), identity.uri(), lifetime)
+    }
+
+    /// A client certificate's parameters: common name `cn`, one URI SAN.
+    fn client_params_for(
+        cn: &str,
+        uri: String,
+        lifetime: Duration,
+    ) -> Result<CertificateParams, PkiError> {
         let mut params = CertificateParams::default();
-        params.distinguished_name = dn(identity.name());
-        let uri = identity
-            .uri()
+        params.distinguished_name = dn(cn);
+        let san = uri
+            .as_str()
             .try_into()
-            .map_err(|_| PkiError::San(identity.uri()))?;
-        params.subject_alt_names = vec![SanType::URI(uri)];
+            .map_err(|_| PkiError::San(uri.clone()))?;
+        params.subject_alt_names = vec![SanType::URI(san)];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.use_authority_key_identifier_extension = true;
@@ -274,22 +283,10 @@ impl CertificateAuthority {
     /// etcd prefix.
     pub fn issue_hub(&self, name: &str, lifetime: Duration) -> Result<KeyAndCert, PkiError> {
         let key = KeyPair::generate().map_err(PkiError::KeyGen)?;
-        let mut params = CertificateParams::default();
-        params.distinguished_name = dn("tether-hub");
-        let uri = format!("{HUB_URI_PREFIX}{name}");
-        params.subject_alt_names = vec![SanType::URI(
-            uri.as_str()
-                .try_into()
-                .map_err(|_| PkiError::San(uri.clone()))?,
-        )];
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        params.use_authority_key_identifier_extension = true;
-        params.serial_number = Some(random_serial()?);
-        (params.not_before, params.not_after) = validity(lifetime);
-        let cert = params
-            .signed_by(&key, &self.issuer)
-            .map_err(PkiError::Sign)?;
+        let cert =
+            Self::client_params_for("tether-hub", format!("{HUB_URI_PREFIX}{name}"), lifetime)?
+                .signed_by(&key, &self.issuer)
+                .map_err(PkiError::Sign)?;
         Ok(KeyAndCert {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),

@@ -22,12 +22,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use rustls::client::danger::HandshakeSignatureValid;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::server::WebPkiClientVerifier;
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
-use tether_common::pki::{self, CertificateAuthority};
+use rustls::pki_types::ServerName;
+use tether_common::pki::CertificateAuthority;
 use tether_common::tls;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -252,16 +248,8 @@ impl Relay {
         loop {
             let (tcp, addr) = tokio::select! {
                 _ = stop.cancelled() => return listener,
-                r = listener.accept() => match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
+                c = crate::api::server::next_connection(&listener) => c,
             };
-            let _ = tcp.set_nodelay(true);
             // Even with no serving hub known yet: the connection waits for one.
             tokio::spawn(self.clone().forward(tcp, addr));
         }
@@ -299,11 +287,8 @@ pub fn accept_config(
     key_pem: &str,
     trust_pem: &str,
 ) -> Result<Arc<rustls::ServerConfig>, tls::TlsError> {
-    let roots = Arc::new(tls::root_store(trust_pem)?);
-    let inner = WebPkiClientVerifier::builder_with_provider(roots, tls::provider())
-        .build()
-        .map_err(|e| tls::TlsError::Config(rustls::Error::General(e.to_string())))?;
-    let mut config = tls::server_config(chain_pem, key_pem, Arc::new(HubVerifier { inner }))?;
+    let verifier = Arc::new(crate::api::tls_auth::ClientVerifier::hubs(trust_pem)?);
+    let mut config = tls::server_config(chain_pem, key_pem, verifier)?;
     config.alpn_protocols = vec![tls::RELAY_ALPN.to_vec()];
     Ok(Arc::new(config))
 }
@@ -328,57 +313,6 @@ pub async fn client_addr<IO: AsyncRead + Unpin>(io: &mut IO) -> std::io::Result<
         .map_err(|_| {
             std::io::Error::new(std::io::ErrorKind::TimedOut, "no relayed client address")
         })?
-}
-
-/// Accepts a client certificate only if it chains to the CA and names a hub.
-#[derive(Debug)]
-struct HubVerifier {
-    inner: Arc<dyn ClientCertVerifier>,
-}
-
-impl ClientCertVerifier for HubVerifier {
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
-    }
-
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        self.inner
-            .verify_client_cert(end_entity, intermediates, now)?;
-        if pki::hub_name(end_entity).is_none() {
-            tracing::info!("a relay from a certificate that is not a hub's refused");
-            return Err(rustls::Error::InvalidCertificate(
-                CertificateError::ApplicationVerificationFailure,
-            ));
-        }
-        Ok(ClientCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
 }
 
 /// Writes `addr` the way [`Relay::forward`] does. For tests.

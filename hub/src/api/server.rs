@@ -219,17 +219,8 @@ pub async fn serve(
         let (tcp, addr) = tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = draining.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+            c = next_connection(&listener) => c,
         };
-        let _ = tcp.set_nodelay(true);
         // A hub that lost its lease relays once it knows which hub serves instead; until
         // then it answers reads itself.
         if let Some(r) = &relay
@@ -250,6 +241,23 @@ pub async fn serve(
             anonymous: anonymous.clone(),
         };
         tokio::spawn(conn.run(tcp, addr));
+    }
+}
+
+/// The next connection `listener` accepts, with Nagle off. Out of file descriptors and the
+/// like, it backs off instead of spinning.
+pub(crate) async fn next_connection(listener: &TcpListener) -> (tokio::net::TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok((tcp, addr)) => {
+                let _ = tcp.set_nodelay(true);
+                return (tcp, addr);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
     }
 }
 

@@ -19,17 +19,39 @@ use crate::sessions::access::Access;
 #[derive(Debug)]
 pub struct ClientVerifier {
     inner: Arc<dyn ClientCertVerifier>,
-    access: Arc<Access>,
+    accept: Accept,
+}
+
+/// Which certificates a [`ClientVerifier`] takes, once they chain to the CA.
+#[derive(Debug)]
+enum Accept {
+    /// Clusters' and users' on the allow-list (a peer may also present none).
+    Listed(Arc<Access>),
+    /// Only a hub's own (see `api::relay`), and one is required.
+    Hubs,
 }
 
 impl ClientVerifier {
     pub fn new(ca_pem: &str, access: Arc<Access>) -> Result<Self, tls::TlsError> {
+        Self::build(ca_pem, Accept::Listed(access))
+    }
+
+    /// For relays from other hubs: a hub certificate required, nothing else taken.
+    pub fn hubs(ca_pem: &str) -> Result<Self, tls::TlsError> {
+        Self::build(ca_pem, Accept::Hubs)
+    }
+
+    fn build(ca_pem: &str, accept: Accept) -> Result<Self, tls::TlsError> {
         let roots = Arc::new(tls::root_store(ca_pem)?);
-        let inner = WebPkiClientVerifier::builder_with_provider(roots, tls::provider())
-            .allow_unauthenticated()
+        let builder = WebPkiClientVerifier::builder_with_provider(roots, tls::provider());
+        let builder = match accept {
+            Accept::Listed(_) => builder.allow_unauthenticated(),
+            Accept::Hubs => builder,
+        };
+        let inner = builder
             .build()
             .map_err(|e| tls::TlsError::Config(rustls::Error::General(e.to_string())))?;
-        Ok(ClientVerifier { inner, access })
+        Ok(ClientVerifier { inner, accept })
     }
 }
 
@@ -39,7 +61,7 @@ impl ClientCertVerifier for ClientVerifier {
     }
 
     fn client_auth_mandatory(&self) -> bool {
-        false
+        self.inner.client_auth_mandatory()
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
@@ -55,6 +77,18 @@ impl ClientCertVerifier for ClientVerifier {
         self.inner
             .verify_client_cert(end_entity, intermediates, now)
             .inspect_err(|e| tracing::info!(error = %e, "client certificate rejected"))?;
+        let access = match &self.accept {
+            Accept::Listed(access) => access,
+            Accept::Hubs if pki::hub_name(end_entity).is_some() => {
+                return Ok(ClientCertVerified::assertion());
+            }
+            Accept::Hubs => {
+                tracing::info!("a relay from a certificate that is not a hub's refused");
+                return Err(rustls::Error::InvalidCertificate(
+                    CertificateError::ApplicationVerificationFailure,
+                ));
+            }
+        };
         let info = pki::inspect(end_entity)
             .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
         let Some(identity) = info.identity else {
@@ -63,7 +97,7 @@ impl ClientCertVerifier for ClientVerifier {
                 CertificateError::ApplicationVerificationFailure,
             ));
         };
-        if !self.access.allows(&identity, &info.serial) {
+        if !access.allows(&identity, &info.serial) {
             tracing::info!(%identity, serial = %info.serial, "revoked or superseded client certificate rejected");
             return Err(rustls::Error::InvalidCertificate(CertificateError::Revoked));
         }

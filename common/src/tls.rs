@@ -96,6 +96,14 @@ pub fn server_config(
         .with_client_cert_verifier(client_verifier)
         .with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // No TLS session resumption. A resumed handshake skips the client-certificate verifier,
+    // so a certificate that expired, or that a renewal took off the list of those new
+    // handshakes may present, would still get in for as long as the session is cached.
+    // rustls resumes by default (a 256-entry cache, two tickets per handshake). The price
+    // is a full handshake per reconnect, which every agent pays after a takeover anyway (a
+    // new hub process holds no sessions).
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     Ok(config)
 }
 
@@ -618,6 +626,78 @@ mod tests {
         let chain = format!("{}{}", server.cert_pem, ca.cert_pem());
         verify_issued(ca.cert_pem(), &chain, &server.key_pem, CertUse::Server).unwrap();
         assert!(verify_issued(other.cert_pem(), &chain, &server.key_pem, CertUse::Server).is_err());
+    }
+
+    /// Drives a handshake between two in-memory connections.
+    fn handshake(client: &mut rustls::ClientConnection, server: &mut rustls::ServerConnection) {
+        let mut buf = Vec::new();
+        for _ in 0..20 {
+            if !client.is_handshaking() && !server.is_handshaking() {
+                break;
+            }
+            buf.clear();
+            client.write_tls(&mut buf).unwrap();
+            server.read_tls(&mut buf.as_slice()).unwrap();
+            server.process_new_packets().unwrap();
+            buf.clear();
+            server.write_tls(&mut buf).unwrap();
+            client.read_tls(&mut buf.as_slice()).unwrap();
+            client.process_new_packets().unwrap();
+        }
+        assert!(!client.is_handshaking() && !server.is_handshaking());
+        // Session tickets, if any, come after the handshake.
+        buf.clear();
+        server.write_tls(&mut buf).unwrap();
+        client.read_tls(&mut buf.as_slice()).unwrap();
+        client.process_new_packets().unwrap();
+    }
+
+    #[test]
+    fn the_hub_never_resumes_a_session_so_every_connection_meets_the_certificate_check() {
+        use rustls::HandshakeKind;
+        use std::time::Duration;
+        let (ca, _) = pki::CertificateAuthority::generate(Duration::from_secs(3600)).unwrap();
+        let id = crate::identity::Identity::User("admin".into());
+        let (cred, _) = ca.issue_client(&id, Duration::from_secs(3600)).unwrap();
+        let server = ca
+            .issue_server(&["localhost".into()], Duration::from_secs(3600))
+            .unwrap();
+        let chain = format!("{}{}", server.cert_pem, ca.cert_pem());
+        let roots = Arc::new(root_store(ca.cert_pem()).unwrap());
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider())
+                .build()
+                .unwrap();
+        let server_config = Arc::new(server_config(&chain, &server.key_pem, verifier).unwrap());
+        let client_config =
+            Arc::new(mtls_client_config(ca.cert_pem(), &cred.cert_pem, &cred.key_pem).unwrap());
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut kinds = Vec::new();
+        for _ in 0..2 {
+            let mut c = rustls::ClientConnection::new(client_config.clone(), name.clone()).unwrap();
+            let mut s = rustls::ServerConnection::new(server_config.clone()).unwrap();
+            handshake(&mut c, &mut s);
+            kinds.push(s.handshake_kind());
+        }
+        assert_eq!(
+            kinds,
+            [Some(HandshakeKind::Full), Some(HandshakeKind::Full)]
+        );
+
+        // The same client against rustls's defaults resumes (what the test would miss if
+        // the client never offered to).
+        let mut resuming = (*server_config).clone();
+        resuming.session_storage = rustls::server::ServerSessionMemoryCache::new(16);
+        resuming.send_tls13_tickets = 2;
+        let resuming = Arc::new(resuming);
+        let mut kinds = Vec::new();
+        for _ in 0..2 {
+            let mut c = rustls::ClientConnection::new(client_config.clone(), name.clone()).unwrap();
+            let mut s = rustls::ServerConnection::new(resuming.clone()).unwrap();
+            handshake(&mut c, &mut s);
+            kinds.push(s.handshake_kind());
+        }
+        assert_eq!(kinds[1], Some(HandshakeKind::Resumed));
     }
 
     #[test]

@@ -290,6 +290,12 @@ pub fn accept_config(
     let verifier = Arc::new(crate::api::tls_auth::ClientVerifier::hubs(trust_pem)?);
     let mut config = tls::server_config(chain_pem, key_pem, verifier)?;
     config.alpn_protocols = vec![tls::RELAY_ALPN.to_vec()];
+    // Unlike clients' connections, relays may resume: a hub's certificate names no cluster
+    // or user and is on no allow-list, so a resumed handshake skips no check that matters,
+    // and in a reconnect storm through a standby it saves the serving hub a signature and
+    // a chain verification per relayed connection.
+    config.session_storage = rustls::server::ServerSessionMemoryCache::new(1024);
+    config.send_tls13_tickets = 2;
     Ok(Arc::new(config))
 }
 

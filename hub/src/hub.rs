@@ -422,6 +422,30 @@ impl ReadyWhen {
             .is_some_and(|e| e.answering() && e.serving_at().is_some());
         writes || relays
     }
+
+    /// Sets the gauges sampled at each scrape. Weak references: the metrics server must not
+    /// keep the hub or its store.
+    fn sample(&self, m: &Metrics) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if let Some(hub) = self.hub.get().and_then(std::sync::Weak::upgrade) {
+            let store = hub.records.store();
+            if let Ok(n) = store.size_on_disk() {
+                m.store_bytes.set(n as i64);
+            }
+            m.store_write_queue.set(store.queued() as i64);
+            let s = store.stats();
+            m.store_commits.set(s.commits.load(Relaxed) as i64);
+            m.store_batches.set(s.batches.load(Relaxed) as i64);
+            m.store_commit_failures.set(s.failures.load(Relaxed) as i64);
+            m.session_queue.set(hub.sessions.queued() as i64);
+            m.serving.set(i64::from(store.serving()));
+        }
+        if let Some(etcd) = self.etcd.get().and_then(std::sync::Weak::upgrade) {
+            let (loads, warm) = etcd.load_counts();
+            m.etcd_loads.set(loads as i64);
+            m.etcd_warm_takeovers.set(warm as i64);
+        }
+    }
 }
 
 /// Runs the hub until `shutdown` is cancelled.
@@ -467,8 +491,11 @@ pub async fn serve(
     // not serve is ready while it can relay to the one that does.
     let ready = Arc::new(ReadyWhen::default());
     {
-        let ready = ready.clone();
-        metrics.set_ready_check(move || ready.ready());
+        let r = ready.clone();
+        metrics.set_ready_check(move || r.ready());
+        // Sampled gauges, read at each scrape, from a hub that stands by too.
+        let (r, m) = (ready.clone(), metrics.clone());
+        metrics.set_refresh(move || r.sample(&m));
     }
     metrics.set_ready(true);
     let (store, etcd, tls_listener, relay): (Arc<dyn Store>, _, _, _) = match store {
@@ -518,26 +545,6 @@ pub async fn serve(
     };
 
     let router = routes(hub.clone()).await?;
-    {
-        // Sampled gauges, read at each scrape. Weak: the metrics server must not keep the hub.
-        let weak = Arc::downgrade(&hub);
-        hub.metrics.set_refresh(move || {
-            let Some(hub) = weak.upgrade() else { return };
-            let store = hub.records.store();
-            let m = &hub.metrics;
-            if let Ok(n) = store.size_on_disk() {
-                m.store_bytes.set(n as i64);
-            }
-            m.store_write_queue.set(store.queued() as i64);
-            let s = store.stats();
-            use std::sync::atomic::Ordering::Relaxed;
-            m.store_commits.set(s.commits.load(Relaxed) as i64);
-            m.store_batches.set(s.batches.load(Relaxed) as i64);
-            m.store_commit_failures.set(s.failures.load(Relaxed) as i64);
-            m.session_queue.set(hub.sessions.queued() as i64);
-            m.serving.set(i64::from(store.serving()));
-        });
-    }
     let draining = CancellationToken::new();
     let server_task = tokio::spawn(server::serve(
         tls_listener,

@@ -56,6 +56,11 @@ pub struct Metrics {
     pub relay_failures: Counter,
     /// With etcd: the revision this hub last compacted etcd's history to.
     pub etcd_compacted_revision: Gauge,
+    /// With etcd: times this hub read every record from etcd (a standby's first load, a
+    /// reload after a takeover or an unconfirmed write), and takeovers that served from the
+    /// copy a standby keeps by watching instead.
+    pub etcd_loads: Gauge,
+    pub etcd_warm_takeovers: Gauge,
     ready: Arc<AtomicBool>,
     /// What else `/readyz` needs (the store can write).
     ready_check: Arc<std::sync::OnceLock<Box<dyn Fn() -> bool + Send + Sync>>>,
@@ -104,6 +109,8 @@ impl Metrics {
             relayed: Gauge::default(),
             relay_failures: Counter::default(),
             etcd_compacted_revision: Gauge::default(),
+            etcd_loads: Gauge::default(),
+            etcd_warm_takeovers: Gauge::default(),
             ready: Arc::new(AtomicBool::new(false)),
             ready_check: Arc::new(std::sync::OnceLock::new()),
             refresh: Arc::new(std::sync::OnceLock::new()),
@@ -162,6 +169,16 @@ impl Metrics {
             "etcd_compacted_revision",
             "With etcd: the revision this hub last compacted etcd's history to (0: not yet)",
             m.etcd_compacted_revision.clone(),
+        );
+        registry.register(
+            "etcd_loads",
+            "With etcd: times this hub read every record from etcd (a standby's first load, a takeover's reload)",
+            m.etcd_loads.clone(),
+        );
+        registry.register(
+            "etcd_warm_takeovers",
+            "With etcd: takeovers that served from the copy this hub kept by watching while it stood by",
+            m.etcd_warm_takeovers.clone(),
         );
         registry.register(
             "connected_agents",

@@ -153,6 +153,10 @@ fn a_standby_hub_takes_over_from_a_killed_one_and_its_agents_follow_with_nothing
     );
     assert_eq!(hubs[1].metric("tether_connected_agents"), 2.0);
     assert_eq!(hubs[1].metric("tether_hub_serving"), 1.0);
+    // It served from the copy its watch kept while it stood by, not from a new read of
+    // every record.
+    assert_eq!(hubs[1].metric("tether_etcd_warm_takeovers"), 1.0);
+    assert_eq!(hubs[1].metric("tether_etcd_loads"), 1.0);
 
     // Every acknowledged write is there; nothing the agents already hold was sent again.
     assert_eq!(revisions(&hubs[1]), acknowledged);

@@ -234,6 +234,10 @@ impl Client {
             .max_encoding_message_size(4 << 20)
     }
 
+    pub fn watch(&self) -> pb::watch_client::WatchClient<Channel> {
+        pb::watch_client::WatchClient::new(self.current()).max_decoding_message_size(64 << 20)
+    }
+
     pub fn lease(&self) -> pb::lease_client::LeaseClient<Channel> {
         pb::lease_client::LeaseClient::new(self.current())
     }

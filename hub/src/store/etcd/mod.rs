@@ -30,6 +30,7 @@
 //! from etcd (and finishes any intent) before it writes.
 
 mod client;
+mod follow;
 
 pub use client::EtcdConfig;
 
@@ -83,6 +84,8 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 /// Where things live under the prefix.
 #[derive(Debug, Clone)]
 struct Keys {
+    /// `PREFIX/`: everything this installation keeps in etcd.
+    root: Vec<u8>,
     data: Vec<u8>,
     leader: Vec<u8>,
     /// Where the leader key's holder takes other hubs' relays (on the same lease).
@@ -94,6 +97,7 @@ struct Keys {
 impl Keys {
     fn new(prefix: &str) -> Keys {
         Keys {
+            root: format!("{prefix}/").into_bytes(),
             data: format!("{prefix}/data/").into_bytes(),
             leader: format!("{prefix}/leader").into_bytes(),
             address: format!("{prefix}/leader-address").into_bytes(),
@@ -126,11 +130,17 @@ impl Keys {
     }
 }
 
-/// The serving hub's copy of every record.
-#[derive(Debug, Default)]
+/// A hub's copy of every record: the serving hub's, or a standby's kept by a watch.
+#[derive(Debug)]
 struct Mirror {
     trees: Vec<BTreeMap<Vec<u8>, Vec<u8>>>,
     bytes: u64,
+}
+
+impl Default for Mirror {
+    fn default() -> Mirror {
+        Mirror::new()
+    }
 }
 
 impl Mirror {
@@ -302,6 +312,12 @@ pub struct EtcdStore {
     serving_at: RwLock<Option<String>>,
     /// The revision seen at the previous compaction step: the next step compacts to it.
     compact_mark: std::sync::atomic::AtomicI64,
+    /// The standby's copy, while this hub waits for the leader key.
+    followed: Mutex<Option<Arc<follow::Followed>>>,
+    /// Times every record was read from etcd (a load or reload, the standby's included).
+    loads: Arc<AtomicU64>,
+    /// Times this hub took the lease and served from the copy its watch kept.
+    warm_takeovers: AtomicU64,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -314,6 +330,7 @@ impl std::fmt::Debug for EtcdStore {
 
 impl Drop for EtcdStore {
     fn drop(&mut self) {
+        self.unfollow();
         self.lease().lost.cancel();
         if let Some(rt) = self
             .runtime
@@ -370,6 +387,9 @@ impl EtcdStore {
             peer_address: String::new(),
             serving_at: RwLock::new(None),
             compact_mark: std::sync::atomic::AtomicI64::new(0),
+            followed: Mutex::new(None),
+            loads: Arc::new(AtomicU64::new(0)),
+            warm_takeovers: AtomicU64::new(0),
         };
         let schema =
             store.block_on(store.get_remote(&store.keys.record(Tree::Meta, SCHEMA_KEY)))?;
@@ -483,7 +503,9 @@ impl EtcdStore {
     fn claim_loop(&self, stop: &CancellationToken, wait: bool) -> Result<bool, StoreError> {
         let mut announced = String::new();
         let lease = self.lease();
-        loop {
+        // A hub that waits for the key keeps a copy of every record meanwhile.
+        let followed = wait.then(|| self.follow());
+        let warm = loop {
             if stop.is_cancelled() || lease.lost.is_cancelled() {
                 return Ok(false);
             }
@@ -492,7 +514,11 @@ impl EtcdStore {
                     self.claim.store(rev as u64, Ordering::SeqCst);
                     *self.serving_at.write().unwrap_or_else(|e| e.into_inner()) = None;
                     tracing::info!(holder = %self.holder, "this hub now holds the etcd lease");
-                    break;
+                    let copy = followed
+                        .as_ref()
+                        .and_then(|f| self.block_on(f.take_at(rev, self.client.timeout)));
+                    self.unfollow();
+                    break copy;
                 }
                 Ok(Err((other, _))) if !wait => {
                     return Err(failed(format!(
@@ -510,15 +536,32 @@ impl EtcdStore {
                 Err(e) => tracing::warn!(error = %e, "cannot reach etcd; standing by"),
             }
             let go_on = self.handle.block_on(async {
+                let freed = async {
+                    match &followed {
+                        Some(f) => f.freed.notified().await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     _ = stop.cancelled() => false,
                     _ = lease.lost.cancelled() => false,
+                    // The holder let the key go: try at once.
+                    _ = freed => true,
                     _ = tokio::time::sleep(Duration::from_millis(500)) => true,
                 }
             });
             if !go_on {
+                self.unfollow();
                 return Ok(false);
             }
+        };
+        if let Some(mirror) = warm {
+            // Current up to the claim: nothing can have changed since but through this hub.
+            *self.mirror.write().unwrap_or_else(|e| e.into_inner()) = mirror;
+            self.stale.store(false, Ordering::SeqCst);
+            self.warm_takeovers.fetch_add(1, Ordering::Relaxed);
+            tracing::info!("serving from the copy this hub kept while standing by");
+            return Ok(true);
         }
         // Whatever this hub held before is out of date: another hub may have written since.
         self.stale.store(true, Ordering::SeqCst);
@@ -590,6 +633,44 @@ impl EtcdStore {
         let holder = values.next().flatten().unwrap_or_default();
         let address = values.next().flatten();
         Ok(Err((holder, address)))
+    }
+
+    /// The standby's copy, started if it is not running.
+    fn follow(&self) -> Arc<follow::Followed> {
+        let mut slot = self.followed.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = slot.as_ref().filter(|f| !f.stop.is_cancelled()) {
+            return f.clone();
+        }
+        let f = follow::Followed::new();
+        self.handle.spawn(follow::run(
+            self.client.clone(),
+            self.keys.clone(),
+            f.clone(),
+            self.loads.clone(),
+        ));
+        *slot = Some(f.clone());
+        f
+    }
+
+    /// Stops the standby's copy (its memory goes with it).
+    fn unfollow(&self) {
+        if let Some(f) = self
+            .followed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            f.stop.cancel();
+        }
+    }
+
+    /// How many times every record was read from etcd, and how many takeovers served from
+    /// the copy kept while standing by instead.
+    pub fn load_counts(&self) -> (u64, u64) {
+        (
+            self.loads.load(Ordering::Relaxed),
+            self.warm_takeovers.load(Ordering::Relaxed),
+        )
     }
 
     /// Gives the leader key up at once (a clean shutdown), so a standby hub takes over now.
@@ -697,43 +778,6 @@ impl EtcdStore {
         Err(last.map_or_else(|| failed("etcd read failed"), failed))
     }
 
-    /// Every key under `prefix` at one revision, page by page.
-    async fn range_all(&self, prefix: &[u8]) -> Result<Vec<pb::KeyValue>, StoreError> {
-        let end = prefix_end(prefix);
-        let mut from = prefix.to_vec();
-        let mut revision = 0;
-        let mut out = Vec::new();
-        loop {
-            let r = self
-                .client
-                .call(
-                    "load",
-                    self.client.kv().range(pb::RangeRequest {
-                        key: from.clone(),
-                        range_end: end.clone(),
-                        limit: PAGE,
-                        revision,
-                        ..Default::default()
-                    }),
-                )
-                .await
-                .map_err(failed)?;
-            if revision == 0 {
-                revision = r.header.as_ref().map(|h| h.revision).unwrap_or_default();
-            }
-            let more = r.more;
-            if let Some(last) = r.kvs.last() {
-                from = last.key.clone();
-                from.push(0);
-            }
-            out.extend(r.kvs);
-            if !more {
-                return Ok(out);
-            }
-        }
-    }
-
-    /// One fenced transaction: applied only while this hub holds the leader key.
     /// One fenced transaction: applied only while this hub holds the leader key.
     ///
     /// A call that fails or times out is tried again (on the next member) a few times: while
@@ -888,7 +932,8 @@ impl EtcdStore {
             }
             self.clear_intent().await?;
         }
-        let kvs = self.range_all(&self.keys.data).await?;
+        let (kvs, _) = follow::load_all(&self.client, &self.keys.data).await?;
+        self.loads.fetch_add(1, Ordering::Relaxed);
         let mut mirror = Mirror::new();
         for kv in kvs {
             if let Some((tree, key)) = self.keys.parse(&kv.key) {

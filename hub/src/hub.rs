@@ -311,72 +311,16 @@ async fn open_etcd(
     ready: &ReadyWhen,
     shutdown: &CancellationToken,
 ) -> Result<Option<OnEtcd>, StartError> {
-    let blocking = |f: Box<dyn FnOnce() -> Result<_, StoreError> + Send>| async move {
-        tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|e| StoreError::Io(format!("the etcd client thread failed: {e}")))?
-    };
     let prefix = config.prefix.clone();
-    // An etcd that does not answer yet (a cluster still starting, a network not yet up) is
-    // waited for, standing by like any hub without the lease: a supervisor restarting the
-    // hub in a loop would only add noise. Mistakes in the configuration (a missing
-    // certificate file) and a store written by a newer hub end the start at once.
-    let mut waiting = false;
-    let (store, contents) = loop {
-        let (c, h) = (config.clone(), holder.clone());
-        match blocking(Box::new(move || EtcdStore::connect(&c, &h))).await {
-            Ok(connected) => break connected,
-            Err(e @ (StoreError::Open { .. } | StoreError::Failed(_))) => {
-                if !waiting {
-                    tracing::warn!(error = %e, "etcd does not answer yet; standing by until it does");
-                    waiting = true;
-                }
-                tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(None),
-                    _ = tokio::time::sleep(ETCD_START_RETRY) => {}
-                }
-            }
-            Err(e) => return Err(e.into()),
-        }
+    let Some((store, contents)) = connect_etcd(config, holder, shutdown).await? else {
+        return Ok(None);
     };
-    if waiting {
-        tracing::info!("etcd answers");
-    }
     if contents == Contents::Empty {
         return Err(StartError::EtcdEmpty(prefix));
     }
     let store = Arc::new(store.with_peer_address(listen.peer.clone()));
     let _ = ready.etcd.set(Arc::downgrade(&store));
-    let (ca, _, trust_pem) = load_cas(dir)?;
-    let target: relay::Target = {
-        let store = Arc::downgrade(&store);
-        Arc::new(move || store.upgrade()?.serving_at())
-    };
-    let port_served = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let serving: relay::Serving = {
-        let (store, port_served) = (Arc::downgrade(&store), port_served.clone());
-        Arc::new(move || {
-            port_served.load(std::sync::atomic::Ordering::SeqCst)
-                && store.upgrade().is_some_and(|s| s.holds())
-        })
-    };
-    let local = match listen.tls.ip() {
-        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
-            SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, listen.tls.port()))
-        }
-        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
-            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, listen.tls.port()))
-        }
-        _ => listen.tls,
-    };
-    let name = format!("{}-{}", hostname(), std::process::id());
-    let relay = Relay::new(
-        Arc::new(ca),
-        trust_pem,
-        name,
-        (target, serving, local),
-        metrics.clone(),
-    )?;
+    let (relay, port_served) = relay_for(&store, dir, listen, metrics)?;
     let listener = TcpListener::bind(listen.tls)
         .await
         .map_err(|source| StartError::Listen {
@@ -399,6 +343,86 @@ async fn open_etcd(
         relay,
         port_served,
     }))
+}
+
+/// Connects to etcd, waiting while it does not answer. `None` if `shutdown` came first.
+async fn connect_etcd(
+    config: EtcdConfig,
+    holder: String,
+    shutdown: &CancellationToken,
+) -> Result<Option<(EtcdStore, Contents)>, StartError> {
+    // An etcd that does not answer yet (a cluster still starting, a network not yet up) is
+    // waited for, standing by like any hub without the lease: a supervisor restarting the
+    // hub in a loop would only add noise. Mistakes in the configuration (a missing
+    // certificate file) and a store written by a newer hub end the start at once.
+    let mut waiting = false;
+    loop {
+        let (c, h) = (config.clone(), holder.clone());
+        let connected = tokio::task::spawn_blocking(move || EtcdStore::connect(&c, &h))
+            .await
+            .map_err(|e| StoreError::Io(format!("the etcd client thread failed: {e}")))?;
+        match connected {
+            Ok(connected) => {
+                if waiting {
+                    tracing::info!("etcd answers");
+                }
+                return Ok(Some(connected));
+            }
+            Err(e @ (StoreError::Open { .. } | StoreError::Failed(_))) => {
+                if !waiting {
+                    tracing::warn!(error = %e, "etcd does not answer yet; standing by until it does");
+                    waiting = true;
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(None),
+                    _ = tokio::time::sleep(ETCD_START_RETRY) => {}
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The relay a hub on etcd runs while it does not serve, and the flag that says its own
+/// server owns the TLS port (until then a connection held through a takeover is not
+/// delivered to it).
+fn relay_for(
+    store: &Arc<EtcdStore>,
+    dir: &DataDir,
+    listen: &Listen,
+    metrics: &Metrics,
+) -> Result<(Arc<Relay>, Arc<std::sync::atomic::AtomicBool>), StartError> {
+    let (ca, _, trust_pem) = load_cas(dir)?;
+    let target: relay::Target = {
+        let store = Arc::downgrade(store);
+        Arc::new(move || store.upgrade()?.serving_at())
+    };
+    let port_served = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let serving: relay::Serving = {
+        let (store, port_served) = (Arc::downgrade(store), port_served.clone());
+        Arc::new(move || {
+            port_served.load(std::sync::atomic::Ordering::SeqCst)
+                && store.upgrade().is_some_and(|s| s.holds())
+        })
+    };
+    let local = match listen.tls.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, listen.tls.port()))
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, listen.tls.port()))
+        }
+        _ => listen.tls,
+    };
+    let name = format!("{}-{}", hostname(), std::process::id());
+    let relay = Relay::new(
+        Arc::new(ca),
+        trust_pem,
+        name,
+        (target, serving, local),
+        metrics.clone(),
+    )?;
+    Ok((relay, port_served))
 }
 
 /// What `/readyz` asks: the hub can write, or (etcd) it can relay to the hub that serves.
@@ -439,6 +463,10 @@ impl ReadyWhen {
             m.store_commit_failures.set(s.failures.load(Relaxed) as i64);
             m.session_queue.set(hub.sessions.queued() as i64);
             m.serving.set(i64::from(store.serving()));
+        }
+        if let Some((open, limit)) = crate::metrics::open_files() {
+            m.open_files.set(open as i64);
+            m.open_files_limit.set(limit as i64);
         }
         if let Some(etcd) = self.etcd.get().and_then(std::sync::Weak::upgrade) {
             let (loads, warm) = etcd.load_counts();

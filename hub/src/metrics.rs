@@ -61,6 +61,13 @@ pub struct Metrics {
     /// copy a standby keeps by watching instead.
     pub etcd_loads: Gauge,
     pub etcd_warm_takeovers: Gauge,
+    /// Connections the TLS port (or a standby's relay) failed to accept: out of file
+    /// descriptors, mostly.
+    pub accept_failures: Counter,
+    /// File descriptors this process has open, and its limit (a relaying standby holds two
+    /// per client).
+    pub open_files: Gauge,
+    pub open_files_limit: Gauge,
     ready: Arc<AtomicBool>,
     /// What else `/readyz` needs (the store can write).
     ready_check: Arc<std::sync::OnceLock<Box<dyn Fn() -> bool + Send + Sync>>>,
@@ -111,6 +118,9 @@ impl Metrics {
             etcd_compacted_revision: Gauge::default(),
             etcd_loads: Gauge::default(),
             etcd_warm_takeovers: Gauge::default(),
+            accept_failures: Counter::default(),
+            open_files: Gauge::default(),
+            open_files_limit: Gauge::default(),
             ready: Arc::new(AtomicBool::new(false)),
             ready_check: Arc::new(std::sync::OnceLock::new()),
             refresh: Arc::new(std::sync::OnceLock::new()),
@@ -179,6 +189,21 @@ impl Metrics {
             "etcd_warm_takeovers",
             "With etcd: takeovers that served from the copy this hub kept by watching while it stood by",
             m.etcd_warm_takeovers.clone(),
+        );
+        registry.register(
+            "accept_failures",
+            "Connections the hub failed to accept (out of file descriptors, mostly)",
+            m.accept_failures.clone(),
+        );
+        registry.register(
+            "open_files",
+            "File descriptors this process has open",
+            m.open_files.clone(),
+        );
+        registry.register(
+            "open_files_limit",
+            "The most file descriptors this process may open (its soft limit)",
+            m.open_files_limit.clone(),
         );
         registry.register(
             "connected_agents",
@@ -295,4 +320,84 @@ pub async fn serve(listener: TcpListener, metrics: Metrics, shutdown: Cancellati
         async move { shutdown.cancelled().await },
     )
     .await;
+}
+
+/// File descriptors this process has open and its soft limit, from `/proc` (Linux only).
+pub fn open_files() -> Option<(u64, u64)> {
+    let open = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let soft = line
+        .trim_start_matches("Max open files")
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some((open, soft))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn open_files_are_counted_under_their_limit() {
+        if cfg!(target_os = "linux") {
+            let _held = std::fs::File::open("/proc/self/limits").unwrap();
+            let (open, limit) = super::open_files().expect("read from /proc");
+            assert!(open >= 1 && open <= limit, "{open} open, limit {limit}");
+        }
+    }
+
+    /// The metric names of docs/operations.md's table of the hub's metrics, as scraped
+    /// (`{labels}` left out).
+    fn documented() -> BTreeSet<String> {
+        let doc = include_str!("../../docs/operations.md");
+        let start = doc.find("`GET /metrics` on").expect("the metrics section");
+        let end = start
+            + doc[start..]
+                .find("The agent, with")
+                .expect("the agent's table");
+        doc[start..end]
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .flat_map(|l| {
+                let first = l.split(" | ").next().unwrap_or_default();
+                first
+                    .split('`')
+                    .filter(|s| s.starts_with("tether_"))
+                    .map(|s| s.split('{').next().unwrap_or(s).to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_metric_the_hub_exports_is_documented_under_the_name_it_is_scraped_as() {
+        let m = super::Metrics::new();
+        // A family without a series is not exported at all.
+        super::Metrics::count(&m.joins, "ok");
+        super::Metrics::count(&m.renewals, "ok");
+        let text = m.encode();
+        let exported: BTreeSet<String> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(|l| {
+                let mut parts = l.split(' ');
+                let (name, kind) = (parts.next().unwrap_or_default(), parts.next());
+                match kind {
+                    Some("counter") => format!("{name}_total"),
+                    _ => name.to_string(),
+                }
+            })
+            .collect();
+        let documented = documented();
+        assert!(documented.len() > 10, "{documented:?}");
+        let undocumented: Vec<_> = exported.difference(&documented).collect();
+        let unknown: Vec<_> = documented.difference(&exported).collect();
+        assert!(
+            undocumented.is_empty() && unknown.is_empty(),
+            "exported but not in docs/operations.md: {undocumented:?}; documented but not exported: {unknown:?}"
+        );
+    }
 }

@@ -248,7 +248,7 @@ impl Relay {
         loop {
             let (tcp, addr) = tokio::select! {
                 _ = stop.cancelled() => return listener,
-                c = crate::api::server::next_connection(&listener) => c,
+                c = crate::api::server::next_connection(&listener, &self.metrics) => c,
             };
             // Even with no serving hub known yet: the connection waits for one.
             tokio::spawn(self.clone().forward(tcp, addr));

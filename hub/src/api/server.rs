@@ -219,7 +219,7 @@ pub async fn serve(
         let (tcp, addr) = tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = draining.cancelled() => return,
-            c = next_connection(&listener) => c,
+            c = next_connection(&listener, &metrics) => c,
         };
         // A hub that lost its lease relays once it knows which hub serves instead; until
         // then it answers reads itself.
@@ -245,8 +245,13 @@ pub async fn serve(
 }
 
 /// The next connection `listener` accepts, with Nagle off. Out of file descriptors and the
-/// like, it backs off instead of spinning.
-pub(crate) async fn next_connection(listener: &TcpListener) -> (tokio::net::TcpStream, SocketAddr) {
+/// like, it backs off instead of spinning, counts each failure and warns at most once per
+/// [`ACCEPT_WARN_EVERY`] (with how many failed meanwhile): a hub out of file descriptors
+/// fails ten accepts a second for as long as it lasts.
+pub(crate) async fn next_connection(
+    listener: &TcpListener,
+    metrics: &Metrics,
+) -> (tokio::net::TcpStream, SocketAddr) {
     loop {
         match listener.accept().await {
             Ok((tcp, addr)) => {
@@ -254,8 +259,53 @@ pub(crate) async fn next_connection(listener: &TcpListener) -> (tokio::net::TcpS
                 return (tcp, addr);
             }
             Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
+                metrics.accept_failures.inc();
+                if let Some(failed) = ACCEPT_WARNINGS.due() {
+                    tracing::warn!(error = %e, failed, "cannot accept connections (file descriptors: see tether_open_files)");
+                }
                 tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// How often a failing accept is logged.
+const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(10);
+
+static ACCEPT_WARNINGS: WarnEvery = WarnEvery::new();
+
+/// Lets one warning through per [`ACCEPT_WARN_EVERY`], saying how many events it stands for.
+struct WarnEvery {
+    state: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
+}
+
+impl WarnEvery {
+    const fn new() -> Self {
+        WarnEvery {
+            state: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// `Some(events since the last warning, this one included)` when a warning is due.
+    fn due(&self) -> Option<u64> {
+        self.due_at(std::time::Instant::now())
+    }
+
+    fn due_at(&self, now: std::time::Instant) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match &mut *state {
+            Some((last, n)) if now.duration_since(*last) < ACCEPT_WARN_EVERY => {
+                *n += 1;
+                None
+            }
+            Some((last, n)) => {
+                let failed = *n + 1;
+                (*last, *n) = (now, 0);
+                Some(failed)
+            }
+            None => {
+                *state = Some((now, 0));
+                Some(1)
             }
         }
     }
@@ -614,6 +664,18 @@ fn gate(peer: &Peer, path: &str, access: &Access) -> Option<http::Response<Body>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failing_accept_warns_once_per_interval_with_how_many_failed() {
+        let w = WarnEvery::new();
+        let t0 = std::time::Instant::now();
+        assert_eq!(w.due_at(t0), Some(1));
+        for i in 1..50 {
+            assert_eq!(w.due_at(t0 + Duration::from_millis(100 * i)), None);
+        }
+        assert_eq!(w.due_at(t0 + ACCEPT_WARN_EVERY), Some(50));
+        assert_eq!(w.due_at(t0 + ACCEPT_WARN_EVERY * 3), Some(1));
+    }
 
     #[test]
     fn client_api_calls_are_recognised_by_the_generated_service_name() {

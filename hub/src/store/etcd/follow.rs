@@ -232,11 +232,15 @@ async fn watch(client: &Client, keys: &Keys, from: i64, followed: &Followed) -> 
     if tx.send(create).await.is_err() {
         return Ended::Failed("the watch request was not sent".into());
     }
-    let mut watch = client.watch();
-    let opened = client.call(
-        "watch",
-        watch.watch(tokio_stream::wrappers::ReceiverStream::new(rx)),
+    let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    // etcd's `WithRequireLeader`: a member that loses its leader ends the watch instead of
+    // going quiet, so the copy resumes on a member that has one.
+    request.metadata_mut().insert(
+        "hasleader",
+        tonic::metadata::MetadataValue::from_static("true"),
     );
+    let mut watch = client.watch();
+    let opened = client.call("watch", watch.watch(request));
     let mut stream = tokio::select! {
         _ = followed.stop.cancelled() => return Ended::Stopped,
         s = opened => match s {

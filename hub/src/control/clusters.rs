@@ -201,13 +201,29 @@ impl Contacts {
         if changed.is_empty() {
             return Ok(());
         }
-        let mut batch = Batch::new();
-        for record in changed.values() {
-            batch.put_cluster(record);
-        }
-        self.records.commit(&batch).await?;
+        self.records
+            .commit_each(&independent_batches(changed.values()))
+            .await?;
         Ok(())
     }
+}
+
+/// Cluster records per batch when the records need not change together (contacts, last
+/// contact): well under an etcd transaction's 120 changes.
+const RECORDS_PER_BATCH: usize = 100;
+
+/// `records` in batches of at most [`RECORDS_PER_BATCH`], for [`Records::commit_each`].
+fn independent_batches<'a>(records: impl Iterator<Item = &'a ClusterRecord>) -> Vec<Batch> {
+    let mut out: Vec<Batch> = Vec::new();
+    for (i, record) in records.enumerate() {
+        if i % RECORDS_PER_BATCH == 0 {
+            out.push(Batch::new());
+        }
+        if let Some(b) = out.last_mut() {
+            b.put_cluster(record);
+        }
+    }
+    out
 }
 
 impl std::fmt::Debug for Clusters {
@@ -451,8 +467,7 @@ impl Clusters {
     /// (one batch for all; run every `--last-contact-interval`).
     pub async fn persist_last_contact(&self) -> Result<usize, HubError> {
         let _w = self.write_lock.lock().await;
-        let mut batch = Batch::new();
-        let mut n = 0;
+        let mut behind = Vec::new();
         for mut record in self.records.clusters()? {
             let Some(s) = self.sessions.get(&record.name) else {
                 continue;
@@ -460,14 +475,15 @@ impl Clusters {
             let heard = s.last_heard_unix.min(unix_now());
             if heard > record.last_seen_unix {
                 record.last_seen_unix = heard;
-                batch.put_cluster(&record);
-                n += 1;
+                behind.push(record);
             }
         }
-        if n > 0 {
-            self.records.commit(&batch).await?;
-        }
-        Ok(n)
+        // Each record on its own: a fleet's worth in one batch would be one change too large
+        // for an etcd transaction, staged and written twice every interval.
+        self.records
+            .commit_each(&independent_batches(behind.iter()))
+            .await?;
+        Ok(behind.len())
     }
 
     /// Records when a session's agent was last heard, as the session ends.
@@ -564,5 +580,20 @@ mod tests {
             .await
             .unwrap();
         assert!(records.cluster("gone").unwrap().is_none());
+    }
+
+    #[test]
+    fn records_that_need_not_change_together_go_in_batches_an_etcd_transaction_takes() {
+        let records: Vec<ClusterRecord> = (0..250)
+            .map(|i| ClusterRecord {
+                name: format!("c{i}"),
+                ..Default::default()
+            })
+            .collect();
+        let batches = independent_batches(records.iter());
+        let sizes: Vec<usize> = batches.iter().map(|b| b.ops.len()).collect();
+        assert_eq!(sizes, [100, 100, 50]);
+        assert!(sizes.iter().all(|n| *n <= crate::store::etcd::TXN_OPS));
+        assert!(independent_batches(std::iter::empty()).is_empty());
     }
 }

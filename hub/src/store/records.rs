@@ -643,6 +643,16 @@ impl Records {
         self.store.commit(batch).await
     }
 
+    /// Commits batches that need not be atomic together (each still is on its own) at once:
+    /// the store's writer groups them, and on etcd they pack into ordinary transactions,
+    /// where one batch of thousands of records would have to be staged (written twice).
+    pub async fn commit_each(&self, batches: &[Batch]) -> Result<(), StoreError> {
+        futures::future::join_all(batches.iter().map(|b| self.store.commit(b)))
+            .await
+            .into_iter()
+            .collect()
+    }
+
     /// Queues `batch` without waiting for the disk (see [`Durable::write`]).
     pub async fn write(&self, batch: Batch) -> Result<(), StoreError> {
         self.store.write(batch).await

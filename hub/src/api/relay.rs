@@ -138,10 +138,9 @@ impl Relay {
     pub async fn forward(self: Arc<Self>, mut client: TcpStream, addr: SocketAddr) {
         // A relay is never relayed again: two hubs that each took the other for the serving
         // one (for the moment their views of the lease differ) would bounce it between them.
-        let mut hello = [0u8; 4096];
-        match tokio::time::timeout(HELLO_TIMEOUT, client.peek(&mut hello)).await {
-            Ok(Ok(n)) if n > 0 => {
-                if is_relay(&hello[..n]) {
+        match tokio::time::timeout(HELLO_TIMEOUT, peek_hello(&client)).await {
+            Ok(Ok(hello)) if !hello.is_empty() => {
+                if is_relay(&hello) {
                     self.metrics.relay_failures.inc();
                     tracing::debug!(peer = %addr, "a relay reached a hub that does not serve; not relaying it again");
                     return;
@@ -256,6 +255,37 @@ impl Relay {
     }
 }
 
+/// The connection's first TLS record (its ClientHello), left unread: the bytes arrived so
+/// far, waiting for the rest while the record's header says more is coming. A ClientHello
+/// split over TCP segments must not slip past [`is_relay`] with the protocol name in its
+/// second part.
+async fn peek_hello(client: &TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; 5 + MAX_RECORD];
+    loop {
+        let n = client.peek(&mut buf).await?;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        if n >= hello_len(&buf[..n]).unwrap_or(usize::MAX).min(buf.len()) {
+            buf.truncate(n);
+            return Ok(buf);
+        }
+        // Peeking again returns at once while anything is buffered: wait for the rest
+        // (bounded by the caller's timeout). Rare: a ClientHello fits one segment.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The largest TLS record's payload.
+const MAX_RECORD: usize = 16 * 1024;
+
+/// The length of the TLS record that starts `first` (header included), once its header is
+/// there.
+fn hello_len(first: &[u8]) -> Option<usize> {
+    let header = first.get(..5)?;
+    Some(5 + u16::from_be_bytes([header[3], header[4]]) as usize)
+}
+
 /// Whether the first bytes of a connection are a ClientHello offering the relay ALPN. A
 /// byte search, not a TLS parser: the protocol name appears in the ALPN extension as is,
 /// and nothing else in a ClientHello a client sends would carry it by chance.
@@ -335,26 +365,63 @@ async fn write_addr<IO: tokio::io::AsyncWrite + Unpin>(
 mod tests {
     use super::*;
 
+    /// A real ClientHello offering `alpn`, as it goes on the wire.
+    fn hello(alpn: &[&[u8]]) -> Vec<u8> {
+        let mut c = rustls::ClientConfig::builder_with_provider(tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        let mut conn =
+            rustls::ClientConnection::new(Arc::new(c), ServerName::try_from("localhost").unwrap())
+                .unwrap();
+        let mut out = Vec::new();
+        conn.write_tls(&mut out).unwrap();
+        out
+    }
+
     #[test]
     fn a_client_hello_offering_the_relay_protocol_is_recognised() {
-        let hello = |alpn: &[&[u8]]| {
-            let mut c = rustls::ClientConfig::builder_with_provider(tls::provider())
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth();
-            c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-            let mut conn = rustls::ClientConnection::new(
-                Arc::new(c),
-                ServerName::try_from("localhost").unwrap(),
-            )
-            .unwrap();
-            let mut out = Vec::new();
-            conn.write_tls(&mut out).unwrap();
-            out
-        };
         assert!(is_relay(&hello(&[tls::RELAY_ALPN])));
         assert!(!is_relay(&hello(&[b"h2", b"http/1.1"])));
+    }
+
+    #[tokio::test]
+    async fn a_client_hello_split_over_segments_is_read_whole_before_it_is_judged() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hello = hello(&[b"h2", tls::RELAY_ALPN]);
+        assert_eq!(hello_len(&hello), Some(hello.len()));
+        // Cut inside the protocol name.
+        let at = hello
+            .windows(tls::RELAY_ALPN.len())
+            .position(|w| w == tls::RELAY_ALPN)
+            .unwrap();
+        let cut = at + 2;
+        let (first, rest) = (hello[..cut].to_vec(), hello[cut..].to_vec());
+        let sender = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            c.set_nodelay(true).unwrap();
+            c.write_all(&first).await.unwrap();
+            c.flush().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            c.write_all(&rest).await.unwrap();
+            c
+        });
+        let (server, _) = listener.accept().await.unwrap();
+        let seen = tokio::time::timeout(Duration::from_secs(5), peek_hello(&server))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            is_relay(&seen),
+            "only {} of {} bytes judged",
+            seen.len(),
+            cut
+        );
+        drop(sender.await.unwrap());
     }
 
     #[tokio::test]

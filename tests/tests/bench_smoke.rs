@@ -189,6 +189,15 @@ fn the_store_comparison_runs_at_small_scale() {
         assert_eq!(t["resent"], 0.0, "{t:#}");
     }
     assert!(runs[2]["storm"].is_null());
+    // A standby watching etcd was measured (one hub has none to measure).
+    for x in &runs[..2] {
+        assert!(x["watcher"].is_null(), "{x:#}");
+    }
+    for x in &runs[2..] {
+        let w = &x["watcher"];
+        assert!(w["rss_bytes"].as_u64().unwrap() > 0, "{w:#}");
+        assert!(w["ingest_cpu_percent"].as_f64().unwrap() >= 0.0, "{w:#}");
+    }
     // Through a standby: it relayed every cluster (and the benchmark's own calls may be in
     // flight), and they came back through it after the serving hub's kill.
     let relay = &runs[3]["idle"]["relay"];
@@ -207,7 +216,8 @@ fn the_store_comparison_runs_at_small_scale() {
             && text.contains("| etcd (3 hubs) | 8 | the serving hub killed")
             && text
                 .contains("| etcd (3 hubs, fleet through a standby) | 8 | the serving hub killed")
-            && text.contains("The relaying standby"),
+            && text.contains("The relaying standby")
+            && text.contains("A standby that relays nothing in the etcd (3 hubs) run"),
         "{text}"
     );
 }

@@ -75,6 +75,9 @@ pub struct StoreRun {
     /// and persisting).
     pub joins_per_s: f64,
     pub idle: Idle,
+    /// Several hubs: a standby that only watches (relays nothing), during the first ingest
+    /// window and at the end of the idle one.
+    pub watcher: Option<Watcher>,
     /// One hub: stopped and started again with every cluster connected.
     pub storm: Option<super::bench::Storm>,
     /// Three hubs: the serving one stopped cleanly (it hands its lease over at once).
@@ -96,6 +99,17 @@ pub struct Idle {
     pub window_s: f64,
     /// With the fleet behind a relaying hub: that hub, over the same window.
     pub relay: Option<RelayIdle>,
+}
+
+/// What a standby's copy of every record costs it: etcd sends it every write.
+#[derive(Debug, Clone, Serialize)]
+pub struct Watcher {
+    pub ingest_cpu_percent: f64,
+    /// The serving hub's durable status writes per second over the same window.
+    pub ingest_per_s: f64,
+    pub rss_bytes: u64,
+    /// What the hub's store says its copy of the records holds, for comparison.
+    pub store_bytes: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -265,7 +279,14 @@ async fn measure(
     )
     .await?;
     wait_available(&fleet, "ingest", pumps, Duration::from_secs(120)).await?;
+    // A standby that relays nothing: the last hub (the fleet, relayed or not, reaches the
+    // others first).
+    let watcher_pid = match hubs_n > 1 + usize::from(relayed) {
+        true => Some(hub_pid(&hubs[hubs_n - 1])?),
+        false => None,
+    };
     let mut rates = Vec::new();
+    let mut watcher_ingest = None;
     for _ in 0..opts.repeats.max(1) {
         let stop = fleet.pump_status(pumps, opts.ingest_rate);
         // Let the pumps reach their pace before counting.
@@ -274,10 +295,16 @@ async fn measure(
             hub_metric(&hubs[0], "tether_status_reports_total").await,
             Instant::now(),
         );
+        let w0 = watcher_pid.map(procs::sample).transpose()?;
         tokio::time::sleep(opts.ingest_window).await;
         let b = hub_metric(&hubs[0], "tether_status_reports_total").await;
+        let w1 = watcher_pid.map(procs::sample).transpose()?;
         stop.cancel();
-        rates.push((b - a) / t0.elapsed().as_secs_f64());
+        let rate = (b - a) / t0.elapsed().as_secs_f64();
+        if let (Some(w0), Some(w1), None) = (w0, w1, &watcher_ingest) {
+            watcher_ingest = Some((procs::cpu_percent(&w0, &w1), rate));
+        }
+        rates.push(rate);
     }
 
     // Fan-out of one change to every cluster.
@@ -314,6 +341,15 @@ async fn measure(
         rss_per_cluster_bytes: rb.rss_bytes.saturating_sub(front_empty_rss) as f64 / n as f64,
         cpu_percent: procs::cpu_percent(&ra, &rb),
     });
+    let watcher = match (watcher_pid, watcher_ingest) {
+        (Some(pid), Some((cpu, rate))) => Some(Watcher {
+            ingest_cpu_percent: cpu,
+            ingest_per_s: rate,
+            rss_bytes: procs::sample(pid)?.rss_bytes,
+            store_bytes: hub_metric(&hubs[0], "tether_store_bytes").await,
+        }),
+        _ => None,
+    };
     let secs = b.at.duration_since(a.at).as_secs_f64();
     let (bytes, _) = procs::sockets_on(hubs[0].addr.port())?.rates_since(&sockets, secs);
     let idle = Idle {
@@ -351,6 +387,7 @@ async fn measure(
         fanout: Runs::of(spreads),
         joins_per_s,
         idle,
+        watcher,
         storm,
         handover,
         takeover,
@@ -477,6 +514,21 @@ pub fn markdown(r: &StoresReport, command: &str) -> String {
                 mib(relay.rss_bytes),
                 relay.rss_per_cluster_bytes / 1024.0,
                 relay.cpu_percent,
+            ));
+        }
+    }
+    for run in &r.runs {
+        if let Some(w) = &run.watcher {
+            out.push_str(&format!(
+                "\nA standby that relays nothing in the {} run keeps a copy of every record by \
+                 watching etcd: {:.1} % CPU while the serving hub stored {:.0} status \
+                 updates/s, and {:.1} MiB resident with every cluster connected (the records \
+                 themselves: {:.1} MiB).\n",
+                label(run),
+                w.ingest_cpu_percent,
+                w.ingest_per_s,
+                mib(w.rss_bytes),
+                w.store_bytes / (1024.0 * 1024.0),
             ));
         }
     }

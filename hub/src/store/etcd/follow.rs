@@ -1,7 +1,8 @@
 //! A standby hub's copy of the prefix, kept current by an etcd watch.
 //!
 //! While a hub stands by it loads every record once (at one revision) and then watches the
-//! whole prefix from the next revision, applying each change to its copy in revision order.
+//! prefix from the next revision (all of it but a large commit's staged chunks, which it
+//! would only skip: see [`Keys::followed`]), applying each change to its copy in revision order.
 //! When it takes the leader key at revision `C` it waits until the watch has delivered `C`
 //! (its own claim, a change under the prefix like any other): every change before the claim
 //! is then in the copy, and no hub can change anything after it but this one. So a takeover
@@ -108,8 +109,17 @@ pub(super) async fn load_all(
     client: &Client,
     prefix: &[u8],
 ) -> Result<(Vec<pb::KeyValue>, i64), StoreError> {
-    let end = prefix_end(prefix);
-    let mut from = prefix.to_vec();
+    load_range(client, prefix, &prefix_end(prefix)).await
+}
+
+/// Every key in `[from, end)` at one revision, page by page, and that revision.
+async fn load_range(
+    client: &Client,
+    from: &[u8],
+    end: &[u8],
+) -> Result<(Vec<pb::KeyValue>, i64), StoreError> {
+    let end = end.to_vec();
+    let mut from = from.to_vec();
     let mut revision = 0;
     let mut out = Vec::new();
     loop {
@@ -162,7 +172,8 @@ pub(super) async fn run(
             return;
         }
         if from == 0 {
-            match load_all(&client, &keys.root).await {
+            let (start, end) = keys.followed();
+            match load_range(&client, start, end).await {
                 Ok((kvs, revision)) => {
                     loads.fetch_add(1, Ordering::Relaxed);
                     let mut copy = Copy {
@@ -219,11 +230,12 @@ async fn pause(stop: &CancellationToken, d: Duration) -> bool {
 
 async fn watch(client: &Client, keys: &Keys, from: i64, followed: &Followed) -> Ended {
     let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let (start, end) = keys.followed();
     let create = pb::WatchRequest {
         request_union: Some(pb::watch_request::RequestUnion::CreateRequest(
             pb::WatchCreateRequest {
-                key: keys.root.clone(),
-                range_end: prefix_end(&keys.root),
+                key: start.to_vec(),
+                range_end: end.to_vec(),
                 start_revision: from,
                 progress_notify: false,
             },

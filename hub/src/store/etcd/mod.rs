@@ -84,8 +84,6 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 /// Where things live under the prefix.
 #[derive(Debug, Clone)]
 struct Keys {
-    /// `PREFIX/`: everything this installation keeps in etcd.
-    root: Vec<u8>,
     data: Vec<u8>,
     leader: Vec<u8>,
     /// Where the leader key's holder takes other hubs' relays (on the same lease).
@@ -97,7 +95,6 @@ struct Keys {
 impl Keys {
     fn new(prefix: &str) -> Keys {
         Keys {
-            root: format!("{prefix}/").into_bytes(),
             data: format!("{prefix}/data/").into_bytes(),
             leader: format!("{prefix}/leader").into_bytes(),
             address: format!("{prefix}/leader-address").into_bytes(),
@@ -121,6 +118,14 @@ impl Keys {
         let name = std::str::from_utf8(&rest[..slash]).ok()?;
         let tree = Tree::ALL.into_iter().find(|t| t.name() == name)?;
         Some((tree, rest[slash + 1..].to_vec()))
+    }
+
+    /// The range a standby follows: records, the intent and the leader key with its
+    /// address, in one range so one watch delivers them in revision order — and not the
+    /// staged chunks of a large commit (megabytes a standby would only skip), which sort
+    /// last: `data/` < `intent` < `leader` < `leader-address` < `staging/`.
+    fn followed(&self) -> (&[u8], &[u8]) {
+        (&self.data, &self.staging)
     }
 
     fn chunk(&self, n: usize) -> Vec<u8> {
@@ -1186,6 +1191,23 @@ mod tests {
         assert_eq!(prefix_end(b"/t/data/"), b"/t/data0".to_vec());
         assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
         assert_eq!(prefix_end(b"\xff\xff"), vec![0]);
+    }
+
+    #[test]
+    fn a_standby_follows_records_intent_and_leader_but_not_staged_chunks() {
+        let keys = Keys::new("/tether");
+        let (start, end) = keys.followed();
+        let inside = |k: &[u8]| start <= k && k < end;
+        assert!(inside(&keys.record(Tree::Meta, b"")));
+        assert!(inside(&keys.record(Tree::Workloads, b"\xff\xff")));
+        assert!(inside(&keys.intent));
+        assert!(inside(&keys.leader));
+        assert!(inside(&keys.address));
+        assert!(!inside(&keys.chunk(0)));
+        assert!(!inside(&keys.chunk(99_999_999)));
+        // Nothing of another installation whose prefix starts the same.
+        let other = Keys::new("/tether2");
+        assert!(!inside(&other.leader) && !inside(&other.record(Tree::Meta, b"")));
     }
 
     #[test]

@@ -261,7 +261,11 @@ pub(crate) async fn next_connection(
             Err(e) => {
                 metrics.accept_failures.inc();
                 if let Some(failed) = ACCEPT_WARNINGS.due() {
-                    tracing::warn!(error = %e, failed, "cannot accept connections (file descriptors: see tether_open_files)");
+                    tracing::warn!(
+                        error = %e,
+                        failed,
+                        "cannot accept connections (file descriptors: see tether_open_files)"
+                    );
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }

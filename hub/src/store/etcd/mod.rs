@@ -3,16 +3,17 @@
 //! **One writer at a time.** Every hub on the same etcd prefix competes for one key,
 //! `PREFIX/leader`, attached to its lease (TTL `--etcd-lease-ttl`). The holder serves; the
 //! others stand by (relaying clients to it, and keeping a copy of every record by watching:
-//! see [`follow`]) and take over when the holder's lease ends — at once on a clean shutdown, within the TTL after a crash or a
-//! partition. Every write is a transaction guarded by the holder's claim (the leader key's
+//! see [`follow`]) and take over when the holder's lease ends — at once on a clean
+//! shutdown, within the TTL after a crash or a partition. Every write is a transaction guarded by the holder's claim (the leader key's
 //! create revision), so a hub that lost its lease, however slow to notice, can never write
 //! again; it stops serving when it cannot renew in time (counted from when each renewal was
 //! sent, so it always stops before etcd lets the lease go).
 //!
 //! **Reads from memory.** The serving hub starts from the copy it kept while standing by
 //! (or loads the whole prefix, paged, at one revision) and then applies its own committed
-//! writes to that copy: nobody else writes while it holds the claim. Reads therefore never wait for the network, read a consistent
-//! snapshot, and keep answering with the last known state while etcd has lost its majority.
+//! writes to that copy: nobody else writes while it holds the claim. Reads therefore never
+//! wait for the network, read a consistent snapshot, and keep answering with the last known
+//! state while etcd has lost its majority.
 //! Memory is the price: about the size of `store.redb`.
 //!
 //! **What is atomic.** A commit of at most [`TXN_OPS`] changes and [`TXN_BYTES`] bytes is one

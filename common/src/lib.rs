@@ -8,6 +8,7 @@ pub mod args;
 pub mod files;
 pub mod identity;
 pub mod labels;
+pub mod limits;
 pub mod pb;
 pub mod pki;
 #[cfg(feature = "probes")]

@@ -672,15 +672,20 @@ mod tests {
         let client_config =
             Arc::new(mtls_client_config(ca.cert_pem(), &cred.cert_pem, &cred.key_pem).unwrap());
         let name = ServerName::try_from("localhost").unwrap();
-        let mut kinds = Vec::new();
-        for _ in 0..2 {
-            let mut c = rustls::ClientConnection::new(client_config.clone(), name.clone()).unwrap();
-            let mut s = rustls::ServerConnection::new(server_config.clone()).unwrap();
-            handshake(&mut c, &mut s);
-            kinds.push(s.handshake_kind());
-        }
+        // The same client connecting twice: what kind of handshake the server did each time.
+        let twice = |server: &Arc<ServerConfig>| -> Vec<Option<HandshakeKind>> {
+            (0..2)
+                .map(|_| {
+                    let mut c =
+                        rustls::ClientConnection::new(client_config.clone(), name.clone()).unwrap();
+                    let mut s = rustls::ServerConnection::new(server.clone()).unwrap();
+                    handshake(&mut c, &mut s);
+                    s.handshake_kind()
+                })
+                .collect()
+        };
         assert_eq!(
-            kinds,
+            twice(&server_config),
             [Some(HandshakeKind::Full), Some(HandshakeKind::Full)]
         );
 
@@ -689,15 +694,7 @@ mod tests {
         let mut resuming = (*server_config).clone();
         resuming.session_storage = rustls::server::ServerSessionMemoryCache::new(16);
         resuming.send_tls13_tickets = 2;
-        let resuming = Arc::new(resuming);
-        let mut kinds = Vec::new();
-        for _ in 0..2 {
-            let mut c = rustls::ClientConnection::new(client_config.clone(), name.clone()).unwrap();
-            let mut s = rustls::ServerConnection::new(resuming.clone()).unwrap();
-            handshake(&mut c, &mut s);
-            kinds.push(s.handshake_kind());
-        }
-        assert_eq!(kinds[1], Some(HandshakeKind::Resumed));
+        assert_eq!(twice(&Arc::new(resuming))[1], Some(HandshakeKind::Resumed));
     }
 
     #[test]

@@ -464,7 +464,7 @@ impl ReadyWhen {
             m.session_queue.set(hub.sessions.queued() as i64);
             m.serving.set(i64::from(store.serving()));
         }
-        if let Some((open, limit)) = crate::metrics::open_files() {
+        if let Some((open, limit)) = tether_common::limits::open_files() {
             m.open_files.set(open as i64);
             m.open_files_limit.set(limit as i64);
         }

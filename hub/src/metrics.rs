@@ -322,32 +322,9 @@ pub async fn serve(listener: TcpListener, metrics: Metrics, shutdown: Cancellati
     .await;
 }
 
-/// File descriptors this process has open and its soft limit, from `/proc` (Linux only).
-pub fn open_files() -> Option<(u64, u64)> {
-    let open = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;
-    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    let soft = line
-        .trim_start_matches("Max open files")
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
-    Some((open, soft))
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
-
-    #[test]
-    fn open_files_are_counted_under_their_limit() {
-        if cfg!(target_os = "linux") {
-            let _held = std::fs::File::open("/proc/self/limits").unwrap();
-            let (open, limit) = super::open_files().expect("read from /proc");
-            assert!(open >= 1 && open <= limit, "{open} open, limit {limit}");
-        }
-    }
 
     /// The metric names of docs/operations.md's table of the hub's metrics, as scraped
     /// (`{labels}` left out).

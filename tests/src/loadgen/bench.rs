@@ -177,18 +177,8 @@ pub(crate) fn machine() -> BTreeMap<String, String> {
 }
 
 /// Fails early with one clear line if the open-file limit cannot hold the largest run.
-/// This process's open-file limit (what the processes it starts inherit).
-pub fn open_files_limit() -> Option<u64> {
-    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
-    limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .and_then(|l| l.split_whitespace().nth(3))
-        .and_then(|v| v.parse().ok())
-}
-
 pub fn check_open_files(largest: usize) -> anyhow::Result<()> {
-    let soft = open_files_limit();
+    let soft = tether_common::limits::open_files_limit();
     // Each process (hub, broker, etcd, this one) holds one end of every connection; the fds
     // are counted per process, so one per cluster plus slack for files and listeners.
     let need = largest as u64 + 1024;

@@ -187,10 +187,7 @@ pub async fn run(opts: &StoresOptions) -> anyhow::Result<StoresReport> {
             },
             opts.clusters
         );
-        let dir = opts.dir.join(format!(
-            "{store}-{hubs_n}{}",
-            if relayed { "-relayed" } else { "" }
-        ));
+        let dir = opts.dir.join(&name);
         std::fs::create_dir_all(&dir)?;
         let (etcd, hubs) = {
             let (o, d, b) = (opts.clone(), dir.clone(), binary.clone());
@@ -215,7 +212,7 @@ pub async fn run(opts: &StoresOptions) -> anyhow::Result<StoresReport> {
         };
         // A relaying hub holds two sockets per client (the client's and the relay's): under
         // this machine's open-file limit it relays fewer clusters than the others hold.
-        let n = match (relayed, super::bench::open_files_limit()) {
+        let n = match (relayed, tether_common::limits::open_files_limit()) {
             (true, Some(limit)) => {
                 let fits = (limit.saturating_sub(2048) / 2 / 1000 * 1000).max(1000) as usize;
                 if fits < opts.clusters {

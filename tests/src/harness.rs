@@ -68,17 +68,27 @@ pub fn python_has(modules: &str, packages: &str) -> bool {
     ok
 }
 
-/// A free TCP port on loopback for a server a test starts (bound and released).
+/// A free TCP port on loopback for a server a test starts (bound and released), reserved for
+/// this test process's whole life.
 ///
 /// Chosen below the kernel's ephemeral range (32768-60999 by default), so the many outgoing
 /// connections of parallel tests, whose local ports come from that range, can never occupy it
 /// between this check and the server's bind; a random start keeps parallel test processes
-/// apart.
+/// apart. A bind check alone is not enough: a test that stops a server and starts it again on
+/// the same port leaves the port free in between, and another test process (nextest runs each
+/// test in its own) could take it — CI saw a restarted hub find its port held by another test's
+/// hub, and its agents meet that hub's CA. So each port handed out is also locked (an advisory
+/// `flock` on a file named after it in a shared directory) until this process exits, and no
+/// other test process hands out a locked port.
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
+    // The lock files stay open (and so locked) until the process exits.
+    static HELD: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
     const LOW: u32 = 20_000;
     const SPAN: u32 = 12_000;
+    let locks = std::env::temp_dir().join("tether-test-ports");
+    let _ = std::fs::create_dir_all(&locks);
     let seed = std::process::id().wrapping_mul(7919)
         ^ std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -87,7 +97,19 @@ pub fn free_port() -> u16 {
     for _ in 0..SPAN {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let port = (LOW + seed.wrapping_add(n.wrapping_mul(7)) % SPAN) as u16;
+        let Ok(lock) = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(locks.join(format!("{port}.lock")))
+        else {
+            continue;
+        };
+        if lock.try_lock().is_err() {
+            continue;
+        }
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            HELD.lock().unwrap_or_else(|e| e.into_inner()).push(lock);
             return port;
         }
     }

@@ -472,6 +472,10 @@ impl ReadyWhen {
             let (loads, warm) = etcd.load_counts();
             m.etcd_loads.set(loads as i64);
             m.etcd_warm_takeovers.set(warm as i64);
+            let (revision, age) = etcd.currency().unwrap_or((0, None));
+            m.etcd_revision.set(revision);
+            m.etcd_copy_age_seconds
+                .set(age.map_or(0, |a| a.as_secs() as i64));
         }
     }
 }

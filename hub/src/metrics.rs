@@ -61,6 +61,10 @@ pub struct Metrics {
     /// copy a standby keeps by watching instead.
     pub etcd_loads: Gauge,
     pub etcd_warm_takeovers: Gauge,
+    /// With etcd: the revision this hub's records are current to (serving: its last write;
+    /// standing by: its copy), and on a standby how long since etcd confirmed its copy.
+    pub etcd_revision: Gauge,
+    pub etcd_copy_age_seconds: Gauge,
     /// Connections the TLS port (or a standby's relay) failed to accept: out of file
     /// descriptors, mostly.
     pub accept_failures: Counter,
@@ -118,6 +122,8 @@ impl Metrics {
             etcd_compacted_revision: Gauge::default(),
             etcd_loads: Gauge::default(),
             etcd_warm_takeovers: Gauge::default(),
+            etcd_revision: Gauge::default(),
+            etcd_copy_age_seconds: Gauge::default(),
             accept_failures: Counter::default(),
             open_files: Gauge::default(),
             open_files_limit: Gauge::default(),
@@ -189,6 +195,16 @@ impl Metrics {
             "etcd_warm_takeovers",
             "With etcd: takeovers that served from the copy this hub kept by watching while it stood by",
             m.etcd_warm_takeovers.clone(),
+        );
+        registry.register(
+            "etcd_revision",
+            "With etcd: the revision this hub's records are current to (serving: its last write; standing by: its copy)",
+            m.etcd_revision.clone(),
+        );
+        registry.register(
+            "etcd_copy_age_seconds",
+            "With etcd, on a standby: seconds since etcd last confirmed its copy current (0 while serving)",
+            m.etcd_copy_age_seconds.clone(),
         );
         registry.register(
             "accept_failures",

@@ -133,6 +133,11 @@ fn a_standby_hub_takes_over_from_a_killed_one_and_its_agents_follow_with_nothing
     }
     let acknowledged = revisions(&hubs[0]);
     assert_eq!(acknowledged.len(), 3);
+    // The standby's copy is as current as what the serving hub wrote.
+    eventually(PATIENCE, "the standby's copy to be current", || {
+        let written = hubs[0].metric("tether_etcd_revision");
+        (written > 0.0 && hubs[1].metric("tether_etcd_revision") >= written).then_some(())
+    });
 
     // kill -9 of the serving hub: the standby takes the lease once it ends, and the agents,
     // which list both hubs, reconnect to it.
@@ -827,6 +832,55 @@ fn a_large_commit_left_half_done_by_a_dead_hub_is_finished_by_the_next() {
     // And it writes on normally.
     next.commit(&[&many(1, 1)]).unwrap();
     assert!(!next.intent_pending().unwrap());
+}
+
+/// A standby's copy follows the serving hub's writes, and etcd confirms it current even when
+/// the latest change was elsewhere (another prefix): the revision and age a standby reports
+/// as `tether_etcd_revision` and `tether_etcd_copy_age_seconds`.
+#[test]
+fn a_standbys_copy_follows_the_serving_hub_and_etcd_confirms_it_current() {
+    let test = "a_standbys_copy_follows_the_serving_hub";
+    let Some(binary) = etcd::require(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdCluster::start(&binary, &dir.path().join("etcd"), 3);
+    let serving = serving_store(&etcd, "/follow", true);
+    let (standby, _) = EtcdStore::connect(&store_config(&etcd, "/follow"), "standby").unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    std::thread::scope(|s| {
+        let waiting = s.spawn(|| standby.acquire(&stop));
+        serving.commit(&[&many(3, 10)]).unwrap();
+        let (written, age) = serving.currency().unwrap();
+        assert_eq!(age, None, "the serving hub has no copy to age");
+        eventually(
+            PATIENCE,
+            "the standby's copy to reach the last write",
+            || {
+                standby
+                    .currency()
+                    .filter(|(r, age)| *r >= written && age.is_some())
+                    .map(|_| ())
+            },
+        );
+        // A write under another prefix moves etcd's revision with no event this copy
+        // follows: only etcd's answer to the standby's progress request moves it there.
+        let other = serving_store(&etcd, "/elsewhere", true);
+        other.commit(&[&many(1, 1)]).unwrap();
+        let elsewhere = other.currency().unwrap().0;
+        assert!(elsewhere > written, "{elsewhere} > {written}");
+        eventually(PATIENCE, "etcd to confirm the copy current past it", || {
+            standby
+                .currency()
+                .filter(|(r, _)| *r >= elsewhere)
+                .map(|_| ())
+        });
+        stop.cancel();
+        assert!(
+            !waiting.join().unwrap().unwrap(),
+            "the standby took the lease"
+        );
+    });
 }
 
 /// etcd keeps every version of every key until it is compacted; every status report is a

@@ -15,6 +15,12 @@
 //!
 //! The watch also says at once when the leader key goes away, so a standby claims it then
 //! instead of at its next poll.
+//!
+//! Every [`CONFIRM_EVERY`] the follower asks etcd for the watch's progress: etcd answers,
+//! once it has sent every event up to its current revision, with that revision. The copy is
+//! then known current to it (even when the last changes were to keys it does not follow),
+//! and how long ago that was is what `tether_etcd_copy_age_seconds` reports: a watch that
+//! went quiet without failing (a member cut off from its peers) shows as an age that grows.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,14 +32,20 @@ use super::client::Client;
 use super::{Keys, Mirror, pb, prefix_end};
 use crate::store::{Op, StoreError};
 
+/// How often a follower asks etcd to confirm its copy is current.
+pub(super) const CONFIRM_EVERY: Duration = Duration::from_secs(5);
+
 /// What a follower keeps: the copy, the revision it is current to, and whether a large
 /// commit's intent is pending.
 #[derive(Debug, Default)]
 pub(super) struct Copy {
     pub mirror: Mirror,
-    /// The last revision applied (the load's, or the last event's).
+    /// The revision the copy is current to: the load's, the last event's, or the last one
+    /// etcd confirmed every event up to had been sent.
     pub revision: i64,
     pub intent: bool,
+    /// When etcd last confirmed the copy current (the load counts); `None` before that.
+    pub confirmed: Option<tokio::time::Instant>,
 }
 
 impl Copy {
@@ -60,6 +72,12 @@ impl Copy {
         }
         false
     }
+
+    /// etcd has sent every event up to `revision`: the copy is current to it now.
+    pub fn confirm(&mut self, revision: i64) {
+        self.revision = self.revision.max(revision);
+        self.confirmed = Some(tokio::time::Instant::now());
+    }
 }
 
 /// A running follower, shared with the hub that may take the lease.
@@ -71,6 +89,7 @@ pub(super) struct Followed {
     /// Woken when the leader key is deleted.
     pub freed: tokio::sync::Notify,
     pub stop: CancellationToken,
+    started: tokio::time::Instant,
 }
 
 impl Followed {
@@ -80,7 +99,16 @@ impl Followed {
             revision: tokio::sync::watch::Sender::new(0),
             freed: tokio::sync::Notify::new(),
             stop: CancellationToken::new(),
+            started: tokio::time::Instant::now(),
         })
+    }
+
+    /// The revision the copy is current to, and how long ago etcd confirmed it (since the
+    /// follower started, if it never has).
+    pub fn state(&self) -> (i64, Duration) {
+        let copy = self.copy();
+        let since = copy.confirmed.unwrap_or(self.started);
+        (copy.revision, since.elapsed())
     }
 
     fn copy(&self) -> std::sync::MutexGuard<'_, Copy> {
@@ -187,7 +215,7 @@ pub(super) async fn run(
                         };
                         copy.apply(&keys, &event);
                     }
-                    copy.revision = revision;
+                    copy.confirm(revision);
                     *followed.copy() = copy;
                     followed.revision.send_replace(revision);
                     from = revision + 1;
@@ -260,10 +288,22 @@ async fn watch(client: &Client, keys: &Keys, from: i64, followed: &Followed) -> 
             Err(e) => return Ended::Failed(e.to_string()),
         },
     };
+    let mut confirm = tokio::time::interval(CONFIRM_EVERY);
+    confirm.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         // `tx` stays open: the request side of the stream ends only with this watch.
         let message = tokio::select! {
             _ = followed.stop.cancelled() => return Ended::Stopped,
+            _ = confirm.tick() => {
+                let progress = pb::WatchRequest {
+                    request_union: Some(pb::watch_request::RequestUnion::ProgressRequest(
+                        pb::WatchProgressRequest {},
+                    )),
+                };
+                // Full only while the previous request is still being sent: skip a turn.
+                let _ = tx.try_send(progress);
+                continue;
+            }
             m = stream.message() => m,
         };
         let response = match message {
@@ -281,6 +321,19 @@ async fn watch(client: &Client, keys: &Keys, from: i64, followed: &Followed) -> 
             };
         }
         if response.events.is_empty() {
+            // The reply to a progress request: every event up to its revision was sent
+            // (the creation reply's revision says nothing of the kind when the watch starts
+            // in the past).
+            if !response.created
+                && let Some(h) = &response.header
+            {
+                let revision = {
+                    let mut copy = followed.copy();
+                    copy.confirm(h.revision);
+                    copy.revision
+                };
+                followed.revision.send_replace(revision);
+            }
             continue;
         }
         let (freed, revision) = {
@@ -382,5 +435,31 @@ mod tests {
         f.copy().apply(&keys, &event(false, &keys.intent, b"2", 5));
         f.revision.send_replace(5);
         assert!(f.take_at(5, Duration::from_secs(2)).await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_confirmation_makes_the_copy_current_to_its_revision_and_resets_its_age() {
+        let keys = Keys::new("/t");
+        let f = Followed::new();
+        tokio::time::advance(Duration::from_secs(7)).await;
+        // Never confirmed: as old as the follower.
+        assert_eq!(f.state(), (0, Duration::from_secs(7)));
+        f.copy().apply(
+            &keys,
+            &event(false, &keys.record(Tree::Clusters, b"a"), b"v", 4),
+        );
+        f.copy().confirm(9);
+        assert_eq!(f.state(), (9, Duration::ZERO));
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert_eq!(f.state(), (9, Duration::from_secs(3)));
+        // A confirmation never moves the copy back.
+        f.copy().confirm(8);
+        assert_eq!(f.state(), (9, Duration::ZERO));
+        // Events are applied by their own revisions.
+        f.copy().apply(
+            &keys,
+            &event(false, &keys.record(Tree::Clusters, b"b"), b"v", 12),
+        );
+        assert_eq!(f.state().0, 12);
     }
 }

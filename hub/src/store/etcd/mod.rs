@@ -324,6 +324,8 @@ pub struct EtcdStore {
     loads: Arc<AtomicU64>,
     /// Times this hub took the lease and served from the copy its watch kept.
     warm_takeovers: AtomicU64,
+    /// While serving: the revision of its claim or its last write, whichever is later.
+    written: std::sync::atomic::AtomicI64,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -396,6 +398,7 @@ impl EtcdStore {
             followed: Mutex::new(None),
             loads: Arc::new(AtomicU64::new(0)),
             warm_takeovers: AtomicU64::new(0),
+            written: std::sync::atomic::AtomicI64::new(0),
         };
         let schema =
             store.block_on(store.get_remote(&store.keys.record(Tree::Meta, SCHEMA_KEY)))?;
@@ -518,6 +521,7 @@ impl EtcdStore {
             match self.block_on(self.try_claim()) {
                 Ok(Ok(rev)) => {
                     self.claim.store(rev as u64, Ordering::SeqCst);
+                    self.written.store(rev, Ordering::Relaxed);
                     *self.serving_at.write().unwrap_or_else(|e| e.into_inner()) = None;
                     tracing::info!(holder = %self.holder, "this hub now holds the etcd lease");
                     let copy = followed
@@ -679,6 +683,19 @@ impl EtcdStore {
         )
     }
 
+    /// The revision this hub's records are current to — while it serves, its last write's
+    /// (or its claim's); while it stands by, its copy's — and, standing by, how long ago
+    /// etcd confirmed the copy current. `None` before a standby's copy started.
+    pub fn currency(&self) -> Option<(i64, Option<Duration>)> {
+        if self.holds() {
+            return Some((self.written.load(Ordering::Relaxed), None));
+        }
+        let followed = self.followed.lock().unwrap_or_else(|e| e.into_inner());
+        let f = followed.as_ref().filter(|f| !f.stop.is_cancelled())?;
+        let (revision, age) = f.state();
+        Some((revision, Some(age)))
+    }
+
     /// Gives the leader key up at once (a clean shutdown), so a standby hub takes over now.
     pub fn release(&self) {
         let lease = self.lease();
@@ -812,7 +829,12 @@ impl EtcdStore {
                 .call("write", self.client.kv().txn(request.clone()))
                 .await
             {
-                Ok(r) if r.succeeded => return Ok(()),
+                Ok(r) if r.succeeded => {
+                    if let Some(h) = r.header {
+                        self.written.fetch_max(h.revision, Ordering::Relaxed);
+                    }
+                    return Ok(());
+                }
                 Ok(_) => {
                     // Definitely not applied, and never will be: another hub holds the key.
                     self.lease().lost.cancel();

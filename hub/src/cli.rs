@@ -79,7 +79,9 @@ pub struct MigrateArgs {
     #[arg(long, required = true)]
     pub to_etcd: bool,
     /// Do nothing (and succeed) when the etcd prefix already holds a hub: for the init
-    /// container of every hub replica, of which the first seeds etcd.
+    /// container of every hub replica, of which the first seeds etcd. A replica that did not
+    /// seed it is noted in its data directory, and `admin-config` there says whose admin
+    /// credential is registered.
     #[arg(long)]
     pub if_empty: bool,
     #[command(flatten)]
@@ -449,7 +451,13 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         }
         Command::AdminConfig { data_dir } => {
-            let path = DataDir::new(&data_dir).admin_config();
+            let dir = DataDir::new(&data_dir);
+            // `migrate --if-empty` found etcd seeded from another data directory: this
+            // one's credential would be refused.
+            if let Ok(note) = std::fs::read_to_string(dir.admin_elsewhere()) {
+                return fail(&note.trim());
+            }
+            let path = dir.admin_config();
             match std::fs::read_to_string(&path) {
                 Ok(text) => {
                     print!("{text}");
@@ -596,8 +604,36 @@ fn migrate(a: MigrateArgs) -> ExitCode {
     };
     let dir = DataDir::new(&a.from_data_dir);
     match crate::admin::migrate::to_etcd(&dir, &config) {
-        Err(crate::admin::migrate::MigrateError::NotEmpty(prefix)) if a.if_empty => {
-            println!("etcd prefix {prefix} already holds a hub; nothing to do");
+        Err(crate::admin::migrate::MigrateError::NotEmpty(prefix, by)) if a.if_empty => {
+            use crate::admin::migrate::SeededBy;
+            let note = dir.admin_elsewhere();
+            match by {
+                SeededBy::ThisDirectory => {
+                    let _ = std::fs::remove_file(&note);
+                    println!(
+                        "etcd prefix {prefix} already holds this hub (copied from this data directory); nothing to do"
+                    );
+                }
+                SeededBy::Another(host) => {
+                    // The host name comes from etcd: nothing in it may drive the terminal.
+                    let host = host.map(|h| tether_common::text::terminal_safe(&h).into_owned());
+                    let whose = match &host {
+                        Some(h) => format!(
+                            "the hub on {h} (in Kubernetes: kubectl exec {h} -c hub -- tether-hub admin-config)"
+                        ),
+                        None => "the hub whose data directory was migrated".to_string(),
+                    };
+                    let text = format!(
+                        "this data directory's admin credential is not registered in etcd prefix {prefix}, which holds a hub copied from another one: use the admin credential of {whose}"
+                    );
+                    if let Err(e) = std::fs::write(&note, format!("{text}\n")) {
+                        return fail(&format!("cannot write {}: {e}", note.display()));
+                    }
+                    println!(
+                        "etcd prefix {prefix} already holds a hub; nothing to do. Note: {text}"
+                    );
+                }
+            }
             ExitCode::SUCCESS
         }
         Ok(n) => {

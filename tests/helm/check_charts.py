@@ -52,6 +52,12 @@ def render(chart: str, values_file: pathlib.Path | None, extra: dict | None = No
     return objects
 
 
+def notes(chart: str, values_file: pathlib.Path) -> str:
+    values = yaml.safe_load(values_file.read_text()) or {}
+    out = helm.Chart.load(CHARTS / chart).render(values, name="tether", namespace="tether-system", is_install=True)
+    return next((text for path, text in out.items() if path.endswith("NOTES.txt")), "")
+
+
 def deep_merge(a: dict, b: dict) -> dict:
     out = dict(a)
     for k, v in b.items():
@@ -152,7 +158,12 @@ def hub_chart(bin_dir: pathlib.Path) -> None:
             vols_by_name = {v["name"]: v for v in pod.get("volumes", [])}
             check(vols_by_name.get("etcd", {}).get("secret", {}).get("secretName") == etcd.get("clientSecret"),
                   f"{ctx}: the etcd client Secret is not mounted")
+        said = notes("tether-hub", vf)
+        check("admin-config" in said, f"{ctx}: NOTES.txt does not say how to fetch the admin credential")
         if replicas > 1:
+            # Only the replica that seeded etcd has a registered admin credential.
+            check("seeded etcd" in said and "one replica" not in said,
+                  f"{ctx}: NOTES.txt for several hubs does not say whose admin credential works")
             pdb = one(objs, "PodDisruptionBudget", ctx)
             check(pdb["spec"].get("maxUnavailable") == 1, f"{ctx}: the PodDisruptionBudget lets more than one hub go")
             anti = pod.get("affinity", {}).get("podAntiAffinity")

@@ -671,6 +671,43 @@ fn an_embedded_hub_migrates_onto_etcd_and_an_etcd_hub_backs_up_and_restores() {
         "{}",
         stderr(&out)
     );
+    // `--if-empty` (the chart's init container, in every replica) does nothing — and says
+    // whose admin credential works: a replica whose own data directory did not seed etcd
+    // holds one that is on no allow-list there, and `admin-config` says so instead of
+    // printing it.
+    let mut again = migrate.clone();
+    again.push("--if-empty");
+    let out = hub_cmd(&again);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("already holds this hub"),
+        "{}",
+        stdout(&out)
+    );
+    let replica = dir.path().join("replica");
+    let out = hub_cmd(&["init", "--data-dir", replica.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let replica_dir = replica.display().to_string();
+    let mut seed = vec![
+        "migrate",
+        "--from-data-dir",
+        &replica_dir,
+        "--to-etcd",
+        "--if-empty",
+    ];
+    seed.extend(&flag_refs);
+    let out = hub_cmd(&seed);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let seeder = format!("the hub on {}", host.trim());
+    assert!(stdout(&out).contains(&seeder), "{}", stdout(&out));
+    let out = hub_cmd(&["admin-config", "--data-dir", &replica_dir]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr(&out).trim().lines().count(), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("not registered"), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&seeder), "{}", stderr(&out));
+    let out = hub_cmd(&["admin-config", "--data-dir", &data_dir]);
+    assert!(out.status.success(), "{}", stderr(&out));
 
     // The same hub, now on etcd: its store file is gone, its records are all there.
     std::fs::remove_file(hub.dir.join("store.redb")).unwrap();

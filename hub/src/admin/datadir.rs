@@ -64,6 +64,12 @@ impl DataDir {
         self.root.join("admin.yaml")
     }
 
+    /// Written by `migrate --if-empty` when etcd holds a hub copied from another data
+    /// directory: why `admin.yaml` here is on no allow-list, and whose to use.
+    pub fn admin_elsewhere(&self) -> PathBuf {
+        self.root.join("admin.yaml.not-registered")
+    }
+
     pub fn store(&self) -> PathBuf {
         self.root.join("store.redb")
     }

@@ -1,7 +1,25 @@
 //! `tether-hub migrate`: a stopped hub's embedded store, copied onto etcd.
 
 use crate::admin::datadir::DataDir;
-use crate::store::{Contents, EtcdConfig, EtcdStore, RedbStore, StoreError};
+use crate::store::records::{UserRecord, decode};
+use crate::store::{Batch, Contents, EtcdConfig, EtcdStore, RedbStore, Store, StoreError, Tree};
+
+/// A meta record naming the host `migrate` ran on (a pod's name in Kubernetes), so a hub
+/// whose data directory did not seed the prefix can say whose admin credential works.
+const SEEDED_FROM: &[u8] = b"seeded_from";
+
+/// The user `init` creates; its certificate is the one `admin-config` prints.
+const FIRST_ADMIN: &str = "admin";
+
+/// Which data directory the hub in an already-seeded prefix was copied from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SeededBy {
+    /// This one: its admin credential is registered there.
+    ThisDirectory,
+    /// Another (the host `migrate` ran on, when known): this directory's admin credential is
+    /// on no allow-list there.
+    Another(Option<String>),
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
@@ -15,7 +33,7 @@ pub enum MigrateError {
         "etcd prefix {0} already holds a hub; migrate into an empty prefix (--etcd-prefix), \
          or remove that hub's keys first"
     )]
-    NotEmpty(String),
+    NotEmpty(String, SeededBy),
 }
 
 /// Copies every record of `dir`'s store into `config.prefix`, which must be empty. The data
@@ -30,9 +48,39 @@ pub fn to_etcd(dir: &DataDir, config: &EtcdConfig) -> Result<u64, MigrateError> 
     let holder = format!("tether-hub migrate (pid {})", std::process::id());
     let (etcd, contents) = EtcdStore::connect(config, &holder)?;
     if contents == Contents::Hub {
-        return Err(MigrateError::NotEmpty(config.prefix.clone()));
+        let by = seeded_by(&from, &etcd)?;
+        return Err(MigrateError::NotEmpty(config.prefix.clone(), by));
     }
     let n = etcd.import(&from)?;
+    let mut note = Batch::new();
+    note.put(Tree::Meta, SEEDED_FROM, crate::hub::hostname().into_bytes());
+    etcd.commit(&[&note])?;
     etcd.release();
     Ok(n)
+}
+
+/// Whether the hub in `etcd` was copied from the store `ours`: its first admin's newest
+/// certificate is one etcd's record of that user lets in.
+fn seeded_by(ours: &RedbStore, etcd: &EtcdStore) -> Result<SeededBy, StoreError> {
+    let user = |bytes: Option<Vec<u8>>| -> Result<Option<UserRecord>, StoreError> {
+        bytes
+            .map(|b| decode(Tree::Users, FIRST_ADMIN.as_bytes(), &b))
+            .transpose()
+    };
+    let ours = user(ours.get(Tree::Users, FIRST_ADMIN.as_bytes())?)?;
+    let theirs = user(etcd.read(Tree::Users, FIRST_ADMIN.as_bytes())?)?;
+    let registered = match (ours, theirs) {
+        (Some(o), Some(t)) => o
+            .cert_serials
+            .first()
+            .is_some_and(|s| t.cert_serials.contains(s)),
+        _ => false,
+    };
+    if registered {
+        return Ok(SeededBy::ThisDirectory);
+    }
+    let host = etcd
+        .read(Tree::Meta, SEEDED_FROM)?
+        .map(|h| String::from_utf8_lossy(&h).into_owned());
+    Ok(SeededBy::Another(host))
 }

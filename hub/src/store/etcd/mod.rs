@@ -782,6 +782,12 @@ impl EtcdStore {
         }
     }
 
+    /// One record as etcd holds it now, for a process that neither serves nor stands by
+    /// (`migrate`). Blocking.
+    pub fn read(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.block_on(self.get_remote(&self.keys.record(tree, key)))
+    }
+
     async fn get_remote(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let request = pb::RangeRequest {
             key: key.to_vec(),

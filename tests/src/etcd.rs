@@ -168,6 +168,14 @@ impl EtcdCluster {
         m.proc = Some(Proc::spawn(&format!("etcd {}", m.name), &mut cmd, log));
     }
 
+    /// The running members' process ids (what they cost is measured from `/proc`).
+    pub fn pids(&self) -> Vec<u32> {
+        self.members
+            .iter()
+            .filter_map(|m| m.proc.as_ref().map(Proc::pid))
+            .collect()
+    }
+
     /// `kill -9` of member `i`.
     pub fn kill_member(&mut self, i: usize) {
         if let Some(mut p) = self.members[i].proc.take() {

@@ -165,6 +165,20 @@ fn the_store_comparison_runs_at_small_scale() {
     for x in runs {
         assert!(x["ingest_median_per_s"].as_f64().unwrap() > 0.0, "{x:#}");
         assert_eq!(x["fanout"]["runs"][0]["n"], 8, "{x:#}");
+        // Who was busy during the fan-out: processes that do not exist in a run count 0.
+        let c = &x["fanout_cpu"];
+        assert!(c["wall_s"].as_f64().unwrap() > 0.0, "{c:#}");
+        let hubs = x["hubs"].as_u64().unwrap();
+        let etcd = x["store"] == "etcd";
+        for (field, present) in [
+            ("serving_hub_s", true),
+            ("standbys_s", hubs > 1),
+            ("etcd_s", etcd),
+            ("fleet_s", true),
+        ] {
+            let v = c[field].as_f64().unwrap();
+            assert!(v >= 0.0 && (present || v == 0.0), "{field}: {c:#}");
+        }
     }
     for x in runs {
         assert!(x["joins_per_s"].as_f64().unwrap() > 0.0, "{x:#}");

@@ -45,6 +45,14 @@ pub fn sample(pid: u32) -> std::io::Result<Sample> {
     })
 }
 
+/// CPU time several processes have used so far, in seconds (processes gone count 0).
+pub fn cpu_seconds(pids: &[u32]) -> f64 {
+    pids.iter()
+        .filter_map(|p| sample(*p).ok())
+        .map(|s| s.cpu_ticks as f64 / TICKS_PER_SECOND)
+        .sum()
+}
+
 /// CPU used between two samples, as a percentage of one core.
 pub fn cpu_percent(a: &Sample, b: &Sample) -> f64 {
     let secs = b.at.duration_since(a.at).as_secs_f64();

@@ -71,6 +71,8 @@ pub struct StoreRun {
     pub ingest_per_s: Vec<f64>,
     pub ingest_median_per_s: f64,
     pub fanout: Runs,
+    /// Who used the CPU while one change reached every cluster (per fan-out).
+    pub fanout_cpu: FanoutCpu,
     /// Joins per second while the fleet grew to `clusters` (key, CSR, TLS, the hub signing
     /// and persisting).
     pub joins_per_s: f64,
@@ -99,6 +101,19 @@ pub struct Idle {
     pub window_s: f64,
     /// With the fleet behind a relaying hub: that hub, over the same window.
     pub relay: Option<RelayIdle>,
+}
+
+/// CPU seconds per fan-out, by process: the serving hub, the hubs standing by (their
+/// watches apply every assignment written), etcd's members, and the simulated fleet. On one
+/// machine these share its cores, so a busier one slows the others.
+#[derive(Debug, Clone, Serialize)]
+pub struct FanoutCpu {
+    pub serving_hub_s: f64,
+    pub standbys_s: f64,
+    pub etcd_s: f64,
+    pub fleet_s: f64,
+    /// The fan-outs' wall time, for scale (per fan-out, until the last cluster had it).
+    pub wall_s: f64,
 }
 
 /// What a standby's copy of every record costs it: etcd sends it every write.
@@ -224,7 +239,8 @@ pub async fn run(opts: &StoresOptions) -> anyhow::Result<StoresReport> {
             }
             _ => opts.clusters,
         };
-        let result = measure(opts, n, store, &dir, hubs, relayed).await;
+        let etcd_pids = etcd.as_ref().map(EtcdCluster::pids).unwrap_or_default();
+        let result = measure(opts, n, store, &dir, hubs, relayed, &etcd_pids).await;
         drop(etcd);
         runs.push(result?);
     }
@@ -242,6 +258,7 @@ async fn measure(
     dir: &Path,
     mut hubs: Vec<Hub>,
     relayed: bool,
+    etcd_pids: &[u32],
 ) -> anyhow::Result<StoreRun> {
     let hubs_n = hubs.len();
     let empty_rss = procs::sample(hub_pid(&hubs[0])?)?.rss_bytes;
@@ -305,12 +322,41 @@ async fn measure(
     }
 
     // Fan-out of one change to every cluster.
+    let serving_pid = [hub_pid(&hubs[0])?];
+    let standby_pids: Vec<u32> = hubs[1..].iter().filter_map(|h| hub_pid(h).ok()).collect();
+    let fleet_pid = [std::process::id()];
+    let cpu = || {
+        [
+            procs::cpu_seconds(&serving_pid),
+            procs::cpu_seconds(&standby_pids),
+            procs::cpu_seconds(etcd_pids),
+            procs::cpu_seconds(&fleet_pid),
+        ]
+    };
     let mut spreads = Vec::new();
-    for run in 0..opts.repeats.max(1) as u64 {
+    let mut used = [0.0; 4];
+    let mut wall = 0.0;
+    let fanouts = opts.repeats.max(1);
+    for run in 0..fanouts as u64 {
+        // Counted from the change to its last cluster (the wait for Available after is not).
+        let (before, t0) = (cpu(), Instant::now());
         let (spread, _) = tether_fanout(&fleet, n, run + 1, opts.payload_bytes).await?;
+        let after = cpu();
+        wall += t0.elapsed().as_secs_f64();
+        for (u, (a, b)) in used.iter_mut().zip(before.iter().zip(after.iter())) {
+            *u += b - a;
+        }
         spreads.push(spread);
         wait_available(&fleet, "fanout", n, Duration::from_secs(300)).await?;
     }
+    let per = |i: usize| used[i] / fanouts as f64;
+    let fanout_cpu = FanoutCpu {
+        serving_hub_s: per(0),
+        standbys_s: per(1),
+        etcd_s: per(2),
+        fleet_s: per(3),
+        wall_s: wall / fanouts as f64,
+    };
 
     // Every cluster connected and idle.
     let pid = hub_pid(&hubs[0])?;
@@ -382,6 +428,7 @@ async fn measure(
         ingest_median_per_s: median(&rates),
         ingest_per_s: rates,
         fanout: Runs::of(spreads),
+        fanout_cpu,
         joins_per_s,
         idle,
         watcher,
@@ -481,6 +528,24 @@ pub fn markdown(r: &StoresReport, command: &str) -> String {
             run.fanout.p50_ms,
             run.fanout.p99_ms,
             run.fanout.max_ms,
+        ));
+    }
+    out.push_str(
+        "\nCPU seconds per fan-out, from the change to its last cluster (the processes share \
+         this machine's cores):\n\n",
+    );
+    out.push_str("| store | wall | serving hub | hubs standing by | etcd (all members) | fleet |\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|\n");
+    for run in &r.runs {
+        let c = &run.fanout_cpu;
+        out.push_str(&format!(
+            "| {} | {:.2} s | {:.2} s | {:.2} s | {:.2} s | {:.2} s |\n",
+            label(run),
+            c.wall_s,
+            c.serving_hub_s,
+            c.standbys_s,
+            c.etcd_s,
+            c.fleet_s,
         ));
     }
     out.push_str("\n## Idle connections\n\n");

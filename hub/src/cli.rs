@@ -304,8 +304,9 @@ pub struct ServeArgs {
     /// Failovers allowed per minute across the hub.
     #[arg(long, default_value_t = 10)]
     pub failovers_per_minute: u32,
-    /// How often connected clusters' last contact is written down (LAST SEEN after a crash
-    /// is at most this old). Heartbeats themselves cost no writes.
+    /// How often the hub writes down that it still hears every connected cluster (LAST SEEN
+    /// after a crash is at most this old): one small record for the whole fleet. Heartbeats
+    /// themselves cost no writes.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub last_contact_interval: Duration,
 }

@@ -576,6 +576,7 @@ pub async fn serve(
         None => (None, None),
     };
 
+    settle_contacts(&hub).await;
     let router = routes(hub.clone()).await?;
     let draining = CancellationToken::new();
     let server_task = tokio::spawn(server::serve(
@@ -642,6 +643,7 @@ pub async fn serve(
                 if let Err(e) = hub.reload_access() {
                     tracing::error!(error = %e, "cannot reload the certificates clusters and users may present");
                 }
+                settle_contacts(&hub).await;
                 hub.scheduler.serving_again();
                 tracing::info!("holds the etcd lease again; serving");
             }
@@ -727,6 +729,19 @@ async fn compact_etcd(
     }
 }
 
+/// Ends in the records the sessions a previous serving hub could not (see
+/// `Clusters::settle_contacts`). Not fatal: the records then say the session's start.
+async fn settle_contacts(hub: &Hub) {
+    match hub.clusters.settle_contacts().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            clusters = n,
+            "recorded when clusters whose sessions the previous serving hub held were last heard"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot record when clusters were last heard"),
+    }
+}
+
 /// Housekeeping: old audit entries and scheduling events go; a store that failed to write is
 /// retried every few seconds until it can again.
 async fn maintain(hub: Arc<Hub>, stop: CancellationToken) {
@@ -737,7 +752,7 @@ async fn maintain(hub: Arc<Hub>, stop: CancellationToken) {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = contact.tick() => {
-                if let Err(e) = hub.clusters.persist_last_contact().await {
+                if let Err(e) = hub.clusters.note_heard().await {
                     tracing::warn!(error = %e, "cannot record when clusters were last heard");
                 }
             }

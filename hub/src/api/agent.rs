@@ -618,7 +618,11 @@ impl Session {
             .load(std::sync::atomic::Ordering::Relaxed)
             / 1000;
         if !matches!(ended, Ended::Told(EndReason::Removed))
-            && let Err(e) = self.hub.clusters.record_last_seen(cluster, last).await
+            && let Err(e) = self
+                .hub
+                .clusters
+                .record_last_seen(cluster, session, last)
+                .await
         {
             tracing::warn!(cluster, error = %e, "failed to record last-seen time");
         }

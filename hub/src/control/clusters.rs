@@ -107,6 +107,8 @@ struct Contact {
     name: String,
     facts: Option<Facts>,
     unix: i64,
+    /// The session that ended (`None`: one started).
+    ended: Option<String>,
 }
 
 /// Session starts and ends, written in groups. Each is a read-modify-write of the cluster's
@@ -117,6 +119,7 @@ struct Contact {
 struct Contacts {
     records: Records,
     write_lock: RecordLock,
+    sessions: Arc<Sessions>,
     queue: std::sync::Mutex<ContactQueue>,
 }
 
@@ -196,6 +199,15 @@ impl Contacts {
                 record.facts = Some(facts.clone());
             }
             record.last_seen_unix = c.unix.max(record.last_seen_unix).min(unix_now());
+            // An ending session's end may be written after its successor started: the
+            // cluster is still connected then.
+            record.connected = match &c.ended {
+                None => true,
+                Some(id) => self
+                    .sessions
+                    .get(&c.name)
+                    .is_some_and(|s| &s.session_id != id),
+            };
             changed.insert(c.name.as_str(), record);
         }
         if changed.is_empty() {
@@ -208,8 +220,8 @@ impl Contacts {
     }
 }
 
-/// Cluster records per batch when the records need not change together (contacts, last
-/// contact): well under an etcd transaction's 120 changes.
+/// Cluster records per batch when the records need not change together (contacts, settled
+/// contacts): well under an etcd transaction's 120 changes.
 const RECORDS_PER_BATCH: usize = 100;
 
 /// `records` in batches of at most [`RECORDS_PER_BATCH`], for [`Records::commit_each`].
@@ -245,6 +257,7 @@ impl Clusters {
             contacts: Arc::new(Contacts {
                 records: records.clone(),
                 write_lock: write_lock.clone(),
+                sessions: sessions.clone(),
                 queue: std::sync::Mutex::default(),
             }),
             records,
@@ -459,40 +472,61 @@ impl Clusters {
                 name: name.to_string(),
                 facts: Some(facts),
                 unix,
+                ended: None,
             })
             .await
     }
 
-    /// Writes down when each live cluster was last heard, for those whose record is behind
-    /// (one batch for all; run every `--last-contact-interval`).
-    pub async fn persist_last_contact(&self) -> Result<usize, HubError> {
-        let _w = self.write_lock.lock().await;
-        let mut behind = Vec::new();
-        for mut record in self.records.clusters()? {
-            let Some(s) = self.sessions.get(&record.name) else {
-                continue;
-            };
-            let heard = s.last_heard_unix.min(unix_now());
-            if heard > record.last_seen_unix {
-                record.last_seen_unix = heard;
-                behind.push(record);
-            }
+    /// Notes that the serving hub heard every live session until now: one small record,
+    /// whatever the fleet's size (run every `--last-contact-interval`). A cluster whose
+    /// session was live then was heard at least until this, should the hub die before the
+    /// session's end is written. Nothing to note on a hub that does not serve.
+    pub async fn note_heard(&self) -> Result<(), HubError> {
+        if !self.records.store().serving() {
+            return Ok(());
         }
-        // Each record on its own: a fleet's worth in one batch would be one change too large
-        // for an etcd transaction, staged and written twice every interval.
+        let mut batch = Batch::new();
+        batch.put_heard_until(unix_now());
+        self.records.commit(&batch).await?;
+        Ok(())
+    }
+
+    /// Ends, in the records, the sessions a hub that stopped without writing their ends
+    /// left (a crash, a lost etcd lease, a takeover): their clusters were last heard when
+    /// that hub last noted hearing them (or at the session's start, if later). Run when a
+    /// hub begins serving, before any scheduling; a cluster whose session is live here is
+    /// left as it is. Returns how many records it settled.
+    pub async fn settle_contacts(&self) -> Result<usize, HubError> {
+        let _w = self.write_lock.lock().await;
+        let heard = self.records.heard_until()?.min(unix_now());
+        let mut settled = Vec::new();
+        for mut record in self.records.clusters()? {
+            if !record.connected || self.sessions.get(&record.name).is_some() {
+                continue;
+            }
+            record.connected = false;
+            record.last_seen_unix = record.last_seen_unix.max(heard);
+            settled.push(record);
+        }
         self.records
-            .commit_each(&independent_batches(behind.iter()))
+            .commit_each(&independent_batches(settled.iter()))
             .await?;
-        Ok(behind.len())
+        Ok(settled.len())
     }
 
     /// Records when a session's agent was last heard, as the session ends.
-    pub async fn record_last_seen(&self, name: &str, unix: i64) -> Result<(), HubError> {
+    pub async fn record_last_seen(
+        &self,
+        name: &str,
+        session_id: &str,
+        unix: i64,
+    ) -> Result<(), HubError> {
         self.contacts
             .record(Contact {
                 name: name.to_string(),
                 facts: None,
                 unix,
+                ended: Some(session_id.to_string()),
             })
             .await
     }
@@ -522,6 +556,7 @@ mod tests {
         let contacts = Arc::new(Contacts {
             records: records.clone(),
             write_lock: RecordLock::default(),
+            sessions: Sessions::new(Metrics::new()),
             queue: std::sync::Mutex::default(),
         });
         // A reconnect storm: every agent's Hello at once, and one session ending.
@@ -536,6 +571,7 @@ mod tests {
                             ..Default::default()
                         }),
                         unix: 1_000 + i,
+                        ended: None,
                     })
                     .await
                 })
@@ -547,6 +583,7 @@ mod tests {
                 name: "c7".into(),
                 facts: None,
                 unix: 5_000,
+                ended: Some("s7".into()),
             })
             .await
         }));
@@ -576,10 +613,54 @@ mod tests {
                 name: "gone".into(),
                 facts: None,
                 unix: 1,
+                ended: Some("g".into()),
             })
             .await
             .unwrap();
         assert!(records.cluster("gone").unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_record_stays_connected_until_its_last_live_session_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(&dir.path().join("store.redb")).unwrap();
+        let records = Records::new(Durable::new(Arc::new(store)));
+        let mut batch = Batch::new();
+        batch.put_cluster(&ClusterRecord {
+            name: "edge".into(),
+            ..Default::default()
+        });
+        records.commit(&batch).await.unwrap();
+        let sessions = Sessions::new(Metrics::new());
+        let contacts = Arc::new(Contacts {
+            records: records.clone(),
+            write_lock: RecordLock::default(),
+            sessions: sessions.clone(),
+            queue: std::sync::Mutex::default(),
+        });
+        let contact = |unix: i64, ended: Option<&str>| Contact {
+            name: "edge".into(),
+            facts: ended.is_none().then(Facts::default),
+            unix,
+            ended: ended.map(str::to_string),
+        };
+        let edge = || records.cluster("edge").unwrap().unwrap();
+        let peer: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
+
+        let _first = sessions.open("edge", peer, "s1".into());
+        contacts.record(contact(100, None)).await.unwrap();
+        assert!(edge().connected);
+        // The agent reconnected: s2 is live when s1's end is written.
+        let _second = sessions.open("edge", peer, "s2".into());
+        contacts.record(contact(110, None)).await.unwrap();
+        contacts.record(contact(105, Some("s1"))).await.unwrap();
+        assert!(edge().connected, "s2 is still live");
+        assert_eq!(edge().last_seen_unix, 110);
+        // s2 ends and none follows.
+        sessions.end("edge", EndReason::Shutdown, "bye");
+        contacts.record(contact(120, Some("s2"))).await.unwrap();
+        assert!(!edge().connected);
+        assert_eq!(edge().last_seen_unix, 120);
     }
 
     #[test]

@@ -34,9 +34,14 @@ pub struct ClusterRecord {
     /// Pin of the CA that signed the newest certificate (a CA rotation renews the others).
     pub cert_issuer: String,
     pub facts: Option<Facts>,
-    /// When the hub last heard the agent (updated when a session ends; live sessions are
-    /// tracked in memory).
+    /// When the hub last heard the agent: written when a session starts and when it ends
+    /// (live sessions are tracked in memory). While `connected`, the agent was heard at
+    /// least until the serving hub's last [`Records::heard_until`] too.
     pub last_seen_unix: i64,
+    /// A session was live when this record was last written (its start). Cleared when it
+    /// ends, or — after a crash or a takeover, when it could not be — by
+    /// `Clusters::settle_contacts`, which moves `last_seen_unix` to `heard_until`.
+    pub connected: bool,
     /// The token it joined with, for the audit trail.
     pub joined_with_token: String,
     /// No new placements (existing ones stay).
@@ -338,6 +343,10 @@ pub struct StatusRecord {
 }
 
 const HUB_META_KEY: &[u8] = b"hub";
+/// Until when the serving hub heard every agent whose session was live (see
+/// [`ClusterRecord::connected`]): one small write per interval instead of one per
+/// connected cluster.
+const HEARD_UNTIL_KEY: &[u8] = b"heard_until";
 
 fn encode<T: Serialize>(record: &T) -> Vec<u8> {
     let mut out = vec![SCHEMA_VERSION as u8];
@@ -613,6 +622,16 @@ impl Records {
         }
     }
 
+    /// Until when the serving hub last noted it heard every live session (0: never).
+    pub fn heard_until(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .store
+            .get(Tree::Meta, HEARD_UNTIL_KEY)?
+            .map(|v| decode::<i64>(Tree::Meta, HEARD_UNTIL_KEY, &v))
+            .transpose()?
+            .unwrap_or(0))
+    }
+
     pub fn hub_meta(&self) -> Result<Option<HubMeta>, StoreError> {
         self.store
             .get(Tree::Meta, HUB_META_KEY)?
@@ -675,6 +694,7 @@ pub trait Put {
     fn put_token(&mut self, r: &TokenRecord) -> &mut Self;
     fn put_user(&mut self, r: &UserRecord) -> &mut Self;
     fn put_hub_meta(&mut self, r: &HubMeta) -> &mut Self;
+    fn put_heard_until(&mut self, unix: i64) -> &mut Self;
     fn put_team(&mut self, r: &TeamRecord) -> &mut Self;
     fn put_cluster_set(&mut self, r: &ClusterSetRecord) -> &mut Self;
     fn put_revision(&mut self, r: &RevisionRecord) -> &mut Self;
@@ -742,6 +762,9 @@ impl Put for Batch {
     }
     fn put_hub_meta(&mut self, r: &HubMeta) -> &mut Self {
         self.put(Tree::Meta, HUB_META_KEY, encode(r))
+    }
+    fn put_heard_until(&mut self, unix: i64) -> &mut Self {
+        self.put(Tree::Meta, HEARD_UNTIL_KEY, encode(&unix))
     }
     fn put_team(&mut self, r: &TeamRecord) -> &mut Self {
         self.put(Tree::Teams, r.name.as_bytes(), encode(r))

@@ -534,7 +534,9 @@ pub fn markdown(r: &StoresReport, command: &str) -> String {
         "\nCPU seconds per fan-out, from the change to its last cluster (the processes share \
          this machine's cores):\n\n",
     );
-    out.push_str("| store | wall | serving hub | hubs standing by | etcd (all members) | fleet |\n");
+    out.push_str(
+        "| store | wall | serving hub | hubs standing by | etcd (all members) | fleet |\n",
+    );
     out.push_str("|---|---:|---:|---:|---:|---:|\n");
     for run in &r.runs {
         let c = &run.fanout_cpu;

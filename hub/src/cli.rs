@@ -604,7 +604,7 @@ fn migrate(a: MigrateArgs) -> ExitCode {
         }
     };
     let dir = DataDir::new(&a.from_data_dir);
-    match crate::admin::migrate::to_etcd(&dir, &config) {
+    match crate::admin::migrate::to_etcd(&dir, &config, &crate::hub::hostname()) {
         Err(crate::admin::migrate::MigrateError::NotEmpty(prefix, by)) if a.if_empty => {
             use crate::admin::migrate::SeededBy;
             let note = dir.admin_elsewhere();

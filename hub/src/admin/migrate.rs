@@ -36,9 +36,10 @@ pub enum MigrateError {
     NotEmpty(String, SeededBy),
 }
 
-/// Copies every record of `dir`'s store into `config.prefix`, which must be empty. The data
-/// directory is left as it was (a fallback until the etcd hub is trusted).
-pub fn to_etcd(dir: &DataDir, config: &EtcdConfig) -> Result<u64, MigrateError> {
+/// Copies every record of `dir`'s store into `config.prefix`, which must be empty, noting
+/// `host` (where this runs) as where it came from. The data directory is left as it was (a
+/// fallback until the etcd hub is trusted).
+pub fn to_etcd(dir: &DataDir, config: &EtcdConfig, host: &str) -> Result<u64, MigrateError> {
     if !dir.store().exists() {
         return Err(MigrateError::NoStore(dir.root().display().to_string()));
     }
@@ -53,7 +54,7 @@ pub fn to_etcd(dir: &DataDir, config: &EtcdConfig) -> Result<u64, MigrateError> 
     }
     let n = etcd.import(&from)?;
     let mut note = Batch::new();
-    note.put(Tree::Meta, SEEDED_FROM, crate::hub::hostname().into_bytes());
+    note.put(Tree::Meta, SEEDED_FROM, host.as_bytes().to_vec());
     etcd.commit(&[&note])?;
     etcd.release();
     Ok(n)

@@ -425,20 +425,40 @@ fn relay_for(
     Ok((relay, port_served))
 }
 
+/// Free space below which a hub on the embedded store is not ready. A write larger than
+/// what is left fails, and on a disk that full writes fail or succeed by size (a small one
+/// may still fit in the store file's free pages): the last write's outcome alone made
+/// `/readyz` flap.
+pub const MIN_FREE_DISK: u64 = 8 << 20;
+
 /// What `/readyz` asks: the hub can write, or (etcd) it can relay to the hub that serves.
 #[derive(Default)]
 struct ReadyWhen {
     hub: std::sync::OnceLock<std::sync::Weak<Hub>>,
     etcd: std::sync::OnceLock<std::sync::Weak<EtcdStore>>,
+    /// The embedded store's directory, whose free space readiness needs.
+    store_dir: std::sync::OnceLock<std::path::PathBuf>,
+}
+
+/// Bytes an unprivileged process may still write on the filesystem holding `dir`.
+fn free_bytes(dir: &std::path::Path) -> Option<u64> {
+    let s = rustix::fs::statvfs(dir).ok()?;
+    Some(s.f_bavail.saturating_mul(s.f_frsize))
 }
 
 impl ReadyWhen {
     fn ready(&self) -> bool {
-        let writes = self
-            .hub
+        let room = self
+            .store_dir
             .get()
-            .and_then(std::sync::Weak::upgrade)
-            .is_some_and(|h| h.records.store().healthy());
+            .and_then(|d| free_bytes(d))
+            .is_none_or(|free| free >= MIN_FREE_DISK);
+        let writes = room
+            && self
+                .hub
+                .get()
+                .and_then(std::sync::Weak::upgrade)
+                .is_some_and(|h| h.records.store().healthy());
         let relays = self
             .etcd
             .get()
@@ -467,6 +487,9 @@ impl ReadyWhen {
         if let Some((open, limit)) = tether_common::limits::open_files() {
             m.open_files.set(open as i64);
             m.open_files_limit.set(limit as i64);
+        }
+        if let Some(free) = self.store_dir.get().and_then(|d| free_bytes(d)) {
+            m.store_free_bytes.set(free as i64);
         }
         if let Some(etcd) = self.etcd.get().and_then(std::sync::Weak::upgrade) {
             let (loads, warm) = etcd.load_counts();
@@ -536,6 +559,7 @@ pub async fn serve(
                 return Err(StartError::NotInitialized(dir.root().display().to_string()));
             }
             let store = Arc::new(RedbStore::open(&dir.store())?);
+            let _ = ready.store_dir.set(dir.root().to_path_buf());
             (store, None, bind(listen.tls).await?, None)
         }
         StoreChoice::Etcd(config) => {

@@ -72,6 +72,8 @@ pub struct Metrics {
     /// per client).
     pub open_files: Gauge,
     pub open_files_limit: Gauge,
+    /// With the embedded store: free space on its filesystem (not ready below 8 MiB).
+    pub store_free_bytes: Gauge,
     ready: Arc<AtomicBool>,
     /// What else `/readyz` needs (the store can write).
     ready_check: Arc<std::sync::OnceLock<Box<dyn Fn() -> bool + Send + Sync>>>,
@@ -123,6 +125,7 @@ impl Metrics {
             etcd_loads: Gauge::default(),
             etcd_warm_takeovers: Gauge::default(),
             etcd_revision: Gauge::default(),
+            store_free_bytes: Gauge::default(),
             etcd_copy_age_seconds: Gauge::default(),
             accept_failures: Counter::default(),
             open_files: Gauge::default(),
@@ -220,6 +223,11 @@ impl Metrics {
             "open_files_limit",
             "The most file descriptors this process may open (its soft limit)",
             m.open_files_limit.clone(),
+        );
+        registry.register(
+            "store_free_bytes",
+            "With the embedded store: bytes free on its filesystem (the hub is not ready below 8 MiB)",
+            m.store_free_bytes.clone(),
         );
         registry.register(
             "connected_agents",

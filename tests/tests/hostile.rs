@@ -622,6 +622,12 @@ fn a_full_disk_makes_the_hub_unready_until_space_returns_and_agents_still_connec
     eventually(PATIENCE, "the hub to report not ready", || {
         (hub.readyz() == 503).then_some(())
     });
+    // Not ready by the disk's free space too, not only by the last write's outcome (a
+    // small write, such as the audit record of the refused apply, may still fit).
+    assert!(
+        hub.metric("tether_store_free_bytes") < (8 << 20) as f64,
+        "the full disk's free space is reported"
+    );
 
     // An agent that reconnects still gets a session (no durable write in the way).
     drop(agent);

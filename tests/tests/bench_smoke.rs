@@ -200,6 +200,14 @@ fn the_store_comparison_runs_at_small_scale() {
             t["all_back_s"].as_f64().unwrap() >= t["serving_s"].as_f64().unwrap(),
             "{t:#}"
         );
+        let back: Vec<f64> = ["half_back_s", "p90_back_s", "p99_back_s", "all_back_s"]
+            .iter()
+            .map(|k| t[*k].as_f64().unwrap())
+            .collect();
+        assert!(
+            back[0] > 0.0 && back.windows(2).all(|w| w[0] <= w[1]),
+            "{t:#}"
+        );
         assert_eq!(t["resent"], 0.0, "{t:#}");
     }
     assert!(runs[2]["storm"].is_null());

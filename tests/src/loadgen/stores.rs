@@ -56,6 +56,11 @@ pub struct Takeover {
     pub serving_s: f64,
     /// To every cluster connected to it.
     pub all_back_s: f64,
+    /// To half, 90 % and 99 % of them connected: a tail of a few clusters (their backoff)
+    /// or a slow storm (the new hub's handshakes)?
+    pub half_back_s: f64,
+    pub p90_back_s: f64,
+    pub p99_back_s: f64,
     /// Workload revisions the new hub sent (nothing changed: 0 expected).
     pub resent: f64,
 }
@@ -471,12 +476,32 @@ async fn move_over(
     let Some(next) = next else {
         bail!("no standby took over");
     };
-    wait_connected(&hubs[next], n, Duration::from_secs(300)).await?;
+    // When half, 90 %, 99 % and all of the clusters were back.
+    let mut marks = [None; 4];
+    let shares = [0.5, 0.9, 0.99, 1.0];
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while marks[3].is_none() {
+        let connected = hub_metric(&hubs[next], "tether_connected_agents").await;
+        for (mark, share) in marks.iter_mut().zip(shares) {
+            if mark.is_none() && connected >= (n as f64 * share).ceil() {
+                *mark = Some(t0.elapsed().as_secs_f64());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("timed out waiting for {n} connected clusters");
+        }
+        // A poll interval inside a deadline loop.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let [half, p90, p99, all] = marks.map(Option::unwrap_or_default);
     Ok((
         next,
         Takeover {
             serving_s,
-            all_back_s: t0.elapsed().as_secs_f64(),
+            all_back_s: all,
+            half_back_s: half,
+            p90_back_s: p90,
+            p99_back_s: p99,
             resent: hub_metric(&hubs[next], "tether_desired_sent_total").await,
         },
     ))
@@ -630,6 +655,22 @@ pub fn markdown(r: &StoresReport, command: &str) -> String {
             }
         }
     }
+    for run in &r.runs {
+        for (what, t) in [("stopped", &run.handover), ("killed", &run.takeover)] {
+            if let Some(t) = t {
+                out.push_str(&format!(
+                    "\n{}, serving hub {what}: half the clusters back after {:.1} s, 90 % after \
+                     {:.1} s, 99 % after {:.1} s, all after {:.1} s.",
+                    label(run),
+                    t.half_back_s,
+                    t.p90_back_s,
+                    t.p99_back_s,
+                    t.all_back_s,
+                ));
+            }
+        }
+    }
+    out.push('\n');
     out.push_str(
         "\nJoins: clusters joining one after another with six tokens created in flight (a key, \
          a CSR, TLS, the hub signing and persisting each). Status ingest: the first clusters \

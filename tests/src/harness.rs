@@ -97,19 +97,21 @@ pub fn free_port() -> u16 {
     for _ in 0..SPAN {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let port = (LOW + seed.wrapping_add(n.wrapping_mul(7)) % SPAN) as u16;
-        let Ok(lock) = std::fs::OpenOptions::new()
+        // A lock file that cannot be made (a directory another user owns) leaves the bind
+        // check alone, as before.
+        let lock = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(locks.join(format!("{port}.lock")))
-        else {
-            continue;
-        };
-        if lock.try_lock().is_err() {
+            .ok();
+        if lock.as_ref().is_some_and(|l| l.try_lock().is_err()) {
             continue;
         }
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            HELD.lock().unwrap_or_else(|e| e.into_inner()).push(lock);
+            if let Some(lock) = lock {
+                HELD.lock().unwrap_or_else(|e| e.into_inner()).push(lock);
+            }
             return port;
         }
     }

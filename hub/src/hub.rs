@@ -429,7 +429,7 @@ fn relay_for(
 /// what is left fails, and on a disk that full writes fail or succeed by size (a small one
 /// may still fit in the store file's free pages): the last write's outcome alone made
 /// `/readyz` flap.
-pub const MIN_FREE_DISK: u64 = 8 << 20;
+const MIN_FREE_DISK: u64 = 8 << 20;
 
 /// What `/readyz` asks: the hub can write, or (etcd) it can relay to the hub that serves.
 #[derive(Default)]

@@ -6,6 +6,14 @@
 //! the disk or on the store's write lock: a slow disk slows writers down, it does not stall
 //! heartbeats or health probes. Reads go straight to the store (MVCC: they never wait for the
 //! writer).
+//!
+//! Two queues: commits someone waits for (specs, assignments, joins, the audit record of
+//! every call) and writes nobody waits for (statuses). The writer takes the first before the
+//! second, so a flood of status reports larger than the store can take (10,000 clusters
+//! reporting at once after a change) delays the next status, not `tetherctl apply`: a commit
+//! waits at most for the group being written, not for a full queue of statuses. Order is kept
+//! where it matters: a commit that touches statuses, and a sync, go after every status
+//! queued before them.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -38,7 +46,10 @@ pub struct CommitStats {
 
 struct Inner {
     store: Arc<dyn Store>,
-    queue: mpsc::Sender<Job>,
+    /// Commits and syncs: someone waits for each.
+    urgent: mpsc::Sender<Job>,
+    /// Writes nobody waits for.
+    lazy: mpsc::Sender<Job>,
     stats: Arc<CommitStats>,
 }
 
@@ -62,12 +73,13 @@ fn closed() -> StoreError {
 impl Durable {
     /// Wraps a store and starts its writer thread (it ends when the last clone is dropped).
     pub fn new(store: Arc<dyn Store>) -> Self {
-        let (queue, rx) = mpsc::channel(QUEUE);
+        let (urgent, urgent_rx) = mpsc::channel(QUEUE);
+        let (lazy, lazy_rx) = mpsc::channel(QUEUE);
         let stats = Arc::new(CommitStats::default());
         let (s, st) = (store.clone(), stats.clone());
         let spawned = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer(s, rx, st));
+            .spawn(move || writer(s, Queues::new(urgent_rx, lazy_rx), st));
         if let Err(e) = spawned {
             // Writers then fail with "shutting down" instead of hanging.
             tracing::error!(error = %e, "cannot start the store writer thread");
@@ -75,7 +87,8 @@ impl Durable {
         Durable {
             inner: Arc::new(Inner {
                 store,
-                queue,
+                urgent,
+                lazy,
                 stats,
             }),
         }
@@ -123,7 +136,8 @@ impl Durable {
 
     /// Writes waiting for the writer thread.
     pub fn queued(&self) -> usize {
-        self.inner.queue.max_capacity() - self.inner.queue.capacity()
+        let waiting = |q: &mpsc::Sender<Job>| q.max_capacity() - q.capacity();
+        waiting(&self.inner.urgent) + waiting(&self.inner.lazy)
     }
 
     /// A consistent copy of the whole store at `to` (see [`Store::backup`]).
@@ -134,7 +148,7 @@ impl Durable {
     async fn submit(&self, batch: Option<Batch>) -> Result<(), StoreError> {
         let (done, rx) = oneshot::channel();
         self.inner
-            .queue
+            .urgent
             .send(Job {
                 batch,
                 done: Some(done),
@@ -160,7 +174,7 @@ impl Durable {
             return Ok(());
         }
         self.inner
-            .queue
+            .lazy
             .send(Job {
                 batch: Some(batch),
                 done: None,
@@ -179,16 +193,100 @@ impl Durable {
 /// store works again; past this many the oldest are dropped (agents send statuses again).
 const PENDING: usize = 100_000;
 
-fn writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>, stats: Arc<CommitStats>) {
-    let mut pending: std::collections::VecDeque<Batch> = std::collections::VecDeque::new();
-    while let Some(first) = rx.blocking_recv() {
-        let mut jobs = vec![first];
-        while jobs.len() < GROUP {
-            match rx.try_recv() {
-                Ok(j) => jobs.push(j),
+/// The writer's two queues.
+struct Queues {
+    urgent: mpsc::Receiver<Job>,
+    lazy: mpsc::Receiver<Job>,
+    /// Waits on both at once (the writer is a plain thread; this runtime only waits, the
+    /// store's commit runs outside it).
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Queues {
+    fn new(urgent: mpsc::Receiver<Job>, lazy: mpsc::Receiver<Job>) -> Self {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .inspect_err(
+                |e| tracing::error!(error = %e, "the store writer cannot wait on its queues"),
+            )
+            .ok();
+        Queues { urgent, lazy, rt }
+    }
+
+    /// The next group, urgent jobs first: every urgent job waiting (up to [`GROUP`]), then
+    /// statuses up to [`GROUP`] in all — or, when one of them needs the statuses queued
+    /// before it written first, all of those and then them. `None` once both queues are
+    /// closed and empty.
+    fn next_group(&mut self) -> Option<Vec<Job>> {
+        let rt = self.rt.as_ref()?;
+        let (urgent, lazy) = (&mut self.urgent, &mut self.lazy);
+        let first = rt.block_on(async {
+            tokio::select! {
+                biased;
+                Some(j) = urgent.recv() => Some((true, j)),
+                Some(j) = lazy.recv() => Some((false, j)),
+                else => None,
+            }
+        })?;
+        let mut urgent_jobs = Vec::new();
+        let mut lazy_jobs = Vec::new();
+        match first {
+            (true, j) => urgent_jobs.push(j),
+            (false, j) => lazy_jobs.push(j),
+        }
+        while urgent_jobs.len() < GROUP {
+            match self.urgent.try_recv() {
+                Ok(j) => urgent_jobs.push(j),
                 Err(_) => break,
             }
         }
+        // A sync promises every write before it; a commit that deletes or replaces statuses
+        // must not be undone by an older report written after it.
+        let drain_all = urgent_jobs
+            .iter()
+            .any(|j| j.batch.as_ref().is_none_or(touches_statuses));
+        // What is queued now holds everything queued before those jobs (a flood refilling
+        // the queue as it drains does not keep this group open).
+        let take = if drain_all {
+            self.lazy.len()
+        } else {
+            GROUP.saturating_sub(urgent_jobs.len() + lazy_jobs.len())
+        };
+        for _ in 0..take {
+            match self.lazy.try_recv() {
+                Ok(j) => lazy_jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        if drain_all {
+            lazy_jobs.extend(urgent_jobs);
+            Some(lazy_jobs)
+        } else {
+            // Unrelated to the statuses: the commit goes first.
+            urgent_jobs.extend(lazy_jobs);
+            Some(urgent_jobs)
+        }
+    }
+}
+
+fn touches_statuses(b: &Batch) -> bool {
+    b.ops.iter().any(|op| {
+        matches!(
+            op,
+            super::Op::Put {
+                tree: Tree::Status,
+                ..
+            } | super::Op::Delete {
+                tree: Tree::Status,
+                ..
+            }
+        )
+    })
+}
+
+fn writer(store: Arc<dyn Store>, mut queues: Queues, stats: Arc<CommitStats>) {
+    let mut pending: std::collections::VecDeque<Batch> = std::collections::VecDeque::new();
+    while let Some(jobs) = queues.next_group() {
         let batches: Vec<&Batch> = pending
             .iter()
             .chain(jobs.iter().filter_map(|j| j.batch.as_ref()))
@@ -323,6 +421,130 @@ mod tests {
         assert!(err.to_string().contains("disk on fire"));
         store.fail.store(false, Ordering::SeqCst);
         d.commit(&put("a")).await.unwrap();
+    }
+
+    /// A store that takes time per batch (as etcd does: 120 changes to a transaction) and
+    /// logs the order batches land in, by their first key.
+    #[derive(Default)]
+    struct PerBatch {
+        log: Mutex<Vec<Vec<u8>>>,
+        data: Mutex<std::collections::BTreeMap<Vec<u8>, Vec<u8>>>,
+    }
+
+    impl Store for PerBatch {
+        fn get(&self, _: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(self.data.lock().unwrap().get(key).cloned())
+        }
+        fn scan_prefix(&self, _: Tree, _: &[u8]) -> Result<Entries, StoreError> {
+            Ok(vec![])
+        }
+        fn scan_range(&self, _: Tree, _: &[u8], _: &[u8], _: usize) -> Result<Entries, StoreError> {
+            Ok(vec![])
+        }
+        fn commit(&self, batches: &[&Batch]) -> Result<(), StoreError> {
+            std::thread::sleep(std::time::Duration::from_micros(50) * batches.len() as u32);
+            for b in batches {
+                for op in &b.ops {
+                    let mut data = self.data.lock().unwrap();
+                    match op {
+                        super::super::Op::Put { key, value, .. } => {
+                            data.insert(key.clone(), value.clone());
+                        }
+                        super::super::Op::Delete { key, .. } => {
+                            data.remove(key);
+                        }
+                    }
+                }
+                if let Some(
+                    super::super::Op::Put { key, .. } | super::super::Op::Delete { key, .. },
+                ) = b.ops.first()
+                {
+                    self.log.lock().unwrap().push(key.clone());
+                }
+            }
+            Ok(())
+        }
+        fn size_on_disk(&self) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+        fn backup(&self, _: &Path) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+    }
+
+    fn status(key: &str, value: &str) -> Batch {
+        let mut b = Batch::new();
+        b.put(Tree::Status, key, value.as_bytes().to_vec());
+        b
+    }
+
+    /// Queues `n` status writes from a task of their own (the queue holds fewer: the rest
+    /// wait for room, as agents' readers do) and returns once `at_least` are queued.
+    async fn flood(d: &Durable, n: usize, at_least: usize) -> tokio::task::JoinHandle<()> {
+        let w = d.clone();
+        let task = tokio::spawn(async move {
+            for i in 0..n {
+                w.write(status(&format!("flood/{i:06}"), "x"))
+                    .await
+                    .unwrap();
+            }
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while d.queued() < at_least {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the flood never queued up"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        task
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_commit_does_not_wait_behind_a_flood_of_statuses() {
+        let store = Arc::new(PerBatch::default());
+        let d = Durable::new(store.clone());
+        let total = 2 * QUEUE;
+        let task = flood(&d, total, QUEUE - 100).await;
+        let landed_before = store.log.lock().unwrap().len();
+        d.commit(&put("apply")).await.unwrap();
+        let log = store.log.lock().unwrap().clone();
+        let at = log.iter().position(|k| k == b"apply").unwrap();
+        // The rest of the group being written when it was called, and one more if the
+        // writer took it before the commit was queued (plus one of slack for a test thread
+        // descheduled meanwhile): behind the whole queue it would wait for nearly QUEUE.
+        assert!(
+            at - landed_before <= 3 * GROUP,
+            "the commit waited for {} status writes queued before it",
+            at - landed_before
+        );
+        task.await.unwrap();
+        d.sync().await.unwrap();
+        assert_eq!(
+            store.log.lock().unwrap().len(),
+            total + 1,
+            "every status written"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_commit_that_touches_statuses_lands_after_those_queued_before_it() {
+        let store = Arc::new(PerBatch::default());
+        let d = Durable::new(store.clone());
+        let task = flood(&d, 2 * QUEUE, QUEUE - 100).await;
+        // An old report queued behind the flood, then the workload's statuses removed.
+        d.write(status("web/c1", "old")).await.unwrap();
+        let mut forget = Batch::new();
+        forget.delete(Tree::Status, "web/c1");
+        d.commit(&forget).await.unwrap();
+        assert_eq!(
+            d.get(Tree::Status, b"web/c1").unwrap(),
+            None,
+            "the old report came back"
+        );
+        task.await.unwrap();
+        d.sync().await.unwrap();
+        assert_eq!(d.get(Tree::Status, b"web/c1").unwrap(), None);
     }
 
     #[tokio::test]

@@ -375,7 +375,9 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
         for _ in 0..opts.repeats.max(1) {
             run_no += 1;
             let bytes_before = fleet.recorder().bytes();
-            let (spread, revision) = tether_fanout(&fleet, n, run_no, opts.payload_bytes).await?;
+            let OneFanout {
+                spread, revision, ..
+            } = tether_fanout(&fleet, n, run_no, opts.payload_bytes).await?;
             let got = fleet.recorder().count("fanout", revision).max(1);
             bundle_bytes.push((fleet.recorder().bytes() - bytes_before) as f64 / got as f64);
             spreads.push(spread);
@@ -550,13 +552,22 @@ pub(crate) async fn wait_available(
     .await
 }
 
-/// One change of the fan-out workload; per-cluster delivery times from the apply call.
+/// One change of the fan-out workload.
+pub(crate) struct OneFanout {
+    /// Per-cluster delivery times from the apply call.
+    pub spread: Spread,
+    pub revision: u64,
+    /// How long the apply call took to answer (its change durable, its audit record too).
+    pub apply_s: f64,
+}
+
+/// One change of the fan-out workload, until every cluster holds it.
 pub(crate) async fn tether_fanout(
     fleet: &Fleet,
     n: usize,
     run: u64,
     payload_bytes: usize,
-) -> anyhow::Result<(Spread, u64)> {
+) -> anyhow::Result<OneFanout> {
     let workload = json!({
         "apiVersion": "tether.dev/v1alpha1", "kind": "Workload",
         "metadata": {"name": "fanout"},
@@ -570,6 +581,7 @@ pub(crate) async fn tether_fanout(
     });
     let t0 = Instant::now();
     let revision = apply(fleet, workload).await?;
+    let apply_s = t0.elapsed().as_secs_f64();
     let recorder = fleet.recorder().clone();
     until(
         Duration::from_secs(120),
@@ -591,7 +603,11 @@ pub(crate) async fn tether_fanout(
         .iter()
         .map(|r: &Receipt| ms_since(t0, r.at))
         .collect();
-    Ok((Spread::of(&ms), revision))
+    Ok(OneFanout {
+        spread: Spread::of(&ms),
+        revision,
+        apply_s,
+    })
 }
 
 async fn mosquitto_fanout(opts: &BenchOptions, n: usize) -> anyhow::Result<Runs> {

@@ -76,6 +76,9 @@ pub struct StoreRun {
     pub ingest_per_s: Vec<f64>,
     pub ingest_median_per_s: f64,
     pub fanout: Runs,
+    /// How long each fan-out's apply call took to answer (the first follows the status
+    /// ingest, whose backlog the store is still writing).
+    pub apply_s: Vec<f64>,
     /// Who used the CPU while one change reached every cluster (per fan-out).
     pub fanout_cpu: FanoutCpu,
     /// Joins per second while the fleet grew to `clusters` (key, CSR, TLS, the hub signing
@@ -340,13 +343,16 @@ async fn measure(
         ]
     };
     let mut spreads = Vec::new();
+    let mut applies = Vec::new();
     let mut used = [0.0; 4];
     let mut wall = 0.0;
     let fanouts = opts.repeats.max(1);
     for run in 0..fanouts as u64 {
         // Counted from the change to its last cluster (the wait for Available after is not).
         let (before, t0) = (cpu(), Instant::now());
-        let (spread, _) = tether_fanout(&fleet, n, run + 1, opts.payload_bytes).await?;
+        let fanout = tether_fanout(&fleet, n, run + 1, opts.payload_bytes).await?;
+        let spread = fanout.spread;
+        applies.push(fanout.apply_s);
         let after = cpu();
         wall += t0.elapsed().as_secs_f64();
         for (u, (a, b)) in used.iter_mut().zip(before.iter().zip(after.iter())) {
@@ -434,6 +440,7 @@ async fn measure(
         ingest_median_per_s: median(&rates),
         ingest_per_s: rates,
         fanout: Runs::of(spreads),
+        apply_s: applies,
         fanout_cpu,
         joins_per_s,
         idle,
@@ -541,11 +548,11 @@ pub fn markdown(r: &StoresReport, command: &str) -> String {
         )
     };
     out.push_str("## Throughput and latency\n\n");
-    out.push_str("| store | clusters | joins/s | status ingest (durable/s, median) | offered/s | fan-out p50 | p99 | last |\n");
-    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    out.push_str("| store | clusters | joins/s | status ingest (durable/s, median) | offered/s | fan-out p50 | p99 | last | apply call, longest |\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for run in &r.runs {
         out.push_str(&format!(
-            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} ms | {:.0} ms | {:.0} ms |\n",
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms |\n",
             label(run),
             run.clusters,
             run.joins_per_s,
@@ -554,6 +561,7 @@ pub fn markdown(r: &StoresReport, command: &str) -> String {
             run.fanout.p50_ms,
             run.fanout.p99_ms,
             run.fanout.max_ms,
+            run.apply_s.iter().copied().fold(0.0, f64::max) * 1000.0,
         ));
     }
     out.push_str(
@@ -680,7 +688,9 @@ pub fn markdown(r: &StoresReport, command: &str) -> String {
          per group; etcd: groups packed into transactions of up to 120 changes, each committed \
          by a majority); the writer's bounded queue (16,384 batches) holds the count within \
          that of what is durable. Fan-out: from the apply call until each simulated agent \
-         holds the new revision. Idle: the serving hub's resident memory and CPU with every \
+         holds the new revision; the apply call's own answer (the change and its audit \
+         record durable) the longest of the fan-outs, the first of which follows the status \
+         ingest while the store still writes its backlog. Idle: the serving hub's resident memory and CPU with every \
          cluster connected (heartbeats both ways, a resync list every 60 s), and its socket \
          bytes in both directions. A hub going away: times from the stop or kill until another \
          hub serves (holds the lease) and until every cluster is connected to it; a storm restarts the \

@@ -120,8 +120,8 @@ pub struct FanoutCpu {
     pub standbys_s: f64,
     pub etcd_s: f64,
     pub fleet_s: f64,
-    /// The fan-outs' wall time, for scale (per fan-out, until the benchmark had counted
-    /// every cluster's receipt).
+    /// The fan-outs' wall time, for scale (per fan-out, until the apply call had answered
+    /// and the benchmark had counted every cluster's receipt).
     pub wall_s: f64,
 }
 
@@ -565,8 +565,8 @@ pub fn markdown(r: &StoresReport, command: &str) -> String {
         ));
     }
     out.push_str(
-        "\nCPU seconds per fan-out, from the change until the benchmark had counted every \
-         cluster's receipt (the processes share this machine's cores):\n\n",
+        "\nCPU seconds per fan-out, from the change until the apply call had answered and \
+         every cluster had the change (the processes share this machine's cores):\n\n",
     );
     out.push_str(
         "| store | wall | serving hub | hubs standing by | etcd (all members) | fleet |\n",

@@ -756,10 +756,13 @@ async fn compact_etcd(
 /// Ends in the records the sessions a previous serving hub could not (see
 /// `Clusters::settle_contacts`). Not fatal: the records then say the session's start.
 async fn settle_contacts(hub: &Hub) {
+    // Timed: a takeover waits for it (one write per cluster the dead hub held).
+    let started = std::time::Instant::now();
     match hub.clusters.settle_contacts().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(
             clusters = n,
+            took_ms = started.elapsed().as_millis() as u64,
             "recorded when clusters whose sessions the previous serving hub held were last heard"
         ),
         Err(e) => tracing::warn!(error = %e, "cannot record when clusters were last heard"),

@@ -222,6 +222,7 @@ impl Scheduler {
             config,
             owners: None,
             short: BTreeSet::new(),
+            held_hints: None,
         };
         (
             Scheduler {
@@ -355,6 +356,9 @@ pub struct Controller {
     owners: Option<HashMap<ObjectKey, String>>,
     /// Workloads whose last plan was short of clusters.
     short: BTreeSet<String>,
+    /// Delivery hints of a request's commits, held until it has been answered (see
+    /// [`Controller::handle`]).
+    held_hints: Option<Vec<(String, String)>>,
 }
 
 impl Controller {
@@ -448,7 +452,20 @@ impl Controller {
         }
     }
 
+    /// Answers a request, then hints the sessions its commits touched. The other way round,
+    /// an apply that reaches 10,000 clusters woke their 10,000 session tasks first and the
+    /// runtime ran them all before the call's own task: `tetherctl apply` answered when the
+    /// last cluster had the change, seconds later. The hints follow at once; nothing reads
+    /// them before the answer.
     async fn handle(&mut self, r: Request) {
+        self.held_hints = Some(Vec::new());
+        self.answer(r).await;
+        for (cluster, workload) in self.held_hints.take().unwrap_or_default() {
+            self.sessions.hint(&cluster, Hint::Workload(workload));
+        }
+    }
+
+    async fn answer(&mut self, r: Request) {
         match r {
             Request::Apply {
                 workload,
@@ -604,7 +621,7 @@ impl Controller {
         self.records.commit(&batch).await?;
         self.budget.take(plan.failovers);
         for c in &plan.touched {
-            self.sessions.hint(c, Hint::Workload(name.to_string()));
+            self.hint(c, name);
         }
         Ok(())
     }
@@ -795,9 +812,20 @@ impl Controller {
         );
         self.records.commit(&batch).await?;
         for c in &clusters {
-            self.sessions.hint(c, Hint::Workload(name.to_string()));
+            self.hint(c, name);
         }
         Ok(())
+    }
+
+    /// Tells `cluster`'s session, if any, that `workload`'s assignment changed: now, or
+    /// once the request being handled has been answered.
+    fn hint(&mut self, cluster: &str, workload: &str) {
+        match &mut self.held_hints {
+            Some(held) => held.push((cluster.to_string(), workload.to_string())),
+            None => self
+                .sessions
+                .hint(cluster, Hint::Workload(workload.to_string())),
+        }
     }
 
     /// Drops a workload's record, history and object claims.

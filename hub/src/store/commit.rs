@@ -423,15 +423,16 @@ mod tests {
         d.commit(&put("a")).await.unwrap();
     }
 
-    /// A store that takes time per batch (as etcd does: 120 changes to a transaction) and
-    /// logs the order batches land in, by their first key.
+    /// A store that logs the order batches land in, by their first key, and whose commits
+    /// wait while `held` (so a test can fill the queues behind one in progress).
     #[derive(Default)]
-    struct PerBatch {
+    struct Gated {
+        held: AtomicBool,
         log: Mutex<Vec<Vec<u8>>>,
         data: Mutex<std::collections::BTreeMap<Vec<u8>, Vec<u8>>>,
     }
 
-    impl Store for PerBatch {
+    impl Store for Gated {
         fn get(&self, _: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
             Ok(self.data.lock().unwrap().get(key).cloned())
         }
@@ -442,10 +443,13 @@ mod tests {
             Ok(vec![])
         }
         fn commit(&self, batches: &[&Batch]) -> Result<(), StoreError> {
-            std::thread::sleep(std::time::Duration::from_micros(50) * batches.len() as u32);
+            // A poll interval: the test lets go once its queues are as it wants them.
+            while self.held.load(Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
             for b in batches {
+                let mut data = self.data.lock().unwrap();
                 for op in &b.ops {
-                    let mut data = self.data.lock().unwrap();
                     match op {
                         super::super::Op::Put { key, value, .. } => {
                             data.insert(key.clone(), value.clone());
@@ -478,73 +482,83 @@ mod tests {
         b
     }
 
-    /// Queues `n` status writes from a task of their own (the queue holds fewer: the rest
-    /// wait for room, as agents' readers do) and returns once `at_least` are queued.
-    async fn flood(d: &Durable, n: usize, at_least: usize) -> tokio::task::JoinHandle<()> {
+    async fn until_queued(d: &Durable, n: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while d.queued() != n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} queued, not {n}",
+                d.queued()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Holds the writer in a commit of one status, then fills the status queue behind it
+    /// (and more writers waiting for room, as agents' readers do). Returns the flood's task.
+    async fn held_behind_a_flood(store: &Arc<Gated>, d: &Durable) -> tokio::task::JoinHandle<()> {
+        store.held.store(true, Ordering::SeqCst);
+        d.write(status("first", "x")).await.unwrap();
+        until_queued(d, 0).await;
         let w = d.clone();
         let task = tokio::spawn(async move {
-            for i in 0..n {
+            for i in 0..QUEUE + 100 {
                 w.write(status(&format!("flood/{i:06}"), "x"))
                     .await
                     .unwrap();
             }
         });
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while d.queued() < at_least {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the flood never queued up"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
+        until_queued(d, QUEUE).await;
         task
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_commit_does_not_wait_behind_a_flood_of_statuses() {
-        let store = Arc::new(PerBatch::default());
+        let store = Arc::new(Gated::default());
         let d = Durable::new(store.clone());
-        let total = 2 * QUEUE;
-        let task = flood(&d, total, QUEUE - 100).await;
-        let landed_before = store.log.lock().unwrap().len();
-        d.commit(&put("apply")).await.unwrap();
+        let flood = held_behind_a_flood(&store, &d).await;
+        let commit = tokio::spawn({
+            let d = d.clone();
+            async move { d.commit(&put("apply")).await }
+        });
+        until_queued(&d, QUEUE + 1).await;
+        store.held.store(false, Ordering::SeqCst);
+        commit.await.unwrap().unwrap();
         let log = store.log.lock().unwrap().clone();
-        let at = log.iter().position(|k| k == b"apply").unwrap();
-        // The rest of the group being written when it was called, and one more if the
-        // writer took it before the commit was queued (plus one of slack for a test thread
-        // descheduled meanwhile): behind the whole queue it would wait for nearly QUEUE.
-        assert!(
-            at - landed_before <= 3 * GROUP,
-            "the commit waited for {} status writes queued before it",
-            at - landed_before
-        );
-        task.await.unwrap();
+        // Next after the commit in progress, not after the QUEUE statuses queued before it.
+        assert_eq!(log.get(1).map(|k| k.as_slice()), Some(&b"apply"[..]));
+        flood.await.unwrap();
         d.sync().await.unwrap();
         assert_eq!(
             store.log.lock().unwrap().len(),
-            total + 1,
+            QUEUE + 100 + 2,
             "every status written"
         );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_commit_that_touches_statuses_lands_after_those_queued_before_it() {
-        let store = Arc::new(PerBatch::default());
+        let store = Arc::new(Gated::default());
         let d = Durable::new(store.clone());
-        let task = flood(&d, 2 * QUEUE, QUEUE - 100).await;
-        // An old report queued behind the flood, then the workload's statuses removed.
+        store.held.store(true, Ordering::SeqCst);
+        d.write(status("first", "x")).await.unwrap();
+        until_queued(&d, 0).await;
+        // An old report queued, then the workload's statuses removed.
         d.write(status("web/c1", "old")).await.unwrap();
         let mut forget = Batch::new();
         forget.delete(Tree::Status, "web/c1");
-        d.commit(&forget).await.unwrap();
+        let commit = tokio::spawn({
+            let d = d.clone();
+            async move { d.commit(&forget).await }
+        });
+        until_queued(&d, 2).await;
+        store.held.store(false, Ordering::SeqCst);
+        commit.await.unwrap().unwrap();
         assert_eq!(
             d.get(Tree::Status, b"web/c1").unwrap(),
             None,
             "the old report came back"
         );
-        task.await.unwrap();
-        d.sync().await.unwrap();
-        assert_eq!(d.get(Tree::Status, b"web/c1").unwrap(), None);
     }
 
     #[tokio::test]

@@ -343,11 +343,15 @@ mod tests {
 
     use super::*;
 
-    /// A store that counts commits and keeps puts in memory.
+    /// A store in memory that counts commits, logs the order batches land in (by their
+    /// first key), can fail, and whose commits wait while `held` (so a test can fill the
+    /// queues behind one in progress).
     #[derive(Default)]
     struct Counting {
         commits: AtomicU64,
         fail: AtomicBool,
+        held: AtomicBool,
+        log: Mutex<Vec<Vec<u8>>>,
         data: Mutex<std::collections::BTreeMap<Vec<u8>, Vec<u8>>>,
     }
 
@@ -362,15 +366,33 @@ mod tests {
             Ok(vec![])
         }
         fn commit(&self, batches: &[&Batch]) -> Result<(), StoreError> {
+            // A poll interval: the test lets go once its queues are as it wants them.
+            while self.held.load(Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
             self.commits.fetch_add(1, Ordering::SeqCst);
             // A slow disk, so writers pile up behind a commit.
             std::thread::sleep(std::time::Duration::from_millis(5));
             if self.fail.load(Ordering::SeqCst) {
                 return Err(StoreError::Flush("disk on fire".into()));
             }
-            for op in batches.iter().flat_map(|b| &b.ops) {
-                if let super::super::Op::Put { key, value, .. } = op {
-                    self.data.lock().unwrap().insert(key.clone(), value.clone());
+            let mut data = self.data.lock().unwrap();
+            for b in batches {
+                for op in &b.ops {
+                    match op {
+                        super::super::Op::Put { key, value, .. } => {
+                            data.insert(key.clone(), value.clone());
+                        }
+                        super::super::Op::Delete { key, .. } => {
+                            data.remove(key);
+                        }
+                    }
+                }
+                if let Some(
+                    super::super::Op::Put { key, .. } | super::super::Op::Delete { key, .. },
+                ) = b.ops.first()
+                {
+                    self.log.lock().unwrap().push(key.clone());
                 }
             }
             Ok(())
@@ -423,59 +445,6 @@ mod tests {
         d.commit(&put("a")).await.unwrap();
     }
 
-    /// A store that logs the order batches land in, by their first key, and whose commits
-    /// wait while `held` (so a test can fill the queues behind one in progress).
-    #[derive(Default)]
-    struct Gated {
-        held: AtomicBool,
-        log: Mutex<Vec<Vec<u8>>>,
-        data: Mutex<std::collections::BTreeMap<Vec<u8>, Vec<u8>>>,
-    }
-
-    impl Store for Gated {
-        fn get(&self, _: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-            Ok(self.data.lock().unwrap().get(key).cloned())
-        }
-        fn scan_prefix(&self, _: Tree, _: &[u8]) -> Result<Entries, StoreError> {
-            Ok(vec![])
-        }
-        fn scan_range(&self, _: Tree, _: &[u8], _: &[u8], _: usize) -> Result<Entries, StoreError> {
-            Ok(vec![])
-        }
-        fn commit(&self, batches: &[&Batch]) -> Result<(), StoreError> {
-            // A poll interval: the test lets go once its queues are as it wants them.
-            while self.held.load(Ordering::SeqCst) {
-                std::thread::sleep(std::time::Duration::from_millis(1));
-            }
-            for b in batches {
-                let mut data = self.data.lock().unwrap();
-                for op in &b.ops {
-                    match op {
-                        super::super::Op::Put { key, value, .. } => {
-                            data.insert(key.clone(), value.clone());
-                        }
-                        super::super::Op::Delete { key, .. } => {
-                            data.remove(key);
-                        }
-                    }
-                }
-                if let Some(
-                    super::super::Op::Put { key, .. } | super::super::Op::Delete { key, .. },
-                ) = b.ops.first()
-                {
-                    self.log.lock().unwrap().push(key.clone());
-                }
-            }
-            Ok(())
-        }
-        fn size_on_disk(&self) -> Result<u64, StoreError> {
-            Ok(0)
-        }
-        fn backup(&self, _: &Path) -> Result<u64, StoreError> {
-            Ok(0)
-        }
-    }
-
     fn status(key: &str, value: &str) -> Batch {
         let mut b = Batch::new();
         b.put(Tree::Status, key, value.as_bytes().to_vec());
@@ -496,7 +465,10 @@ mod tests {
 
     /// Holds the writer in a commit of one status, then fills the status queue behind it
     /// (and more writers waiting for room, as agents' readers do). Returns the flood's task.
-    async fn held_behind_a_flood(store: &Arc<Gated>, d: &Durable) -> tokio::task::JoinHandle<()> {
+    async fn held_behind_a_flood(
+        store: &Arc<Counting>,
+        d: &Durable,
+    ) -> tokio::task::JoinHandle<()> {
         store.held.store(true, Ordering::SeqCst);
         d.write(status("first", "x")).await.unwrap();
         until_queued(d, 0).await;
@@ -514,7 +486,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_commit_does_not_wait_behind_a_flood_of_statuses() {
-        let store = Arc::new(Gated::default());
+        let store = Arc::new(Counting::default());
         let d = Durable::new(store.clone());
         let flood = held_behind_a_flood(&store, &d).await;
         let commit = tokio::spawn({
@@ -538,7 +510,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_commit_that_touches_statuses_lands_after_those_queued_before_it() {
-        let store = Arc::new(Gated::default());
+        let store = Arc::new(Counting::default());
         let d = Durable::new(store.clone());
         store.held.store(true, Ordering::SeqCst);
         d.write(status("first", "x")).await.unwrap();

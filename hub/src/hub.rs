@@ -295,7 +295,7 @@ struct OnEtcd {
     listener: TcpListener,
     relay: Arc<Relay>,
     /// Set once this hub's own server takes `listener` over from the standby relay: only
-    /// then may connections waiting in the relay be carried to this hub's own port.
+    /// then may connections waiting in the relay be handed to this hub's own server.
     port_served: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -320,7 +320,7 @@ async fn open_etcd(
     }
     let store = Arc::new(store.with_peer_address(listen.peer.clone()));
     let _ = ready.etcd.set(Arc::downgrade(&store));
-    let (relay, port_served) = relay_for(&store, dir, listen, metrics)?;
+    let (relay, port_served) = relay_for(&store, dir, metrics)?;
     let listener = TcpListener::bind(listen.tls)
         .await
         .map_err(|source| StartError::Listen {
@@ -389,7 +389,6 @@ async fn connect_etcd(
 fn relay_for(
     store: &Arc<EtcdStore>,
     dir: &DataDir,
-    listen: &Listen,
     metrics: &Metrics,
 ) -> Result<(Arc<Relay>, Arc<std::sync::atomic::AtomicBool>), StartError> {
     let (ca, _, trust_pem) = load_cas(dir)?;
@@ -405,21 +404,12 @@ fn relay_for(
                 && store.upgrade().is_some_and(|s| s.holds())
         })
     };
-    let local = match listen.tls.ip() {
-        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
-            SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, listen.tls.port()))
-        }
-        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
-            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, listen.tls.port()))
-        }
-        _ => listen.tls,
-    };
     let name = format!("{}-{}", hostname(), std::process::id());
     let relay = Relay::new(
         Arc::new(ca),
         trust_pem,
         name,
-        (target, serving, local),
+        (target, serving),
         metrics.clone(),
     )?;
     Ok((relay, port_served))

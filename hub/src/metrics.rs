@@ -54,6 +54,9 @@ pub struct Metrics {
     /// hub now, and those it could not relay (no serving hub known, or none answering).
     pub relayed: Gauge,
     pub relay_failures: Counter,
+    /// With etcd: connections that waited on this hub for a serving hub until this hub
+    /// became it, then served here.
+    pub relay_served_here: Counter,
     /// With etcd: the revision this hub last compacted etcd's history to.
     pub etcd_compacted_revision: Gauge,
     /// With etcd: times this hub read every record from etcd (a standby's first load, a
@@ -121,6 +124,7 @@ impl Metrics {
             serving: Gauge::default(),
             relayed: Gauge::default(),
             relay_failures: Counter::default(),
+            relay_served_here: Counter::default(),
             etcd_compacted_revision: Gauge::default(),
             etcd_loads: Gauge::default(),
             etcd_warm_takeovers: Gauge::default(),
@@ -183,6 +187,11 @@ impl Metrics {
             "relay_failures",
             "Connections this hub could not relay: no serving hub known, or it did not answer",
             m.relay_failures.clone(),
+        );
+        registry.register(
+            "relay_served_here",
+            "Connections that waited on this hub during a takeover until it served them itself (etcd)",
+            m.relay_served_here.clone(),
         );
         registry.register(
             "etcd_compacted_revision",

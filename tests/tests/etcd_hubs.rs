@@ -287,6 +287,69 @@ fn a_hub_that_does_not_serve_relays_agents_tetherctl_and_kubectl_to_the_one_that
     drop(agent);
 }
 
+#[test]
+fn a_connection_held_through_a_takeover_is_served_by_the_hub_that_held_it_when_it_takes_over() {
+    let test = "a_connection_held_through_a_takeover";
+    let Some(binary) = etcd::require(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdCluster::start(&binary, &dir.path().join("etcd"), 3);
+    // A 6 s lease: the standby takes over 4-6 s after the kill, well after the agent's
+    // reconnect (half a second) and well within the 8 s a connection is held.
+    let mut hubs = Hub::etcd_group(
+        &dir.path().join("hubs"),
+        2,
+        &etcd.hub_flags("/tether"),
+        options_with_lease("6s"),
+    );
+    eventually(PATIENCE, "the standby to be ready to relay", || {
+        (hubs[1].readyz() == 200).then_some(())
+    });
+    assert!(hubs[0].serving() && !hubs[1].serving());
+    let cluster = Cluster::start_with(dir.path(), "edge-1", 1, "v1.33.4", "300ms");
+    let (token, pin) = hubs[1].token("edge-1", &[]);
+    let agent = Agent::start_to(
+        &hubs[1].addr.to_string(),
+        &cluster,
+        &dir.path().join("agent-edge-1"),
+        &["--token", &token, "--ca-pin", &pin],
+        "info",
+    );
+    hubs[1].wait_status("edge-1", "Ready", PATIENCE);
+    assert_eq!(hubs[0].metric("tether_connected_agents"), 1.0);
+
+    // The serving hub dies. The agent's next connection waits on the standby, which is the
+    // only hub left to take the lease: once it serves, it serves that connection itself.
+    hubs[0].kill();
+    eventually(Duration::from_secs(20), "the standby to serve", || {
+        hubs[1].serving().then_some(())
+    });
+    let front = &hubs[1];
+    eventually(PATIENCE, "the agent back on the new serving hub", || {
+        (front.metric("tether_connected_agents") == 1.0).then_some(())
+    });
+    assert!(
+        front.metric("tether_relay_served_here_total") >= 1.0,
+        "the agent's held connection was not served by the hub that held it: {}",
+        front.log_text()
+    );
+    // Not relayed to its own port (a relay inside the hub, two more TLS handshakes), and
+    // not dropped.
+    assert_eq!(front.metric("tether_relayed_connections"), 0.0);
+    assert_eq!(
+        front.metric("tether_relay_failures_total"),
+        0.0,
+        "{}",
+        front.log_text()
+    );
+    front.apply_ok("web", &workload("web", "1"));
+    eventually(PATIENCE, "the workload on the member", || {
+        (configmap_value(&cluster, "web").as_deref() == Some("1")).then_some(())
+    });
+    drop(agent);
+}
+
 /// `connected_agents` of a hub, asked from the root namespace (-1 when it does not answer).
 fn sessions(hub: &Hub) -> f64 {
     let (code, text) = harness::http_get(hub.metrics, "/metrics");

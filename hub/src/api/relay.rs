@@ -27,6 +27,7 @@ use tether_common::pki::CertificateAuthority;
 use tether_common::tls;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
@@ -47,6 +48,9 @@ pub const HOLD: Duration = Duration::from_secs(8);
 const HOLD_POLL: Duration = Duration::from_millis(250);
 /// How long a serving hub that did not answer is left alone before it is dialled again.
 const REDIAL_AFTER: Duration = Duration::from_secs(1);
+/// Connections handed to this hub's own server at once, beyond which the waiting ones wait
+/// for room (within their hold).
+const HANDOFF_QUEUE: usize = 1024;
 /// How long a client may take to send its ClientHello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest client address the serving hub reads (`[v6]:port` fits).
@@ -65,9 +69,10 @@ pub struct Relay {
     dial: RwLock<(Arc<rustls::ClientConfig>, Instant)>,
     target: Target,
     serving: Serving,
-    /// This hub's own TLS port: a connection that waited here while this hub took the lease
-    /// is relayed to it.
-    local: SocketAddr,
+    /// Connections that waited here while this hub took the lease, for its own server (see
+    /// [`Relay::held`]).
+    handoff: mpsc::Sender<(TcpStream, SocketAddr)>,
+    held: tokio::sync::Mutex<mpsc::Receiver<(TcpStream, SocketAddr)>>,
     /// The serving hub's address when a dial to it last failed, and when.
     dead: std::sync::Mutex<Option<(String, Instant)>>,
     metrics: Metrics,
@@ -86,10 +91,11 @@ impl Relay {
         ca: Arc<CertificateAuthority>,
         trust_pem: String,
         name: String,
-        (target, serving, local): (Target, Serving, SocketAddr),
+        (target, serving): (Target, Serving),
         metrics: Metrics,
     ) -> Result<Arc<Relay>, tls::TlsError> {
         let config = dial_config(&ca, &trust_pem, &name)?;
+        let (handoff, held) = mpsc::channel(HANDOFF_QUEUE);
         Ok(Arc::new(Relay {
             ca,
             trust_pem,
@@ -97,7 +103,8 @@ impl Relay {
             dial: RwLock::new((config, Instant::now())),
             target,
             serving,
-            local,
+            handoff,
+            held: tokio::sync::Mutex::new(held),
             dead: std::sync::Mutex::new(None),
             metrics,
         }))
@@ -150,11 +157,23 @@ impl Relay {
         }
         let deadline = Instant::now() + HOLD;
         let mut upstream = loop {
-            let to = match (self.serving)() {
-                true => Some(self.local.to_string()),
-                false => self.target(),
-            };
-            if let Some(to) = to
+            if (self.serving)() {
+                // This hub serves now: its own server takes the connection as if it had
+                // accepted it (the ClientHello was only peeked). Relaying it to this hub's own
+                // port instead would cost the hub two more TLS handshakes per connection (the
+                // relay's, both ends) just when a takeover's reconnect storm arrives.
+                let wait = deadline.saturating_duration_since(Instant::now());
+                if tokio::time::timeout(wait, self.handoff.send((client, addr)))
+                    .await
+                    .is_ok_and(|sent| sent.is_ok())
+                {
+                    self.metrics.relay_served_here.inc();
+                } else {
+                    self.metrics.relay_failures.inc();
+                }
+                return;
+            }
+            if let Some(to) = self.target()
                 && !self.known_dead(&to)
             {
                 let budget = deadline
@@ -166,8 +185,8 @@ impl Relay {
                             .await
                         {
                             Ok(Ok(s)) => break s,
-                            // Also what a dial of this hub's own port meets while it is
-                            // taking the lease and its listener still relays: try again.
+                            // The hub there no longer serves (it closes a relay it would
+                            // have to relay again): try again.
                             Ok(Err(e)) => {
                                 tracing::debug!(peer = %addr, serving = %to, error = %e, "the relay's handshake with the serving hub failed; waiting");
                                 self.mark_dead(&to);
@@ -198,6 +217,18 @@ impl Relay {
         self.metrics.relayed.dec();
         if let Err(e) = r {
             tracing::debug!(peer = %addr, error = %e, "relayed connection ended with an error");
+        }
+    }
+
+    /// The next connection that waited here for a serving hub until this hub became it:
+    /// the server of this hub serves it as if it had accepted it. Called by one server loop
+    /// at a time.
+    pub async fn held(&self) -> (TcpStream, SocketAddr) {
+        let mut held = self.held.lock().await;
+        match held.recv().await {
+            Some(c) => c,
+            // The relay holds a sender itself: the channel cannot close while `self` lives.
+            None => std::future::pending().await,
         }
     }
 

@@ -216,14 +216,23 @@ pub async fn serve(
     } = guards;
     let anonymous = Arc::new(Anonymous::default());
     loop {
-        let (tcp, addr) = tokio::select! {
+        let held = async {
+            match &relay {
+                Some(r) => r.relay.held().await,
+                None => std::future::pending().await,
+            }
+        };
+        let (tcp, addr, waited) = tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = draining.cancelled() => return,
-            c = next_connection(&listener, &metrics) => c,
+            (tcp, addr) = next_connection(&listener, &metrics) => (tcp, addr, false),
+            (tcp, addr) = held => (tcp, addr, true),
         };
         // A hub that lost its lease relays once it knows which hub serves instead; until
-        // then it answers reads itself.
-        if let Some(r) = &relay
+        // then it answers reads itself. A connection that waited in the relay for this hub
+        // to serve is served.
+        if !waited
+            && let Some(r) = &relay
             && r.relay.target().is_some()
         {
             tokio::spawn(r.relay.clone().forward(tcp, addr));

@@ -428,7 +428,14 @@ struct ReadyWhen {
     etcd: std::sync::OnceLock<std::sync::Weak<EtcdStore>>,
     /// The embedded store's directory, whose free space readiness needs.
     store_dir: std::sync::OnceLock<std::path::PathBuf>,
+    /// When the gauges whose sampling grows with the fleet (open files, hints queued) were
+    /// last sampled: at most once per [`COSTLY_SAMPLE_EVERY`], however often `/metrics` is
+    /// asked (a scraper in a loop, a benchmark polling for its fleet).
+    costly_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// How often the gauges that cost a pass over every connection are sampled at most.
+const COSTLY_SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
 /// Bytes an unprivileged process may still write on the filesystem holding `dir`.
 fn free_bytes(dir: &std::path::Path) -> Option<u64> {
@@ -457,10 +464,23 @@ impl ReadyWhen {
         writes || relays
     }
 
+    /// Whether the costly gauges are due to be sampled again at `now` (and if so, notes it).
+    fn costly_due(&self, now: std::time::Instant) -> bool {
+        let mut at = self.costly_at.lock().unwrap_or_else(|e| e.into_inner());
+        match *at {
+            Some(t) if now.saturating_duration_since(t) < COSTLY_SAMPLE_EVERY => false,
+            _ => {
+                *at = Some(now);
+                true
+            }
+        }
+    }
+
     /// Sets the gauges sampled at each scrape. Weak references: the metrics server must not
     /// keep the hub or its store.
     fn sample(&self, m: &Metrics) {
         use std::sync::atomic::Ordering::Relaxed;
+        let costly = self.costly_due(std::time::Instant::now());
         if let Some(hub) = self.hub.get().and_then(std::sync::Weak::upgrade) {
             let store = hub.records.store();
             if let Ok(n) = store.size_on_disk() {
@@ -471,10 +491,12 @@ impl ReadyWhen {
             m.store_commits.set(s.commits.load(Relaxed) as i64);
             m.store_batches.set(s.batches.load(Relaxed) as i64);
             m.store_commit_failures.set(s.failures.load(Relaxed) as i64);
-            m.session_queue.set(hub.sessions.queued() as i64);
+            if costly {
+                m.session_queue.set(hub.sessions.queued() as i64);
+            }
             m.serving.set(i64::from(store.serving()));
         }
-        if let Some((open, limit)) = tether_common::limits::open_files() {
+        if costly && let Some((open, limit)) = tether_common::limits::open_files() {
             m.open_files.set(open as i64);
             m.open_files_limit.set(limit as i64);
         }
@@ -848,4 +870,20 @@ async fn routes(hub: Arc<Hub>) -> Result<axum::Router, StartError> {
             crate::api::proxy::handle(proxy_hub.clone(), req)
         }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gauges_that_cost_a_pass_over_the_fleet_are_sampled_at_most_once_a_second() {
+        let ready = ReadyWhen::default();
+        let t0 = std::time::Instant::now();
+        assert!(ready.costly_due(t0), "the first scrape samples them");
+        assert!(!ready.costly_due(t0 + Duration::from_millis(20)));
+        assert!(!ready.costly_due(t0 + Duration::from_millis(999)));
+        assert!(ready.costly_due(t0 + COSTLY_SAMPLE_EVERY));
+        assert!(!ready.costly_due(t0 + COSTLY_SAMPLE_EVERY + Duration::from_millis(500)));
+    }
 }

@@ -294,7 +294,12 @@ impl ServerCertVerifier for PinnedCaVerifier {
 /// Transport settings for a channel to the hub.
 #[derive(Debug, Clone)]
 pub struct ChannelOptions {
+    /// Reaching the hub's port (TCP).
     pub connect_timeout: Duration,
+    /// The TLS handshake and the hub's first frame after it, once connected: longer than a
+    /// connect, since a hub that does not serve holds a connection through a takeover
+    /// (up to 15 s) before the serving hub's handshake begins.
+    pub handshake_timeout: Duration,
     /// HTTP/2 PING interval; the peer is considered gone after `keepalive_timeout` silence.
     pub keepalive_interval: Duration,
     pub keepalive_timeout: Duration,
@@ -304,6 +309,7 @@ impl Default for ChannelOptions {
     fn default() -> Self {
         ChannelOptions {
             connect_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(20),
             keepalive_interval: Duration::from_secs(20),
             keepalive_timeout: Duration::from_secs(10),
         }
@@ -379,20 +385,24 @@ pub async fn connect(
     let server_name =
         ServerName::try_from(host.clone()).map_err(|_| TlsError::Address(addr.to_string()))?;
     let connector = tokio_rustls::TlsConnector::from(config);
-    let timeout = opts.connect_timeout;
+    let (connect_timeout, handshake_timeout) = (opts.connect_timeout, opts.handshake_timeout);
     let make = tower::service_fn(move |_uri: http::Uri| {
         let (host, connector, server_name) = (host.clone(), connector.clone(), server_name.clone());
         async move {
-            let io = tokio::time::timeout(timeout, async {
-                let tcp = TcpStream::connect((host.as_str(), port)).await?;
-                tcp.set_nodelay(true)?;
+            let timed_out = |what: &str| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, format!("{what} timed out"))
+            };
+            let tcp =
+                tokio::time::timeout(connect_timeout, TcpStream::connect((host.as_str(), port)))
+                    .await
+                    .map_err(|_| timed_out("connection"))??;
+            tcp.set_nodelay(true)?;
+            let io = tokio::time::timeout(handshake_timeout, async {
                 let tls = connector.connect(server_name, tcp).await?;
                 confirm_accepted(tls).await
             })
             .await
-            .map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "connection timed out")
-            })??;
+            .map_err(|_| timed_out("TLS handshake"))??;
             Ok::<_, std::io::Error>(TokioIo::new(io))
         }
     });

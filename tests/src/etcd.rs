@@ -243,6 +243,7 @@ impl EtcdCluster {
         );
         let opts = tether_common::tls::ChannelOptions {
             connect_timeout: Duration::from_secs(2),
+            handshake_timeout: Duration::from_secs(2),
             ..Default::default()
         };
         for m in self.members.iter().filter(|m| m.proc.is_some()) {

@@ -296,7 +296,7 @@ fn a_connection_held_through_a_takeover_is_served_by_the_hub_that_held_it_when_i
     let dir = tempfile::tempdir().unwrap();
     let etcd = EtcdCluster::start(&binary, &dir.path().join("etcd"), 3);
     // A 6 s lease: the standby takes over 4-6 s after the kill, well after the agent's
-    // reconnect (half a second) and well within the 8 s a connection is held.
+    // reconnect (half a second) and well within the 15 s a connection is held.
     let mut hubs = Hub::etcd_group(
         &dir.path().join("hubs"),
         2,

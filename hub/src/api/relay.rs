@@ -36,14 +36,15 @@ use crate::metrics::Metrics;
 const CERT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 const CERT_RENEW_AFTER: Duration = Duration::from_secs(12 * 3600);
 /// Reaching the serving hub's port (TCP). The relay's TLS handshake after that may take
-/// longer under a reconnect storm: it is bounded by [`HANDSHAKE_TIMEOUT`], above the 10 s a
-/// client gives its own attempt, so a relay is not abandoned (its work wasted) before the
+/// longer under a reconnect storm: it is bounded by [`HANDSHAKE_TIMEOUT`], above the 20 s a
+/// client gives its own handshake, so a relay is not abandoned (its work wasted) before the
 /// client itself gives up.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long a connection waits for a serving hub that answers (a takeover takes up to the
-/// lease TTL, 10 s by default); below the 10 s clients give a connection attempt.
-pub const HOLD: Duration = Duration::from_secs(8);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(25);
+/// How long a connection waits for a serving hub that answers: a takeover after a kill
+/// takes up to the lease TTL (10 s by default) and a moment; below the 20 s clients give a
+/// TLS handshake (`tls::ChannelOptions`), leaving them time for the handshake itself.
+pub const HOLD: Duration = Duration::from_secs(15);
 /// How often a waiting connection looks again for a serving hub.
 const HOLD_POLL: Duration = Duration::from_millis(250);
 /// How long a serving hub that did not answer is left alone before it is dialled again.

@@ -711,7 +711,7 @@ pub fn markdown(r: &StoresReport, command: &str) -> String {
          (the lease is revoked at once); a takeover after a kill by the lease TTL (a standby \
          may take the lease only once etcd lets it expire: up to the TTL after the last \
          renewal) plus that backoff (up to 30 s by default) — through a relaying standby the \
-         clusters' connections wait there (up to 8 s) for the next serving hub instead, so \
+         clusters' connections wait there (up to 15 s) for the next serving hub instead, so \
          they are not held back by a backoff that grew meanwhile. Relaying costs the serving \
          hub the relay's TLS layer on each connection (memory per cluster) and the standby \
          two sockets and their buffers per cluster.\n",

@@ -45,6 +45,10 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(25);
 /// takes up to the lease TTL (10 s by default) and a moment; below the 20 s clients give a
 /// TLS handshake (`tls::ChannelOptions`), leaving them time for the handshake itself.
 pub const HOLD: Duration = Duration::from_secs(15);
+/// Relays this hub dials and handshakes with the serving hub at once. Only the relay's own
+/// handshake (hub to hub, no client involved) holds a turn, a millisecond or two each, so
+/// the client handshakes inside follow at the rate the serving hub finishes relays.
+const DIALS_IN_FLIGHT: usize = 64;
 /// How often a waiting connection looks again for a serving hub.
 const HOLD_POLL: Duration = Duration::from_millis(250);
 /// How long a serving hub that did not answer is left alone before it is dialled again.
@@ -74,6 +78,8 @@ pub struct Relay {
     /// [`Relay::held`]).
     handoff: mpsc::Sender<(TcpStream, SocketAddr)>,
     held: tokio::sync::Mutex<mpsc::Receiver<(TcpStream, SocketAddr)>>,
+    /// Turns to dial the serving hub ([`DIALS_IN_FLIGHT`]).
+    dials: tokio::sync::Semaphore,
     /// The serving hub's address when a dial to it last failed, and when.
     dead: std::sync::Mutex<Option<(String, Instant)>>,
     metrics: Metrics,
@@ -106,6 +112,7 @@ impl Relay {
             serving,
             handoff,
             held: tokio::sync::Mutex::new(held),
+            dials: tokio::sync::Semaphore::new(DIALS_IN_FLIGHT),
             dead: std::sync::Mutex::new(None),
             metrics,
         }))
@@ -171,12 +178,22 @@ impl Relay {
                     self.metrics.relay_served_here.inc();
                 } else {
                     self.metrics.relay_failures.inc();
+                    tracing::debug!(peer = %addr, "this hub serves, but its server took no more held connections within the hold");
                 }
                 return;
             }
             if let Some(to) = self.target()
                 && !self.known_dead(&to)
             {
+                // A turn to dial: a takeover releases every connection held here at once,
+                // and started together their relays' handshakes would share the serving
+                // hub's cores until few finish in time (see [`DIALS_IN_FLIGHT`]).
+                let wait = deadline.saturating_duration_since(Instant::now());
+                let Ok(Ok(_turn)) = tokio::time::timeout(wait, self.dials.acquire()).await else {
+                    self.metrics.relay_failures.inc();
+                    tracing::debug!(peer = %addr, "no turn to dial the serving hub within the hold");
+                    return;
+                };
                 let budget = deadline
                     .saturating_duration_since(Instant::now())
                     .clamp(Duration::from_millis(500), DIAL_TIMEOUT);
@@ -396,6 +413,7 @@ async fn write_addr<IO: tokio::io::AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::FutureExt;
 
     /// A real ClientHello offering `alpn`, as it goes on the wire.
     fn hello(alpn: &[&[u8]]) -> Vec<u8> {
@@ -454,6 +472,54 @@ mod tests {
             cut
         );
         drop(sender.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn connections_waiting_for_a_takeover_dial_the_new_serving_hub_a_bounded_number_at_a_time()
+     {
+        let (ca, _) = CertificateAuthority::generate(Duration::from_secs(3600)).unwrap();
+        let trust = ca.cert_pem().to_string();
+        // The new serving hub: it accepts, but finishes no relay's handshake yet.
+        let serving = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = serving.local_addr().unwrap().to_string();
+        let relay = Relay::new(
+            Arc::new(ca),
+            trust,
+            "test".into(),
+            (Arc::new(move || Some(target.clone())), Arc::new(|| false)),
+            Metrics::new(),
+        )
+        .unwrap();
+        // The clients held on this hub through the takeover.
+        let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let at = front.local_addr().unwrap();
+        let mut clients = Vec::new();
+        for _ in 0..DIALS_IN_FLIGHT + 1 {
+            let mut c = TcpStream::connect(at).await.unwrap();
+            c.write_all(&hello(&[b"h2"])).await.unwrap();
+            let (tcp, addr) = front.accept().await.unwrap();
+            tokio::spawn(relay.clone().forward(tcp, addr));
+            clients.push(c);
+        }
+        let deadline = Duration::from_secs(10);
+        let mut dialled = Vec::new();
+        for _ in 0..DIALS_IN_FLIGHT {
+            let (c, _) = tokio::time::timeout(deadline, serving.accept())
+                .await
+                .unwrap()
+                .unwrap();
+            dialled.push(c);
+        }
+        // Every turn is held by a relay whose handshake has not finished: the last client
+        // waits instead of adding one more handshake to the serving hub's load.
+        assert_eq!(relay.dials.available_permits(), 0);
+        assert!(serving.accept().now_or_never().is_none());
+        // One relay's handshake ends (here: refused): the waiting one dials.
+        drop(dialled.pop());
+        tokio::time::timeout(deadline, serving.accept())
+            .await
+            .unwrap()
+            .unwrap();
     }
 
     #[tokio::test]

@@ -475,8 +475,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn connections_waiting_for_a_takeover_dial_the_new_serving_hub_a_bounded_number_at_a_time()
-     {
+    async fn held_connections_dial_the_new_serving_hub_a_bounded_number_at_a_time() {
         let (ca, _) = CertificateAuthority::generate(Duration::from_secs(3600)).unwrap();
         let trust = ca.cert_pem().to_string();
         // The new serving hub: it accepts, but finishes no relay's handshake yet.

@@ -422,7 +422,6 @@ fn relay_for(
 const MIN_FREE_DISK: u64 = 8 << 20;
 
 /// What `/readyz` asks: the hub can write, or (etcd) it can relay to the hub that serves.
-#[derive(Default)]
 struct ReadyWhen {
     hub: std::sync::OnceLock<std::sync::Weak<Hub>>,
     etcd: std::sync::OnceLock<std::sync::Weak<EtcdStore>>,
@@ -431,7 +430,18 @@ struct ReadyWhen {
     /// When the gauges whose sampling grows with the fleet (open files, hints queued) were
     /// last sampled: at most once per [`COSTLY_SAMPLE_EVERY`], however often `/metrics` is
     /// asked (a scraper in a loop, a benchmark polling for its fleet).
-    costly_at: std::sync::Mutex<Option<std::time::Instant>>,
+    costly: crate::metrics::OncePer,
+}
+
+impl Default for ReadyWhen {
+    fn default() -> Self {
+        ReadyWhen {
+            hub: Default::default(),
+            etcd: Default::default(),
+            store_dir: Default::default(),
+            costly: crate::metrics::OncePer::new(COSTLY_SAMPLE_EVERY),
+        }
+    }
 }
 
 /// How often the gauges that cost a pass over every connection are sampled at most.
@@ -466,14 +476,7 @@ impl ReadyWhen {
 
     /// Whether the costly gauges are due to be sampled again at `now` (and if so, notes it).
     fn costly_due(&self, now: std::time::Instant) -> bool {
-        let mut at = self.costly_at.lock().unwrap_or_else(|e| e.into_inner());
-        match *at {
-            Some(t) if now.saturating_duration_since(t) < COSTLY_SAMPLE_EVERY => false,
-            _ => {
-                *at = Some(now);
-                true
-            }
-        }
+        self.costly.due_at(now).is_some()
     }
 
     /// Sets the gauges sampled at each scrape. Weak references: the metrics server must not

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -353,6 +354,46 @@ pub async fn serve(listener: TcpListener, metrics: Metrics, shutdown: Cancellati
         async move { shutdown.cancelled().await },
     )
     .await;
+}
+
+/// Lets one event through per period (a warning logged, a costly gauge sampled), saying how
+/// many events it stands for.
+pub struct OncePer {
+    period: Duration,
+    state: std::sync::Mutex<Option<(Instant, u64)>>,
+}
+
+impl OncePer {
+    pub const fn new(period: Duration) -> Self {
+        OncePer {
+            period,
+            state: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// `Some(events since the last one let through, this one included)` when one is due.
+    pub fn due(&self) -> Option<u64> {
+        self.due_at(Instant::now())
+    }
+
+    pub fn due_at(&self, now: Instant) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match &mut *state {
+            Some((last, n)) if now.saturating_duration_since(*last) < self.period => {
+                *n += 1;
+                None
+            }
+            Some((last, n)) => {
+                let events = *n + 1;
+                (*last, *n) = (now, 0);
+                Some(events)
+            }
+            None => {
+                *state = Some((now, 0));
+                Some(1)
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use tower::ServiceExt;
 
 use crate::api::relay::{self, Relay};
 use crate::control::ratelimit::CallLimits;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, OncePer};
 use crate::sessions::access::Access;
 
 /// Whether `path` is a call of the client API (`/tether.v1.HubApiService/Method`): those are
@@ -285,44 +285,7 @@ pub(crate) async fn next_connection(
 /// How often a failing accept is logged.
 const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(10);
 
-static ACCEPT_WARNINGS: WarnEvery = WarnEvery::new();
-
-/// Lets one warning through per [`ACCEPT_WARN_EVERY`], saying how many events it stands for.
-struct WarnEvery {
-    state: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
-}
-
-impl WarnEvery {
-    const fn new() -> Self {
-        WarnEvery {
-            state: std::sync::Mutex::new(None),
-        }
-    }
-
-    /// `Some(events since the last warning, this one included)` when a warning is due.
-    fn due(&self) -> Option<u64> {
-        self.due_at(std::time::Instant::now())
-    }
-
-    fn due_at(&self, now: std::time::Instant) -> Option<u64> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        match &mut *state {
-            Some((last, n)) if now.duration_since(*last) < ACCEPT_WARN_EVERY => {
-                *n += 1;
-                None
-            }
-            Some((last, n)) => {
-                let failed = *n + 1;
-                (*last, *n) = (now, 0);
-                Some(failed)
-            }
-            None => {
-                *state = Some((now, 0));
-                Some(1)
-            }
-        }
-    }
-}
+static ACCEPT_WARNINGS: OncePer = OncePer::new(ACCEPT_WARN_EVERY);
 
 struct Connection {
     tls: Arc<rustls::ServerConfig>,
@@ -680,7 +643,7 @@ mod tests {
 
     #[test]
     fn a_failing_accept_warns_once_per_interval_with_how_many_failed() {
-        let w = WarnEvery::new();
+        let w = OncePer::new(ACCEPT_WARN_EVERY);
         let t0 = std::time::Instant::now();
         assert_eq!(w.due_at(t0), Some(1));
         for i in 1..50 {

@@ -33,7 +33,7 @@ async fn renew_once(
     opts: &ChannelOptions,
 ) -> Result<Credential, String> {
     let (key_pem, csr_der) = pki::new_key_and_csr().map_err(|e| e.to_string())?;
-    let config = tls::mtls_client_config(&cred.ca_pem, &cred.cert_pem, &cred.key_pem)
+    let config = tls::agent_client_config(&cred.ca_pem, &cred.cert_pem, &cred.key_pem)
         .map_err(|e| e.to_string())?;
     let addrs = tls::hub_addresses(hub).map_err(|e| e.to_string())?;
     let (channel, _) = tls::connect_first(&addrs, 0, Arc::new(config), opts)

@@ -186,7 +186,7 @@ struct Session<'a> {
 impl Session<'_> {
     async fn run(self, shutdown: &CancellationToken) -> End {
         let c = &self.credential;
-        let config = match tls::mtls_client_config(&c.ca_pem, &c.cert_pem, &c.key_pem) {
+        let config = match tls::agent_client_config(&c.ca_pem, &c.cert_pem, &c.key_pem) {
             Ok(c) => c,
             Err(e) => return End::Fatal(Fatal::BadCredential(e.to_string())),
         };

@@ -20,7 +20,7 @@ use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 use crate::identity::Identity;
 
 /// Backdating of `notBefore`, so a peer whose clock is a little behind accepts a new cert.
-const CLOCK_SKEW: Duration = Duration::from_secs(300);
+pub const CLOCK_SKEW: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {

@@ -190,15 +190,37 @@ pub fn mtls_client_config(
 /// hub's `api::relay`).
 pub const RELAY_ALPN: &[u8] = b"tether-relay/1";
 
-/// The relaying side of a connection between hubs: the hub's own certificate, the CA as the
-/// only root, ALPN [`RELAY_ALPN`].
-pub fn relay_client_config(
+/// ALPN of the connection a hub that does not serve opens to the one that does to carry
+/// its agents' requests (see the hub's `api::forward`).
+pub const FORWARD_ALPN: &[u8] = b"tether-forward/1";
+
+/// Offered by an agent with a credential after `h2`: a hub that does not serve finishes the
+/// agent's TLS handshake itself and forwards its requests, instead of relaying its bytes (see
+/// the hub's `api::forward`). Never selected: a hub answers `h2`.
+pub const AGENT_ALPN: &[u8] = b"tether-agent/1";
+
+/// An agent's connection with its credential: [`mtls_client_config`] offering
+/// [`AGENT_ALPN`] too.
+pub fn agent_client_config(
     ca_pem: &str,
     cert_pem: &str,
     key_pem: &str,
 ) -> Result<ClientConfig, TlsError> {
     let mut config = mtls_client_config(ca_pem, cert_pem, key_pem)?;
-    config.alpn_protocols = vec![RELAY_ALPN.to_vec()];
+    config.alpn_protocols = vec![b"h2".to_vec(), AGENT_ALPN.to_vec()];
+    Ok(config)
+}
+
+/// The dialling side of a connection between hubs: the hub's own certificate, the CA as the
+/// only root, ALPN `alpn` ([`RELAY_ALPN`] or [`FORWARD_ALPN`]).
+pub fn hub_client_config(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+    alpn: &[u8],
+) -> Result<ClientConfig, TlsError> {
+    let mut config = mtls_client_config(ca_pem, cert_pem, key_pem)?;
+    config.alpn_protocols = vec![alpn.to_vec()];
     Ok(config)
 }
 

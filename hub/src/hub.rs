@@ -17,7 +17,7 @@ use crate::admin::datadir::{DataDir, write_file};
 use crate::api::relay::{self, Relay};
 use crate::api::server;
 pub use crate::api::state::{Hub, Settings};
-use crate::api::tls_auth::ClientVerifier;
+use crate::api::tls_auth::{ClientVerifier, ClusterSerials};
 use crate::api::{agent, client};
 use crate::control::RecordLock;
 use crate::control::audit::Audit;
@@ -405,6 +405,24 @@ fn relay_for(
         })
     };
     let name = format!("{}-{}", hostname(), std::process::id());
+    // Agents' connections are terminated here while this hub does not serve, their
+    // certificates checked against the serials in this hub's copy of the records.
+    let serials = {
+        let store = Arc::downgrade(store);
+        ClusterSerials(Arc::new(
+            move |cluster: &str, serial: &str, not_before: i64| {
+                store
+                    .upgrade()
+                    .is_some_and(|s| accepted_here(&s, cluster, serial, not_before))
+            },
+        ))
+    };
+    let verifier = Arc::new(ClientVerifier::clusters(&trust_pem, serials)?);
+    let agents = Arc::new(tls::server_config(
+        &read(&dir.hub_cert())?,
+        &read(&dir.hub_key())?,
+        verifier,
+    )?);
     let relay = Relay::new(
         Arc::new(ca),
         trust_pem,
@@ -412,7 +430,36 @@ fn relay_for(
         (target, serving),
         metrics.clone(),
     )?;
+    relay.terminate_agents(agents);
     Ok((relay, port_served))
+}
+
+/// How far the clocks of the hub that issued a certificate and one judging it may differ.
+const HUB_CLOCK_SKEW: i64 = 30;
+
+/// Whether a hub that does not serve lets an agent's certificate in (see `api::forward`):
+/// its serial is in this hub's copy of the cluster's record, or the certificate is too new
+/// for the copy to say — issued after etcd last confirmed the copy current (a join or a
+/// renewal on the serving hub a moment ago, not yet through the watch). Such a one gets in
+/// on trust of nothing: the serving hub checks the certificate against its own allow-list
+/// on every request. An older one the copy does not list was revoked or superseded, and is
+/// refused at the handshake as the serving hub would.
+fn accepted_here(store: &EtcdStore, cluster: &str, serial: &str, not_before: i64) -> bool {
+    let listed = crate::store::records::cluster_serials(store, cluster)
+        .is_ok_and(|listed| listed.iter().any(|s| s == serial));
+    // When etcd last confirmed the copy current, on this hub's clock.
+    let confirmed = match store.currency() {
+        Some((_, Some(age))) => Some(tether_common::time::unix_now() - age.as_secs() as i64),
+        _ => None,
+    };
+    judged_here(listed, not_before, confirmed)
+}
+
+/// [`accepted_here`] on plain data: whether the certificate is `listed` in the copy, its
+/// `not_before`, and when the copy was last `confirmed` current (unix seconds).
+fn judged_here(listed: bool, not_before: i64, confirmed: Option<i64>) -> bool {
+    let issued = not_before + pki::CLOCK_SKEW.as_secs() as i64;
+    listed || confirmed.is_none_or(|confirmed| issued + HUB_CLOCK_SKEW >= confirmed)
 }
 
 /// Free space below which a hub on the embedded store is not ready. A write larger than
@@ -603,12 +650,13 @@ pub async fn serve(
     let _ = ready.hub.set(Arc::downgrade(&hub));
     let (chain, key) = hub.serving_cert(dir)?;
     let verifier = Arc::new(ClientVerifier::new(&hub.trust_pem, hub.access.clone())?);
-    let tls_config = Arc::new(tls::server_config(&chain, &key, verifier)?);
+    let tls_config = Arc::new(tls::server_config(&chain, &key, verifier.clone())?);
     let (relay, port_served) = match relay {
         Some((relay, port_served)) => (
             Some(server::Relaying {
                 relay,
                 accept: crate::api::relay::accept_config(&chain, &key, &hub.trust_pem)?,
+                verifier: verifier.clone(),
             }),
             Some(port_served),
         ),
@@ -878,6 +926,26 @@ async fn routes(hub: Arc<Hub>) -> Result<axum::Router, StartError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_standby_refuses_only_certificates_its_copy_is_current_enough_to_judge() {
+        let now = tether_common::time::unix_now();
+        let skew = pki::CLOCK_SKEW.as_secs() as i64;
+        // Issued (not_before is backdated) an hour ago, a second ago.
+        let (old, new) = (now - 3600 - skew, now - 1 - skew);
+        // The copy lists it: in, however old.
+        assert!(judged_here(true, old, Some(now)));
+        // Not listed, issued long before the copy was last confirmed current: revoked or
+        // superseded, refused as the serving hub would.
+        assert!(!judged_here(false, old, Some(now - 5)));
+        // Not listed, but issued after (or about when) the copy was confirmed: the join may
+        // not have reached the copy yet; the serving hub judges it.
+        assert!(judged_here(false, new, Some(now - 5)));
+        assert!(judged_here(false, now - 20 - skew, Some(now)));
+        assert!(!judged_here(false, now - 40 - skew, Some(now)));
+        // No copy to judge by: the serving hub judges.
+        assert!(judged_here(false, old, None));
+    }
 
     #[test]
     fn gauges_that_cost_a_pass_over_the_fleet_are_sampled_at_most_once_a_second() {

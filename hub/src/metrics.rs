@@ -58,6 +58,11 @@ pub struct Metrics {
     /// With etcd: connections that waited on this hub for a serving hub until this hub
     /// became it, then served here.
     pub relay_served_here: Counter,
+    /// With etcd: agents' connections a hub that does not serve terminates and forwards the
+    /// requests of (see `api::forward`), and on the serving hub the forwarded requests in
+    /// flight (an agent's session is one).
+    pub forwarded_agents: Gauge,
+    pub forwarded_requests: Gauge,
     /// With etcd: the revision this hub last compacted etcd's history to.
     pub etcd_compacted_revision: Gauge,
     /// With etcd: times this hub read every record from etcd (a standby's first load, a
@@ -126,6 +131,8 @@ impl Metrics {
             relayed: Gauge::default(),
             relay_failures: Counter::default(),
             relay_served_here: Counter::default(),
+            forwarded_agents: Gauge::default(),
+            forwarded_requests: Gauge::default(),
             etcd_compacted_revision: Gauge::default(),
             etcd_loads: Gauge::default(),
             etcd_warm_takeovers: Gauge::default(),
@@ -193,6 +200,16 @@ impl Metrics {
             "relay_served_here",
             "Connections that waited on this hub during a takeover until it served them itself (etcd)",
             m.relay_served_here.clone(),
+        );
+        registry.register(
+            "forwarded_agents",
+            "Agents' connections this hub terminates and forwards to the serving hub (etcd standbys)",
+            m.forwarded_agents.clone(),
+        );
+        registry.register(
+            "forwarded_requests",
+            "Agents' requests another hub forwards to this one, in flight (a session is one)",
+            m.forwarded_requests.clone(),
         );
         registry.register(
             "etcd_compacted_revision",

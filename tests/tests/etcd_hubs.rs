@@ -232,10 +232,12 @@ fn a_hub_that_does_not_serve_relays_agents_tetherctl_and_kubectl_to_the_one_that
     eventually(PATIENCE, "the workload on the member", || {
         (configmap_value(&cluster, "web").as_deref() == Some("1")).then_some(())
     });
-    // The session lives on the serving hub; the standby only carries its bytes.
+    // The session lives on the serving hub. The standby terminated the agent's connection
+    // (its handshake, its TLS) and forwards its requests there.
     assert_eq!(hubs[0].metric("tether_connected_agents"), 1.0);
     assert_eq!(front.metric("tether_connected_agents"), 0.0);
-    assert!(front.metric("tether_relayed_connections") >= 1.0);
+    assert_eq!(front.metric("tether_forwarded_agents"), 1.0);
+    assert!(hubs[0].metric("tether_forwarded_requests") >= 1.0);
 
     // kubectl through the standby reaches the member's API through the serving hub.
     let kubeconfig = dir.path().join("edge-1.kubeconfig");
@@ -295,8 +297,8 @@ fn a_connection_held_through_a_takeover_is_served_by_the_hub_that_held_it_when_i
     };
     let dir = tempfile::tempdir().unwrap();
     let etcd = EtcdCluster::start(&binary, &dir.path().join("etcd"), 3);
-    // A 6 s lease: the standby takes over 4-6 s after the kill, well after the agent's
-    // reconnect (half a second) and well within the 15 s a connection is held.
+    // A 6 s lease: the standby takes over 4-6 s after the kill, well within the 15 s a
+    // connection is held.
     let mut hubs = Hub::etcd_group(
         &dir.path().join("hubs"),
         2,
@@ -318,20 +320,27 @@ fn a_connection_held_through_a_takeover_is_served_by_the_hub_that_held_it_when_i
     );
     hubs[1].wait_status("edge-1", "Ready", PATIENCE);
     assert_eq!(hubs[0].metric("tether_connected_agents"), 1.0);
+    assert_eq!(hubs[1].metric("tether_forwarded_agents"), 1.0);
 
-    // The serving hub dies. The agent's next connection waits on the standby, which is the
-    // only hub left to take the lease: once it serves, it serves that connection itself.
+    // The serving hub dies. A tetherctl call to the standby, the only hub left to take the
+    // lease, waits there: once the standby serves, it serves that connection itself.
     hubs[0].kill();
+    let held = hubs[1]
+        .ctl_command(&["get", "clusters", "-o", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     eventually(Duration::from_secs(20), "the standby to serve", || {
         hubs[1].serving().then_some(())
     });
+    let out = held.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("edge-1"), "{}", stdout(&out));
     let front = &hubs[1];
-    eventually(PATIENCE, "the agent back on the new serving hub", || {
-        (front.metric("tether_connected_agents") == 1.0).then_some(())
-    });
     assert!(
         front.metric("tether_relay_served_here_total") >= 1.0,
-        "the agent's held connection was not served by the hub that held it: {}",
+        "the held connection was not served by the hub that held it: {}",
         front.log_text()
     );
     // Not relayed to its own port (a relay inside the hub, two more TLS handshakes), and
@@ -343,11 +352,75 @@ fn a_connection_held_through_a_takeover_is_served_by_the_hub_that_held_it_when_i
         "{}",
         front.log_text()
     );
+    // The agent's connection, terminated there while the hub did not serve, was closed
+    // when it began to: the agent is served directly now.
+    eventually(PATIENCE, "the agent back on the new serving hub", || {
+        (front.metric("tether_connected_agents") == 1.0
+            && front.metric("tether_forwarded_agents") == 0.0)
+            .then_some(())
+    });
     front.apply_ok("web", &workload("web", "1"));
     eventually(PATIENCE, "the workload on the member", || {
         (configmap_value(&cluster, "web").as_deref() == Some("1")).then_some(())
     });
     drop(agent);
+}
+
+#[test]
+fn an_agent_a_standby_forwards_is_removed_and_refused_as_one_served_directly() {
+    let test = "an_agent_a_standby_forwards_is_removed";
+    let Some(binary) = etcd::require(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdCluster::start(&binary, &dir.path().join("etcd"), 3);
+    let hubs = Hub::etcd_group(
+        &dir.path().join("hubs"),
+        2,
+        &etcd.hub_flags("/tether"),
+        options(),
+    );
+    eventually(PATIENCE, "the standby to be ready", || {
+        (hubs[1].readyz() == 200).then_some(())
+    });
+    let front = &hubs[1];
+    let cluster = Cluster::start_with(dir.path(), "edge-1", 1, "v1.33.4", "300ms");
+    let (token, pin) = front.token("edge-1", &[]);
+    let state = dir.path().join("agent-edge-1");
+    let mut agent = Agent::start_to(
+        &front.addr.to_string(),
+        &cluster,
+        &state,
+        &["--token", &token, "--ca-pin", &pin],
+        "info",
+    );
+    front.wait_status("edge-1", "Ready", PATIENCE);
+    assert_eq!(front.metric("tether_forwarded_agents"), 1.0);
+
+    // Removed: the serving hub's goodbye reaches the agent through the standby, and the
+    // forwarded session ends on both hubs.
+    let out = front.ctl(&["cluster", "remove", "edge-1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(agent.proc.wait_exit(PATIENCE), 1);
+    let log = agent.proc.log_text();
+    assert!(log.contains("was removed from the hub"), "{log}");
+    eventually(
+        PATIENCE,
+        "the forwarded session gone from both hubs",
+        || {
+            (hubs[0].metric("tether_forwarded_requests") == 0.0
+                && hubs[0].metric("tether_connected_agents") == 0.0
+                && front.metric("tether_forwarded_agents") == 0.0)
+                .then_some(())
+        },
+    );
+    // Its certificate is refused through the standby too, and the agent stops instead of
+    // retrying (the certificate is too new for the standby's copy to judge, so the serving
+    // hub refuses it).
+    let mut again = Agent::start_to(&front.addr.to_string(), &cluster, &state, &[], "info");
+    assert_eq!(again.proc.wait_exit(PATIENCE), 1);
+    let log = again.proc.log_text();
+    assert!(log.contains("refused this agent's certificate"), "{log}");
 }
 
 /// `connected_agents` of a hub, asked from the root namespace (-1 when it does not answer).

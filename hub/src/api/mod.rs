@@ -6,11 +6,13 @@
 //! `tether.v1.AgentService` (join, renew, the session stream, proxy streams); [`client`]
 //! serves `tether.v1.HubApiService`; [`proxy`] serves `/clusters/NAME/...`; [`tls_auth`] verifies
 //! client certificates during the handshake; [`relay`] hands connections to the serving
-//! hub while this one does not serve (etcd); [`state`] is what they all serve from (the
+//! hub while this one does not serve (etcd), and [`forward`] carries its agents' requests
+//! there; [`state`] is what they all serve from (the
 //! operations' components, built by [`crate::hub`]).
 
 pub mod agent;
 pub mod client;
+pub mod forward;
 pub mod proxy;
 pub mod relay;
 pub mod server;

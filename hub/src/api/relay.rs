@@ -39,8 +39,8 @@ const CERT_RENEW_AFTER: Duration = Duration::from_secs(12 * 3600);
 /// longer under a reconnect storm: it is bounded by [`HANDSHAKE_TIMEOUT`], above the 20 s a
 /// client gives its own handshake, so a relay is not abandoned (its work wasted) before the
 /// client itself gives up.
-const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(25);
+pub(crate) const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(25);
 /// How long a connection waits for a serving hub that answers: a takeover after a kill
 /// takes up to the lease TTL (10 s by default) and a moment; below the 20 s clients give a
 /// TLS handshake (`tls::ChannelOptions`), leaving them time for the handshake itself.
@@ -50,7 +50,7 @@ pub const HOLD: Duration = Duration::from_secs(15);
 /// the client handshakes inside follow at the rate the serving hub finishes relays.
 const DIALS_IN_FLIGHT: usize = 64;
 /// How often a waiting connection looks again for a serving hub.
-const HOLD_POLL: Duration = Duration::from_millis(250);
+pub(crate) const HOLD_POLL: Duration = Duration::from_millis(250);
 /// How long a serving hub that did not answer is left alone before it is dialled again.
 const REDIAL_AFTER: Duration = Duration::from_secs(1);
 /// Connections handed to this hub's own server at once, beyond which the waiting ones wait
@@ -71,7 +71,7 @@ pub struct Relay {
     ca: Arc<CertificateAuthority>,
     trust_pem: String,
     name: String,
-    dial: RwLock<(Arc<rustls::ClientConfig>, Instant)>,
+    dial: RwLock<(Dial, Instant)>,
     target: Target,
     serving: Serving,
     /// Connections that waited here while this hub took the lease, for its own server (see
@@ -79,10 +79,13 @@ pub struct Relay {
     handoff: mpsc::Sender<(TcpStream, SocketAddr)>,
     held: tokio::sync::Mutex<mpsc::Receiver<(TcpStream, SocketAddr)>>,
     /// Turns to dial the serving hub ([`DIALS_IN_FLIGHT`]).
-    dials: tokio::sync::Semaphore,
+    pub(crate) dials: tokio::sync::Semaphore,
     /// The serving hub's address when a dial to it last failed, and when.
     dead: std::sync::Mutex<Option<(String, Instant)>>,
-    metrics: Metrics,
+    /// Agents' connections this hub terminates itself while it does not serve, their
+    /// requests forwarded (see [`crate::api::forward`]); unset, they are relayed like any.
+    agents: std::sync::OnceLock<crate::api::forward::Agents>,
+    pub(crate) metrics: Metrics,
 }
 
 impl std::fmt::Debug for Relay {
@@ -114,8 +117,26 @@ impl Relay {
             held: tokio::sync::Mutex::new(held),
             dials: tokio::sync::Semaphore::new(DIALS_IN_FLIGHT),
             dead: std::sync::Mutex::new(None),
+            agents: std::sync::OnceLock::new(),
             metrics,
         }))
+    }
+
+    /// From now on, agents' connections (ALPN [`tls::AGENT_ALPN`]) are terminated here with
+    /// `accept` while this hub does not serve, and their requests forwarded to the hub that
+    /// does (see [`crate::api::forward`]).
+    pub fn terminate_agents(&self, accept: Arc<rustls::ServerConfig>) {
+        let _ = self.agents.set(crate::api::forward::Agents::new(accept));
+    }
+
+    /// Where agents' connections are terminated, if they are.
+    pub(crate) fn agents(&self) -> Option<&crate::api::forward::Agents> {
+        self.agents.get()
+    }
+
+    /// Whether this hub serves now.
+    pub(crate) fn serving(&self) -> bool {
+        (self.serving)()
     }
 
     /// The serving hub's address when connections should be relayed there now.
@@ -124,6 +145,12 @@ impl Relay {
     }
 
     fn config(&self) -> Arc<rustls::ClientConfig> {
+        self.dial().relay
+    }
+
+    /// This hub's TLS configurations for dialling another, its certificate reissued after
+    /// [`CERT_RENEW_AFTER`].
+    pub(crate) fn dial(&self) -> Dial {
         {
             let d = self.dial.read().unwrap_or_else(|e| e.into_inner());
             if d.1.elapsed() < CERT_RENEW_AFTER {
@@ -158,6 +185,13 @@ impl Relay {
                 if is_relay(&hello) {
                     self.metrics.relay_failures.inc();
                     tracing::debug!(peer = %addr, "a relay reached a hub that does not serve; not relaying it again");
+                    return;
+                }
+                if offers(&hello, tls::AGENT_ALPN)
+                    && let Some(agents) = self.agents.get()
+                    && !self.serving()
+                {
+                    agents.serve(&self, client, addr).await;
                     return;
                 }
             }
@@ -273,7 +307,7 @@ impl Relay {
 
     /// Whether a dial to `to` failed within [`REDIAL_AFTER`]: thousands of waiting clients
     /// then wait on one failure instead of each dialling a dead hub.
-    fn known_dead(&self, to: &str) -> bool {
+    pub(crate) fn known_dead(&self, to: &str) -> bool {
         self.dead
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -281,7 +315,7 @@ impl Relay {
             .is_some_and(|(addr, at)| addr == to && at.elapsed() < REDIAL_AFTER)
     }
 
-    fn mark_dead(&self, to: &str) {
+    pub(crate) fn mark_dead(&self, to: &str) {
         *self.dead.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((to.to_string(), Instant::now()));
     }
@@ -335,28 +369,39 @@ fn hello_len(first: &[u8]) -> Option<usize> {
     Some(5 + u16::from_be_bytes([header[3], header[4]]) as usize)
 }
 
-/// Whether the first bytes of a connection are a ClientHello offering the relay ALPN. A
-/// byte search, not a TLS parser: the protocol name appears in the ALPN extension as is,
-/// and nothing else in a ClientHello a client sends would carry it by chance.
+/// Whether the first bytes of a connection are a ClientHello from another hub: offering the
+/// relay's or the forwarding's ALPN.
 fn is_relay(first: &[u8]) -> bool {
-    first
-        .windows(tls::RELAY_ALPN.len())
-        .any(|w| w == tls::RELAY_ALPN)
+    offers(first, tls::RELAY_ALPN) || offers(first, tls::FORWARD_ALPN)
+}
+
+/// Whether the first bytes of a connection are a ClientHello offering `protocol`. A byte
+/// search, not a TLS parser: the protocol name appears in the ALPN extension as is, and
+/// nothing else in a ClientHello a client sends would carry it by chance.
+pub(crate) fn offers(first: &[u8], protocol: &[u8]) -> bool {
+    first.windows(protocol.len()).any(|w| w == protocol)
+}
+
+/// A hub's TLS configurations for dialling another: both carry its hub certificate.
+#[derive(Clone)]
+pub(crate) struct Dial {
+    pub relay: Arc<rustls::ClientConfig>,
+    pub forward: Arc<rustls::ClientConfig>,
 }
 
 fn dial_config(
     ca: &CertificateAuthority,
     trust_pem: &str,
     name: &str,
-) -> Result<Arc<rustls::ClientConfig>, tls::TlsError> {
+) -> Result<Dial, tls::TlsError> {
     let own = ca
         .issue_hub(name, CERT_LIFETIME)
         .map_err(|e| tls::TlsError::Invalid(e.to_string()))?;
-    Ok(Arc::new(tls::relay_client_config(
-        trust_pem,
-        &own.cert_pem,
-        &own.key_pem,
-    )?))
+    let config = |alpn| tls::hub_client_config(trust_pem, &own.cert_pem, &own.key_pem, alpn);
+    Ok(Dial {
+        relay: Arc::new(config(tls::RELAY_ALPN)?),
+        forward: Arc::new(config(tls::FORWARD_ALPN)?),
+    })
 }
 
 /// The serving side's TLS configuration for relays: the serving certificate, and a client
@@ -368,7 +413,7 @@ pub fn accept_config(
 ) -> Result<Arc<rustls::ServerConfig>, tls::TlsError> {
     let verifier = Arc::new(crate::api::tls_auth::ClientVerifier::hubs(trust_pem)?);
     let mut config = tls::server_config(chain_pem, key_pem, verifier)?;
-    config.alpn_protocols = vec![tls::RELAY_ALPN.to_vec()];
+    config.alpn_protocols = vec![tls::RELAY_ALPN.to_vec(), tls::FORWARD_ALPN.to_vec()];
     // Unlike clients' connections, relays may resume: a hub's certificate names no cluster
     // or user and is on no allow-list, so a resumed handshake skips no check that matters,
     // and in a reconnect storm through a standby it saves the serving hub a signature and

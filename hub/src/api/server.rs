@@ -195,8 +195,11 @@ pub struct Guards {
 #[derive(Clone)]
 pub struct Relaying {
     pub relay: Arc<Relay>,
-    /// The TLS configuration relays from other hubs are accepted with.
+    /// The TLS configuration relays and forwarding connections from other hubs are accepted
+    /// with.
     pub accept: Arc<rustls::ServerConfig>,
+    /// Verifies the agents' certificates other hubs forward (see [`crate::api::forward`]).
+    pub verifier: Arc<crate::api::tls_auth::ClientVerifier>,
 }
 
 pub async fn serve(
@@ -240,7 +243,9 @@ pub async fn serve(
         }
         let conn = Connection {
             tls: tls.clone(),
-            relay_accept: relay.as_ref().map(|r| r.accept.clone()),
+            relay_accept: relay
+                .as_ref()
+                .map(|r| (r.accept.clone(), r.verifier.clone())),
             router: router.clone(),
             access: access.clone(),
             calls: calls.clone(),
@@ -289,7 +294,10 @@ static ACCEPT_WARNINGS: OncePer = OncePer::new(ACCEPT_WARN_EVERY);
 
 struct Connection {
     tls: Arc<rustls::ServerConfig>,
-    relay_accept: Option<Arc<rustls::ServerConfig>>,
+    relay_accept: Option<(
+        Arc<rustls::ServerConfig>,
+        Arc<crate::api::tls_auth::ClientVerifier>,
+    )>,
     router: axum::Router,
     access: Arc<Access>,
     calls: Arc<CallLimits>,
@@ -320,12 +328,11 @@ impl Connection {
                 return;
             }
         };
-        let relayed = start
-            .client_hello()
-            .alpn()
-            .is_some_and(|mut protocols| protocols.any(|p| p == tls::RELAY_ALPN));
+        let relayed = start.client_hello().alpn().is_some_and(|mut protocols| {
+            protocols.any(|p| p == tls::RELAY_ALPN || p == tls::FORWARD_ALPN)
+        });
         match (&self.relay_accept, relayed) {
-            (Some(config), true) => {
+            (Some((config, verifier)), true) => {
                 let outer =
                     tokio::time::timeout(HANDSHAKE_TIMEOUT, start.into_stream(config.clone()))
                         .await;
@@ -341,6 +348,18 @@ impl Connection {
                         return;
                     }
                 };
+                // Another hub forwarding its agents' requests (see `api::forward`).
+                if outer.get_ref().1.alpn_protocol() == Some(tls::FORWARD_ALPN) {
+                    let forwarded = crate::api::forward::Forwarded {
+                        router: self.router.clone(),
+                        verifier: verifier.clone(),
+                        access: self.access.clone(),
+                        metrics: self.metrics.clone(),
+                        shutdown: self.shutdown.clone(),
+                    };
+                    forwarded.serve(outer, addr).await;
+                    return;
+                }
                 let client = match relay::client_addr(&mut outer).await {
                     Ok(a) => a,
                     Err(e) => {

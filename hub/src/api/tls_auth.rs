@@ -12,6 +12,7 @@ use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use tether_common::identity::Identity;
 use tether_common::{pki, tls};
 
 use crate::sessions::access::Access;
@@ -29,6 +30,23 @@ enum Accept {
     Listed(Arc<Access>),
     /// Only a hub's own (see `api::relay`), and one is required.
     Hubs,
+    /// Only a cluster's, one its check lets in (required): a hub that does not serve,
+    /// terminating agents' connections (see `api::forward`).
+    Clusters(ClusterSerials),
+}
+
+/// How a hub without an allow-list of its own judges a cluster's certificate: given the
+/// cluster, the serial and the certificate's `not_before`, whether to let it in.
+pub type ClusterCheck = Arc<dyn Fn(&str, &str, i64) -> bool + Send + Sync>;
+
+/// A [`ClusterCheck`], for a [`ClientVerifier`].
+#[derive(Clone)]
+pub struct ClusterSerials(pub ClusterCheck);
+
+impl std::fmt::Debug for ClusterSerials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClusterSerials")
+    }
 }
 
 impl ClientVerifier {
@@ -41,12 +59,18 @@ impl ClientVerifier {
         Self::build(ca_pem, Accept::Hubs)
     }
 
+    /// For agents' connections to a hub that does not serve: a cluster's certificate
+    /// required, and one `check` lets in.
+    pub fn clusters(ca_pem: &str, serials: ClusterSerials) -> Result<Self, tls::TlsError> {
+        Self::build(ca_pem, Accept::Clusters(serials))
+    }
+
     fn build(ca_pem: &str, accept: Accept) -> Result<Self, tls::TlsError> {
         let roots = Arc::new(tls::root_store(ca_pem)?);
         let builder = WebPkiClientVerifier::builder_with_provider(roots, tls::provider());
         let builder = match accept {
             Accept::Listed(_) => builder.allow_unauthenticated(),
-            Accept::Hubs => builder,
+            Accept::Hubs | Accept::Clusters(_) => builder,
         };
         let inner = builder
             .build()
@@ -77,8 +101,9 @@ impl ClientCertVerifier for ClientVerifier {
         self.inner
             .verify_client_cert(end_entity, intermediates, now)
             .inspect_err(|e| tracing::info!(error = %e, "client certificate rejected"))?;
-        let access = match &self.accept {
-            Accept::Listed(access) => access,
+        let listed = match &self.accept {
+            Accept::Listed(access) => Some(access),
+            Accept::Clusters(_) => None,
             Accept::Hubs if pki::hub_name(end_entity).is_some() => {
                 return Ok(ClientCertVerified::assertion());
             }
@@ -97,7 +122,14 @@ impl ClientCertVerifier for ClientVerifier {
                 CertificateError::ApplicationVerificationFailure,
             ));
         };
-        if !access.allows(&identity, &info.serial) {
+        let allowed = match (listed, &self.accept, &identity) {
+            (Some(access), _, _) => access.allows(&identity, &info.serial),
+            (None, Accept::Clusters(check), Identity::Cluster(name)) => {
+                (check.0)(name, &info.serial, info.not_before)
+            }
+            _ => false,
+        };
+        if !allowed {
             tracing::info!(%identity, serial = %info.serial, "revoked or superseded client certificate rejected");
             return Err(rustls::Error::InvalidCertificate(CertificateError::Revoked));
         }
@@ -124,5 +156,67 @@ impl ClientCertVerifier for ClientVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.inner.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tether_common::pki::CertificateAuthority;
+
+    fn der(pem: &str) -> CertificateDer<'static> {
+        pki::first_cert_der(pem).unwrap()
+    }
+
+    #[test]
+    fn a_standby_lets_in_only_clusters_its_check_accepts() {
+        let (ca, _) = CertificateAuthority::generate(Duration::from_secs(3600)).unwrap();
+        let day = Duration::from_secs(86_400);
+        let (cluster, _) = ca
+            .issue_client(&Identity::Cluster("edge-1".into()), day)
+            .unwrap();
+        let (user, _) = ca
+            .issue_client(&Identity::User("alice".into()), day)
+            .unwrap();
+        let hub = ca.issue_hub("hub-1", day).unwrap();
+        let check = ClusterSerials(Arc::new(|cluster: &str, _: &str, _: i64| {
+            cluster == "edge-1"
+        }));
+        let v = ClientVerifier::clusters(ca.cert_pem(), check).unwrap();
+        assert!(
+            v.client_auth_mandatory(),
+            "an agent's connection carries its certificate"
+        );
+        let now = UnixTime::now();
+        assert!(
+            v.verify_client_cert(&der(&cluster.cert_pem), &[], now)
+                .is_ok()
+        );
+        for (who, pem) in [("a user", &user.cert_pem), ("a hub", &hub.cert_pem)] {
+            assert!(
+                v.verify_client_cert(&der(pem), &[], now).is_err(),
+                "{who} must not get in as an agent"
+            );
+        }
+        let (other, _) = ca
+            .issue_client(&Identity::Cluster("edge-2".into()), day)
+            .unwrap();
+        assert!(
+            matches!(
+                v.verify_client_cert(&der(&other.cert_pem), &[], now),
+                Err(rustls::Error::InvalidCertificate(CertificateError::Revoked))
+            ),
+            "a cluster the check refuses is told its certificate is revoked"
+        );
+        // Another CA's cluster certificate: refused before any check.
+        let (stranger, _) = CertificateAuthority::generate(Duration::from_secs(3600)).unwrap();
+        let (foreign, _) = stranger
+            .issue_client(&Identity::Cluster("edge-1".into()), day)
+            .unwrap();
+        assert!(
+            v.verify_client_cert(&der(&foreign.cert_pem), &[], now)
+                .is_err()
+        );
     }
 }

@@ -1,0 +1,502 @@
+//! Agents' connections terminated by a hub that does not serve, their requests carried to the
+//! hub that does over one hub-to-hub HTTP/2 connection.
+//!
+//! [`crate::api::relay`] carries a client's bytes to the serving hub, so every relayed
+//! connection still costs the serving hub a TLS handshake and a TLS connection. Agents are the
+//! fleet — thousands of long-lived connections — so a hub that does not serve terminates
+//! theirs itself (an agent with a credential offers ALPN `tether-agent/1` after `h2`) and
+//! forwards each of their requests, as an HTTP/2 stream, to the serving hub over a connection
+//! with ALPN `tether-forward/1` authenticated both ways like a relay (the serving hub's
+//! certificate; a hub certificate from the shared CA). The agent's session, its writes and
+//! its proxy streams all still live on the serving hub: one place holds every session, so at
+//! most one exists per cluster and nothing about them needs to cross hubs. What moves off the
+//! serving hub is what scales with connections: handshakes, TLS and TCP state, per-connection
+//! HTTP/2 state (`docs/benchmarks-stores.md` measures it).
+//!
+//! Identity stays with the certificate. The terminating hub checks the agent's certificate at
+//! its handshake (chain, validity, a cluster identity, a serial the records list: a revoked
+//! agent is refused there, as by the serving hub) and sends the certificate itself with each
+//! request (`tether-forwarded-cert`, with the agent's address in `tether-forwarded-for`); the
+//! serving hub verifies that certificate again against the CA and its allow-list and takes
+//! the identity from it, never from a name. What it trusts a hub for is that the agent holds
+//! the certificate's key — a hub holds the CA's key anyway. Only the agent service is
+//! forwarded; the serving hub refuses anything else on such a connection, and either hub
+//! drops `tether-forwarded-*` headers a client sent.
+//!
+//! When the terminating hub itself begins to serve, it closes the connections it terminated
+//! (HTTP/2 GOAWAY): the agents reconnect and are served like any. A request that arrives while
+//! no serving hub answers waits for one up to the relay's hold.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::danger::ClientCertVerifier;
+use tether_common::identity::Identity;
+use tether_common::{pb, pki};
+use tokio::net::TcpStream;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tower::ServiceExt;
+
+use crate::api::relay::{self, Relay};
+use crate::api::server::{Peer, PeerCert};
+use crate::api::tls_auth::ClientVerifier;
+use crate::metrics::Metrics;
+use crate::sessions::access::{Access, ConnGuard};
+
+/// The agent's address, as the terminating hub saw it.
+pub const FORWARDED_FOR: &str = "tether-forwarded-for";
+/// The agent's certificate (DER, base64), as it presented it in its handshake.
+pub const FORWARDED_CERT: &str = "tether-forwarded-cert";
+/// The longest certificate header the serving hub reads (an agent's certificate is ~600
+/// bytes).
+const MAX_CERT_HEADER: usize = 8 << 10;
+/// How long an agent may take to finish its handshake with a terminating hub.
+const AGENT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// HTTP/2 on an agent's connection to a terminating hub: as on the serving hub's port.
+const AGENT_STREAMS: u32 = 1024;
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a terminated connection looks whether this hub serves now.
+const SERVING_POLL: Duration = Duration::from_millis(500);
+/// HTTP/2 between hubs. Every agent of the terminating hub is a stream or more (its session,
+/// its proxy streams) on one connection, so the connection's receive window is HTTP/2's
+/// largest: data one agent's stream leaves unread (a slow proxy client) stays charged to it,
+/// and only with ~8,000 such streams stalled at once could it hold up the others. A stream's
+/// window is small for the same reason.
+const HUB_STREAMS: u32 = 1 << 20;
+const HUB_STREAM_WINDOW: u32 = 256 << 10;
+const HUB_CONNECTION_WINDOW: u32 = (1 << 31) - 1;
+
+/// The terminating side, on a hub that does not serve.
+pub struct Agents {
+    /// TLS for agents: the serving certificate; a cluster's certificate required.
+    accept: Arc<rustls::ServerConfig>,
+    /// The connection to the serving hub, and where it goes. One at a time is dialled.
+    upstream: tokio::sync::Mutex<Option<(String, SendRequest<Body>)>>,
+}
+
+impl Agents {
+    pub fn new(accept: Arc<rustls::ServerConfig>) -> Self {
+        Agents {
+            accept,
+            upstream: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Terminates one agent's connection and forwards its requests until either side closes
+    /// it or this hub begins to serve.
+    pub async fn serve(&self, relay: &Arc<Relay>, tcp: TcpStream, addr: SocketAddr) {
+        let accept = tokio_rustls::TlsAcceptor::from(self.accept.clone()).accept(tcp);
+        let tls = match tokio::time::timeout(AGENT_HANDSHAKE_TIMEOUT, accept).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                relay.metrics.tls_handshake_failures.inc();
+                tracing::debug!(peer = %addr, error = %e, "an agent's TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                relay.metrics.tls_handshake_failures.inc();
+                return;
+            }
+        };
+        // The verifier required a certificate: there is one.
+        let Some(cert) = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .and_then(|der| {
+                HeaderValue::from_str(&base64::engine::general_purpose::STANDARD.encode(der)).ok()
+            })
+        else {
+            return;
+        };
+        let for_requests = relay.clone();
+        let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+            let (relay, cert) = (for_requests.clone(), cert.clone());
+            async move {
+                Ok::<_, Infallible>(match relay.agents() {
+                    Some(agents) => agents.forward(&relay, cert, addr, req).await,
+                    None => tonic::Status::unavailable("this hub forwards no agents").into_http(),
+                })
+            }
+        });
+        let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Some(KEEPALIVE_INTERVAL))
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .max_concurrent_streams(AGENT_STREAMS)
+            .max_header_list_size(64 << 10)
+            .serve_connection(TokioIo::new(tls), svc);
+        tokio::pin!(conn);
+        relay.metrics.forwarded_agents.inc();
+        let serving = async {
+            let mut tick = tokio::time::interval(SERVING_POLL);
+            loop {
+                tick.tick().await;
+                if relay.serving() {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(peer = %addr, error = %e, "a terminated agent connection ended with an error");
+                }
+            }
+            _ = serving => {
+                // The agent reconnects and this hub serves it like any.
+                conn.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+            }
+        }
+        relay.metrics.forwarded_agents.dec();
+    }
+
+    /// One of the agent's requests, carried to the serving hub; its answer streams back.
+    async fn forward(
+        &self,
+        relay: &Arc<Relay>,
+        cert: HeaderValue,
+        addr: SocketAddr,
+        mut req: Request<Incoming>,
+    ) -> Response<Body> {
+        if !is_agent_call(req.uri().path()) {
+            return tonic::Status::permission_denied(
+                "a hub that does not serve forwards only the agent service",
+            )
+            .into_http();
+        }
+        let headers = req.headers_mut();
+        headers.remove(FORWARDED_FOR);
+        headers.remove(FORWARDED_CERT);
+        if let Ok(v) = HeaderValue::from_str(&addr.to_string()) {
+            headers.insert(FORWARDED_FOR, v);
+        }
+        headers.insert(FORWARDED_CERT, cert);
+        let Some(mut send) = self.upstream(relay, Instant::now() + relay::HOLD).await else {
+            return tonic::Status::unavailable(
+                "no serving hub answered this hub in time; connect again",
+            )
+            .into_http();
+        };
+        match send.send_request(req.map(Body::new)).await {
+            Ok(resp) => resp.map(Body::new),
+            Err(e) => {
+                tracing::debug!(peer = %addr, error = %e, "forwarding an agent's request failed");
+                tonic::Status::unavailable(format!(
+                    "the serving hub did not take the request: {e}; connect again"
+                ))
+                .into_http()
+            }
+        }
+    }
+
+    /// The connection to the serving hub, dialled if there is none (one dial at a time; the
+    /// others wait for it). `None` if this hub serves now or none answered by `deadline`.
+    async fn upstream(&self, relay: &Arc<Relay>, deadline: Instant) -> Option<SendRequest<Body>> {
+        loop {
+            if relay.serving() {
+                return None;
+            }
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let mut current = tokio::time::timeout(wait, self.upstream.lock())
+                .await
+                .ok()?;
+            let target = relay.target();
+            if let Some((to, send)) = current.as_ref()
+                && Some(to) == target.as_ref()
+                && !send.is_closed()
+            {
+                let mut send = send.clone();
+                drop(current);
+                if send.ready().await.is_ok() {
+                    return Some(send);
+                }
+                continue;
+            }
+            *current = None;
+            if let Some(to) = target
+                && !relay.known_dead(&to)
+            {
+                match tokio::time::timeout(relay::HANDSHAKE_TIMEOUT, dial(relay, &to)).await {
+                    Ok(Ok(send)) => {
+                        *current = Some((to, send.clone()));
+                        return Some(send);
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(serving = %to, error = %e, "cannot open a forwarding connection to the serving hub; waiting");
+                        relay.mark_dead(&to);
+                    }
+                    Err(_) => relay.mark_dead(&to),
+                }
+            }
+            drop(current);
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(relay::HOLD_POLL).await;
+        }
+    }
+}
+
+/// A forwarding connection to the hub at `to`.
+async fn dial(relay: &Arc<Relay>, to: &str) -> std::io::Result<SendRequest<Body>> {
+    let tcp = tokio::time::timeout(relay::DIAL_TIMEOUT, TcpStream::connect(to))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+    let _ = tcp.set_nodelay(true);
+    let name = ServerName::DnsName(
+        rustls::pki_types::DnsName::try_from("localhost")
+            .map_err(|e| std::io::Error::other(e.to_string()))?,
+    );
+    let tls = tokio_rustls::TlsConnector::from(relay.dial().forward)
+        .connect(name, tcp)
+        .await?;
+    if tls.get_ref().1.alpn_protocol() != Some(tether_common::tls::FORWARD_ALPN) {
+        return Err(std::io::Error::other(
+            "the serving hub does not take forwarded requests",
+        ));
+    }
+    let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true)
+        .initial_stream_window_size(HUB_STREAM_WINDOW)
+        .initial_connection_window_size(HUB_CONNECTION_WINDOW)
+        .max_header_list_size(64 << 10)
+        .handshake(TokioIo::new(tls))
+        .await
+        .map_err(std::io::Error::other)?;
+    let to = to.to_string();
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::info!(serving = %to, error = %e, "the forwarding connection to the serving hub ended");
+        }
+    });
+    Ok(send)
+}
+
+/// Whether `path` is a call of the agent service.
+fn is_agent_call(path: &str) -> bool {
+    path.strip_prefix('/')
+        .and_then(|p| p.strip_prefix(pb::agent_service_server::SERVICE_NAME))
+        .is_some_and(|method| method.starts_with('/'))
+}
+
+/// The serving side: what answers the requests another hub forwards.
+#[derive(Clone)]
+pub struct Forwarded {
+    pub router: axum::Router,
+    /// Verifies the forwarded certificate as a handshake would (chain, validity, identity,
+    /// the allow-list).
+    pub verifier: Arc<ClientVerifier>,
+    pub access: Arc<Access>,
+    pub metrics: Metrics,
+    pub shutdown: CancellationToken,
+}
+
+impl Forwarded {
+    /// Serves the forwarding connection `io` from the hub at `from` until it closes.
+    pub async fn serve<IO>(self, io: IO, from: SocketAddr)
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let shutdown = self.shutdown.clone();
+        let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+            let this = self.clone();
+            async move { Ok::<_, Infallible>(this.answer(req).await) }
+        });
+        let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Some(KEEPALIVE_INTERVAL))
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .max_concurrent_streams(HUB_STREAMS)
+            .initial_stream_window_size(HUB_STREAM_WINDOW)
+            .initial_connection_window_size(HUB_CONNECTION_WINDOW)
+            .max_header_list_size(64 << 10)
+            .serve_connection(TokioIo::new(io), svc);
+        tokio::pin!(conn);
+        tracing::info!(hub = %from, "another hub forwards its agents' requests here");
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::info!(hub = %from, error = %e, "a forwarding connection ended with an error");
+                }
+            }
+            _ = shutdown.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+            }
+        }
+    }
+
+    async fn answer(&self, mut req: Request<Incoming>) -> Response<Body> {
+        if !is_agent_call(req.uri().path()) {
+            return tonic::Status::permission_denied("only the agent service is forwarded")
+                .into_http();
+        }
+        let peer = match self.peer(&req) {
+            Ok(p) => p,
+            Err(status) => return status.into_http(),
+        };
+        let Some(cert) = peer.cert.clone() else {
+            return tonic::Status::unauthenticated("a forwarded request without a certificate")
+                .into_http();
+        };
+        // As `server::gate` for a request on an open connection.
+        if !self.access.allows_open(&cert.identity, &cert.serial) {
+            return tonic::Status::unauthenticated(format!(
+                "the certificate of {} is no longer accepted",
+                cert.identity
+            ))
+            .into_http();
+        }
+        // The request lives as a connection would: revoking the certificate ends it.
+        let guard = self
+            .access
+            .register(cert.identity.clone(), cert.serial.clone());
+        req.extensions_mut().insert(peer);
+        let resp = match self.router.clone().oneshot(req.map(Body::new)).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        };
+        self.metrics.forwarded_requests.inc();
+        let counted = Counted(self.metrics.clone());
+        resp.map(|body| {
+            Body::new(Revocable {
+                revoked: Box::pin(guard.revoked.clone().cancelled_owned()),
+                drain: None,
+                inner: body,
+                _guard: (guard, counted),
+                ended: false,
+            })
+        })
+    }
+
+    /// The agent a forwarded request is from: its certificate verified here.
+    fn peer(&self, req: &Request<Incoming>) -> Result<Peer, tonic::Status> {
+        let bad = |what: &str| tonic::Status::unauthenticated(format!("forwarded request: {what}"));
+        let addr = req
+            .headers()
+            .get(FORWARDED_FOR)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<SocketAddr>().ok())
+            .ok_or_else(|| bad("no agent address"))?;
+        let der = req
+            .headers()
+            .get(FORWARDED_CERT)
+            .filter(|v| v.len() <= MAX_CERT_HEADER)
+            .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
+            .ok_or_else(|| bad("no agent certificate"))?;
+        let end = CertificateDer::from(der);
+        self.verifier
+            .verify_client_cert(&end, &[], UnixTime::now())
+            .map_err(|e| bad(&format!("the agent's certificate is not accepted: {e}")))?;
+        let info = pki::inspect(&end).map_err(|_| bad("an unreadable certificate"))?;
+        match info.identity {
+            Some(identity @ Identity::Cluster(_)) => Ok(Peer {
+                addr,
+                cert: Some(PeerCert {
+                    identity,
+                    serial: info.serial,
+                    not_after: info.not_after,
+                }),
+            }),
+            _ => Err(bad("not a member cluster's certificate")),
+        }
+    }
+}
+
+/// Uncounts a forwarded request when its answer ends.
+struct Counted(Metrics);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.forwarded_requests.dec();
+    }
+}
+
+/// A forwarded request's answer, cut off (the stream reset) once its certificate is no
+/// longer accepted: what closing the connection does for an agent connected directly, and
+/// as there, after [`REVOKED_DRAIN`] for what was sent (a goodbye) to reach the agent.
+struct Revocable {
+    inner: Body,
+    revoked: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Set once revoked: when the answer is cut off.
+    drain: Option<Pin<Box<tokio::time::Sleep>>>,
+    _guard: (ConnGuard, Counted),
+    ended: bool,
+}
+
+/// How long a revoked request's answer may take to end by itself.
+const REVOKED_DRAIN: Duration = Duration::from_secs(2);
+
+impl http_body::Body for Revocable {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        if this.drain.is_none() && this.revoked.as_mut().poll(cx).is_ready() {
+            this.drain = Some(Box::pin(tokio::time::sleep(REVOKED_DRAIN)));
+        }
+        if let Some(drain) = this.drain.as_mut()
+            && drain.as_mut().poll(cx).is_ready()
+        {
+            this.ended = true;
+            return Poll::Ready(Some(Err(axum::Error::new(
+                "the agent's certificate is no longer accepted",
+            ))));
+        }
+        let frame = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(None) = frame {
+            this.ended = true;
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended || self.inner.is_end_stream()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_agent_service_is_forwarded() {
+        assert!(is_agent_call("/tether.v1.AgentService/Connect"));
+        assert!(is_agent_call("/tether.v1.AgentService/Proxy"));
+        for other in [
+            "/tether.v1.HubApiService/ListClusters",
+            "/tether.v1.AgentServiceX/Connect",
+            "/clusters/edge-1/api/v1/pods",
+            "tether.v1.AgentService/Connect",
+            "/grpc.health.v1.Health/Check",
+        ] {
+            assert!(!is_agent_call(other), "{other}");
+        }
+    }
+}

@@ -445,13 +445,12 @@ const HUB_CLOCK_SKEW: i64 = 30;
 /// on every request. An older one the copy does not list was revoked or superseded, and is
 /// refused at the handshake as the serving hub would.
 fn accepted_here(store: &EtcdStore, cluster: &str, serial: &str, not_before: i64) -> bool {
-    let listed = crate::store::records::cluster_serials(store, cluster)
-        .is_ok_and(|listed| listed.iter().any(|s| s == serial));
+    let (record, age) = store.known(crate::store::Tree::Clusters, cluster.as_bytes());
+    let listed = record
+        .and_then(|r| crate::store::records::cluster_serials(cluster, &r).ok())
+        .is_some_and(|listed| listed.iter().any(|s| s == serial));
     // When etcd last confirmed the copy current, on this hub's clock.
-    let confirmed = match store.currency() {
-        Some((_, Some(age))) => Some(tether_common::time::unix_now() - age.as_secs() as i64),
-        _ => None,
-    };
+    let confirmed = age.map(|age| tether_common::time::unix_now() - age.as_secs() as i64);
     judged_here(listed, not_before, confirmed)
 }
 

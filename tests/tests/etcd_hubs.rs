@@ -1036,6 +1036,22 @@ fn a_standbys_copy_follows_the_serving_hub_and_etcd_confirms_it_current() {
                     .map(|_| ())
             },
         );
+        // What a standby judges agents' certificates by (`EtcdStore::known`): the copy,
+        // not the records it loaded when it last served (none here), and how long ago etcd
+        // confirmed it current.
+        // (The watch applies a transaction's events one at a time.)
+        let age = eventually(
+            PATIENCE,
+            "the last record in what the standby knows",
+            || match standby.known(Tree::Assignments, b"cluster-00002/web") {
+                (Some(v), age) if v == vec![b'x'; 10] => Some(age),
+                _ => None,
+            },
+        );
+        assert!(
+            age.is_some(),
+            "the copy was confirmed current when it loaded"
+        );
         // A write under another prefix moves etcd's revision with no event this copy
         // follows: only etcd's answer to the standby's progress request moves it there.
         let other = serving_store(&etcd, "/elsewhere", true);

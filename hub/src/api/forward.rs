@@ -68,8 +68,6 @@ const AGENT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const AGENT_STREAMS: u32 = 1024;
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often a terminated connection looks whether this hub serves now.
-const SERVING_POLL: Duration = Duration::from_millis(500);
 /// HTTP/2 between hubs. Every agent of the terminating hub is a stream or more (its session,
 /// its proxy streams) on one connection, so the connection's receive window is HTTP/2's
 /// largest: data one agent's stream leaves unread (a slow proxy client) stays charged to it,
@@ -78,6 +76,11 @@ const SERVING_POLL: Duration = Duration::from_millis(500);
 const HUB_STREAMS: u32 = 1 << 20;
 const HUB_STREAM_WINDOW: u32 = 256 << 10;
 const HUB_CONNECTION_WINDOW: u32 = (1 << 31) - 1;
+/// Streams reset at once (an agent gone before its request was taken) or in error before a
+/// hub ends the connection between them: HTTP/2 servers cap these against floods from one
+/// client (20 and 1,024 by default), but here one connection is a whole fleet's, and a
+/// reconnect storm resets thousands of streams legitimately. The peer is a hub.
+const HUB_RESETS: usize = 1 << 20;
 
 /// The terminating side, on a hub that does not serve.
 pub struct Agents {
@@ -142,15 +145,7 @@ impl Agents {
             .serve_connection(TokioIo::new(tls), svc);
         tokio::pin!(conn);
         relay.metrics.forwarded_agents.inc();
-        let serving = async {
-            let mut tick = tokio::time::interval(SERVING_POLL);
-            loop {
-                tick.tick().await;
-                if relay.serving() {
-                    return;
-                }
-            }
-        };
+        let serving = relay.until_serving();
         tokio::select! {
             r = conn.as_mut() => {
                 if let Err(e) = r {
@@ -279,6 +274,8 @@ async fn dial(relay: &Arc<Relay>, to: &str) -> std::io::Result<SendRequest<Body>
         .initial_stream_window_size(HUB_STREAM_WINDOW)
         .initial_connection_window_size(HUB_CONNECTION_WINDOW)
         .max_header_list_size(64 << 10)
+        .max_pending_accept_reset_streams(HUB_RESETS)
+        .max_local_error_reset_streams(HUB_RESETS)
         .handshake(TokioIo::new(tls))
         .await
         .map_err(std::io::Error::other)?;
@@ -329,6 +326,8 @@ impl Forwarded {
             .initial_stream_window_size(HUB_STREAM_WINDOW)
             .initial_connection_window_size(HUB_CONNECTION_WINDOW)
             .max_header_list_size(64 << 10)
+            .max_pending_accept_reset_streams(HUB_RESETS)
+            .max_local_error_reset_streams(HUB_RESETS)
             .serve_connection(TokioIo::new(io), svc);
         tokio::pin!(conn);
         tracing::info!(hub = %from, "another hub forwards its agents' requests here");

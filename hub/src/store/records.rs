@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use tether_common::labels::Labels;
 
-use crate::store::{Batch, Durable, SCHEMA_VERSION, Store, StoreError, Tree};
+use crate::store::{Batch, Durable, SCHEMA_VERSION, StoreError, Tree};
 
 /// Facts an agent reported about its cluster.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -378,16 +378,11 @@ pub(crate) fn decode<T: DeserializeOwned>(
     serde_json::from_slice(body).map_err(|e| corrupt(e.to_string()))
 }
 
-/// The serials of the certificates a cluster's agent may present, read straight from
-/// `store` (no record of it: none). For a hub that does not serve: it keeps no allow-list of
-/// its own, and its copy of the records is current (`store::etcd::follow`).
-pub fn cluster_serials(store: &dyn Store, name: &str) -> Result<Vec<String>, StoreError> {
-    Ok(store
-        .get(Tree::Clusters, name.as_bytes())?
-        .map(|v| decode::<ClusterRecord>(Tree::Clusters, name.as_bytes(), &v))
-        .transpose()?
-        .map(|c| c.cert_serials)
-        .unwrap_or_default())
+/// The serials of the certificates a cluster's agent may present, from its stored
+/// `record`. For a hub that does not serve: it keeps no allow-list of its own, only a copy of
+/// the records (`store::etcd::follow`).
+pub fn cluster_serials(name: &str, record: &[u8]) -> Result<Vec<String>, StoreError> {
+    Ok(decode::<ClusterRecord>(Tree::Clusters, name.as_bytes(), record)?.cert_serials)
 }
 
 /// Typed access to the hub's records.

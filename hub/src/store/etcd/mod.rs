@@ -696,6 +696,25 @@ impl EtcdStore {
         Some((revision, Some(age)))
     }
 
+    /// One record as this hub knows it now, and how long ago that knowledge was confirmed
+    /// current: while it serves, its own records (current by definition); while it stands
+    /// by, the copy it keeps and when etcd last confirmed that copy current (`None` before
+    /// the copy's first load or confirmation, or without a copy: nothing to judge by).
+    pub fn known(&self, tree: Tree, key: &[u8]) -> (Option<Vec<u8>>, Option<Duration>) {
+        if self.holds() {
+            return (self.get(tree, key).ok().flatten(), Some(Duration::ZERO));
+        }
+        let followed = self.followed.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(f) = followed.as_ref().filter(|f| !f.stop.is_cancelled()) else {
+            return (None, None);
+        };
+        let copy = f.copy.lock().unwrap_or_else(|e| e.into_inner());
+        (
+            copy.mirror.trees[tree.index()].get(key).cloned(),
+            copy.confirmed.map(|at| at.elapsed()),
+        )
+    }
+
     /// Gives the leader key up at once (a clean shutdown), so a standby hub takes over now.
     pub fn release(&self) {
         let lease = self.lease();

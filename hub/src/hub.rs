@@ -664,6 +664,15 @@ pub async fn serve(
 
     settle_contacts(&hub).await;
     let router = routes(hub.clone()).await?;
+    if let Some(r) = &relay {
+        r.relay.answer_here(crate::api::forward::Forwarded {
+            router: router.clone(),
+            verifier: verifier.clone(),
+            access: hub.access.clone(),
+            metrics: hub.metrics.clone(),
+            shutdown: stop_servers.clone(),
+        });
+    }
     let draining = CancellationToken::new();
     let server_task = tokio::spawn(server::serve(
         tls_listener,

@@ -352,11 +352,12 @@ fn a_connection_held_through_a_takeover_is_served_by_the_hub_that_held_it_when_i
         "{}",
         front.log_text()
     );
-    // The agent's connection, terminated there while the hub did not serve, was closed
-    // when it began to: the agent is served directly now.
+    // The agent's new connection, terminated there while no hub served, is answered there
+    // now that it serves.
     eventually(PATIENCE, "the agent back on the new serving hub", || {
         (front.metric("tether_connected_agents") == 1.0
-            && front.metric("tether_forwarded_agents") == 0.0)
+            && front.metric("tether_forwarded_agents") == 1.0
+            && front.metric("tether_forwarded_requests") >= 1.0)
             .then_some(())
     });
     front.apply_ok("web", &workload("web", "1"));

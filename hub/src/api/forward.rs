@@ -23,9 +23,10 @@
 //! forwarded; the serving hub refuses anything else on such a connection, and either hub
 //! drops `tether-forwarded-*` headers a client sent.
 //!
-//! When the terminating hub itself begins to serve, it closes the connections it terminated
-//! (HTTP/2 GOAWAY): the agents reconnect and are served like any. A request that arrives while
-//! no serving hub answers waits for one up to the relay's hold.
+//! When the terminating hub itself serves, it answers the calls on the connections it
+//! terminated itself, the same way (the certificate checked again, the identity taken from
+//! it). A call that arrives while no hub serves waits up to the relay's hold for one: another
+//! hub to forward it to, or this one.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -143,20 +144,9 @@ impl Agents {
             .max_concurrent_streams(AGENT_STREAMS)
             .max_header_list_size(64 << 10)
             .serve_connection(TokioIo::new(tls), svc);
-        tokio::pin!(conn);
         relay.metrics.forwarded_agents.inc();
-        let serving = relay.until_serving();
-        tokio::select! {
-            r = conn.as_mut() => {
-                if let Err(e) = r {
-                    tracing::debug!(peer = %addr, error = %e, "a terminated agent connection ended with an error");
-                }
-            }
-            _ = serving => {
-                // The agent reconnects and this hub serves it like any.
-                conn.as_mut().graceful_shutdown();
-                let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
-            }
+        if let Err(e) = conn.await {
+            tracing::debug!(peer = %addr, error = %e, "a terminated agent connection ended with an error");
         }
         relay.metrics.forwarded_agents.dec();
     }
@@ -182,7 +172,14 @@ impl Agents {
             headers.insert(FORWARDED_FOR, v);
         }
         headers.insert(FORWARDED_CERT, cert);
+        if let Some(here) = relay.here() {
+            return here.answer(req).await;
+        }
         let Some(mut send) = self.upstream(relay, Instant::now() + relay::HOLD).await else {
+            // This hub may serve itself now (a takeover while the call waited).
+            if let Some(here) = relay.here() {
+                return here.answer(req).await;
+            }
             return tonic::Status::unavailable(
                 "no serving hub answered this hub in time; connect again",
             )
@@ -344,7 +341,7 @@ impl Forwarded {
         }
     }
 
-    async fn answer(&self, mut req: Request<Incoming>) -> Response<Body> {
+    pub(crate) async fn answer(&self, mut req: Request<Incoming>) -> Response<Body> {
         if !is_agent_call(req.uri().path()) {
             return tonic::Status::permission_denied("only the agent service is forwarded")
                 .into_http();
@@ -483,6 +480,67 @@ impl http_body::Body for Revocable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body::Body as _;
+    use http_body_util::BodyExt;
+    use tokio_stream::StreamExt;
+
+    /// An answer that streams until told otherwise, its sender, and the answer as the serving
+    /// hub returns it for a forwarded request of cluster `a` holding serial `s1`.
+    fn revocable(access: &Arc<Access>) -> (tokio::sync::mpsc::Sender<Bytes>, Revocable) {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx)
+            .map(|b| Ok::<_, Infallible>(http_body::Frame::data(b)));
+        let guard = access.register(Identity::Cluster("a".into()), "s1".into());
+        let body = Revocable {
+            inner: Body::new(http_body_util::StreamBody::new(stream)),
+            revoked: Box::pin(guard.revoked.clone().cancelled_owned()),
+            drain: None,
+            _guard: (guard, Counted(Metrics::new())),
+            ended: false,
+        };
+        (tx, body)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_forwarded_answer_is_cut_off_two_seconds_after_its_certificate_is_revoked() {
+        let access = Arc::new(Access::default());
+        access.set(Identity::Cluster("a".into()), vec!["s1".into()]);
+        let (tx, mut body) = revocable(&access);
+        tx.send(Bytes::from_static(b"before")).await.unwrap();
+        let f = body.frame().await.unwrap().unwrap();
+        assert_eq!(f.into_data().unwrap(), "before");
+
+        access.set(Identity::Cluster("a".into()), vec!["s2".into()]);
+        // What was sent meanwhile (a goodbye) still gets through...
+        tx.send(Bytes::from_static(b"goodbye")).await.unwrap();
+        let f = body.frame().await.unwrap().unwrap();
+        assert_eq!(f.into_data().unwrap(), "goodbye");
+        // ...and then, the answer still open, it is cut off after the drain.
+        let start = tokio::time::Instant::now();
+        let end = body.frame().await.unwrap();
+        assert!(end.is_err(), "the answer was not cut off");
+        assert_eq!(start.elapsed(), REVOKED_DRAIN);
+        assert!(body.frame().await.is_none());
+        assert_eq!(
+            Arc::strong_count(&access),
+            2,
+            "the request stays registered until its answer is dropped"
+        );
+        drop(body);
+        assert_eq!(Arc::strong_count(&access), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_forwarded_answer_that_ends_by_itself_is_not_cut_off() {
+        let access = Arc::new(Access::default());
+        access.set(Identity::Cluster("a".into()), vec!["s1".into()]);
+        let (tx, mut body) = revocable(&access);
+        tx.send(Bytes::from_static(b"all")).await.unwrap();
+        drop(tx);
+        assert!(body.frame().await.unwrap().is_ok());
+        assert!(body.frame().await.is_none());
+        assert!(body.is_end_stream());
+    }
 
     #[test]
     fn only_the_agent_service_is_forwarded() {

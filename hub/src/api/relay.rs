@@ -85,9 +85,9 @@ pub struct Relay {
     /// Agents' connections this hub terminates itself while it does not serve, their
     /// requests forwarded (see [`crate::api::forward`]); unset, they are relayed like any.
     agents: std::sync::OnceLock<crate::api::forward::Agents>,
-    /// Whether this hub serves, for the connections it terminated to wait on (one task
-    /// looks, not one per connection).
-    serving_now: tokio::sync::watch::Sender<bool>,
+    /// What answers the agents' calls this hub terminated once it serves itself: set when
+    /// its server starts.
+    here: std::sync::OnceLock<crate::api::forward::Forwarded>,
     pub(crate) metrics: Metrics,
 }
 
@@ -121,7 +121,7 @@ impl Relay {
             dials: tokio::sync::Semaphore::new(DIALS_IN_FLIGHT),
             dead: std::sync::Mutex::new(None),
             agents: std::sync::OnceLock::new(),
-            serving_now: tokio::sync::watch::Sender::new(false),
+            here: std::sync::OnceLock::new(),
             metrics,
         }))
     }
@@ -129,31 +129,19 @@ impl Relay {
     /// From now on, agents' connections (ALPN [`tls::AGENT_ALPN`]) are terminated here with
     /// `accept` while this hub does not serve, and their requests forwarded to the hub that
     /// does (see [`crate::api::forward`]).
-    pub fn terminate_agents(self: &Arc<Self>, accept: Arc<rustls::ServerConfig>) {
-        if self
-            .agents
-            .set(crate::api::forward::Agents::new(accept))
-            .is_err()
-        {
-            return;
-        }
-        let relay = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(HOLD_POLL);
-            loop {
-                tick.tick().await;
-                let Some(r) = relay.upgrade() else { return };
-                let now = r.serving();
-                r.serving_now
-                    .send_if_modified(|was| std::mem::replace(was, now) != now);
-            }
-        });
+    pub fn terminate_agents(&self, accept: Arc<rustls::ServerConfig>) {
+        let _ = self.agents.set(crate::api::forward::Agents::new(accept));
     }
 
-    /// Resolves once this hub serves (looked at every [`HOLD_POLL`]).
-    pub(crate) async fn until_serving(&self) {
-        let mut rx = self.serving_now.subscribe();
-        let _ = rx.wait_for(|serving| *serving).await;
+    /// While this hub serves, the calls of the agents whose connections it terminated are
+    /// answered by `here` (its own server's router), as if another hub had forwarded them.
+    pub fn answer_here(&self, here: crate::api::forward::Forwarded) {
+        let _ = self.here.set(here);
+    }
+
+    /// What answers terminated agents' calls on this hub, once it serves.
+    pub(crate) fn here(&self) -> Option<&crate::api::forward::Forwarded> {
+        self.here.get().filter(|_| self.serving())
     }
 
     /// Where agents' connections are terminated, if they are.

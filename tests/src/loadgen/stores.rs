@@ -4,8 +4,9 @@
 //! status ingest, fan-out of one change, idle connections (memory, CPU, traffic), a reconnect
 //! storm — and, with three hubs, the serving hub stopped cleanly and then killed (`kill -9`):
 //! how long until another serves and until the last cluster is back on it. A fourth run has
-//! the fleet know only a standby, which relays every connection to the serving hub (as
-//! behind a Service): what relaying costs, and a kill of the serving hub seen through it.
+//! the fleet know only a standby, which terminates the agents' connections and forwards their
+//! calls to the serving hub (as behind a Service): what that costs each, and a kill of the
+//! serving hub seen through it.
 //!
 //! etcd is a real 3-member cluster on this machine (mutual TLS), so its members share the
 //! cores with the hub and the fleet: the figures compare the stores under the same load, they
@@ -138,7 +139,8 @@ pub struct Watcher {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RelayIdle {
-    /// Connections it relayed at the end of the window (`tether_relayed_connections`).
+    /// Connections it fronted at the end of the window: agents' it terminated and forwards
+    /// (`tether_forwarded_agents`) and clients' it relays (`tether_relayed_connections`).
     pub connections: f64,
     pub rss_bytes: u64,
     pub rss_per_cluster_bytes: f64,
@@ -234,14 +236,14 @@ pub async fn run(opts: &StoresOptions) -> anyhow::Result<StoresReport> {
             })
             .await?
         };
-        // A relaying hub holds two sockets per client (the client's and the relay's): under
-        // this machine's open-file limit it relays fewer clusters than the others hold.
+        // A standby holds a socket per agent it terminates (and two per client it relays):
+        // under a small open-file limit it takes fewer clusters than the others hold.
         let n = match (relayed, tether_common::limits::open_files_limit()) {
             (true, Some(limit)) => {
-                let fits = (limit.saturating_sub(2048) / 2 / 1000 * 1000).max(1000) as usize;
+                let fits = (limit.saturating_sub(2048) / 1000 * 1000).max(1000) as usize;
                 if fits < opts.clusters {
                     eprintln!(
-                        "stores: the open-file limit ({limit}) lets one hub relay {fits} clusters; the relayed run uses {fits}"
+                        "stores: the open-file limit ({limit}) lets one hub front {fits} clusters; the run through a standby uses {fits}"
                     );
                 }
                 opts.clusters.min(fits)
@@ -386,8 +388,12 @@ async fn measure(
         .transpose()
     });
     let (a, b) = serving?;
+    // Agents' connections the standby terminated and forwards, and any it relays.
     let relayed_now = match relayed {
-        true => hub_metric(&hubs[1], "tether_relayed_connections").await,
+        true => {
+            hub_metric(&hubs[1], "tether_forwarded_agents").await
+                + hub_metric(&hubs[1], "tether_relayed_connections").await
+        }
         false => 0.0,
     };
     let relay = relaying?.map(|(ra, rb)| RelayIdle {
@@ -604,9 +610,9 @@ pub fn markdown(r: &StoresReport, command: &str) -> String {
     for run in &r.runs {
         if let Some(relay) = &run.idle.relay {
             out.push_str(&format!(
-                "\nThe relaying standby in the {} run, over the same window: {:.0} \
-                 connections relayed, {:.1} MiB resident ({:.1} KiB per relayed cluster), \
-                 {:.1} % CPU.\n",
+                "\nThe standby in front of the fleet in the {} run, over the same window: {:.0} \
+                 connections (agents' it terminated and forwards), {:.1} MiB resident ({:.1} \
+                 KiB per cluster), {:.1} % CPU.\n",
                 label(run),
                 relay.connections,
                 mib(relay.rss_bytes),
@@ -695,12 +701,10 @@ pub fn markdown(r: &StoresReport, command: &str) -> String {
          bytes in both directions. A hub going away: times from the stop or kill until another \
          hub serves (holds the lease) and until every cluster is connected to it; a storm restarts the \
          one hub in place. Fleet through a standby: the clusters, `tetherctl` and the \
-         benchmark's calls know only a hub that does not serve; it relays every connection, \
-         still encrypted, to the serving hub (two TCP hops and one more TLS layer between \
-         the hubs); killed is the serving hub, and the clusters come back through the same \
-         standby. A relaying hub holds two sockets per client, so under this machine's \
-         open-file limit that run relays fewer clusters than the others hold (its row says \
-         how many).\n\n\
+         benchmark's calls know only a hub that does not serve; it terminates the agents' \
+         connections and forwards their calls to the serving hub over one connection, and \
+         relays the others' still encrypted; killed is the serving hub, and the clusters \
+         come back through the same standby.\n\n\
          What bounds each figure: joins and status ingest by the store's write path on this \
          machine (redb's fsync; for etcd the raft log fsync of three members on the same two \
          cores, the hub's gRPC round trips, the cores the fleet needs to offer the load); \
@@ -712,9 +716,10 @@ pub fn markdown(r: &StoresReport, command: &str) -> String {
          may take the lease only once etcd lets it expire: up to the TTL after the last \
          renewal) plus that backoff (up to 30 s by default) — through a relaying standby the \
          clusters' connections wait there (up to 15 s) for the next serving hub instead, so \
-         they are not held back by a backoff that grew meanwhile. Relaying costs the serving \
-         hub the relay's TLS layer on each connection (memory per cluster) and the standby \
-         two sockets and their buffers per cluster.\n",
+         they are not held back by a backoff that grew meanwhile. Through a standby the \
+         serving hub keeps each agent's session but not its connection (an HTTP/2 stream on \
+         the connection between the hubs instead), and the standby holds the agents' TLS \
+         connections.\n",
     );
     out
 }

@@ -220,8 +220,8 @@ fn the_store_comparison_runs_at_small_scale() {
         assert!(w["rss_bytes"].as_u64().unwrap() > 0, "{w:#}");
         assert!(w["ingest_cpu_percent"].as_f64().unwrap() >= 0.0, "{w:#}");
     }
-    // Through a standby: it relayed every cluster (and the benchmark's own calls may be in
-    // flight), and they came back through it after the serving hub's kill.
+    // Through a standby: it terminated every cluster's connection (and the benchmark's own
+    // calls may be in flight), and they came back through it after the serving hub's kill.
     let relay = &runs[3]["idle"]["relay"];
     assert!(relay["connections"].as_f64().unwrap() >= 8.0, "{relay:#}");
     let t = &runs[3]["takeover"];
@@ -238,7 +238,7 @@ fn the_store_comparison_runs_at_small_scale() {
             && text.contains("| etcd (3 hubs) | 8 | the serving hub killed")
             && text
                 .contains("| etcd (3 hubs, fleet through a standby) | 8 | the serving hub killed")
-            && text.contains("The relaying standby")
+            && text.contains("The standby in front of the fleet")
             && text.contains("A standby that relays nothing in the etcd (3 hubs) run"),
         "{text}"
     );

@@ -99,8 +99,8 @@ impl Agents {
         }
     }
 
-    /// Terminates one agent's connection and forwards its requests until either side closes
-    /// it or this hub begins to serve.
+    /// Terminates one agent's connection and forwards its requests (or, while this hub
+    /// serves, answers them here) until either side closes it.
     pub async fn serve(&self, relay: &Arc<Relay>, tcp: TcpStream, addr: SocketAddr) {
         let accept = tokio_rustls::TlsAcceptor::from(self.accept.clone()).accept(tcp);
         let tls = match tokio::time::timeout(AGENT_HANDSHAKE_TIMEOUT, accept).await {

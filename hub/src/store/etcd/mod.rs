@@ -696,13 +696,14 @@ impl EtcdStore {
         Some((revision, Some(age)))
     }
 
-    /// One record as this hub knows it now, and how long ago that knowledge was confirmed
-    /// current: while it serves, its own records (current by definition); while it stands
-    /// by, the copy it keeps and when etcd last confirmed that copy current (`None` before
-    /// the copy's first load or confirmation, or without a copy: nothing to judge by).
+    /// One record as this hub knows it now, and how long ago etcd confirmed that knowledge
+    /// current: while it stands by, the copy it keeps and when etcd last confirmed that copy
+    /// current (`None` before the copy's first load). While it holds the lease, its own
+    /// records with no confirmation: from taking the lease until it serves, they may not be
+    /// loaded yet, and the hub that holds the lease judges by its allow-list anyway.
     pub fn known(&self, tree: Tree, key: &[u8]) -> (Option<Vec<u8>>, Option<Duration>) {
         if self.holds() {
-            return (self.get(tree, key).ok().flatten(), Some(Duration::ZERO));
+            return (self.get(tree, key).ok().flatten(), None);
         }
         let followed = self.followed.lock().unwrap_or_else(|e| e.into_inner());
         let Some(f) = followed.as_ref().filter(|f| !f.stop.is_cancelled()) else {

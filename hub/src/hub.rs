@@ -649,13 +649,20 @@ pub async fn serve(
     let _ = ready.hub.set(Arc::downgrade(&hub));
     let (chain, key) = hub.serving_cert(dir)?;
     let verifier = Arc::new(ClientVerifier::new(&hub.trust_pem, hub.access.clone())?);
-    let tls_config = Arc::new(tls::server_config(&chain, &key, verifier.clone())?);
+    let tls_config = Arc::new(tls::server_config(&chain, &key, verifier)?);
+    // Forwarded agents' certificates: a cluster's, chaining to the CA and valid now. The
+    // terminating hub checked the allow-list at the handshake; here, as for a request on an
+    // open connection, `allows_open` (`api::forward`).
+    let forwarded = Arc::new(ClientVerifier::clusters(
+        &hub.trust_pem,
+        ClusterSerials(Arc::new(|_: &str, _: &str, _: i64| true)),
+    )?);
     let (relay, port_served) = match relay {
         Some((relay, port_served)) => (
             Some(server::Relaying {
                 relay,
                 accept: crate::api::relay::accept_config(&chain, &key, &hub.trust_pem)?,
-                verifier: verifier.clone(),
+                verifier: forwarded.clone(),
             }),
             Some(port_served),
         ),
@@ -667,7 +674,7 @@ pub async fn serve(
     if let Some(r) = &relay {
         r.relay.answer_here(crate::api::forward::Forwarded {
             router: router.clone(),
-            verifier: verifier.clone(),
+            verifier: forwarded,
             access: hub.access.clone(),
             metrics: hub.metrics.clone(),
             shutdown: stop_servers.clone(),

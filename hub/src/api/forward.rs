@@ -296,8 +296,9 @@ fn is_agent_call(path: &str) -> bool {
 #[derive(Clone)]
 pub struct Forwarded {
     pub router: axum::Router,
-    /// Verifies the forwarded certificate as a handshake would (chain, validity, identity,
-    /// the allow-list).
+    /// Verifies the forwarded certificate: a cluster's, chaining to the CA, valid now. The
+    /// allow-list is then checked as for a request on an open connection (the terminating
+    /// hub checked it as for a handshake).
     pub verifier: Arc<ClientVerifier>,
     pub access: Arc<Access>,
     pub metrics: Metrics,

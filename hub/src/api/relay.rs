@@ -79,7 +79,7 @@ pub struct Relay {
     handoff: mpsc::Sender<(TcpStream, SocketAddr)>,
     held: tokio::sync::Mutex<mpsc::Receiver<(TcpStream, SocketAddr)>>,
     /// Turns to dial the serving hub ([`DIALS_IN_FLIGHT`]).
-    pub(crate) dials: tokio::sync::Semaphore,
+    dials: tokio::sync::Semaphore,
     /// The serving hub's address when a dial to it last failed, and when.
     dead: std::sync::Mutex<Option<(String, Instant)>>,
     /// Agents' connections this hub terminates itself while it does not serve, their

@@ -4,6 +4,9 @@
 //! yet; see `server::gate` for what such a peer may call). A certificate that is presented
 //! must chain to the hub's CA, be valid now, be meant for client authentication, carry a
 //! Tether identity, and be on the [`Access`] allow-list; otherwise the handshake fails.
+//! Between hubs (etcd), a relay or forwarding connection needs a hub's certificate, and an
+//! agent's connection to a hub that does not serve a cluster's, judged by that hub's copy of
+//! the records (`api::forward`).
 
 use std::sync::Arc;
 
@@ -127,7 +130,12 @@ impl ClientCertVerifier for ClientVerifier {
             (None, Accept::Clusters(check), Identity::Cluster(name)) => {
                 (check.0)(name, &info.serial, info.not_before)
             }
-            _ => false,
+            _ => {
+                tracing::info!(%identity, "a certificate that is not a cluster's refused on an agents' connection");
+                return Err(rustls::Error::InvalidCertificate(
+                    CertificateError::ApplicationVerificationFailure,
+                ));
+            }
         };
         if !allowed {
             tracing::info!(%identity, serial = %info.serial, "revoked or superseded client certificate rejected");

@@ -89,6 +89,9 @@ pub struct Agents {
     accept: Arc<rustls::ServerConfig>,
     /// The connection to the serving hub, and where it goes. One at a time is dialled.
     upstream: tokio::sync::Mutex<Option<(String, SendRequest<Body>)>>,
+    /// A serving hub that refused a forwarding connection (one before forwarding: hubs are
+    /// upgraded one at a time): agents are relayed to it instead.
+    refused: std::sync::Mutex<Option<String>>,
 }
 
 impl Agents {
@@ -96,7 +99,15 @@ impl Agents {
         Agents {
             accept,
             upstream: tokio::sync::Mutex::new(None),
+            refused: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Whether agents' connections are relayed rather than terminated, the serving hub being
+    /// at `target`: it refused forwarding (an older hub).
+    pub fn relayed_to(&self, target: Option<&str>) -> bool {
+        let refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        refused.is_some() && refused.as_deref() == target
     }
 
     /// Terminates one agent's connection and forwards its requests (or, while this hub
@@ -229,6 +240,11 @@ impl Agents {
                         *current = Some((to, send.clone()));
                         return Some(send);
                     }
+                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::Unsupported => {
+                        tracing::warn!(serving = %to, "the serving hub does not take forwarded agents (an older version); relaying agents to it instead");
+                        *self.refused.lock().unwrap_or_else(|e| e.into_inner()) = Some(to);
+                        return None;
+                    }
                     Ok(Err(e)) => {
                         tracing::debug!(serving = %to, error = %e, "cannot open a forwarding connection to the serving hub; waiting");
                         relay.mark_dead(&to);
@@ -255,13 +271,24 @@ async fn dial(relay: &Arc<Relay>, to: &str) -> std::io::Result<SendRequest<Body>
         rustls::pki_types::DnsName::try_from("localhost")
             .map_err(|e| std::io::Error::other(e.to_string()))?,
     );
+    let refused = || {
+        std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "the serving hub does not take forwarded requests",
+        )
+    };
     let tls = tokio_rustls::TlsConnector::from(relay.dial().forward)
         .connect(name, tcp)
-        .await?;
+        .await
+        .map_err(|e| match rustls_error(&e) {
+            // A hub before forwarding: it offers `h2` and `http/1.1` only.
+            Some(rustls::Error::AlertReceived(rustls::AlertDescription::NoApplicationProtocol)) => {
+                refused()
+            }
+            _ => e,
+        })?;
     if tls.get_ref().1.alpn_protocol() != Some(tether_common::tls::FORWARD_ALPN) {
-        return Err(std::io::Error::other(
-            "the serving hub does not take forwarded requests",
-        ));
+        return Err(refused());
     }
     let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
@@ -283,6 +310,11 @@ async fn dial(relay: &Arc<Relay>, to: &str) -> std::io::Result<SendRequest<Body>
         }
     });
     Ok(send)
+}
+
+/// The TLS error inside an I/O error from a handshake.
+fn rustls_error(e: &std::io::Error) -> Option<&rustls::Error> {
+    e.get_ref()?.downcast_ref::<rustls::Error>()
 }
 
 /// Whether `path` is a call of the agent service.
@@ -529,6 +561,58 @@ mod tests {
         );
         drop(body);
         assert_eq!(Arc::strong_count(&access), 1);
+    }
+
+    #[tokio::test]
+    async fn agents_are_relayed_to_a_serving_hub_that_does_not_take_forwarded_calls() {
+        use tether_common::pki::CertificateAuthority;
+        let (ca, _) = CertificateAuthority::generate(Duration::from_secs(3600)).unwrap();
+        let trust = ca.cert_pem().to_string();
+        // A serving hub from before forwarding: its port offers `h2` and `http/1.1` only.
+        let issued = ca
+            .issue_server(&["localhost".into()], Duration::from_secs(3600))
+            .unwrap();
+        let chain = format!("{}{}", issued.cert_pem, trust);
+        let verifier = Arc::new(ClientVerifier::new(&trust, Arc::new(Access::default())).unwrap());
+        let older =
+            Arc::new(tether_common::tls::server_config(&chain, &issued.key_pem, verifier).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = listener.local_addr().unwrap().to_string();
+        let accept = older.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = tokio_rustls::TlsAcceptor::from(accept.clone());
+                tokio::spawn(async move {
+                    let _ = acceptor.accept(tcp).await;
+                });
+            }
+        });
+        let to = target.clone();
+        let relay = Relay::new(
+            Arc::new(ca),
+            trust,
+            "test".into(),
+            (Arc::new(move || Some(to.clone())), Arc::new(|| false)),
+            Metrics::new(),
+        )
+        .unwrap();
+        let agents = Agents::new(older);
+        assert!(!agents.relayed_to(Some(&target)));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        assert!(agents.upstream(&relay, deadline).await.is_none());
+        assert!(
+            Instant::now() < deadline,
+            "a refusal is final for that hub: no waiting out the hold"
+        );
+        assert!(
+            agents.relayed_to(Some(&target)),
+            "agents are relayed to it now"
+        );
+        assert!(
+            !agents.relayed_to(Some("127.0.0.1:1")),
+            "but not to another hub"
+        );
+        assert!(!agents.relayed_to(None));
     }
 
     #[tokio::test(start_paused = true)]

@@ -205,6 +205,7 @@ impl Relay {
                 if offers(&hello, tls::AGENT_ALPN)
                     && let Some(agents) = self.agents.get()
                     && !self.serving()
+                    && !agents.relayed_to(self.target().as_deref())
                 {
                     agents.serve(&self, client, addr).await;
                     return;

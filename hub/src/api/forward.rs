@@ -63,8 +63,6 @@ pub const FORWARDED_CERT: &str = "tether-forwarded-cert";
 /// The longest certificate header the serving hub reads (an agent's certificate is ~600
 /// bytes).
 const MAX_CERT_HEADER: usize = 8 << 10;
-/// How long an agent may take to finish its handshake with a terminating hub.
-const AGENT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// HTTP/2 on an agent's connection to a terminating hub: as on the serving hub's port.
 const AGENT_STREAMS: u32 = 1024;
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
@@ -114,7 +112,7 @@ impl Agents {
     /// serves, answers them here) until either side closes it.
     pub async fn serve(&self, relay: &Arc<Relay>, tcp: TcpStream, addr: SocketAddr) {
         let accept = tokio_rustls::TlsAcceptor::from(self.accept.clone()).accept(tcp);
-        let tls = match tokio::time::timeout(AGENT_HANDSHAKE_TIMEOUT, accept).await {
+        let tls = match tokio::time::timeout(crate::api::server::HANDSHAKE_TIMEOUT, accept).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 relay.metrics.tls_handshake_failures.inc();
@@ -517,9 +515,12 @@ mod tests {
     use http_body_util::BodyExt;
     use tokio_stream::StreamExt;
 
-    /// An answer that streams until told otherwise, its sender, and the answer as the serving
-    /// hub returns it for a forwarded request of cluster `a` holding serial `s1`.
-    fn revocable(access: &Arc<Access>) -> (tokio::sync::mpsc::Sender<Bytes>, Revocable) {
+    /// An allow-list accepting serial `s1` of cluster `a`, an answer that streams until told
+    /// otherwise, its sender, and the answer as the serving hub returns it for a forwarded
+    /// request of that cluster.
+    fn revocable() -> (Arc<Access>, tokio::sync::mpsc::Sender<Bytes>, Revocable) {
+        let access = Arc::new(Access::default());
+        access.set(Identity::Cluster("a".into()), vec!["s1".into()]);
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
         let stream = tokio_stream::wrappers::ReceiverStream::new(rx)
             .map(|b| Ok::<_, Infallible>(http_body::Frame::data(b)));
@@ -531,14 +532,12 @@ mod tests {
             _guard: (guard, Counted(Metrics::new())),
             ended: false,
         };
-        (tx, body)
+        (access, tx, body)
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_forwarded_answer_is_cut_off_two_seconds_after_its_certificate_is_revoked() {
-        let access = Arc::new(Access::default());
-        access.set(Identity::Cluster("a".into()), vec!["s1".into()]);
-        let (tx, mut body) = revocable(&access);
+        let (access, tx, mut body) = revocable();
         tx.send(Bytes::from_static(b"before")).await.unwrap();
         let f = body.frame().await.unwrap().unwrap();
         assert_eq!(f.into_data().unwrap(), "before");
@@ -617,9 +616,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_forwarded_answer_that_ends_by_itself_is_not_cut_off() {
-        let access = Arc::new(Access::default());
-        access.set(Identity::Cluster("a".into()), vec!["s1".into()]);
-        let (tx, mut body) = revocable(&access);
+        let (_access, tx, mut body) = revocable();
         tx.send(Bytes::from_static(b"all")).await.unwrap();
         drop(tx);
         assert!(body.frame().await.unwrap().is_ok());

@@ -44,7 +44,9 @@ const UNAUTHENTICATED_PATHS: &[&str] = &[
     "/grpc.health.v1.Health/Watch",
 ];
 
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a TLS handshake on the port may take (an agent's on a standby too:
+/// `api::forward`).
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an HTTP/1.1 request's headers may take to arrive.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a connection whose certificate was revoked may take to finish its last writes.
